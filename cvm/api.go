@@ -2,6 +2,7 @@ package cvm
 
 import (
 	"context"
+	"net/http"
 	"time"
 )
 
@@ -115,4 +116,8 @@ type Config struct {
 	SignatureMethod string
 	// Timeout bounds each HTTP call. Defaults to 30s.
 	Timeout time.Duration
+	// Transport sends the HTTP requests of both generations; tests use it
+	// to observe or break requests. Defaults to a clone of
+	// http.DefaultTransport.
+	Transport http.RoundTripper
 }

@@ -1,0 +1,64 @@
+// Package cvm is fleetreset's client for the Tencent Cloud CVM API: it
+// reinstalls one instance (ResetInstance) and reads instance state
+// (DescribeInstances), speaking either API generation exactly as the real
+// cloud expects, and turns every failure into a typed error that says what
+// to do next.
+//
+// # Generations
+//
+// New(Config) returns an API for one of two generations:
+//
+//   - V3, the default: API 3.0, version 2017-03-12, actions ResetInstance
+//     and DescribeInstances on https://cvm.tencentcloudapi.com, JSON bodies
+//     signed with TC3-HMAC-SHA256 by the official Go SDK's common client
+//     (tencentcloud-sdk-go/tencentcloud/common), with SDK retries and the
+//     region breaker switched off.
+//   - V2, the legacy API: actions ResetInstances and DescribeInstances on
+//     https://cvm.api.qcloud.com/v2/index.php, lower-case parameters,
+//     signed here (HmacSHA256 by default, HmacSHA1 selectable) and always
+//     sent as a form-encoded POST, so a password never travels in a URL.
+//
+// Config.Endpoint may point at a simulator (http://127.0.0.1:port); the
+// signature covers the host and port as sent.
+//
+// # Errors
+//
+// A method returns one of:
+//
+//   - *APIError: the cloud (or something in front of it) answered and
+//     refused. Code is the v3 Error.Code or the v2 codeDesc ("V2.<code>"
+//     when the v2 body has none; "HTTPStatus.<n>" for a status other than
+//     200; CodeMalformedResponse for an unreadable 200).
+//   - *TransportError: no answer (dial failure, reset, EOF, deadline). Its
+//     Sent field says whether the request may have been delivered; a
+//     dropped connection after the request was written is Sent.
+//   - an error wrapping ErrInvalidRequest: refused before sending.
+//
+// Classify maps any of them to a Class (Retryable, Throttled, Permanent,
+// Fatal); MayHaveLanded says whether the call may have taken effect despite
+// the error, which matters because ResetInstance has no idempotency token:
+// before re-sending a reset after such an error, look at DescribeInstances
+// (v3 LatestOperationRequestId / LatestOperationState, v2 status 14).
+//
+// No error string contains the SecretKey, Token, request signature or the
+// reset password: URLs are stripped of queries and each call scrubs its own
+// secrets from every message. Credentials and passwords are held as Secret.
+//
+// # Tests
+//
+// The signing vectors of the reference document, the TC3 vector, the error
+// mapping and classification tables and the redaction checks run with
+// plain go test. conformance_test.go runs one suite against the simulator
+// (package cvmsim) for both generations. The same suite runs against the
+// real API under the live build tag; it resets a real instance, so point it
+// at a disposable one:
+//
+//	TENCENTCLOUD_SECRET_ID=... TENCENTCLOUD_SECRET_KEY=... \
+//	FLEETRESET_LIVE_REGION=ap-guangzhou \
+//	FLEETRESET_LIVE_INSTANCE=ins-xxxxxxxx \
+//	go test -tags live -run TestLive -v -timeout 30m ./cvm/
+//
+// Optional: TENCENTCLOUD_SESSION_TOKEN, FLEETRESET_LIVE_GENERATIONS (v3,
+// v2 or "v2,v3"; default v3) and FLEETRESET_LIVE_IMAGE (image to reinstall
+// with; default the instance's current image).
+package cvm

@@ -1,0 +1,216 @@
+package cvm
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+
+	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
+	tchttp "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/http"
+	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/profile"
+)
+
+// v3Version is the CVM API 3.0 version both actions use.
+const v3Version = "2017-03-12"
+
+// v3Client speaks API 3.0 through the official SDK's common client: JSON
+// POSTs signed with TC3-HMAC-SHA256, {"Response":{...}} bodies.
+type v3Client struct {
+	cfg Config
+	sdk *common.Client
+}
+
+func newV3(cfg Config, u *url.URL) (*v3Client, error) {
+	cred := common.NewTokenCredential(cfg.Credentials.SecretID, cfg.Credentials.SecretKey.Reveal(), cfg.Credentials.Token.Reveal())
+	cpf := profile.NewClientProfile()
+	cpf.SignMethod = "TC3-HMAC-SHA256"
+	cpf.Language = "en-US"
+	// The SDK splits host and path at the first "/"; TC3 signs "/" anyway.
+	cpf.HttpProfile.Endpoint = u.Host
+	if u.Path != "" && u.Path != "/" {
+		cpf.HttpProfile.Endpoint += u.Path
+	}
+	if u.Scheme == "http" {
+		cpf.HttpProfile.Scheme = "HTTP"
+	}
+	cpf.HttpProfile.ReqMethod = "POST"
+	// Each call has a context deadline of cfg.Timeout instead; 0 leaves the
+	// SDK's http.Client without a timeout of its own.
+	cpf.HttpProfile.ReqTimeout = 0
+	// No SDK retries: they re-send the same signed request blindly, and
+	// the worker owns retry policy (and must see every throttle).
+	cpf.NetworkFailureMaxRetries = 0
+	cpf.RateLimitExceededMaxRetries = 0
+	cpf.UnsafeRetryOnConnectionFailure = false
+	// The region breaker would redirect calls to a backup host.
+	cpf.DisableRegionBreaker = true
+	sdk := common.NewCommonClient(cred, cfg.Region, cpf).
+		WithHttpTransport(captureTransport{base: cfg.Transport})
+	return &v3Client{cfg: cfg, sdk: sdk}, nil
+}
+
+// Generation returns V3.
+func (c *v3Client) Generation() Generation { return V3 }
+
+// ResetInstance calls ResetInstance (API 3.0, version 2017-03-12) and
+// returns its RequestId, which DescribeInstances later reports as
+// LatestOperationRequestId. There is no idempotency token: a retry after an
+// error that MayHaveLanded can start a second reinstall.
+//
+// Doc: https://cloud.tencent.com/document/api/213/15724
+//
+// At most one of Password, KeyIDs and KeepImageLogin may be set; none
+// means the cloud sends a random password to the message center.
+// ImageType is ignored.
+func (c *v3Client) ResetInstance(ctx context.Context, req ResetRequest) (string, error) {
+	const action = "ResetInstance"
+	params, err := v3ResetParams(req)
+	if err != nil {
+		return "", err
+	}
+	body, err := c.do(ctx, action, params, req.Password.Reveal())
+	if err != nil {
+		return "", err
+	}
+	var out struct {
+		Response struct {
+			RequestID string `json:"RequestId"`
+		} `json:"Response"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		return "", &APIError{Generation: V3, Action: action, Code: CodeMalformedResponse, HTTPStatus: 200, Message: err.Error()}
+	}
+	return out.Response.RequestID, nil
+}
+
+func v3ResetParams(req ResetRequest) (map[string]any, error) {
+	const action = "ResetInstance"
+	logins := 0
+	for _, set := range []bool{req.Password != "", len(req.KeyIDs) > 0, req.KeepImageLogin} {
+		if set {
+			logins++
+		}
+	}
+	switch {
+	case req.InstanceID == "":
+		return nil, invalid(V3, action, "InstanceID is empty")
+	case logins > 1:
+		return nil, invalid(V3, action, "set at most one of Password, KeyIDs and KeepImageLogin")
+	case req.RootSize < 0:
+		return nil, invalid(V3, action, "RootSize %d is negative", req.RootSize)
+	}
+	p := map[string]any{"InstanceId": req.InstanceID}
+	if req.ImageID != "" {
+		p["ImageId"] = req.ImageID
+	}
+	switch {
+	case req.Password != "":
+		p["LoginSettings"] = map[string]any{"Password": req.Password.Reveal()}
+	case len(req.KeyIDs) > 0:
+		p["LoginSettings"] = map[string]any{"KeyIds": req.KeyIDs}
+	case req.KeepImageLogin:
+		// A string, not a bool: "TRUE" or "FALSE".
+		p["LoginSettings"] = map[string]any{"KeepImageLogin": "TRUE"}
+	}
+	if req.SecurityAgent != nil || req.MonitorAgent != nil {
+		es := map[string]any{}
+		if req.SecurityAgent != nil {
+			es["SecurityService"] = map[string]any{"Enabled": *req.SecurityAgent}
+		}
+		if req.MonitorAgent != nil {
+			es["MonitorService"] = map[string]any{"Enabled": *req.MonitorAgent}
+		}
+		p["EnhancedService"] = es
+	}
+	if req.RootSize > 0 {
+		p["SystemDisk"] = map[string]any{"DiskSize": req.RootSize}
+	}
+	if req.HostName != "" {
+		p["HostName"] = req.HostName
+	}
+	return p, nil
+}
+
+// DescribeInstances calls DescribeInstances (API 3.0, version 2017-03-12)
+// with InstanceIds (at most MaxDescribeIDs) and Limit 100. Instances the
+// cloud does not return are absent from the result. An empty ids returns
+// nothing without a call (no filter would list every instance).
+//
+// Doc: https://cloud.tencent.com/document/api/213/15728
+func (c *v3Client) DescribeInstances(ctx context.Context, ids []string) ([]Instance, error) {
+	const action = "DescribeInstances"
+	if err := checkIDs(V3, action, ids); err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	params := map[string]any{
+		"InstanceIds": ids,
+		// Limit defaults to 20; InstanceIds cannot be combined with
+		// Filters, and 100 IDs fit one page.
+		"Limit": MaxDescribeIDs,
+	}
+	body, err := c.do(ctx, action, params)
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Response struct {
+			InstanceSet []struct {
+				InstanceID string `json:"InstanceId"`
+				Placement  struct {
+					Zone string `json:"Zone"`
+				} `json:"Placement"`
+				ImageID                  string `json:"ImageId"`
+				OSName                   string `json:"OsName"`
+				InstanceState            string `json:"InstanceState"`
+				LatestOperation          string `json:"LatestOperation"`
+				LatestOperationState     string `json:"LatestOperationState"`
+				LatestOperationRequestID string `json:"LatestOperationRequestId"`
+				LatestOperationErrorMsg  string `json:"LatestOperationErrorMsg"`
+			} `json:"InstanceSet"`
+		} `json:"Response"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, &APIError{Generation: V3, Action: action, Code: CodeMalformedResponse, HTTPStatus: 200, Message: err.Error()}
+	}
+	res := make([]Instance, 0, len(out.Response.InstanceSet))
+	for _, in := range out.Response.InstanceSet {
+		res = append(res, Instance{
+			InstanceID:               in.InstanceID,
+			Zone:                     in.Placement.Zone,
+			ImageID:                  in.ImageID,
+			OSName:                   in.OSName,
+			State:                    in.InstanceState,
+			LatestOperation:          in.LatestOperation,
+			LatestOperationState:     in.LatestOperationState,
+			LatestOperationRequestID: in.LatestOperationRequestID,
+			LatestOperationErrorMsg:  in.LatestOperationErrorMsg,
+		})
+	}
+	return res, nil
+}
+
+// do sends one API 3.0 call through the SDK and returns the success body
+// exactly as received. secrets are extra strings (a password) to keep out
+// of errors.
+func (c *v3Client) do(ctx context.Context, action string, params map[string]any, secrets ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	r := redactor{c.cfg.Credentials.SecretKey.Reveal(), c.cfg.Credentials.Token.Reveal()}
+	r = append(r, secrets...)
+	if err := ctx.Err(); err != nil {
+		return nil, &TransportError{Op: "v3 " + action, Err: err, Sent: false, text: err.Error()}
+	}
+
+	req := tchttp.NewCommonRequest("cvm", v3Version, action)
+	if err := req.SetActionParameters(params); err != nil {
+		return nil, invalid(V3, action, "%s", r.scrub(err.Error()))
+	}
+	x := &exchange{}
+	req.SetContext(withExchange(ctx, x))
+	resp := tchttp.NewCommonResponse()
+	err := c.sdk.Send(req, resp)
+	return x.result(V3, action, err, r)
+}
