@@ -1,0 +1,241 @@
+package cvmsim
+
+import (
+	"cmp"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fleetreset/fleetreset/internal/clock"
+)
+
+// Defaults for Config and Faults. A zero field means the matching default.
+const (
+	// SecretIDDefault is the SecretId the simulator accepts by default.
+	SecretIDDefault = "AKIDsimulator"
+	// SecretKeyDefault is the SecretKey the simulator accepts by default.
+	SecretKeyDefault = "simulator-secret-key"
+	// RegionDefault is the region the simulated instances live in.
+	RegionDefault = "ap-guangzhou"
+	// ResetDurationDefault is how long a simulated reinstall takes.
+	ResetDurationDefault = 2 * time.Second
+	// ReplayWindowDefault is the allowed clock skew of signed requests; the
+	// API 3.0 docs say 5 minutes (legacy pages say 2 hours or 5 minutes).
+	ReplayWindowDefault = 5 * time.Minute
+	// ResetRateLimitDefault is the documented ResetInstance limit, per second.
+	ResetRateLimitDefault = 10
+	// DescribeRateLimitDefault is the documented DescribeInstances limit, per second.
+	DescribeRateLimitDefault = 40
+	// SeedDefault seeds the fault and RequestId random sources.
+	SeedDefault int64 = 1
+	// SystemBusyCodeV3Default is the API 3.0 code answered for an injected
+	// SystemBusy; API 3.0 has no documented SystemBusy code ([U]).
+	SystemBusyCodeV3Default = "InternalError"
+)
+
+// Config configures a Server. The zero value of every field means its
+// default, so Config{} is a working simulator with no faults.
+type Config struct {
+	// SecretID is the only SecretId the simulator knows; any other answers
+	// AuthFailure.SecretIdNotFound (v2 code 4104).
+	// Defaults to SecretIDDefault.
+	SecretID string
+	// SecretKey is the key signatures are checked with.
+	// Defaults to SecretKeyDefault.
+	SecretKey string
+	// Region is the region requests must name (X-TC-Region or Region). v2
+	// also accepts its legacy short code, e.g. "gz" for ap-guangzhou.
+	// Defaults to RegionDefault.
+	Region string
+	// Clock tells the simulator the time: request timestamps, reinstall
+	// progress and rate-limit seconds all come from it. If it also has a
+	// method After(time.Duration) <-chan time.Time, Faults.Latency waits on
+	// it, so a fake clock drives latency too.
+	// Defaults to the wall clock.
+	Clock clock.Clock
+	// ResetDuration is how long an accepted reinstall stays OPERATING. It is
+	// evaluated lazily from Clock whenever state is read; no goroutines.
+	// Defaults to ResetDurationDefault.
+	ResetDuration time.Duration
+	// ReplayWindow is the allowed |server time - request timestamp| for all
+	// signature kinds; a signed v2/v1 Nonce seen within it is a replay.
+	// Defaults to ReplayWindowDefault.
+	ReplayWindow time.Duration
+	// Images lists the image IDs that exist. A well-formed ID not in the
+	// list answers InvalidImageId.NotFound.
+	// Defaults to empty: every well-formed img-xxxxxxxx exists.
+	Images []string
+	// Faults are the injected failures; change them at run time with
+	// Server.SetFaults.
+	// Defaults to no faults.
+	Faults
+}
+
+// Faults are the failures the simulator injects. The zero value injects
+// nothing. Probabilities are in [0, 1] and drawn from a math/rand source
+// seeded with Seed, so a run with the same calls in the same order is
+// repeatable.
+type Faults struct {
+	// SystemBusyRate is the probability that a ResetInstance(s) call that
+	// passed validation answers SystemBusy without changing state (v2
+	// codeDesc OperationFail.SystemBusy, v3 SystemBusyCodeV3).
+	// Defaults to 0.
+	SystemBusyRate float64
+	// SystemBusyFirst makes the first SystemBusyFirst reset calls of each
+	// instance that passed validation answer SystemBusy.
+	// Defaults to 0.
+	SystemBusyFirst int
+	// SystemBusyCodeV3 is the API 3.0 Error.Code of an injected SystemBusy.
+	// Defaults to SystemBusyCodeV3Default.
+	SystemBusyCodeV3 string
+	// ResetRateLimit is the number of ResetInstance(s) calls accepted per
+	// second of arrival time, per action name; the rest answer
+	// RequestLimitExceeded (v2 code 4400) with no state change. Negative
+	// means unlimited.
+	// Defaults to ResetRateLimitDefault.
+	ResetRateLimit int
+	// DescribeRateLimit is the same for DescribeInstances.
+	// Defaults to DescribeRateLimitDefault.
+	DescribeRateLimit int
+	// BalanceAfter makes every reset after the first BalanceAfter accepted
+	// ones (fleet-wide) answer InvalidAccount.InsufficientBalance (v2
+	// OperationConstraints.AccountBalanceNotEnough, code 5300).
+	// Defaults to 0: never.
+	BalanceAfter int
+	// FailRate is the probability that an accepted reinstall ends FAILED:
+	// image unchanged, LatestOperationState FAILED, v2 status back to 2/4.
+	// Defaults to 0.
+	FailRate float64
+	// Latency delays every API request before it is processed. A request
+	// whose context ends during the wait is abandoned with no effect.
+	// Defaults to 0.
+	Latency time.Duration
+	// DropRate is the probability that the connection is closed without an
+	// answer (see DropAfterApply).
+	// Defaults to 0.
+	DropRate float64
+	// DropAfterApply drops the answer after the request took effect, like a
+	// network losing the response of an accepted call; otherwise the request
+	// is dropped before it is processed.
+	// Defaults to false.
+	DropAfterApply bool
+	// ServerErrorRate is the probability that a request answers HTTP 502
+	// with an HTML body (a gateway error) and no state change.
+	// Defaults to 0.
+	ServerErrorRate float64
+	// Seed seeds the random source of the probabilities above and of
+	// RequestIds. Changing it with SetFaults restarts the source.
+	// Defaults to SeedDefault.
+	Seed int64
+}
+
+// withDefaults returns c with every zero field replaced by its default.
+func (c Config) withDefaults() Config {
+	c.SecretID = cmp.Or(c.SecretID, SecretIDDefault)
+	c.SecretKey = cmp.Or(c.SecretKey, SecretKeyDefault)
+	c.Region = cmp.Or(c.Region, RegionDefault)
+	c.Clock = clock.Or(c.Clock)
+	c.ResetDuration = cmp.Or(c.ResetDuration, ResetDurationDefault)
+	c.ReplayWindow = cmp.Or(c.ReplayWindow, ReplayWindowDefault)
+	c.Faults = c.Faults.withDefaults()
+	return c
+}
+
+// withDefaults returns f with every zero field replaced by its default.
+func (f Faults) withDefaults() Faults {
+	f.SystemBusyCodeV3 = cmp.Or(f.SystemBusyCodeV3, SystemBusyCodeV3Default)
+	f.ResetRateLimit = cmp.Or(f.ResetRateLimit, ResetRateLimitDefault)
+	f.DescribeRateLimit = cmp.Or(f.DescribeRateLimit, DescribeRateLimitDefault)
+	f.Seed = cmp.Or(f.Seed, SeedDefault)
+	return f
+}
+
+// Validate reports the first invalid field of c, naming it. New panics on a
+// Config that does not validate, so call Validate on user input first.
+func (c Config) Validate() error {
+	if c.ResetDuration < 0 {
+		return errors.New("cvmsim: ResetDuration must not be negative")
+	}
+	if c.ReplayWindow < 0 {
+		return errors.New("cvmsim: ReplayWindow must not be negative")
+	}
+	for _, img := range c.Images {
+		if !validImageID(img) {
+			return fmt.Errorf("cvmsim: Images: %q is not img- followed by 8 lower-case letters or digits", img)
+		}
+	}
+	if err := c.Faults.Validate(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Validate reports the first invalid field of f, naming it.
+func (f Faults) Validate() error {
+	rates := []struct {
+		name string
+		p    float64
+	}{
+		{"SystemBusyRate", f.SystemBusyRate},
+		{"FailRate", f.FailRate},
+		{"DropRate", f.DropRate},
+		{"ServerErrorRate", f.ServerErrorRate},
+	}
+	for _, r := range rates {
+		// The negated form also rejects NaN.
+		if !(r.p >= 0 && r.p <= 1) {
+			return fmt.Errorf("cvmsim: %s must be within [0, 1], got %v", r.name, r.p)
+		}
+	}
+	if f.SystemBusyFirst < 0 {
+		return errors.New("cvmsim: SystemBusyFirst must not be negative")
+	}
+	if f.BalanceAfter < 0 {
+		return errors.New("cvmsim: BalanceAfter must not be negative")
+	}
+	if f.Latency < 0 {
+		return errors.New("cvmsim: Latency must not be negative")
+	}
+	return nil
+}
+
+// RegisterFlags registers every Config and Faults knob on fs, writing into
+// cfg. Each flag's default is cfg's current value, or the documented default
+// where that is zero, so --help shows the effective values. Clock has no flag.
+func RegisterFlags(fs *flag.FlagSet, cfg *Config) {
+	d := cfg.withDefaults()
+	fs.StringVar(&cfg.SecretID, "secret-id", d.SecretID, "the only SecretId the simulator accepts")
+	fs.StringVar(&cfg.SecretKey, "secret-key", d.SecretKey, "the SecretKey signatures are verified with")
+	fs.StringVar(&cfg.Region, "region", d.Region, "region requests must name (v2 also accepts its short code, e.g. gz)")
+	fs.DurationVar(&cfg.ResetDuration, "reset-duration", d.ResetDuration, "how long an accepted reinstall stays OPERATING (v2 status 14)")
+	fs.DurationVar(&cfg.ReplayWindow, "replay-window", d.ReplayWindow, "allowed request timestamp skew; a Nonce reused within it is rejected as a replay")
+	cfg.Images = d.Images
+	fs.Func("images", "comma-separated image IDs that exist (default: any well-formed img-xxxxxxxx)", func(v string) error {
+		cfg.Images = nil
+		for _, img := range strings.Split(v, ",") {
+			if img = strings.TrimSpace(img); img == "" {
+				continue
+			}
+			if !validImageID(img) {
+				return fmt.Errorf("%q is not img- followed by 8 lower-case letters or digits", img)
+			}
+			cfg.Images = append(cfg.Images, img)
+		}
+		return nil
+	})
+	f := &cfg.Faults
+	fs.Float64Var(&f.SystemBusyRate, "system-busy-rate", d.SystemBusyRate, "fault: probability a reset answers SystemBusy (v2 OperationFail.SystemBusy, v3 see -system-busy-code-v3); no state change")
+	fs.IntVar(&f.SystemBusyFirst, "system-busy-first", d.SystemBusyFirst, "fault: the first K reset calls of each instance answer SystemBusy")
+	fs.StringVar(&f.SystemBusyCodeV3, "system-busy-code-v3", d.SystemBusyCodeV3, "fault: API 3.0 Error.Code answered for SystemBusy")
+	fs.IntVar(&f.ResetRateLimit, "reset-rate-limit", d.ResetRateLimit, "fault: ResetInstance(s) calls allowed per second of arrival, more answer RequestLimitExceeded (negative: unlimited)")
+	fs.IntVar(&f.DescribeRateLimit, "describe-rate-limit", d.DescribeRateLimit, "fault: DescribeInstances calls allowed per second of arrival (negative: unlimited)")
+	fs.IntVar(&f.BalanceAfter, "balance-after", d.BalanceAfter, "fault: after N accepted resets fleet-wide, resets answer InvalidAccount.InsufficientBalance (0: never)")
+	fs.Float64Var(&f.FailRate, "fail-rate", d.FailRate, "fault: probability an accepted reinstall ends FAILED (image unchanged)")
+	fs.DurationVar(&f.Latency, "latency", d.Latency, "fault: delay before each API request is processed (a client that gives up first causes no effect)")
+	fs.Float64Var(&f.DropRate, "drop-rate", d.DropRate, "fault: probability the connection is closed without an answer")
+	fs.BoolVar(&f.DropAfterApply, "drop-after-apply", d.DropAfterApply, "fault: drop answers after the request took effect (lost answer of an accepted call) instead of before")
+	fs.Float64Var(&f.ServerErrorRate, "server-error-rate", d.ServerErrorRate, "fault: probability a request answers HTTP 502 with an HTML body, no state change")
+	fs.Int64Var(&f.Seed, "seed", d.Seed, "seed of the fault and RequestId random source (0 means 1)")
+}
