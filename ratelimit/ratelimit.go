@@ -1,0 +1,217 @@
+package ratelimit
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/fleetreset/fleetreset/internal/clock"
+)
+
+// Limiter paces calls under named budgets. Implementations are safe for
+// concurrent use.
+type Limiter interface {
+	// Wait blocks until the caller may make one call under key at rate
+	// calls per second, counting every caller that shares the limiter's
+	// state, or until ctx ends. It returns how long it waited. On error no
+	// call may be made; the error is ctx.Err() when ctx ended while waiting,
+	// and wraps context.DeadlineExceeded when the next slot lies beyond ctx's
+	// deadline (then Wait returns at once without using up a slot).
+	//
+	// Every caller of one key must pass the same rate.
+	Wait(ctx context.Context, key string, rate float64) (waited time.Duration, err error)
+
+	// Throttled reports that the API answered a call under key with
+	// RequestLimitExceeded. The effective rate of key drops for every caller
+	// and then recovers gradually; see Config.Backoff and Config.Recovery.
+	Throttled(ctx context.Context, key string) error
+}
+
+// Defaults for the zero values of Config fields.
+const (
+	// PrefixDefault is the default Config.Prefix.
+	PrefixDefault = "fleetreset:"
+	// GuardDefault is the default Config.Guard.
+	GuardDefault = 20 * time.Millisecond
+	// JitterDefault is the default Config.Jitter.
+	JitterDefault = 2 * time.Millisecond
+	// BackoffDefault is the default Config.Backoff.
+	BackoffDefault = 0.5
+	// FloorDefault is the default Config.Floor.
+	FloorDefault = 0.1
+	// RecoveryDefault is the default Config.Recovery.
+	RecoveryDefault = 0.1
+	// HoldDefault is the default Config.Hold.
+	HoldDefault = time.Second
+)
+
+// MaxRate is the highest rate Wait accepts, in calls per second. Both
+// implementations keep the last floor(rate) grant times per key, so the
+// bound keeps that history small; the CVM API's limits are far below it.
+const MaxRate = 1000
+
+// Config configures a Redis or Local limiter. The zero value of every field
+// means its default.
+type Config struct {
+	// Prefix starts every Redis key the limiter writes; keys are
+	// Prefix + "rl:" + key. Not used by Local.
+	//
+	// Defaults to PrefixDefault.
+	Prefix string
+
+	// Guard is added to the one-second window: a grant needs the
+	// floor(rate)-th most recent grant to be at least 1s+Guard old. It must
+	// cover the variation in delay between a grant and the call's arrival at
+	// the API (Redis round trip, timer lateness, Jitter, network); the price
+	// is a steady-state throughput of 1s/(1s+Guard) of the rate.
+	//
+	// Defaults to GuardDefault (20ms, so 98% of the rate).
+	Guard time.Duration
+
+	// Jitter is the upper bound of a random delay added to every sleep, so
+	// that processes woken for adjacent slots do not hit the API in
+	// lockstep. It eats into Guard, so it must be smaller. Negative disables
+	// it.
+	//
+	// Defaults to JitterDefault, or Guard/4 if that is smaller.
+	Jitter time.Duration
+
+	// Backoff multiplies a key's effective rate on each Throttled report.
+	// It must be in (0, 1).
+	//
+	// Defaults to BackoffDefault (halve the rate).
+	Backoff float64
+
+	// Floor is the lowest fraction of the rate that Throttled reports can
+	// push a key down to. It must be in (0, 1].
+	//
+	// Defaults to FloorDefault (10% of the rate).
+	Floor float64
+
+	// Recovery is the fraction of the rate regained per second after the
+	// last Throttled report, until the full rate is back (additive
+	// increase). It must be positive.
+	//
+	// Defaults to RecoveryDefault (+10% of the rate per second).
+	Recovery float64
+
+	// Hold is how long after a Throttled report further reports for the
+	// same key are ignored. The API counts per second and many workers
+	// learn of one overload at once; Hold makes them back off once, not
+	// once per worker.
+	//
+	// Defaults to HoldDefault.
+	Hold time.Duration
+
+	// Clock tells the time for Local; Redis uses the Redis server's clock.
+	// Local sleeps on real timers, so a Clock other than the wall clock
+	// must move with them (as time does inside a testing/synctest bubble).
+	//
+	// Defaults to the wall clock.
+	Clock clock.Clock
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	c.Prefix = cmp.Or(c.Prefix, PrefixDefault)
+	c.Guard = max(0, cmp.Or(c.Guard, GuardDefault))
+	c.Jitter = max(0, cmp.Or(c.Jitter, min(JitterDefault, c.Guard/4)))
+	c.Backoff = cmp.Or(c.Backoff, BackoffDefault)
+	c.Floor = cmp.Or(c.Floor, FloorDefault)
+	c.Recovery = cmp.Or(c.Recovery, RecoveryDefault)
+	c.Hold = cmp.Or(c.Hold, HoldDefault)
+	c.Clock = clock.Or(c.Clock)
+	return c
+}
+
+// validate reports the first field of a defaulted Config that is out of range.
+func (c Config) validate() error {
+	switch {
+	case c.Jitter > 0 && c.Jitter >= c.Guard:
+		return fmt.Errorf("ratelimit: Config.Jitter %v: must be below Config.Guard %v", c.Jitter, c.Guard)
+	case !(c.Backoff > 0 && c.Backoff < 1):
+		return fmt.Errorf("ratelimit: Config.Backoff %v: must be in (0, 1)", c.Backoff)
+	case !(c.Floor > 0 && c.Floor <= 1):
+		return fmt.Errorf("ratelimit: Config.Floor %v: must be in (0, 1]", c.Floor)
+	case !(c.Recovery > 0) || math.IsInf(c.Recovery, 0):
+		return fmt.Errorf("ratelimit: Config.Recovery %v: must be positive and finite", c.Recovery)
+	case c.Hold < 0:
+		return fmt.Errorf("ratelimit: Config.Hold %v: must not be negative", c.Hold)
+	}
+	return nil
+}
+
+// mustConfig fills defaults and panics on an invalid Config: a bad Config
+// is a programmer error, and the constructors have no error result.
+func mustConfig(c Config) Config {
+	c = c.withDefaults()
+	if err := c.validate(); err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// checkRate rejects rates the limiters cannot honour.
+func checkRate(key string, rate float64) error {
+	if !(rate > 0 && rate <= MaxRate) {
+		return fmt.Errorf("ratelimit: %s: rate %v: must be in (0, %d]", key, rate, MaxRate)
+	}
+	return nil
+}
+
+// window returns how many grants a one-second window may hold at rate.
+func window(rate float64) int {
+	return max(1, int(math.Floor(rate)))
+}
+
+// errPastDeadline is returned by Wait when the next slot is beyond ctx's
+// deadline.
+func errPastDeadline(key string, delay time.Duration) error {
+	return fmt.Errorf("ratelimit: %s: next slot in %v is past the context deadline: %w",
+		key, delay.Round(time.Millisecond), context.DeadlineExceeded)
+}
+
+// sleep waits d plus up to jitter, or until ctx ends.
+func sleep(ctx context.Context, d, jitter time.Duration) error {
+	if jitter > 0 {
+		// Only ever later than the slot: earlier would break the window.
+		d += rand.N(jitter)
+	}
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// multiplier is the effective fraction of the rate at now, for a key last
+// throttled down to m at time at (zero if never), regaining recovery per
+// second.
+func multiplier(m float64, at, now time.Time, recovery float64) float64 {
+	if at.IsZero() {
+		return 1
+	}
+	return min(1, m+recovery*max(0, now.Sub(at).Seconds()))
+}
+
+// Key names the budget of one API action in one region endpoint for one
+// credential, e.g. Key("ResetInstance", "cvm.ap-guangzhou.tencentcloudapi.com",
+// secretID). The credential ID is hashed so that it never reaches Redis in
+// clear text; the endpoint is compared case-insensitively.
+func Key(action, endpoint, credentialID string) string {
+	sum := sha256.Sum256([]byte(credentialID))
+	// 64 bits tell credentials apart; the key stays short.
+	return action + ":" + strings.ToLower(strings.TrimSpace(endpoint)) + ":" + hex.EncodeToString(sum[:8])
+}
