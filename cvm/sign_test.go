@@ -66,22 +66,22 @@ func TestSignV2Vectors(t *testing.T) {
 		},
 		{
 			name: "E_post_sha1_python_sdk", method: "POST", host: "cvm.api.qcloud.com", path: "/v2/index.php",
-			params:     vectorEParams("HmacSHA1"),
-			key:        "secretKeyBar", sigMethod: "HmacSHA1",
+			params: vectorEParams("HmacSHA1"),
+			key:    "secretKeyBar", sigMethod: "HmacSHA1",
 			wantString: "POSTcvm.api.qcloud.com/v2/index.php?Action=DescribeInstances&Nonce=1290303896666895346&Region=ap-guangzhou&SecretId=secretIdFoo&SignatureMethod=HmacSHA1&Timestamp=1512393162&Version=2017-03-12",
 			wantSig:    "p3n+pxBqF5JGZtDSxoVn5tGngf0=",
 		},
 		{
 			name: "E_get_variant", method: "get", host: "cvm.api.qcloud.com", path: "/v2/index.php", // method is upper-cased
-			params:     vectorEParams("HmacSHA1"),
-			key:        "secretKeyBar", sigMethod: "HmacSHA1",
+			params: vectorEParams("HmacSHA1"),
+			key:    "secretKeyBar", sigMethod: "HmacSHA1",
 			wantString: "GETcvm.api.qcloud.com/v2/index.php?Action=DescribeInstances&Nonce=1290303896666895346&Region=ap-guangzhou&SecretId=secretIdFoo&SignatureMethod=HmacSHA1&Timestamp=1512393162&Version=2017-03-12",
 			wantSig:    "5HAq1BOKNLEE2/uauWnp6Zv9Z3c=",
 		},
 		{
 			name: "E_sha256_variant", method: "POST", host: "cvm.api.qcloud.com", path: "/v2/index.php",
-			params:     vectorEParams("HmacSHA256"),
-			key:        "secretKeyBar", sigMethod: "HmacSHA256",
+			params: vectorEParams("HmacSHA256"),
+			key:    "secretKeyBar", sigMethod: "HmacSHA256",
 			wantString: "POSTcvm.api.qcloud.com/v2/index.php?Action=DescribeInstances&Nonce=1290303896666895346&Region=ap-guangzhou&SecretId=secretIdFoo&SignatureMethod=HmacSHA256&Timestamp=1512393162&Version=2017-03-12",
 			wantSig:    "B2T37FRSP6Fk0/q/cdfrTE0p3zX5ooB/2BPWZUFpsj4=",
 		},
@@ -148,7 +148,11 @@ func TestSignV2MethodSelection(t *testing.T) {
 // canonical request and the signature.
 func tc3(secretKey, service, method, host, contentType string, timestamp int64, payload string) (hashedCanonical, signature string) {
 	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
-	mac := func(key []byte, msg string) []byte { m := hmac.New(sha256.New, key); m.Write([]byte(msg)); return m.Sum(nil) }
+	mac := func(key []byte, msg string) []byte {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(msg))
+		return m.Sum(nil)
+	}
 	canonical := strings.Join([]string{
 		method, "/", "",
 		"content-type:" + contentType + "\nhost:" + host + "\n",
