@@ -356,7 +356,10 @@ func TestInvalidRequestsNotSent(t *testing.T) {
 		}},
 		{"v2_too_many_ids", V2, func(a API) error { _, err := a.DescribeInstances(context.Background(), tooMany); return err }},
 		{"v3_too_many_ids", V3, func(a API) error { _, err := a.DescribeInstances(context.Background(), tooMany); return err }},
-		{"v3_empty_id", V3, func(a API) error { _, err := a.DescribeInstances(context.Background(), []string{"ins-1", ""}); return err }},
+		{"v3_empty_id", V3, func(a API) error {
+			_, err := a.DescribeInstances(context.Background(), []string{"ins-1", ""})
+			return err
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
