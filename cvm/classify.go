@@ -107,7 +107,7 @@ func Classify(err error) Class {
 		return classifyAPIError(ae)
 	}
 	if sdk, ok := errors.AsType[*tcerr.TencentCloudSDKError](err); ok {
-		return Classify(fromSDKError(V3, "", sdk, nil))
+		return Classify(fromSDKError(V3, "", sdk))
 	}
 	if errors.Is(err, ErrInvalidRequest) {
 		return Permanent

@@ -269,7 +269,7 @@ func TestClassifyV2NumericCodes(t *testing.T) {
 	}
 	for n, c := range want {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
-			err := checkResponse(V2, "ResetInstances", 200, fmt.Appendf(nil, `{"code":%d,"message":"m"}`, n), nil)
+			err := checkResponse(V2, "ResetInstances", 200, fmt.Appendf(nil, `{"code":%d,"message":"m"}`, n))
 			if got := Classify(err); got != c {
 				t.Errorf("Classify(%v) = %v; want %v", err, got, c)
 			}

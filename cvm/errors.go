@@ -1,9 +1,12 @@
 package cvm
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strconv"
 	"strings"
@@ -98,9 +101,12 @@ func (e *TransportError) Error() string {
 // Unwrap returns Err, so errors.Is(err, context.DeadlineExceeded) works.
 func (e *TransportError) Unwrap() error { return e.Err }
 
-// redactor removes a call's secrets from text that goes into an error.
+// redactor holds one call's secrets (SecretKey, Token, signature,
+// password) and keeps them out of the errors the call returns.
 type redactor []string
 
+// scrub replaces every secret in s, raw or in the encodings it may have
+// been echoed in (form/query encoding, JSON string escaping).
 func (r redactor) scrub(s string) string {
 	for _, secret := range r {
 		// Very short strings would shred ordinary text; no real secret,
@@ -108,25 +114,115 @@ func (r redactor) scrub(s string) string {
 		if len(secret) < 6 {
 			continue
 		}
-		s = strings.ReplaceAll(s, secret, redacted)
-		// A secret can also appear URL-encoded (a form body or query
-		// echoed back, a url.Error).
-		if enc := url.QueryEscape(secret); enc != secret {
-			s = strings.ReplaceAll(s, enc, redacted)
+		for _, form := range encodings(secret) {
+			s = strings.ReplaceAll(s, form, redacted)
 		}
 	}
 	return s
 }
 
-// maxMessage bounds body snippets copied into error messages.
+func encodings(secret string) []string {
+	forms := []string{secret, url.QueryEscape(secret), url.PathEscape(secret)}
+	// JSON string escaping, with and without HTML escaping of <, > and &.
+	for _, html := range []bool{true, false} {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(html)
+		if enc.Encode(secret) == nil {
+			quoted := strings.TrimSpace(buf.String())
+			forms = append(forms, quoted[1:len(quoted)-1])
+		}
+	}
+	return forms
+}
+
+// finish scrubs every string of an error built by this package that came
+// from the wire or a lower layer, then bounds the message length (after
+// scrubbing, so truncation cannot leave half a secret behind).
+func (r redactor) finish(err error) error {
+	switch e := err.(type) {
+	case *APIError:
+		e.Code = r.scrub(e.Code)
+		e.Message = clip(r.scrub(e.Message))
+		e.RequestID = r.scrub(e.RequestID)
+	case *TransportError:
+		e.Err = r.safe(e.Err)
+		if e.Err != nil {
+			e.text = clip(r.scrub(e.Err.Error()))
+		}
+	}
+	return err
+}
+
+// safe returns err with any URL query removed; if some error in its chain
+// still prints a secret (a transport or proxy echoing the request), the
+// chain is replaced by a scrubbed copy that unwraps only to the well-known
+// causes callers test for (context.DeadlineExceeded, io.EOF, ...).
+func (r redactor) safe(err error) error {
+	if err == nil {
+		return nil
+	}
+	err = sanitize(err)
+	if !r.leaks(err) {
+		return err
+	}
+	s := &scrubbedError{text: r.scrub(err.Error())}
+	for _, cause := range []error{context.DeadlineExceeded, context.Canceled, io.EOF, io.ErrUnexpectedEOF} {
+		if errors.Is(err, cause) {
+			s.causes = append(s.causes, cause)
+		}
+	}
+	return s
+}
+
+// leaks reports whether any error in err's tree prints a secret.
+func (r redactor) leaks(err error) bool {
+	if err == nil {
+		return false
+	}
+	if text := err.Error(); r.scrub(text) != text {
+		return true
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return r.leaks(u.Unwrap())
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if r.leaks(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// scrubbedError stands in for an error chain that printed a secret.
+type scrubbedError struct {
+	text   string
+	causes []error
+}
+
+func (e *scrubbedError) Error() string   { return e.text }
+func (e *scrubbedError) Unwrap() []error { return e.causes }
+
+// maxMessage bounds the text copied into an error message.
 const maxMessage = 512
 
-func snippet(b []byte) string {
-	s := strings.ToValidUTF8(string(b), "?")
-	if len(s) > maxMessage {
-		s = s[:maxMessage] + "…"
+// bodyText is the start of a body, for a message that clip will shorten
+// further once secrets are scrubbed.
+func bodyText(b []byte) string {
+	if len(b) > 16*maxMessage {
+		b = b[:16*maxMessage]
 	}
-	return strings.TrimSpace(s)
+	return string(b)
+}
+
+func clip(s string) string {
+	s = strings.TrimSpace(strings.ToValidUTF8(s, "?"))
+	if len(s) > maxMessage {
+		s = strings.ToValidUTF8(s[:maxMessage], "") + "…"
+	}
+	return s
 }
 
 // envelope is the union of the v3 and v2 response shapes, enough to tell
@@ -160,18 +256,18 @@ type v2BatchInfo map[string]struct {
 // returns nil for a success body and an *APIError otherwise. It accepts
 // both envelope shapes under either generation, because the transitional
 // API serves {"Response":...} bodies from the v2 host.
-func checkResponse(gen Generation, action string, status int, body []byte, r redactor) error {
+func checkResponse(gen Generation, action string, status int, body []byte) error {
 	if status != 200 {
 		e := &APIError{
 			Generation: gen,
 			Action:     action,
 			Code:       "HTTPStatus." + strconv.Itoa(status),
 			HTTPStatus: status,
-			Message:    r.scrub(snippet(body)),
+			Message:    bodyText(body),
 		}
 		// Something in front of the API (or the API itself) may still have
 		// said why in a proper envelope; keep that in the message.
-		if inner, ok := checkResponse(gen, action, 200, body, r).(*APIError); ok && inner.Code != CodeMalformedResponse {
+		if inner, ok := checkResponse(gen, action, 200, body).(*APIError); ok && inner.Code != CodeMalformedResponse {
 			e.Message = inner.Code + ": " + inner.Message
 			e.RequestID = inner.RequestID
 			e.NumericCode = inner.NumericCode
@@ -181,7 +277,7 @@ func checkResponse(gen Generation, action string, status int, body []byte, r red
 	var env envelope
 	if err := json.Unmarshal(body, &env); err != nil {
 		return &APIError{Generation: gen, Action: action, Code: CodeMalformedResponse, HTTPStatus: status,
-			Message: r.scrub(fmt.Sprintf("%v; body: %s", err, snippet(body)))}
+			Message: fmt.Sprintf("%v; body: %s", err, bodyText(body))}
 	}
 	switch {
 	case env.Response != nil:
@@ -190,7 +286,7 @@ func checkResponse(gen Generation, action string, status int, body []byte, r red
 		}
 		return &APIError{Generation: gen, Action: action, HTTPStatus: status,
 			Code:      env.Response.Error.Code,
-			Message:   r.scrub(env.Response.Error.Message),
+			Message:   env.Response.Error.Message,
 			RequestID: env.Response.RequestID}
 	case env.Code != nil:
 		if *env.Code == 0 {
@@ -221,11 +317,10 @@ func checkResponse(gen Generation, action string, status int, body []byte, r red
 			// has something to match (§2.2).
 			e.Code = "V2." + strconv.Itoa(e.NumericCode)
 		}
-		e.Message = r.scrub(e.Message)
 		return e
 	default:
 		return &APIError{Generation: gen, Action: action, Code: CodeMalformedResponse, HTTPStatus: status,
-			Message: r.scrub("no Response or code in body: " + snippet(body))}
+			Message: "no Response or code in body: " + bodyText(body)}
 	}
 }
 
@@ -233,10 +328,10 @@ func checkResponse(gen Generation, action string, status int, body []byte, r red
 // The client normally builds errors from what its transport observed
 // (checkResponse, TransportError); this is the fallback for SDK errors with
 // no observed exchange, and the reference for what each SDK code means.
-func fromSDKError(gen Generation, action string, err error, r redactor) error {
+func fromSDKError(gen Generation, action string, err error) error {
 	sdk, ok := errors.AsType[*tcerr.TencentCloudSDKError](err)
 	if !ok {
-		return &TransportError{Op: string(gen) + " " + action, Err: sanitize(err), Sent: true, text: r.scrub(sanitize(err).Error())}
+		return &TransportError{Op: string(gen) + " " + action, Err: err, Sent: true}
 	}
 	switch code := sdk.GetCode(); code {
 	case "ClientError.NetworkError":
@@ -246,12 +341,11 @@ func fromSDKError(gen Generation, action string, err error, r redactor) error {
 		if cause == nil {
 			cause = errors.New(sdk.GetMessage())
 		}
-		cause = sanitize(cause)
-		return &TransportError{Op: string(gen) + " " + action, Err: cause, Sent: true, text: r.scrub(cause.Error())}
+		return &TransportError{Op: string(gen) + " " + action, Err: cause, Sent: true}
 	case "ClientError.IOError":
 		// Reading the body failed: the request was sent and answered.
 		cause := errors.New(sdk.GetMessage())
-		return &TransportError{Op: string(gen) + " " + action, Err: cause, Sent: true, text: r.scrub(cause.Error())}
+		return &TransportError{Op: string(gen) + " " + action, Err: cause, Sent: true}
 	case "ClientError.HttpStatusCodeError":
 		// "Request fail with http status code: 502 Bad Gateway, with body: …"
 		status := 0
@@ -260,11 +354,11 @@ func fromSDKError(gen Generation, action string, err error, r redactor) error {
 			fmt.Sscanf(msg[i+len("status code: "):], "%d", &status)
 		}
 		return &APIError{Generation: gen, Action: action, Code: "HTTPStatus." + strconv.Itoa(status),
-			HTTPStatus: status, Message: r.scrub(truncate(msg))}
+			HTTPStatus: status, Message: msg}
 	default:
 		// ClientError.ParseJsonError and other client-side codes keep
 		// their SDK code; server codes carry their RequestId.
-		e := &APIError{Generation: gen, Action: action, Code: code, Message: r.scrub(truncate(sdk.GetMessage())),
+		e := &APIError{Generation: gen, Action: action, Code: code, Message: sdk.GetMessage(),
 			RequestID: sdk.GetRequestId()}
 		if !strings.HasPrefix(code, "ClientError.") {
 			e.HTTPStatus = 200
@@ -272,8 +366,6 @@ func fromSDKError(gen Generation, action string, err error, r redactor) error {
 		return e
 	}
 }
-
-func truncate(s string) string { return snippet([]byte(s)) }
 
 // sanitize strips the query and user info from the URL inside a url.Error
 // (go-github sanitizeURL); net/http puts the full request URL in it.

@@ -69,7 +69,7 @@ func TestCheckResponse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := checkResponse(tt.gen, "ResetInstance", tt.status, []byte(tt.body), nil)
+			err := redactor(nil).finish(checkResponse(tt.gen, "ResetInstance", tt.status, []byte(tt.body)))
 			if tt.want == nil {
 				if err != nil {
 					t.Fatalf("checkResponse = %v; want nil", err)
@@ -120,7 +120,7 @@ func TestFromSDKError(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := fromSDKError(V3, "ResetInstance", tt.err, nil)
+			got := redactor(nil).finish(fromSDKError(V3, "ResetInstance", tt.err))
 			if c := Classify(got); c != tt.wantClass {
 				t.Errorf("Classify(%v) = %v; want %v", got, c, tt.wantClass)
 			}

@@ -138,15 +138,14 @@ func (x *exchange) result(gen Generation, action string, sendErr error, r redact
 	op := string(gen) + " " + action
 	switch {
 	case terr != nil:
-		clean := sanitize(terr)
-		return nil, &TransportError{Op: op, Err: clean, Sent: x.sent(), text: r.scrub(clean.Error())}
+		return nil, r.finish(&TransportError{Op: op, Err: terr, Sent: x.sent()})
 	case status != 0:
-		if err := checkResponse(gen, action, status, body, r); err != nil {
-			return nil, err
+		if err := checkResponse(gen, action, status, body); err != nil {
+			return nil, r.finish(err)
 		}
 		if sendErr != nil {
 			// We read a good envelope but the sender still failed.
-			return nil, fromSDKError(gen, action, sendErr, r)
+			return nil, r.finish(fromSDKError(gen, action, sendErr))
 		}
 		return body, nil
 	case sendErr != nil:
@@ -159,7 +158,7 @@ func (x *exchange) result(gen Generation, action string, sendErr error, r redact
 			}
 			return nil, &TransportError{Op: op, Err: cause, Sent: false, text: cause.Error()}
 		}
-		return nil, fromSDKError(gen, action, sendErr, r)
+		return nil, r.finish(fromSDKError(gen, action, sendErr))
 	}
 	return nil, &TransportError{Op: op, Err: errors.New("no response recorded"), Sent: true}
 }
