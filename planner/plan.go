@@ -1,0 +1,130 @@
+package planner
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/fleetreset/fleetreset/rollout"
+)
+
+// Version is the plan format version this package reads (`version: 1`).
+const Version = 1
+
+// Defaults filled into a Spec when the plan leaves a field out.
+const (
+	// APIDefault is the API generation: API 3.0, the one Tencent maintains
+	// (v2 is documented as legacy and no longer updated).
+	APIDefault = "v3"
+	// OSDefault is the OS family of a group that does not say.
+	OSDefault = "linux"
+	// ResetRateLimit and DescribeRateLimit are the documented per-account
+	// API limits in calls per second (ResetInstance 10/s, DescribeInstances
+	// 40/s). A plan may not ask for more unless it sets
+	// rateLimit.unsafeAboveApiLimit, which only helps after a quota raise.
+	ResetRateLimit    = 10.0
+	DescribeRateLimit = 40.0
+	// ResetRateDefault and DescribeRateDefault are the fleet-wide call
+	// rates when the plan does not set rateLimit: the API limits.
+	ResetRateDefault    = ResetRateLimit
+	DescribeRateDefault = DescribeRateLimit
+	// VerifyIntervalDefault is how often a reset instance is polled.
+	VerifyIntervalDefault = 10 * time.Second
+	// VerifyTimeoutDefault bounds the wait for a reset instance to come back
+	// on the new image. Reinstalls routinely take several minutes and
+	// 5 minutes has proved too short in practice (terraform-provider-
+	// tencentcloud#268 moved to 15), so the default leaves headroom.
+	VerifyTimeoutDefault = 20 * time.Minute
+	// RetryAttemptsDefault and RetryDeadlineDefault bound the retries of one
+	// instance's reset call on retryable errors (SystemBusy, throttling,
+	// operation in progress).
+	RetryAttemptsDefault = 20
+	RetryDeadlineDefault = 30 * time.Minute
+	// OnBreachDefault is what a breached failure budget does: pause, so a
+	// human decides; "abort" must be asked for.
+	OnBreachDefault = "pause"
+)
+
+// Options control Parse and Load. The zero value parses without touching
+// secrets and reads files and the environment through the os package.
+type Options struct {
+	// ResolveSecrets makes the planner read every password reference and
+	// check the password against the rules of the plan's API generation and
+	// each group's OS. The CLI sets it for validate, plan and run; workers
+	// check again at call time. Errors name the reference, never the value.
+	ResolveSecrets bool
+	// LookupEnvFunc reads environment variables. Defaults to os.LookupEnv.
+	LookupEnvFunc func(string) (string, bool)
+	// ReadFileFunc reads the plan (Load), instances files and password
+	// files. Defaults to os.ReadFile.
+	ReadFileFunc func(string) ([]byte, error)
+}
+
+func (o Options) lookupEnv() func(string) (string, bool) {
+	if o.LookupEnvFunc != nil {
+		return o.LookupEnvFunc
+	}
+	return os.LookupEnv
+}
+
+func (o Options) readFile() func(string) ([]byte, error) {
+	if o.ReadFileFunc != nil {
+		return o.ReadFileFunc
+	}
+	return os.ReadFile
+}
+
+// Plan is a parsed, validated and expanded plan.
+type Plan struct {
+	// Spec is the rollout: Spec.ID is the plan's name, defaults are filled
+	// in, Spec.Waves are the expanded waves (a repeated last entry appears
+	// once per wave it produced) and Spec.PlanHash identifies the content.
+	Spec rollout.Spec
+	// Targets are every instance of the plan in wave order: all of wave 0,
+	// then wave 1, and so on; within a wave in plan order (groups top to
+	// bottom, a group's inline instances before its instancesFile), or by
+	// zone first when the plan sets zoneOrder. Wave and Group are set.
+	Targets []rollout.Target
+	// Warnings are things that are allowed but probably not meant, such as
+	// wave entries that no instance reaches. They use the same format as
+	// errors.
+	Warnings Errors
+}
+
+// WaveTargets returns the targets of wave i, a sub-slice of p.Targets.
+// It returns nil when i is out of range.
+func (p *Plan) WaveTargets(i int) []rollout.Target {
+	if i < 0 || i >= len(p.Spec.Waves) {
+		return nil
+	}
+	start := 0
+	for _, w := range p.Spec.Waves[:i] {
+		start += w.Size
+	}
+	return p.Targets[start : start+p.Spec.Waves[i].Size]
+}
+
+// Load reads the plan at path and parses it with Parse. Relative paths in
+// the plan (instancesFile, password files) are relative to path's directory.
+func Load(path string, opts Options) (*Plan, error) {
+	data, err := opts.readFile()(path)
+	if err != nil {
+		return nil, fmt.Errorf("planner: load %s: %w", path, err)
+	}
+	return Parse(path, data, opts)
+}
+
+// Parse parses, validates and expands the plan in data; filename names it
+// in errors and anchors its relative paths. When the plan has mistakes,
+// Parse returns a nil Plan and an Errors holding every one found, each as
+// "file:line: field: what is wrong". Parse never starts anything and is
+// safe for concurrent use.
+func Parse(filename string, data []byte, opts Options) (*Plan, error) {
+	p := newParser(filename, opts)
+	plan := p.run(data)
+	if len(p.list) > 0 {
+		return nil, sortErrors(p.list, filename)
+	}
+	plan.Warnings = sortErrors(p.warns, filename)
+	return plan, nil
+}
