@@ -53,18 +53,10 @@ func (l *Local) Wait(ctx context.Context, key string, r float64) (time.Duration,
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	maxDelay := time.Duration(-1)
-	if dl, ok := ctx.Deadline(); ok {
-		// The deadline is on the wall clock; compare durations, not times.
-		maxDelay = max(0, time.Until(dl))
-	}
-	now := l.cfg.Clock.Now()
-	delay, ok := l.reserve(key, r, now, maxDelay)
-	if !ok {
-		return 0, errPastDeadline(key, delay)
-	}
-	err := sleep(ctx, delay, l.cfg.Jitter)
-	return l.cfg.Clock.Now().Sub(now), err
+	return l.cfg.wait(ctx, key, l.cfg.Clock.Now, func(maxDelay time.Duration) (time.Duration, bool, error) {
+		delay, ok := l.reserve(key, r, l.cfg.Clock.Now(), maxDelay)
+		return delay, ok, nil
+	})
 }
 
 // reserve takes the next slot of key at now and returns the delay until

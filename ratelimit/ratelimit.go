@@ -109,8 +109,9 @@ type Config struct {
 	// Defaults to HoldDefault.
 	Hold time.Duration
 
-	// Clock tells the time for Local; Redis uses the Redis server's clock.
-	// Local sleeps on real timers, so a Clock other than the wall clock
+	// Clock tells the time for Local. Redis ignores it: it schedules on the
+	// Redis server's clock and times its sleeps on the wall clock. Local
+	// sleeps on real timers, so a Clock other than the wall clock
 	// must move with them (as time does inside a testing/synctest bubble).
 	//
 	// Defaults to the wall clock.
@@ -177,12 +178,59 @@ func errPastDeadline(key string, delay time.Duration) error {
 		key, delay.Round(time.Millisecond), context.DeadlineExceeded)
 }
 
-// sleep waits d plus up to jitter, or until ctx ends.
-func sleep(ctx context.Context, d, jitter time.Duration) error {
-	if jitter > 0 {
-		// Only ever later than the slot: earlier would break the window.
-		d += rand.N(jitter)
+// staleRetries is how many stale slots wait gives up in a row before it
+// lets the call go anyway. A process that wakes late every time is late by
+// about the same amount for each call, which shifts its calls rather than
+// bunching them; giving up slots for ever would starve it.
+const staleRetries = 3
+
+// reserveFunc takes the next slot of a budget unless it is more than
+// maxDelay away (maxDelay < 0: unbounded), and returns the delay until it
+// and whether it was taken.
+type reserveFunc func(maxDelay time.Duration) (delay time.Duration, reserved bool, err error)
+
+// wait is Limiter.Wait around an implementation's reserve: reserve a slot,
+// sleep until it, and check the sleep did not overrun.
+//
+// A process starved of CPU (or paused) can wake long after its slot. Its
+// call would then arrive next to calls granted after it, and a second at
+// the API could hold more than floor(rate) of them. The window's guard
+// absorbs lateness up to Guard; a wake-up later than Guard/2 after the
+// slot abandons it (the budget loses a slot, never exceeds) and reserves
+// again.
+func (c Config) wait(ctx context.Context, key string, now func() time.Time, reserve reserveFunc) (time.Duration, error) {
+	start := now()
+	for stale := 0; ; stale++ {
+		maxDelay := time.Duration(-1)
+		if dl, ok := ctx.Deadline(); ok {
+			// The deadline is on the wall clock; compare durations, not times.
+			maxDelay = max(0, time.Until(dl))
+		}
+		delay, ok, err := reserve(maxDelay)
+		if err != nil {
+			return now().Sub(start), err
+		}
+		if !ok {
+			return now().Sub(start), errPastDeadline(key, delay)
+		}
+		d := delay
+		if c.Jitter > 0 {
+			// Only ever later than the slot: earlier would break the window.
+			d += rand.N(c.Jitter)
+		}
+		slept := now()
+		if err := sleep(ctx, d); err != nil {
+			return now().Sub(start), err
+		}
+		late := now().Sub(slept) - d
+		if c.Guard == 0 || late <= c.Guard/2 || stale == staleRetries {
+			return now().Sub(start), nil
+		}
 	}
+}
+
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}

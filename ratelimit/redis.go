@@ -183,20 +183,10 @@ func (l *Redis) Wait(ctx context.Context, key string, rate float64) (time.Durati
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	start := time.Now()
-	maxDelay := time.Duration(-1)
-	if dl, ok := ctx.Deadline(); ok {
-		maxDelay = max(0, time.Until(dl))
-	}
-	g, err := l.reserve(ctx, key, rate, maxDelay, -1)
-	if err != nil {
-		return time.Since(start), err
-	}
-	if !g.reserved {
-		return time.Since(start), errPastDeadline(key, g.delay)
-	}
-	err = sleep(ctx, g.delay, l.cfg.Jitter)
-	return time.Since(start), err
+	return l.cfg.wait(ctx, key, time.Now, func(maxDelay time.Duration) (time.Duration, bool, error) {
+		g, err := l.reserve(ctx, key, rate, maxDelay, -1)
+		return g.delay, g.reserved, err
+	})
 }
 
 // Throttled lowers key's effective rate for every process sharing the

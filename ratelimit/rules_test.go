@@ -280,3 +280,52 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitStaleSlot checks that a wake-up more than Guard/2 after the slot
+// abandons it and reserves again, and gives up doing so after staleRetries.
+func TestWaitStaleSlot(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		guard    time.Duration
+		late     []time.Duration // how late each attempt wakes; the last repeats
+		reserves int
+	}{
+		{name: "on_time", late: []time.Duration{0}, reserves: 1},
+		{name: "late_within_half_guard", late: []time.Duration{10 * time.Millisecond}, reserves: 1},
+		{name: "late_once", late: []time.Duration{11 * time.Millisecond, 0}, reserves: 2},
+		{name: "paused_long", late: []time.Duration{5 * time.Second, 2 * time.Millisecond}, reserves: 2},
+		{name: "always_late", late: []time.Duration{time.Second}, reserves: staleRetries + 1},
+		{name: "no_guard_no_check", guard: -1, late: []time.Duration{time.Second}, reserves: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Guard: tc.guard, Jitter: -1}.withDefaults()
+			// The fake clock jumps by the attempt's lateness between the
+			// moment wait starts sleeping and the moment it wakes.
+			var (
+				clock    = base
+				reserves int
+				pending  time.Duration
+				reads    int
+			)
+			now := func() time.Time {
+				reads++
+				if reads == 2 { // 1: before the sleep, 2: after it
+					clock = clock.Add(pending)
+				}
+				return clock
+			}
+			reserve := func(time.Duration) (time.Duration, bool, error) {
+				pending = tc.late[min(reserves, len(tc.late)-1)]
+				reserves++
+				reads = 0
+				return 0, true, nil
+			}
+			if _, err := cfg.wait(context.Background(), "k", now, reserve); err != nil {
+				t.Fatalf("wait = %v", err)
+			}
+			if reserves != tc.reserves {
+				t.Errorf("wait reserved %d slots; want %d", reserves, tc.reserves)
+			}
+		})
+	}
+}
