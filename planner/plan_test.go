@@ -227,8 +227,7 @@ failureBudget: {percent: 5%, minSample: 20}
 	want := strings.Join([]string{
 		`plans/test.yaml:6: hostName: every one of the 3 instances of group web gets the host name "shared-name"`,
 		`plans/test.yaml:12: waves[1].failureBudget.minSample: 10 is more than the 2 instances of wave 1, so its percentage is never judged`,
-		`plans/test.yaml:13: waves[2]: no wave comes from this entry: the waves before it already place all 3 instances`,
-		`plans/test.yaml:14: waves[3]: no wave comes from this entry: the waves before it already place all 3 instances`,
+		`plans/test.yaml:13: waves[2]: no wave comes from this entry or the 1 after it: the waves before them already place all 3 instances`,
 		`plans/test.yaml:15: failureBudget.minSample: 20 is more than the plan's 3 instances, so the percentage is never judged`,
 	}, "\n")
 	if diff := cmp.Diff(want, plan.Warnings.Error()); diff != "" {

@@ -178,8 +178,10 @@ func (p *parser) checkWaves() {
 	for _, st := range steps {
 		used = max(used, st.Entry+1)
 	}
-	for _, w := range p.raw.waves[used:] {
-		p.warn(w.node, w.path, "no wave comes from this entry: the waves before it already place all %d instances", total)
+	if unused := p.raw.waves[used:]; len(unused) == 1 {
+		p.warn(unused[0].node, unused[0].path, "no wave comes from this entry: the waves before it already place all %d instances", total)
+	} else if len(unused) > 1 {
+		p.warn(unused[0].node, unused[0].path, "no wave comes from this entry or the %d after it: the waves before them already place all %d instances", len(unused)-1, total)
 	}
 	for i, st := range steps {
 		w := p.raw.waves[st.Entry]
