@@ -1,15 +1,24 @@
+// Command fleetreset reinstalls the operating system of Tencent Cloud CVM
+// fleets in staged waves. See README.md, or run `fleetreset help`.
 package main
 
 import (
-	_ "github.com/alicebob/miniredis/v2"
-	_ "github.com/google/go-cmp/cmp"
-	_ "github.com/hibiken/asynq"
-	_ "github.com/hibiken/asynqmon"
-	_ "github.com/prometheus/client_golang/prometheus"
-	_ "github.com/redis/go-redis/v9"
-	_ "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
-	_ "golang.org/x/time/rate"
-	_ "gopkg.in/yaml.v3"
+	"context"
+	"os"
+	"os/signal"
+
+	"github.com/fleetreset/fleetreset/internal/cli"
 )
 
-func main() {}
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	env := &cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Interactive: isTerminal(os.Stderr) && isTerminal(os.Stdin)}
+	code := cli.Main(ctx, env, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

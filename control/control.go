@@ -1,0 +1,314 @@
+// Package control drives rollouts from outside a task handler and after
+// each outcome: pause, resume, approve, abort, retry-failed, the gate that
+// follows a finished instance, and the status and report views. The CLI,
+// the web UI and the workers share it, so a command has the same effect
+// from any machine that reaches Redis.
+package control
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/fleetreset/fleetreset/internal/clock"
+	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/notify"
+	"github.com/fleetreset/fleetreset/rollout"
+	"github.com/fleetreset/fleetreset/tasks"
+	"github.com/hibiken/asynq"
+)
+
+// Config configures a Controller.
+type Config struct {
+	Ledger *ledger.Ledger
+	// Client enqueues tasks.
+	Client *asynq.Client
+	// Namespace selects the queues. Defaults to tasks.DefaultNamespace.
+	Namespace string
+	// Logger defaults to a discarding logger.
+	Logger *slog.Logger
+	// Clock defaults to the wall clock.
+	Clock clock.Clock
+	// Poster delivers webhook notifications. Defaults to a plain Poster.
+	Poster *notify.Poster
+	// ResetTimeout is the asynq Timeout of reset tasks. Defaults to 5m.
+	ResetTimeout time.Duration
+}
+
+// Controller changes rollouts. It is safe for concurrent use.
+type Controller struct {
+	l      *ledger.Ledger
+	client *asynq.Client
+	q      tasks.Queues
+	log    *slog.Logger
+	clock  clock.Clock
+	poster *notify.Poster
+	resetT time.Duration
+}
+
+// New returns a Controller.
+func New(cfg Config) *Controller {
+	return &Controller{
+		l: cfg.Ledger, client: cfg.Client, q: tasks.QueuesFor(cfg.Namespace),
+		log:    cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+		clock:  clock.Or(cfg.Clock),
+		poster: cmp.Or(cfg.Poster, &notify.Poster{}),
+		resetT: cmp.Or(cfg.ResetTimeout, 5*time.Minute),
+	}
+}
+
+// Ledger returns the ledger the controller writes.
+func (c *Controller) Ledger() *ledger.Ledger { return c.l }
+
+// Queues returns the queue names the controller enqueues into.
+func (c *Controller) Queues() tasks.Queues { return c.q }
+
+// ErrNotChanged is returned when a command does not apply to the rollout's
+// current state (e.g. resume of a running rollout).
+var ErrNotChanged = errors.New("control: rollout not in a state this command applies to")
+
+func (c *Controller) enqueue(ctx context.Context, t *asynq.Task, err error) error {
+	if err != nil {
+		return err
+	}
+	if _, err := c.client.EnqueueContext(ctx, t); err != nil && !tasks.IsConflict(err) {
+		return fmt.Errorf("control: enqueue %s: %w", t.Type(), err)
+	}
+	return nil
+}
+
+// EnqueueReset enqueues the reset task of one instance generation.
+func (c *Controller) EnqueueReset(ctx context.Context, rolloutID string, rq ledger.Requeue) error {
+	t, err := tasks.NewReset(c.q, tasks.ResetPayload{Rollout: rolloutID, InstanceID: rq.ID, Wave: rq.Wave, Gen: rq.Gen}, c.resetT)
+	return c.enqueue(ctx, t, err)
+}
+
+// EnqueueVerify enqueues a verification poll.
+func (c *Controller) EnqueueVerify(ctx context.Context, p tasks.VerifyPayload, delay time.Duration) error {
+	t, err := tasks.NewVerify(c.q, p, delay)
+	return c.enqueue(ctx, t, err)
+}
+
+// EnqueueStartWave enqueues the start of wave k.
+func (c *Controller) EnqueueStartWave(ctx context.Context, rolloutID string, k, seq int, at time.Time) error {
+	t, err := tasks.NewStartWave(c.q, tasks.WavePayload{Rollout: rolloutID, Wave: k, Seq: seq}, at)
+	return c.enqueue(ctx, t, err)
+}
+
+// EnqueueAdvance enqueues the gate after wave k.
+func (c *Controller) EnqueueAdvance(ctx context.Context, rolloutID string, k, seq int, delay time.Duration) error {
+	t, err := tasks.NewAdvance(c.q, tasks.WavePayload{Rollout: rolloutID, Wave: k, Seq: seq}, delay)
+	return c.enqueue(ctx, t, err)
+}
+
+// Notify posts an event to the rollout's webhook, logging failures.
+func (c *Controller) Notify(ctx context.Context, spec rollout.Spec, kind string, wave int, reason string) {
+	if spec.Webhook == "" {
+		return
+	}
+	e := notify.Event{Kind: kind, Rollout: spec.ID, Wave: wave + 1, Reason: reason, Time: c.clock.Now()}
+	if r, err := c.l.Get(ctx, spec.ID); err == nil {
+		e.State, e.Succeeded, e.Failed, e.Total = string(r.State), r.Counters.Succeeded+r.Counters.Skipped, r.Counters.Failures(), r.Total
+	}
+	if err := c.poster.Post(ctx, spec.Webhook, e); err != nil {
+		c.log.Warn("webhook failed", "rollout", spec.ID, "kind", kind, "err", err)
+	}
+}
+
+// Pause stops new calls of a running rollout; calls in flight finish.
+func (c *Controller) Pause(ctx context.Context, id, reason string) error {
+	spec, _, err := c.l.Spec(ctx, id)
+	if err != nil {
+		return err
+	}
+	ok, err := c.l.SetState(ctx, id, []ledger.RolloutState{ledger.Running, ledger.Scheduled, ledger.AwaitingApproval}, ledger.Paused, cmp.Or(reason, "paused by operator"))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrNotChanged
+	}
+	c.log.Info("rollout paused", "rollout", id, "reason", reason)
+	c.Notify(ctx, spec, notify.RolloutPaused, 0, reason)
+	return nil
+}
+
+// Resume sets a paused rollout running: parked instances get new tasks and
+// the current wave and its gate are looked at again.
+func (c *Controller) Resume(ctx context.Context, id string) (ledger.ResumeResult, error) {
+	res, err := c.l.Resume(ctx, id)
+	if err != nil {
+		return res, err
+	}
+	if !res.Changed {
+		return res, ErrNotChanged
+	}
+	c.log.Info("rollout resumed", "rollout", id, "requeued", len(res.Requeue))
+	return res, c.kick(ctx, id, res)
+}
+
+// Approve lets the next wave start after a manual gate.
+func (c *Controller) Approve(ctx context.Context, id string) (ledger.ResumeResult, error) {
+	res, err := c.l.Approve(ctx, id)
+	if err != nil {
+		return res, err
+	}
+	if !res.Changed {
+		return res, ErrNotChanged
+	}
+	c.log.Info("wave approved", "rollout", id, "wave", res.Wave+1)
+	return res, c.kick(ctx, id, res)
+}
+
+// RetryFailed gives failed instances (and ambiguous ones, when asked) a new
+// attempt; succeeded instances are never called again.
+func (c *Controller) RetryFailed(ctx context.Context, id string, includeAmbiguous bool) (ledger.ResumeResult, error) {
+	res, err := c.l.RetryFailed(ctx, id, includeAmbiguous)
+	if err != nil {
+		return res, err
+	}
+	if !res.Changed {
+		return res, ErrNotChanged
+	}
+	c.log.Info("retrying failed instances", "rollout", id, "instances", len(res.Requeue))
+	return res, c.kick(ctx, id, res)
+}
+
+// kick re-enqueues what a resumed rollout needs: parked instances, a rescan
+// of the current wave (for anything whose task was lost), and its gate.
+func (c *Controller) kick(ctx context.Context, id string, res ledger.ResumeResult) error {
+	for _, rq := range res.Requeue {
+		if err := c.EnqueueReset(ctx, id, rq); err != nil {
+			return err
+		}
+	}
+	if err := c.EnqueueStartWave(ctx, id, res.Wave, res.Seq, time.Time{}); err != nil {
+		return err
+	}
+	return c.EnqueueAdvance(ctx, id, res.Wave, res.Seq, 0)
+}
+
+// Abort stops a rollout for good. Calls already in flight finish and are
+// verified; the returned overshoot counts them.
+func (c *Controller) Abort(ctx context.Context, id, reason string) (inFlight int, err error) {
+	r, err := c.l.Get(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	reason = cmp.Or(reason, "aborted by operator")
+	ok, err := c.l.Abort(ctx, id, reason)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, ErrNotChanged
+	}
+	is, err := c.l.AllInstances(ctx, r)
+	if err != nil {
+		return 0, err
+	}
+	for _, in := range is {
+		if in.State == ledger.Calling || in.State == ledger.Resetting {
+			inFlight++
+		}
+	}
+	if err := c.l.UnclaimAll(ctx, r); err != nil {
+		return inFlight, err
+	}
+	c.log.Warn("rollout aborted", "rollout", id, "reason", reason, "in_flight", inFlight)
+	c.Notify(ctx, r.Spec, notify.RolloutAborted, r.Wave, reason)
+	return inFlight, nil
+}
+
+// AfterFinish runs the consequences of a terminal outcome: a breached
+// failure budget pauses (or aborts) the rollout; a complete wave gets its
+// gate. It is idempotent, so a redelivered handler may call it again.
+func (c *Controller) AfterFinish(ctx context.Context, spec rollout.Spec, res ledger.FinishResult) error {
+	if res.WaveCounters.Failures() > 0 || res.Overall.Failures() > 0 {
+		var why string
+		if res.Wave < len(spec.Waves) && spec.Waves[res.Wave].Budget.Breached(res.WaveCounters.Failures(), res.WaveCounters.Judged()) {
+			why = fmt.Sprintf("wave %d failure budget exceeded: %d failed of %d finished", res.Wave+1, res.WaveCounters.Failures(), res.WaveCounters.Judged())
+		} else if spec.Budget.Breached(res.Overall.Failures(), res.Overall.Judged()) {
+			why = fmt.Sprintf("rollout failure budget exceeded: %d failed of %d finished", res.Overall.Failures(), res.Overall.Judged())
+		}
+		if why != "" {
+			if err := c.breach(ctx, spec, res.Wave, why); err != nil {
+				return err
+			}
+		}
+	}
+	st, cur, err := c.l.State(ctx, spec.ID)
+	if err != nil {
+		return err
+	}
+	if st != ledger.Running || (res.Wave == cur && !res.WaveComplete) {
+		return nil
+	}
+	return c.CheckGate(ctx, spec)
+}
+
+// CheckGate schedules the gate of the current wave when it is complete.
+func (c *Controller) CheckGate(ctx context.Context, spec rollout.Spec) error {
+	r, err := c.l.Get(ctx, spec.ID)
+	if err != nil {
+		return err
+	}
+	if r.State == ledger.Running && r.Wave < len(r.Waves) && r.Waves[r.Wave].Complete {
+		return c.gate(ctx, spec, r, r.Wave)
+	}
+	return nil
+}
+
+func (c *Controller) breach(ctx context.Context, spec rollout.Spec, wave int, why string) error {
+	if spec.OnBreach == "abort" {
+		ok, err := c.l.Abort(ctx, spec.ID, why)
+		if err != nil || !ok {
+			return err
+		}
+		c.log.Error("rollout aborted", "rollout", spec.ID, "wave", wave+1, "reason", why)
+		c.Notify(ctx, spec, notify.RolloutAborted, wave, why)
+		if r, err := c.l.Get(ctx, spec.ID); err == nil {
+			return c.l.UnclaimAll(ctx, r)
+		}
+		return nil
+	}
+	ok, err := c.l.SetState(ctx, spec.ID, []ledger.RolloutState{ledger.Running, ledger.AwaitingApproval, ledger.Scheduled}, ledger.Paused, why)
+	if err != nil || !ok {
+		return err
+	}
+	c.log.Error("rollout paused", "rollout", spec.ID, "wave", wave+1, "reason", why)
+	c.Notify(ctx, spec, notify.RolloutPaused, wave, why)
+	return nil
+}
+
+// PauseFatal pauses a rollout because the cloud answered an error that no
+// retry can fix (credentials, balance). It reports whether it changed state.
+func (c *Controller) PauseFatal(ctx context.Context, spec rollout.Spec, wave int, why string) error {
+	ok, err := c.l.SetState(ctx, spec.ID, []ledger.RolloutState{ledger.Running, ledger.AwaitingApproval, ledger.Scheduled}, ledger.Paused, why)
+	if err != nil || !ok {
+		return err
+	}
+	c.log.Error("rollout paused", "rollout", spec.ID, "wave", wave+1, "reason", why)
+	c.Notify(ctx, spec, notify.RolloutPaused, wave, why)
+	return nil
+}
+
+// gate schedules the gate of complete wave k after its soak.
+func (c *Controller) gate(ctx context.Context, spec rollout.Spec, r *ledger.Rollout, k int) error {
+	var soak time.Duration
+	if k < len(spec.Waves) {
+		soak = spec.Waves[k].Soak
+	}
+	if soak > 0 && r.Waves[k].SoakUntil.IsZero() {
+		if err := c.l.SetSoak(ctx, spec.ID, k, c.clock.Now().Add(soak)); err != nil {
+			return err
+		}
+	}
+	if !r.Waves[k].SoakUntil.IsZero() {
+		soak = max(0, r.Waves[k].SoakUntil.Sub(c.clock.Now()))
+	}
+	return c.EnqueueAdvance(ctx, spec.ID, k, r.Seq, soak)
+}

@@ -1,0 +1,269 @@
+package cli
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/fleetreset/fleetreset/cvm"
+	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/planner"
+	"github.com/fleetreset/fleetreset/ratelimit"
+	"github.com/fleetreset/fleetreset/worker"
+)
+
+func validateCmd(ctx context.Context, env *Env, args []string) error {
+	fs, _ := newFlags(env, "validate", "PLAN...", "Check plans without touching Redis or the API; every mistake is printed as file:line: field: reason")
+	secrets := fs.Bool("secrets", true, "resolve password references and check them against the API's password rules")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return &ExitError{Code: exitUsage}
+	}
+	bad := 0
+	for _, path := range fs.Args() {
+		plan, err := planner.Load(path, planner.Options{ResolveSecrets: *secrets, LookupEnvFunc: env.lookupEnv()})
+		if err != nil {
+			fmt.Fprintln(env.Stderr, err)
+			bad++
+			continue
+		}
+		for _, w := range plan.Warnings {
+			fmt.Fprintln(env.Stderr, "warning:", w)
+		}
+		fmt.Fprintf(env.Stdout, "%s: ok: rollout %s, %s in %s\n", path, plan.Spec.ID, plural(len(plan.Targets), "instance"), plural(len(plan.Spec.Waves), "wave"))
+	}
+	if bad > 0 {
+		return &ExitError{Code: exitFailed}
+	}
+	return nil
+}
+
+func planCmd(ctx context.Context, env *Env, args []string) error {
+	fs, c := newFlags(env, "plan", "[flags] PLAN", "Dry run: check every target against the API (exists, state allows a reset, not mid-operation, not already on the target image), then print the waves, per-zone counts, skipped instances, API calls per action and the minimum wall time. Enqueues nothing")
+	var a apiFlags
+	a.register(fs)
+	offline := fs.Bool("offline", false, "skip the API pre-flight")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	path, err := oneArg(fs, "PLAN")
+	if err != nil {
+		return err
+	}
+	if err := a.check(); err != nil {
+		return err
+	}
+	plan, err := planner.Load(path, planner.Options{ResolveSecrets: true, LookupEnvFunc: env.lookupEnv()})
+	if err != nil {
+		return &ExitError{Code: exitFailed, Err: err}
+	}
+	var pf *planner.PreflightResult
+	if !*offline {
+		creds, err := cvm.DefaultCredentials()
+		if err != nil {
+			return err
+		}
+		api, err := apiFactory(a, creds)(plan.Spec)
+		if err != nil {
+			return err
+		}
+		lim, key := previewLimiter(ctx, c, plan.Spec.Region, cmp.Or(a.endpoint, plan.Spec.Endpoint, "default"), creds.SecretID)
+		res, err := planner.Preflight(ctx, plan, describeFunc(api, lim, key, plan.Spec.DescribeRate))
+		if err != nil {
+			return err
+		}
+		pf = &res
+	}
+	printPreview(env, plan, planner.MakePreview(plan, pf))
+	if pf != nil && len(pf.Refused) > 0 {
+		return &ExitError{Code: exitFailed, Err: fmt.Errorf("%s", pf.RefusedSummary(20))}
+	}
+	return nil
+}
+
+// previewLimiter shares the fleet's describe budget when REDIS_URL is set,
+// so a preview does not starve running workers; else it limits locally.
+func previewLimiter(ctx context.Context, c *common, region, endpoint, secretID string) (ratelimit.Limiter, string) {
+	key := ratelimit.Key("DescribeInstances", endpoint+"|"+region, secretID)
+	if c.redisURL != "" {
+		if cn, err := c.open(ctx); err == nil {
+			return ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix}), key
+		}
+	}
+	return ratelimit.NewLocal(ratelimit.Config{}), key
+}
+
+func printPreview(env *Env, plan *planner.Plan, p planner.Preview) {
+	out := env.Stdout
+	fmt.Fprintf(out, "Rollout %s (%s, API %s, %s)\n", plan.Spec.ID, plan.Spec.Region, plan.Spec.API, cmp.Or(plan.Spec.Endpoint, "default endpoint"))
+	fmt.Fprintf(out, "  %-5s %6s %8s %10s %-9s %s\n", "wave", "size", "to reset", "soak", "approval", "failure budget")
+	for _, w := range p.Waves {
+		appr := ""
+		if w.Approval {
+			appr = "manual"
+		}
+		fmt.Fprintf(out, "  %-5d %6d %8d %10s %-9s %s\n", w.Index+1, w.Size, w.ToReset, w.Soak, appr, budgetText(w.Budget))
+	}
+	fmt.Fprintf(out, "  overall failure budget: %s, on breach: %s\n", budgetText(plan.Spec.Budget), plan.Spec.OnBreach)
+	fmt.Fprintln(out, "Zones:")
+	for _, z := range sortedKeys(p.ZoneCounts) {
+		fmt.Fprintf(out, "  %-20s %d\n", cmp.Or(z, "(unknown)"), p.ZoneCounts[z])
+	}
+	if pf := p.Preflight; pf != nil {
+		fmt.Fprintf(out, "Pre-flight: %d DescribeInstances calls; %d to skip, %d refused.\n", pf.DescribeCalls, len(pf.Skipped), len(pf.Refused))
+		for _, id := range sortedKeys(pf.Skipped) {
+			fmt.Fprintf(out, "  skip   %s: %s\n", id, pf.Skipped[id])
+		}
+		for _, id := range sortedKeys(pf.Refused) {
+			fmt.Fprintf(out, "  refuse %s: %s\n", id, pf.Refused[id])
+		}
+	} else {
+		fmt.Fprintln(out, "Pre-flight: skipped (--offline).")
+	}
+	fmt.Fprintf(out, "API calls: %d ResetInstance at %g/s, about %d DescribeInstances at %g/s (pre-flight and one verify poll per 100 instances per wave; more polls while reinstalls run).\n",
+		p.ResetCalls, plan.Spec.ResetRate, p.DescribeCalls, plan.Spec.DescribeRate)
+	fmt.Fprintf(out, "Minimum wall time: %s (reset budget and soaks; each wave also waits for its reinstalls to finish).\n", p.MinWallTime.Round(time.Second))
+	fmt.Fprintln(out, "Nothing was enqueued.")
+}
+
+func applyCmd(ctx context.Context, env *Env, args []string) error {
+	fs, c := newFlags(env, "apply", "[flags] PLAN", "Validate a plan, pre-flight its targets and enqueue its rollout into REDIS_URL; workers (fleetreset worker) do the rest. Applying the same plan again enqueues nothing")
+	var a apiFlags
+	a.register(fs)
+	noPreflight := fs.Bool("no-preflight", false, "do not check targets against the API before enqueueing")
+	secrets := fs.Bool("secrets", true, "resolve password references here too (turn off when only the workers' hosts hold them)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	path, err := oneArg(fs, "PLAN")
+	if err != nil {
+		return err
+	}
+	if err := a.check(); err != nil {
+		return err
+	}
+	plan, err := planner.Load(path, planner.Options{ResolveSecrets: *secrets, LookupEnvFunc: env.lookupEnv()})
+	if err != nil {
+		return &ExitError{Code: exitFailed, Err: err}
+	}
+	cn, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer cn.Close()
+	cfg := planner.ApplyConfig{Ledger: cn.ledger, Client: cn.client, Namespace: c.namespace}
+	if !*noPreflight {
+		creds, err := cvm.DefaultCredentials()
+		if err != nil {
+			return err
+		}
+		api, err := apiFactory(a, creds)(plan.Spec)
+		if err != nil {
+			return err
+		}
+		lim := ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix})
+		key := ratelimit.Key("DescribeInstances", cmp.Or(a.endpoint, plan.Spec.Endpoint, "default")+"|"+plan.Spec.Region, creds.SecretID)
+		cfg.Describe = describeFunc(api, lim, key, plan.Spec.DescribeRate)
+	}
+	res, err := planner.Apply(ctx, plan, cfg)
+	if err != nil {
+		return &ExitError{Code: exitFailed, Err: err}
+	}
+	if !res.Created {
+		fmt.Fprintf(env.Stdout, "Rollout %s was already applied (state %s); nothing enqueued.\n", plan.Spec.ID, res.State)
+		return nil
+	}
+	fmt.Fprintf(env.Stdout, "Rollout %s applied: %s in %s, %d skipped (already on target); state %s.\nWatch it: fleetreset status --watch %s\n",
+		plan.Spec.ID, plural(len(plan.Targets), "instance"), plural(len(plan.Spec.Waves), "wave"), len(res.Skipped), res.State, plan.Spec.ID)
+	return nil
+}
+
+func workerCmd(ctx context.Context, env *Env, args []string) error {
+	fs, c := newFlags(env, "worker", "[flags]", "Serve rollouts from REDIS_URL until SIGINT/SIGTERM. Run as many as you like on as many machines: they share one API rate budget through Redis. Credentials come from TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY (or the SDK's profile file or CVM role)")
+	var a apiFlags
+	a.register(fs)
+	concurrency := fs.Int("concurrency", worker.ConcurrencyDefault, "tasks handled at once")
+	grace := fs.Duration("reconcile-grace", worker.ReconcileGraceDefault, "how long after an unanswered reset call to wait before asking the API whether it landed; must exceed the API call timeout")
+	shutdown := fs.Duration("shutdown-timeout", worker.ShutdownTimeoutDefault, "how long calls in flight may take to finish on SIGTERM")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9464)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := a.check(); err != nil {
+		return err
+	}
+	log := c.logger(env, false)
+	cn, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer cn.Close()
+	creds, err := cvm.DefaultCredentials()
+	if err != nil {
+		return err
+	}
+	wcfg := worker.Config{Redis: cn.opt, Controller: cn.controller(c.namespace, log),
+		Limiter: ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix}), APIFunc: apiFactory(a, creds),
+		Endpoint: a.endpoint, API: a.api, Credentials: &creds, Concurrency: *concurrency,
+		ReconcileGrace: *grace, ShutdownTimeout: *shutdown, Logger: log, LookupEnv: env.lookupEnv()}
+	if err := serveWorkerMetrics(ctx, *metricsAddr, cn, &wcfg, log); err != nil {
+		return err
+	}
+	w, err := worker.New(wcfg)
+	if err != nil {
+		return err
+	}
+	sctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log.Info("worker started", "concurrency", *concurrency, "namespace", c.namespace)
+	return w.Run(sctx)
+}
+
+func simCmd(ctx context.Context, env *Env, args []string) error {
+	fs, c := newFlags(env, "sim", "[flags]", "Serve the CVM API simulator: API 3.0 at / and the legacy v2 API at /v2/index.php, with admin JSON at /admin/stats and /admin/instances. Its credentials are -secret-id/-secret-key (export them as TENCENTCLOUD_SECRET_ID/KEY for apply and workers)")
+	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
+	fleet := fs.Int("fleet", 0, "generate this many instances (mixed Linux/Windows, on old images)")
+	planPath := fs.String("plan", "", "seed the simulator with the instances of this plan")
+	var cfg cvmsim.Config
+	cvmsim.RegisterFlags(fs, &cfg)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return &ExitError{Code: exitUsage, Err: err}
+	}
+	log := c.logger(env, false)
+	sim := cvmsim.New(cfg)
+	n := 0
+	if *fleet > 0 {
+		sim.AddInstances(cvmsim.Generate(*fleet)...)
+		n += *fleet
+	}
+	if *planPath != "" {
+		plan, err := planner.Load(*planPath, planner.Options{})
+		if err != nil {
+			return &ExitError{Code: exitFailed, Err: err}
+		}
+		sim.AddInstances(fleetFromPlan(plan)...)
+		n += len(plan.Targets)
+	}
+	if n == 0 {
+		return &ExitError{Code: exitUsage, Err: errors.New("sim: give --fleet N or --plan PLAN")}
+	}
+	sctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	url, err := startSim(sctx, sim, *listen, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Simulator serving %d instances at %s (admin: %s/admin/stats)\n", n, url, url)
+	<-sctx.Done()
+	return nil
+}

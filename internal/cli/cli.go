@@ -1,0 +1,243 @@
+// Package cli implements the fleetreset command line. cmd/fleetreset only
+// calls Main, so tests drive the very same code path in process.
+package cli
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/fleetreset/fleetreset/control"
+	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/tasks"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Env is what a command reads from its surroundings; tests replace it.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Stdin          io.Reader
+	// Getenv reads environment variables. Defaults to os.Getenv.
+	Getenv func(string) string
+	// LookupEnv resolves password references. Defaults to os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+	// Interactive says stdin and stderr are a terminal (prompts, live progress).
+	Interactive bool
+	// Hooks let tests observe a run; nil in production.
+	Hooks *Hooks
+}
+
+func (e *Env) getenv(k string) string {
+	if e.Getenv != nil {
+		return e.Getenv(k)
+	}
+	return os.Getenv(k)
+}
+
+func (e *Env) lookupEnv() func(string) (string, bool) {
+	if e.LookupEnv != nil {
+		return e.LookupEnv
+	}
+	return os.LookupEnv
+}
+
+type command struct {
+	name, args, short string
+	run               func(ctx context.Context, env *Env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"run", "[flags] PLAN", "run a whole rollout in this process (embedded Redis unless REDIS_URL is set)", runCmd},
+		{"validate", "PLAN...", "check plans and print every mistake as file:line: field: reason", validateCmd},
+		{"plan", "[flags] PLAN", "dry run: pre-flight every target and preview waves, API calls and wall time", planCmd},
+		{"apply", "[flags] PLAN", "validate a plan and enqueue its rollout into REDIS_URL", applyCmd},
+		{"worker", "[flags]", "serve rollouts from REDIS_URL (run several, on several machines)", workerCmd},
+		{"sim", "[flags]", "serve the local CVM API simulator", simCmd},
+		{"list", "[flags]", "list rollouts", listCmd},
+		{"status", "[flags] [ROLLOUT]", "show a rollout per wave and per instance", statusCmd},
+		{"pause", "[flags] ROLLOUT", "stop starting new resets (calls in flight finish)", pauseCmd},
+		{"resume", "[flags] ROLLOUT", "resume a paused rollout", resumeCmd},
+		{"approve", "[flags] ROLLOUT", "let the next wave start after a manual gate", approveCmd},
+		{"abort", "[flags] ROLLOUT", "stop a rollout for good (calls in flight finish)", abortCmd},
+		{"retry-failed", "[flags] ROLLOUT", "give failed instances a new attempt", retryFailedCmd},
+		{"report", "[flags] ROLLOUT", "every instance with images, request IDs, attempts, outcome (JSON or CSV)", reportCmd},
+	}
+}
+
+// ExitError carries a process exit code.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// Main runs the command line args (without the program name) and returns
+// the process exit code.
+func Main(ctx context.Context, env *Env, args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(env.Stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, env, args[1:])
+		if err == nil {
+			return 0
+		}
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			if ee.Err != nil {
+				fmt.Fprintln(env.Stderr, "fleetreset:", ee.Err)
+			}
+			return ee.Code
+		}
+		fmt.Fprintln(env.Stderr, "fleetreset:", err)
+		return 1
+	}
+	fmt.Fprintf(env.Stderr, "fleetreset: unknown command %q\n\n", args[0])
+	usage(env.Stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "fleetreset reinstalls the OS of Tencent Cloud CVM fleets in staged waves.")
+	fmt.Fprintln(w, "\nUsage: fleetreset COMMAND [flags] [args]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.short)
+	}
+	fmt.Fprintln(w, "\nEnvironment: REDIS_URL (redis://host:6379/0), TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY,")
+	fmt.Fprintln(w, "TENCENTCLOUD_SESSION_TOKEN. Run 'fleetreset COMMAND -h' for a command's flags.")
+}
+
+// common holds the flags most commands share.
+type common struct {
+	redisURL  string
+	namespace string
+	logFormat string
+	verbose   bool
+}
+
+func newFlags(env *Env, name, args, short string) (*flag.FlagSet, *common) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	c := &common{}
+	fs.StringVar(&c.redisURL, "redis", env.getenv("REDIS_URL"), "Redis URL (default $REDIS_URL)")
+	fs.StringVar(&c.namespace, "namespace", cmp.Or(env.getenv("FLEETRESET_NAMESPACE"), tasks.DefaultNamespace), "queue and key namespace, to run separate fleets on one Redis")
+	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal)")
+	fs.BoolVar(&c.verbose, "v", false, "verbose logs")
+	fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "Usage: fleetreset %s %s\n\n%s.\n\nFlags:\n", name, args, short)
+		fs.PrintDefaults()
+	}
+	return fs, c
+}
+
+func (c *common) logger(env *Env, quiet bool) *slog.Logger {
+	level := slog.LevelInfo
+	if quiet {
+		level = slog.LevelWarn
+	}
+	if c.verbose {
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.logFormat == "json" || (c.logFormat == "auto" && !env.Interactive) {
+		return slog.New(slog.NewJSONHandler(env.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(env.Stderr, opts))
+}
+
+// conn is an open Redis for asynq and the ledger.
+type conn struct {
+	opt    asynq.RedisConnOpt
+	rdb    *redis.Client
+	client *asynq.Client
+	ledger *ledger.Ledger
+	prefix string
+}
+
+func (c *common) open(ctx context.Context) (*conn, error) {
+	if c.redisURL == "" {
+		return nil, errors.New("no Redis: set REDIS_URL or --redis (redis://host:6379/0)")
+	}
+	return openURL(ctx, c.redisURL, c.namespace)
+}
+
+func openURL(ctx context.Context, url, namespace string) (*conn, error) {
+	opt, err := asynq.ParseRedisURI(url)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	ropt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	ropt.PoolSize = max(ropt.PoolSize, 64)
+	rdb := redis.NewClient(ropt)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis at %s does not answer: %w", ropt.Addr, err)
+	}
+	prefix := cmp.Or(namespace, tasks.DefaultNamespace) + ":"
+	return &conn{opt: opt, rdb: rdb, client: asynq.NewClient(opt), prefix: prefix,
+		ledger: ledger.New(rdb, ledger.Config{Prefix: prefix})}, nil
+}
+
+func (c *conn) Close() {
+	c.client.Close()
+	c.rdb.Close()
+}
+
+func (c *conn) controller(namespace string, log *slog.Logger) *control.Controller {
+	return control.New(control.Config{Ledger: c.ledger, Client: c.client, Namespace: namespace, Logger: log})
+}
+
+// oneArg returns the only positional argument.
+func oneArg(fs *flag.FlagSet, what string) (string, error) {
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return "", &ExitError{Code: 2, Err: fmt.Errorf("%s: need exactly one %s", fs.Name(), what)}
+	}
+	return fs.Arg(0), nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, word)
+	}
+	return fmt.Sprintf("%d %ss", n, strings.TrimSuffix(word, "s"))
+}

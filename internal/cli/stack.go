@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"cmp"
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/fleetreset/fleetreset/cvm"
+	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/planner"
+	"github.com/fleetreset/fleetreset/ratelimit"
+	"github.com/fleetreset/fleetreset/rollout"
+)
+
+// Hooks let tests observe the parts a command starts. All optional.
+type Hooks struct {
+	// Simulator is called with the in-process simulator of `run --simulate`.
+	Simulator func(sim *cvmsim.Server, url string)
+	// Redis is called with the URL of the Redis a command uses.
+	Redis func(url string)
+	// Progress is called after every progress poll of `run`.
+	Progress func(state string)
+}
+
+// apiFlags are the flags that point a command at an API.
+type apiFlags struct {
+	endpoint string
+	api      string
+}
+
+func (a *apiFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.endpoint, "endpoint", "", "API base URL, overriding the plan's (e.g. http://127.0.0.1:8080 for a simulator)")
+	fs.StringVar(&a.api, "api", "", "API generation v2 or v3, overriding the plan's")
+}
+
+func (a *apiFlags) check() error {
+	switch a.api {
+	case "", "v2", "v3":
+		return nil
+	}
+	return &ExitError{Code: 2, Err: fmt.Errorf("--api must be v2 or v3, not %q", a.api)}
+}
+
+// apiFactory builds CVM clients for rollouts with the overrides applied.
+func apiFactory(a apiFlags, creds cvm.Credentials) func(spec rollout.Spec) (cvm.API, error) {
+	return func(spec rollout.Spec) (cvm.API, error) {
+		return cvm.New(cvm.Config{
+			Generation:  cvm.Generation(cmp.Or(a.api, spec.API)),
+			Endpoint:    cmp.Or(a.endpoint, spec.Endpoint),
+			Region:      spec.Region,
+			Credentials: creds,
+		})
+	}
+}
+
+// describeFunc adapts a CVM client to the planner's pre-flight, under the
+// describe budget.
+func describeFunc(api cvm.API, lim ratelimit.Limiter, key string, rate float64) planner.DescribeFunc {
+	return func(ctx context.Context, ids []string) (map[string]rollout.Observed, error) {
+		if _, err := lim.Wait(ctx, key, rate); err != nil {
+			return nil, err
+		}
+		list, err := api.DescribeInstances(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]rollout.Observed, len(list))
+		for _, in := range list {
+			out[in.InstanceID] = rollout.Observed{Found: true, ImageID: in.ImageID, State: in.State, Resetting: in.Resetting(), Zone: in.Zone}
+		}
+		return out, nil
+	}
+}
+
+// simFlags registers the simulator's knobs on fs with a prefix.
+func simFlags(fs *flag.FlagSet, cfg *cvmsim.Config, prefix string) {
+	tmp := flag.NewFlagSet("sim", flag.ContinueOnError)
+	cvmsim.RegisterFlags(tmp, cfg)
+	tmp.VisitAll(func(f *flag.Flag) {
+		fs.Var(f.Value, prefix+f.Name, f.Usage)
+	})
+}
+
+// fleetFromPlan builds simulated instances for every target of a plan, on
+// an image other than their target so that each needs a reset.
+func fleetFromPlan(p *planner.Plan) []cvmsim.Instance {
+	zones := []string{"ap-guangzhou-3", "ap-guangzhou-4", "ap-guangzhou-6"}
+	out := make([]cvmsim.Instance, 0, len(p.Targets))
+	for i, t := range p.Targets {
+		g := p.Spec.Groups[t.Group]
+		img := cvmsim.ImageLinuxOld
+		if g.OS == "windows" {
+			img = cvmsim.ImageWindowsOld
+		}
+		if img == g.ImageID {
+			img = "img-0ld00000"
+		}
+		out = append(out, cvmsim.Instance{ID: t.InstanceID, Zone: cmp.Or(t.Zone, zones[i%len(zones)]),
+			ImageID: img, OS: cmp.Or(g.OS, "linux"), State: "RUNNING"})
+	}
+	return out
+}
+
+// startSim serves a simulator on a free loopback port until ctx ends.
+func startSim(ctx context.Context, sim *cvmsim.Server, addr string, log *slog.Logger) (string, error) {
+	ln, err := net.Listen("tcp", cmp.Or(addr, "127.0.0.1:0"))
+	if err != nil {
+		return "", fmt.Errorf("simulator: %w", err)
+	}
+	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
+			log.Error("simulator stopped", "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	return "http://" + ln.Addr().String(), nil
+}

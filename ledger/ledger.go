@@ -1,0 +1,873 @@
+package ledger
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleetreset/fleetreset/internal/clock"
+	"github.com/fleetreset/fleetreset/rollout"
+	"github.com/redis/go-redis/v9"
+)
+
+// PrefixDefault is the key prefix used when Config.Prefix is empty.
+const PrefixDefault = "fr:"
+
+// Errors callers branch on.
+var (
+	// ErrNotFound: no rollout with that ID.
+	ErrNotFound = errors.New("ledger: rollout not found")
+	// ErrPlanChanged: a rollout with that name exists for a different plan.
+	ErrPlanChanged = errors.New("ledger: a rollout with this name exists for a different plan")
+	// ErrFenced: the caller's fencing token no longer holds the instance
+	// (another worker took it over, or it already moved on).
+	ErrFenced = errors.New("ledger: fenced out")
+)
+
+// RolloutState is the state of a rollout.
+type RolloutState string
+
+// Rollout states. Completed and aborted are terminal.
+const (
+	Applying         RolloutState = "applying"
+	Scheduled        RolloutState = "scheduled"
+	Running          RolloutState = "running"
+	Paused           RolloutState = "paused"
+	AwaitingApproval RolloutState = "awaiting_approval"
+	Completed        RolloutState = "completed"
+	Aborted          RolloutState = "aborted"
+)
+
+// Terminal reports whether no further work happens in state s.
+func (s RolloutState) Terminal() bool { return s == Completed || s == Aborted }
+
+// InstanceState is an instance's position in the reset protocol.
+type InstanceState string
+
+// Instance states; see the package doc for the protocol.
+const (
+	Pending   InstanceState = "pending"
+	Held      InstanceState = "held"
+	Calling   InstanceState = "calling"
+	Resetting InstanceState = "resetting"
+	Succeeded InstanceState = "succeeded"
+	Skipped   InstanceState = "skipped"
+	Failed    InstanceState = "failed"
+	Ambiguous InstanceState = "ambiguous"
+	Cancelled InstanceState = "cancelled"
+)
+
+// Terminal reports whether s is a final outcome of this attempt.
+func (s InstanceState) Terminal() bool {
+	switch s {
+	case Succeeded, Skipped, Failed, Ambiguous, Cancelled:
+		return true
+	}
+	return false
+}
+
+// Config configures a Ledger. The zero value is ready to use.
+type Config struct {
+	// Prefix starts every key. Defaults to PrefixDefault.
+	Prefix string
+	// Clock stamps transitions. Defaults to the wall clock.
+	Clock clock.Clock
+}
+
+// Ledger reads and writes rollout state in Redis. It is safe for concurrent use.
+type Ledger struct {
+	rdb    redis.UniversalClient
+	prefix string
+	clock  clock.Clock
+}
+
+// New returns a Ledger on rdb.
+func New(rdb redis.UniversalClient, cfg Config) *Ledger {
+	return &Ledger{rdb: rdb, prefix: cmp.Or(cfg.Prefix, PrefixDefault), clock: clock.Or(cfg.Clock)}
+}
+
+// Redis returns the client the ledger uses.
+func (l *Ledger) Redis() redis.UniversalClient { return l.rdb }
+
+func (l *Ledger) base(rollout string) string { return l.prefix + "{" + rollout + "}:" }
+func (l *Ledger) claimKey(id string) string  { return l.prefix + "claim:" + id }
+func (l *Ledger) indexKey() string           { return l.prefix + "rollouts" }
+func (l *Ledger) now() string                { return strconv.FormatInt(l.clock.Now().UnixMilli(), 10) }
+
+// Counters count terminal outcomes.
+type Counters struct {
+	Succeeded int `json:"succeeded"`
+	Skipped   int `json:"skipped"`
+	Failed    int `json:"failed"`
+	Ambiguous int `json:"ambiguous"`
+	Cancelled int `json:"cancelled"`
+	Terminal  int `json:"terminal"`
+}
+
+// Failures is what failure budgets count: failed and ambiguous outcomes.
+func (c Counters) Failures() int { return c.Failed + c.Ambiguous }
+
+// Judged is how many outcomes a failure budget judges: instances that were
+// reset or tried to be (succeeded, failed, ambiguous). Skipped instances
+// were never touched and cancelled ones never tried, so neither dilutes a
+// failure percentage.
+func (c Counters) Judged() int { return c.Succeeded + c.Failed + c.Ambiguous }
+
+func countersFrom(vals []int64) Counters {
+	return Counters{Succeeded: int(vals[0]), Skipped: int(vals[1]), Failed: int(vals[2]),
+		Ambiguous: int(vals[3]), Cancelled: int(vals[4]), Terminal: int(vals[5])}
+}
+
+func countersFromMap(m map[string]string) Counters {
+	n := func(k string) int { v, _ := strconv.Atoi(m[k]); return v }
+	return Counters{Succeeded: n("succeeded"), Skipped: n("skipped"), Failed: n("failed"),
+		Ambiguous: n("ambiguous"), Cancelled: n("cancelled"), Terminal: n("terminal")}
+}
+
+// Seed is the initial state of one instance when a rollout is created: the
+// pre-flight observation, or what a local journal remembers of an earlier run.
+type Seed struct {
+	State InstanceState
+	// OldImage and OldOpRequestID are the pre-flight observation.
+	OldImage       string
+	OldOpRequestID string
+	RequestID      string
+	Token          int64
+	IntentAt       time.Time
+	CalledAt       time.Time
+	Code, Error    string
+	NewImage       string
+}
+
+// CreateOptions carry what is known of a rollout before it starts.
+type CreateOptions struct {
+	// Seeds maps instance IDs to their initial state; absent ones are pending.
+	Seeds map[string]Seed
+	// Wave is the wave to start at: waves before it already passed their
+	// gates in an earlier run (from a local journal).
+	Wave int
+	// Seq starts the gate sequence; a non-zero Seq makes the first wave
+	// start rescan earlier waves for unfinished instances.
+	Seq int
+}
+
+// Create records a new rollout in state Applying with its targets, every
+// instance pending unless opts.Seeds says otherwise; Activate finishes it. It returns created=false, nil when the same
+// plan (same PlanHash) was already applied, and ErrPlanChanged when the name
+// is taken by a different plan. A creation interrupted before it finished
+// is redone from scratch by the next call: nothing was enqueued yet.
+func (l *Ledger) Create(ctx context.Context, spec rollout.Spec, targets []rollout.Target, opts CreateOptions) (created bool, err error) {
+	seeds := opts.Seeds
+	b := l.base(spec.ID)
+	rk := b + "r"
+	ok, err := l.rdb.HSetNX(ctx, rk, "hash", spec.PlanHash).Result()
+	if err != nil {
+		return false, fmt.Errorf("ledger: create %s: %w", spec.ID, err)
+	}
+	if !ok {
+		vals, err := l.rdb.HMGet(ctx, rk, "hash", "state").Result()
+		if err != nil {
+			return false, fmt.Errorf("ledger: create %s: %w", spec.ID, err)
+		}
+		if h, _ := vals[0].(string); h != spec.PlanHash {
+			return false, fmt.Errorf("%w: rollout %q was applied from a plan with hash %.12s, this plan has %.12s", ErrPlanChanged, spec.ID, h, spec.PlanHash)
+		}
+		if st, _ := vals[1].(string); st != string(Applying) {
+			return false, nil
+		}
+	}
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return false, fmt.Errorf("ledger: encode spec: %w", err)
+	}
+	now := l.now()
+	// Mark the record as being written, then write (or rewrite) everything.
+	if err := l.rdb.HSet(ctx, rk, "state", string(Applying), "spec", specJSON, "total", len(targets),
+		"waves", len(spec.Waves), "wave", opts.Wave, "seq", opts.Seq, "attempt", 1, "created", now, "updated", now).Err(); err != nil {
+		return false, fmt.Errorf("ledger: create %s: %w", spec.ID, err)
+	}
+	overall := map[string]int{}
+	perWave := make([]map[string]int, len(spec.Waves))
+	for i := range perWave {
+		perWave[i] = map[string]int{}
+	}
+	const chunk = 2000
+	for start := 0; start < len(targets); start += chunk {
+		pipe := l.rdb.Pipeline()
+		for _, t := range targets[start:min(start+chunk, len(targets))] {
+			s := seeds[t.InstanceID]
+			st := cmp.Or(s.State, Pending)
+			fields := []any{"st", string(st), "w", t.Wave, "g", t.Group, "gen", 0, "tries", 0, "resets", 0}
+			if s.OldImage != "" || s.OldOpRequestID != "" {
+				fields = append(fields, "oimg", s.OldImage, "oop", s.OldOpRequestID, "pf", 1)
+			}
+			if t.Zone != "" {
+				fields = append(fields, "zone", t.Zone)
+			}
+			if s.RequestID != "" {
+				fields = append(fields, "rid", s.RequestID)
+			}
+			if s.Token != 0 {
+				fields = append(fields, "tok", s.Token)
+			}
+			if !s.IntentAt.IsZero() {
+				fields = append(fields, "intent", s.IntentAt.UnixMilli(), "first", s.IntentAt.UnixMilli())
+			}
+			if !s.CalledAt.IsZero() {
+				fields = append(fields, "called", s.CalledAt.UnixMilli(), "resets", 1)
+			}
+			if s.Code != "" || s.Error != "" {
+				fields = append(fields, "code", s.Code, "err", s.Error)
+			}
+			if s.NewImage != "" {
+				fields = append(fields, "nimg", s.NewImage)
+			}
+			if st.Terminal() {
+				fields = append(fields, "done", now)
+				overall[string(st)]++
+				overall["terminal"]++
+				perWave[t.Wave][string(st)]++
+				perWave[t.Wave]["terminal"]++
+			}
+			ik := b + "i:" + t.InstanceID
+			pipe.Del(ctx, ik)
+			pipe.HSet(ctx, ik, fields...)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return false, fmt.Errorf("ledger: create %s: write instances: %w", spec.ID, err)
+		}
+	}
+	var maxTok int64
+	for _, s := range seeds {
+		maxTok = max(maxTok, s.Token)
+	}
+	pipe := l.rdb.Pipeline()
+	pipe.Del(ctx, b+"c", b+"held")
+	// Tokens from a journal must stay below every token issued from now on.
+	pipe.Set(ctx, b+"fence", maxTok, 0)
+	overall["terminal"] += 0 // the hash must exist even when nothing is terminal yet
+	pipe.HSet(ctx, b+"c", mapArgs(overall, "total", len(targets))...)
+	byWave := make([][]any, len(spec.Waves))
+	for _, t := range targets {
+		byWave[t.Wave] = append(byWave[t.Wave], t.InstanceID)
+	}
+	for k := range spec.Waves {
+		pipe.Del(ctx, fmt.Sprintf("%sw:%d", b, k), fmt.Sprintf("%swc:%d", b, k))
+		for start := 0; start < len(byWave[k]); start += chunk {
+			pipe.RPush(ctx, fmt.Sprintf("%sw:%d", b, k), byWave[k][start:min(start+chunk, len(byWave[k]))]...)
+		}
+		args := mapArgs(perWave[k], "size", len(byWave[k]))
+		if perWave[k]["terminal"] >= len(byWave[k]) {
+			args = append(args, "complete", "1")
+		}
+		if k < opts.Wave {
+			args = append(args, "approved", "1")
+		}
+		pipe.HSet(ctx, fmt.Sprintf("%swc:%d", b, k), args...)
+	}
+	pipe.ZAdd(ctx, l.indexKey(), redis.Z{Score: float64(l.clock.Now().UnixMilli()), Member: spec.ID})
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false, fmt.Errorf("ledger: create %s: write waves: %w", spec.ID, err)
+	}
+	return true, nil
+}
+
+// Activate ends the creation of a rollout: it becomes running, or
+// scheduled when it starts later. The planner calls it after the first
+// wave's task is enqueued, so an apply interrupted in between is redone.
+func (l *Ledger) Activate(ctx context.Context, spec rollout.Spec) error {
+	state := Running
+	if spec.StartAt.After(l.clock.Now()) {
+		state = Scheduled
+	}
+	ok, err := l.SetState(ctx, spec.ID, []RolloutState{Applying}, state, "")
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("ledger: activate %s: not being applied", spec.ID)
+	}
+	return nil
+}
+
+func mapArgs(m map[string]int, k string, v int) []any {
+	args := []any{k, v}
+	for name, n := range m {
+		if name != k {
+			args = append(args, name, n)
+		}
+	}
+	return args
+}
+
+// WaveStatus is the state of one wave.
+type WaveStatus struct {
+	Index    int      `json:"index"`
+	Size     int      `json:"size"`
+	Counters Counters `json:"counters"`
+	Complete bool     `json:"complete"`
+	Approved bool     `json:"approved"`
+	// StartedAt is when the wave passed the previous gate (zero for wave 0
+	// and waves not started).
+	StartedAt time.Time `json:"started_at,omitzero"`
+	// SoakUntil is when the soak after this wave ends, once it began.
+	SoakUntil time.Time `json:"soak_until,omitzero"`
+}
+
+// Rollout is a rollout record with its counters.
+type Rollout struct {
+	ID        string       `json:"id"`
+	Spec      rollout.Spec `json:"spec"`
+	State     RolloutState `json:"state"`
+	Reason    string       `json:"reason,omitempty"`
+	Wave      int          `json:"wave"`
+	Seq       int          `json:"seq"`
+	Attempt   int          `json:"attempt"`
+	Total     int          `json:"total"`
+	CreatedAt time.Time    `json:"created_at"`
+	UpdatedAt time.Time    `json:"updated_at"`
+	Counters  Counters     `json:"counters"`
+	Waves     []WaveStatus `json:"waves"`
+}
+
+// Get reads a rollout record with its wave statuses.
+func (l *Ledger) Get(ctx context.Context, id string) (*Rollout, error) {
+	b := l.base(id)
+	m, err := l.rdb.HGetAll(ctx, b+"r").Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: get %s: %w", id, err)
+	}
+	if len(m) == 0 || m["spec"] == "" {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	r := &Rollout{ID: id, State: RolloutState(m["state"]), Reason: m["reason"]}
+	if err := json.Unmarshal([]byte(m["spec"]), &r.Spec); err != nil {
+		return nil, fmt.Errorf("ledger: get %s: decode spec: %w", id, err)
+	}
+	r.Wave, _ = strconv.Atoi(m["wave"])
+	r.Seq, _ = strconv.Atoi(m["seq"])
+	r.Attempt, _ = strconv.Atoi(m["attempt"])
+	r.Total, _ = strconv.Atoi(m["total"])
+	r.CreatedAt = msTime(m["created"])
+	r.UpdatedAt = msTime(m["updated"])
+	pipe := l.rdb.Pipeline()
+	cc := pipe.HGetAll(ctx, b+"c")
+	wcs := make([]*redis.MapStringStringCmd, len(r.Spec.Waves))
+	for k := range r.Spec.Waves {
+		wcs[k] = pipe.HGetAll(ctx, fmt.Sprintf("%swc:%d", b, k))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("ledger: get %s: %w", id, err)
+	}
+	r.Counters = countersFromMap(cc.Val())
+	for k, c := range wcs {
+		wm := c.Val()
+		size, _ := strconv.Atoi(wm["size"])
+		r.Waves = append(r.Waves, WaveStatus{Index: k, Size: size, Counters: countersFromMap(wm),
+			Complete: wm["complete"] == "1", Approved: wm["approved"] == "1",
+			StartedAt: msTime(wm["started"]), SoakUntil: msTime(wm["soak_until"])})
+	}
+	return r, nil
+}
+
+// List returns every rollout, oldest first.
+func (l *Ledger) List(ctx context.Context) ([]*Rollout, error) {
+	ids, err := l.rdb.ZRange(ctx, l.indexKey(), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: list: %w", err)
+	}
+	var out []*Rollout
+	for _, id := range ids {
+		r, err := l.Get(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Spec reads only a rollout's spec.
+func (l *Ledger) Spec(ctx context.Context, id string) (rollout.Spec, RolloutState, error) {
+	vals, err := l.rdb.HMGet(ctx, l.base(id)+"r", "spec", "state").Result()
+	if err != nil {
+		return rollout.Spec{}, "", fmt.Errorf("ledger: spec %s: %w", id, err)
+	}
+	s, _ := vals[0].(string)
+	if s == "" {
+		return rollout.Spec{}, "", fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	var spec rollout.Spec
+	if err := json.Unmarshal([]byte(s), &spec); err != nil {
+		return rollout.Spec{}, "", fmt.Errorf("ledger: spec %s: %w", id, err)
+	}
+	st, _ := vals[1].(string)
+	return spec, RolloutState(st), nil
+}
+
+// State reads a rollout's state and current wave.
+func (l *Ledger) State(ctx context.Context, id string) (RolloutState, int, error) {
+	vals, err := l.rdb.HMGet(ctx, l.base(id)+"r", "state", "wave").Result()
+	if err != nil {
+		return "", 0, fmt.Errorf("ledger: state %s: %w", id, err)
+	}
+	st, _ := vals[0].(string)
+	if st == "" {
+		return "", 0, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	w, _ := vals[1].(string)
+	wave, _ := strconv.Atoi(w)
+	return RolloutState(st), wave, nil
+}
+
+// Instance is one instance's ledger entry.
+type Instance struct {
+	ID             string        `json:"instance_id"`
+	Wave           int           `json:"wave"`
+	Group          int           `json:"group"`
+	Zone           string        `json:"zone,omitempty"`
+	Gen            int           `json:"gen"`
+	State          InstanceState `json:"state"`
+	Token          int64         `json:"-"`
+	RequestID      string        `json:"request_id,omitempty"`
+	OldImage       string        `json:"old_image,omitempty"`
+	OldOpRequestID string        `json:"-"`
+	NewImage       string        `json:"new_image,omitempty"`
+	Preflighted    bool          `json:"-"`
+	// Tries counts reset attempts in this generation; Resets counts calls
+	// the cloud accepted (the number the whole design keeps at one).
+	Tries      int       `json:"tries"`
+	Resets     int       `json:"resets"`
+	Code       string    `json:"code,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	FirstTryAt time.Time `json:"first_try_at,omitzero"`
+	IntentAt   time.Time `json:"intent_at,omitzero"`
+	CalledAt   time.Time `json:"called_at,omitzero"`
+	DoneAt     time.Time `json:"done_at,omitzero"`
+}
+
+func instanceFrom(id string, m map[string]string) *Instance {
+	n := func(k string) int { v, _ := strconv.Atoi(m[k]); return v }
+	tok, _ := strconv.ParseInt(m["tok"], 10, 64)
+	return &Instance{ID: id, Wave: n("w"), Group: n("g"), Zone: m["zone"], Gen: n("gen"),
+		State: InstanceState(m["st"]), Token: tok, RequestID: m["rid"], OldImage: m["oimg"],
+		OldOpRequestID: m["oop"], NewImage: m["nimg"], Preflighted: m["pf"] == "1",
+		Tries: n("tries"), Resets: n("resets"), Code: m["code"], Error: m["err"],
+		FirstTryAt: msTime(m["first"]), IntentAt: msTime(m["intent"]), CalledAt: msTime(m["called"]), DoneAt: msTime(m["done"])}
+}
+
+func msTime(s string) time.Time {
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+// Instances reads the ledger entries of ids (missing ones are nil).
+func (l *Ledger) Instances(ctx context.Context, rollout string, ids []string) ([]*Instance, error) {
+	b := l.base(rollout)
+	out := make([]*Instance, len(ids))
+	const chunk = 1000
+	for start := 0; start < len(ids); start += chunk {
+		pipe := l.rdb.Pipeline()
+		cmds := make([]*redis.MapStringStringCmd, 0, chunk)
+		for _, id := range ids[start:min(start+chunk, len(ids))] {
+			cmds = append(cmds, pipe.HGetAll(ctx, b+"i:"+id))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, fmt.Errorf("ledger: instances of %s: %w", rollout, err)
+		}
+		for i, c := range cmds {
+			if m := c.Val(); len(m) > 0 {
+				out[start+i] = instanceFrom(ids[start+i], m)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Instance reads one instance's entry.
+func (l *Ledger) Instance(ctx context.Context, rollout, id string) (*Instance, error) {
+	is, err := l.Instances(ctx, rollout, []string{id})
+	if err != nil {
+		return nil, err
+	}
+	if is[0] == nil {
+		return nil, fmt.Errorf("%w: instance %s of %q", ErrNotFound, id, rollout)
+	}
+	return is[0], nil
+}
+
+// WaveInstances returns the instance IDs of wave k in plan order.
+func (l *Ledger) WaveInstances(ctx context.Context, rollout string, k int) ([]string, error) {
+	ids, err := l.rdb.LRange(ctx, fmt.Sprintf("%sw:%d", l.base(rollout), k), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: wave %d of %s: %w", k, rollout, err)
+	}
+	return ids, nil
+}
+
+// AllInstances returns every instance of a rollout, wave by wave.
+func (l *Ledger) AllInstances(ctx context.Context, r *Rollout) ([]*Instance, error) {
+	var out []*Instance
+	for k := range r.Spec.Waves {
+		ids, err := l.WaveInstances(ctx, r.ID, k)
+		if err != nil {
+			return nil, err
+		}
+		is, err := l.Instances(ctx, r.ID, ids)
+		if err != nil {
+			return nil, err
+		}
+		for _, in := range is {
+			if in != nil {
+				out = append(out, in)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Preflight records the pre-flight observation of an instance that is
+// still pending: its image and latest operation before any call of ours.
+func (l *Ledger) Preflight(ctx context.Context, rollout, id, oldImage, oldOp string) error {
+	ik := l.base(rollout) + "i:" + id
+	if err := l.rdb.HSet(ctx, ik, "oimg", oldImage, "oop", oldOp, "pf", 1).Err(); err != nil {
+		return fmt.Errorf("ledger: preflight %s: %w", id, err)
+	}
+	return nil
+}
+
+// BeginAction tells a reset handler what to do; see Begin.
+type BeginAction string
+
+// Begin actions.
+const (
+	ActMissing   BeginAction = "missing"   // no such instance in the rollout
+	ActStale     BeginAction = "stale"     // the task's generation is not the instance's
+	ActDone      BeginAction = "done"      // already terminal
+	ActVerify    BeginAction = "verify"    // already called; make sure it is being verified
+	ActReconcile BeginAction = "reconcile" // a call may have been made: reconcile, never call blindly
+	ActHeld      BeginAction = "held"      // rollout not running: parked until resume
+	ActCancelled BeginAction = "cancelled" // rollout aborted
+	ActProceed   BeginAction = "proceed"   // intent recorded under Token: call the API
+)
+
+// BeginResult is the outcome of Begin.
+type BeginResult struct {
+	Action   BeginAction
+	Token    int64
+	IntentAt time.Time
+}
+
+// Begin records the intent to reset instance id (generation gen) when the
+// rollout is running and the instance is pending. Only ActProceed permits
+// an API call.
+func (l *Ledger) Begin(ctx context.Context, rollout, id string, gen int) (BeginResult, error) {
+	res, err := beginScript.Run(ctx, l.rdb, nil, l.base(rollout), id, gen, l.now()).StringSlice()
+	if err != nil {
+		return BeginResult{}, fmt.Errorf("ledger: begin %s: %w", id, err)
+	}
+	tok, _ := strconv.ParseInt(res[1], 10, 64)
+	return BeginResult{Action: BeginAction(res[0]), Token: tok, IntentAt: msTime(res[2])}, nil
+}
+
+// Called records that the cloud accepted the reset under requestID.
+func (l *Ledger) Called(ctx context.Context, rollout, id string, token int64, requestID string) error {
+	n, err := calledScript.Run(ctx, l.rdb, nil, l.base(rollout), id, token, requestID, l.now()).Int()
+	if err != nil {
+		return fmt.Errorf("ledger: called %s: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: called %s", ErrFenced, id)
+	}
+	return nil
+}
+
+// Release undoes an intent whose call the cloud certainly refused, leaving
+// the instance pending (or held, when the rollout stops), with the error.
+func (l *Ledger) Release(ctx context.Context, rollout, id string, token int64, to InstanceState, code, msg string) error {
+	n, err := releaseScript.Run(ctx, l.rdb, nil, l.base(rollout), id, token, string(to), code, msg).Int()
+	if err != nil {
+		return fmt.Errorf("ledger: release %s: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: release %s", ErrFenced, id)
+	}
+	return nil
+}
+
+// Retake moves an intent to a new token; see retakeScript.
+func (l *Ledger) Retake(ctx context.Context, rollout, id string, token int64) (int64, error) {
+	n, err := retakeScript.Run(ctx, l.rdb, nil, l.base(rollout), id, token, l.now()).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("ledger: retake %s: %w", id, err)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("%w: retake %s", ErrFenced, id)
+	}
+	return n, nil
+}
+
+// Outcome is a terminal transition for Finish.
+type Outcome struct {
+	// From lists the states the instance may leave; others make Finish a no-op.
+	From []InstanceState
+	// Token, when non-zero, must still hold the instance.
+	Token    int64
+	To       InstanceState
+	Code     string
+	Message  string
+	NewImage string
+}
+
+// FinishResult reports the counts after a Finish.
+type FinishResult struct {
+	// Changed is false when the instance was not in a From state.
+	Changed bool
+	Wave    int
+	// WaveCounters and Overall count terminal outcomes after the change.
+	WaveCounters Counters
+	Overall      Counters
+	WaveSize     int
+	WaveComplete bool
+	Total        int
+}
+
+// Finish moves an instance to a terminal state, counting it exactly once.
+func (l *Ledger) Finish(ctx context.Context, rollout, id string, o Outcome) (FinishResult, error) {
+	if !o.To.Terminal() {
+		return FinishResult{}, fmt.Errorf("ledger: finish %s: %q is not terminal", id, o.To)
+	}
+	from := make([]string, len(o.From))
+	for i, s := range o.From {
+		from[i] = string(s)
+	}
+	tok := ""
+	if o.Token != 0 {
+		tok = strconv.FormatInt(o.Token, 10)
+	}
+	vals, err := finishScript.Run(ctx, l.rdb, nil, l.base(rollout), id, strings.Join(from, ","), tok,
+		string(o.To), o.Code, o.Message, l.now(), o.NewImage).Int64Slice()
+	if err != nil {
+		return FinishResult{}, fmt.Errorf("ledger: finish %s: %w", id, err)
+	}
+	if len(vals) < 17 {
+		return FinishResult{}, fmt.Errorf("%w: instance %s of %q", ErrNotFound, id, rollout)
+	}
+	return FinishResult{Changed: vals[0] == 1, Wave: int(vals[1]),
+		WaveCounters: countersFrom(vals[2:8]), Overall: countersFrom(vals[8:14]),
+		WaveSize: int(vals[14]), WaveComplete: vals[15] == 1, Total: int(vals[16])}, nil
+}
+
+// SetState changes the rollout state when it is in one of from (nil: any
+// non-terminal state). It returns whether it changed.
+func (l *Ledger) SetState(ctx context.Context, rollout string, from []RolloutState, to RolloutState, reason string) (bool, error) {
+	f := "*"
+	if from != nil {
+		ss := make([]string, len(from))
+		for i, s := range from {
+			ss[i] = string(s)
+		}
+		f = strings.Join(ss, ",")
+	}
+	prev, err := setStateScript.Run(ctx, l.rdb, nil, l.base(rollout), f, string(to), reason, l.now()).Text()
+	if err != nil {
+		return false, fmt.Errorf("ledger: set state of %s: %w", rollout, err)
+	}
+	return prev != "", nil
+}
+
+// AdvanceOutcome is the result of a gate; see advanceScript.
+type AdvanceOutcome string
+
+// Gate outcomes.
+const (
+	AdvBlocked    AdvanceOutcome = "blocked"
+	AdvStale      AdvanceOutcome = "stale"
+	AdvIncomplete AdvanceOutcome = "incomplete"
+	AdvAwaiting   AdvanceOutcome = "awaiting"
+	AdvWindow     AdvanceOutcome = "window"
+	AdvCompleted  AdvanceOutcome = "completed"
+	AdvStarted    AdvanceOutcome = "started"
+)
+
+// Advance passes the gate after wave k. approval says the wave needs a
+// human approval first; windowOpen whether the maintenance window allows a
+// new wave now. It returns the outcome and the current wave afterwards.
+func (l *Ledger) Advance(ctx context.Context, rollout string, k int, approval, windowOpen, last bool) (AdvanceOutcome, int, error) {
+	res, err := advanceScript.Run(ctx, l.rdb, nil, l.base(rollout), k, b01(approval), b01(windowOpen), b01(last), l.now()).Slice()
+	if err != nil {
+		return "", 0, fmt.Errorf("ledger: advance %s wave %d: %w", rollout, k, err)
+	}
+	out, _ := res[0].(string)
+	cur, _ := res[1].(int64)
+	return AdvanceOutcome(out), int(cur), nil
+}
+
+// SetSoak records when the soak after wave k ends.
+func (l *Ledger) SetSoak(ctx context.Context, rollout string, k int, until time.Time) error {
+	return l.rdb.HSet(ctx, fmt.Sprintf("%swc:%d", l.base(rollout), k), "soak_until", until.UnixMilli()).Err()
+}
+
+func b01(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Requeue is an instance that needs a new reset task.
+type Requeue struct {
+	ID   string
+	Gen  int
+	Wave int
+}
+
+// ResumeResult reports what Resume or Approve changed.
+type ResumeResult struct {
+	// Changed is false when the rollout was not in a resumable state.
+	Changed bool
+	Prev    RolloutState
+	Seq     int
+	Wave    int
+	// Requeue lists parked instances, now pending in a new generation.
+	Requeue []Requeue
+}
+
+// Resume sets a paused rollout running; Approve does the same for one that
+// awaits approval, marking its current wave approved.
+func (l *Ledger) Resume(ctx context.Context, rollout string) (ResumeResult, error) {
+	return l.resume(ctx, rollout, []RolloutState{Paused, AwaitingApproval}, false)
+}
+
+// Approve approves the gate after the current wave.
+func (l *Ledger) Approve(ctx context.Context, rollout string) (ResumeResult, error) {
+	return l.resume(ctx, rollout, []RolloutState{AwaitingApproval}, true)
+}
+
+func (l *Ledger) resume(ctx context.Context, rollout string, from []RolloutState, approve bool) (ResumeResult, error) {
+	ss := make([]string, len(from))
+	for i, s := range from {
+		ss[i] = string(s)
+	}
+	res, err := resumeScript.Run(ctx, l.rdb, nil, l.base(rollout), strings.Join(ss, ","), l.now(), b01(approve)).Slice()
+	if err != nil {
+		return ResumeResult{}, fmt.Errorf("ledger: resume %s: %w", rollout, err)
+	}
+	prev, _ := res[0].(string)
+	if prev == "" {
+		return ResumeResult{}, nil
+	}
+	out := ResumeResult{Changed: true, Prev: RolloutState(prev), Seq: toInt(res[1]), Wave: toInt(res[2])}
+	out.Requeue = requeues(res[3:])
+	return out, nil
+}
+
+func requeues(vals []any) []Requeue {
+	var out []Requeue
+	for i := 0; i+2 < len(vals); i += 3 {
+		id, _ := vals[i].(string)
+		out = append(out, Requeue{ID: id, Gen: toInt(vals[i+1]), Wave: toInt(vals[i+2])})
+	}
+	return out
+}
+
+func toInt(v any) int {
+	switch x := v.(type) {
+	case int64:
+		return int(x)
+	case string:
+		n, _ := strconv.Atoi(x)
+		return n
+	}
+	return 0
+}
+
+// Abort stops a rollout for good: nothing new starts, calls in flight
+// finish. It returns whether the state changed.
+func (l *Ledger) Abort(ctx context.Context, rollout, reason string) (bool, error) {
+	prev, err := abortScript.Run(ctx, l.rdb, nil, l.base(rollout), reason, l.now()).Text()
+	if err != nil {
+		return false, fmt.Errorf("ledger: abort %s: %w", rollout, err)
+	}
+	return prev != "", nil
+}
+
+// RetryFailed gives every failed instance (and ambiguous ones when
+// includeAmbiguous) a new attempt and sets the rollout running.
+func (l *Ledger) RetryFailed(ctx context.Context, rollout string, includeAmbiguous bool) (ResumeResult, error) {
+	res, err := retryFailedScript.Run(ctx, l.rdb, nil, l.base(rollout), l.now(), b01(includeAmbiguous)).Slice()
+	if err != nil {
+		return ResumeResult{}, fmt.Errorf("ledger: retry-failed %s: %w", rollout, err)
+	}
+	if len(res) < 2 || toInt(res[0]) == 0 {
+		return ResumeResult{}, nil
+	}
+	return ResumeResult{Changed: true, Seq: toInt(res[0]), Wave: toInt(res[1]), Requeue: requeues(res[2:])}, nil
+}
+
+// Conflict is an instance that another rollout holds.
+type Conflict struct {
+	InstanceID string
+	Rollout    string
+}
+
+// Claim claims instances for a rollout, all or nothing: when any is held by
+// another active rollout, nothing is claimed and the conflicts are returned.
+func (l *Ledger) Claim(ctx context.Context, rollout string, ids []string) ([]Conflict, error) {
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = l.claimKey(id)
+	}
+	// One script call for the whole set keeps it all-or-nothing; a plan of
+	// 100k instances is one ~100 ms script.
+	res, err := claimScript.Run(ctx, l.rdb, keys, rollout).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: claim for %s: %w", rollout, err)
+	}
+	var out []Conflict
+	for i := 0; i+1 < len(res); i += 2 {
+		out = append(out, Conflict{InstanceID: strings.TrimPrefix(res[i], l.prefix+"claim:"), Rollout: res[i+1]})
+	}
+	return out, nil
+}
+
+// Unclaim releases the claims a rollout holds on ids.
+func (l *Ledger) Unclaim(ctx context.Context, rollout string, ids []string) error {
+	const chunk = 5000
+	for start := 0; start < len(ids); start += chunk {
+		part := ids[start:min(start+chunk, len(ids))]
+		keys := make([]string, len(part))
+		for i, id := range part {
+			keys[i] = l.claimKey(id)
+		}
+		if err := unclaimScript.Run(ctx, l.rdb, keys, rollout).Err(); err != nil {
+			return fmt.Errorf("ledger: unclaim for %s: %w", rollout, err)
+		}
+	}
+	return nil
+}
+
+// UnclaimAll releases every claim of a finished rollout.
+func (l *Ledger) UnclaimAll(ctx context.Context, r *Rollout) error {
+	for k := range r.Spec.Waves {
+		ids, err := l.WaveInstances(ctx, r.ID, k)
+		if err != nil {
+			return err
+		}
+		if err := l.Unclaim(ctx, r.ID, ids); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,72 @@
+// Package notify posts rollout events as JSON to an operator's webhook.
+// Delivery is best effort: a webhook that fails is logged and never stops
+// a rollout.
+package notify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Event kinds.
+const (
+	RolloutStarted   = "rollout_started"
+	WavePassed       = "wave_passed"
+	RolloutPaused    = "rollout_paused"
+	AwaitingApproval = "awaiting_approval"
+	RolloutAborted   = "rollout_aborted"
+	RolloutCompleted = "rollout_completed"
+)
+
+// Event is one notification. It carries IDs and counts, never a secret.
+type Event struct {
+	Kind    string    `json:"kind"`
+	Rollout string    `json:"rollout"`
+	Wave    int       `json:"wave"`
+	State   string    `json:"state,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	Time    time.Time `json:"time"`
+	// Counts of terminal outcomes so far in the whole rollout.
+	Succeeded int `json:"succeeded"`
+	Failed    int `json:"failed"`
+	Total     int `json:"total"`
+}
+
+// Poster delivers events to webhooks.
+type Poster struct {
+	// Client sends the requests. Defaults to a client with a 10s timeout.
+	Client *http.Client
+}
+
+// Post delivers e to url as JSON. An empty url does nothing.
+func (p *Poster) Post(ctx context.Context, url string, e Event) error {
+	if url == "" {
+		return nil
+	}
+	body, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("notify: encode: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("notify: %s: %w", e.Kind, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	c := p.Client
+	if c == nil {
+		c = &http.Client{Timeout: 10 * time.Second}
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("notify: %s: %w", e.Kind, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("notify: %s: webhook answered %s", e.Kind, resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,252 @@
+package worker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fleetreset/fleetreset/cvm"
+	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/rollout"
+	"github.com/fleetreset/fleetreset/secretref"
+	"github.com/fleetreset/fleetreset/tasks"
+	"github.com/hibiken/asynq"
+)
+
+// handleReset resets one instance at most once per rollout attempt.
+func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
+	var p tasks.ResetPayload
+	if err := tasks.Parse(t, &p); err != nil {
+		return err
+	}
+	spec, _, err := w.spec(ctx, p.Rollout)
+	if err != nil {
+		return err
+	}
+	in, err := w.l.Instance(ctx, spec.ID, p.InstanceID)
+	if err != nil {
+		return fmt.Errorf("worker: %w: %w", err, asynq.SkipRetry)
+	}
+	if in.Gen != p.Gen || in.State.Terminal() || in.State == ledger.Held {
+		return nil
+	}
+	api, err := w.api(spec)
+	if err != nil {
+		return err
+	}
+	if in.State == ledger.Pending {
+		// Take the rate-limit slot before recording the intent, so that no
+		// intent waits in the limiter's queue.
+		if err := w.waitReset(ctx, spec); err != nil {
+			return err
+		}
+	}
+	res, err := w.l.Begin(ctx, spec.ID, p.InstanceID, p.Gen)
+	if err != nil {
+		return err
+	}
+	switch res.Action {
+	case ledger.ActProceed:
+		return w.call(ctx, spec, api, in, res.Token)
+	case ledger.ActReconcile:
+		return w.reconcileCall(ctx, spec, api, in, res)
+	case ledger.ActVerify:
+		return w.ctl.EnqueueVerify(ctx, tasks.VerifyPayload{Rollout: spec.ID, InstanceID: in.ID, Gen: in.Gen}, 0)
+	}
+	return nil
+}
+
+func (w *Worker) waitReset(ctx context.Context, spec rollout.Spec) error {
+	waited, err := w.cfg.Limiter.Wait(ctx, w.limiterKey(spec, "ResetInstance"), spec.ResetRate)
+	if o := w.cfg.Observer; o != nil {
+		o.RateWait("ResetInstance", waited)
+	}
+	return err
+}
+
+// request builds the API request of an instance, resolving its password
+// reference now: the password exists only in this process's memory, for
+// the duration of the call.
+func (w *Worker) request(spec rollout.Spec, in *ledger.Instance) (cvm.ResetRequest, error) {
+	g := spec.Groups[in.Group]
+	req := cvm.ResetRequest{
+		InstanceID: in.ID, ImageID: g.ImageID, ImageType: g.ImageType,
+		KeyIDs: g.KeyIDs, KeepImageLogin: g.KeepImageLogin,
+		SecurityAgent: g.SecurityAgent, MonitorAgent: g.MonitorAgent,
+		RootSize: g.RootSize, HostName: g.HostName,
+	}
+	if g.Password != nil {
+		pw, err := secretref.Resolve(*g.Password, w.cfg.LookupEnv, w.cfg.ReadFile)
+		if err != nil {
+			return req, err
+		}
+		if err := secretref.CheckPassword(cmp.Or(w.cfg.API, spec.API), g.OS, pw); err != nil {
+			return req, fmt.Errorf("password %s: %w", g.Password, err)
+		}
+		req.Password = cvm.Secret(pw)
+	}
+	return req, nil
+}
+
+// call makes the one reset call an intent (token) permits.
+func (w *Worker) call(ctx context.Context, spec rollout.Spec, api cvm.API, in *ledger.Instance, token int64) error {
+	log := w.log.With("rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID, "attempt", in.Tries+1)
+	req, err := w.request(spec, in)
+	if err != nil {
+		// A worker that cannot read the password cannot reset anything:
+		// stop the rollout rather than fail instance after instance.
+		dctx, cancel := detached(ctx)
+		defer cancel()
+		if rerr := w.l.Release(dctx, spec.ID, in.ID, token, ledger.Held, "SecretUnavailable", err.Error()); rerr != nil {
+			return rerr
+		}
+		return w.ctl.PauseFatal(dctx, spec, in.Wave, "worker cannot resolve the password: "+err.Error())
+	}
+	if j := w.cfg.Journal; j != nil {
+		if err := j.Intent(ctx, spec.ID, in.ID, token, in.OldImage, in.OldOpRequestID); err != nil {
+			dctx, cancel := detached(ctx)
+			defer cancel()
+			_ = w.l.Release(dctx, spec.ID, in.ID, token, ledger.Pending, "JournalError", err.Error())
+			return fmt.Errorf("worker: journal intent of %s: %w", in.ID, err)
+		}
+	}
+	start := w.clock.Now()
+	requestID, err := api.ResetInstance(ctx, req)
+	w.observeCall("ResetInstance", err, start)
+	// From here on the ledger must learn the outcome even if ctx ends.
+	dctx, cancel := detached(ctx)
+	defer cancel()
+	if err == nil {
+		return w.accepted(dctx, spec, in, token, requestID, log)
+	}
+	code := ErrorCode(err)
+	switch {
+	case cvm.MayHaveLanded(err):
+		// The answer was lost, not refused: the call may have reached the
+		// cloud. Leave the intent in place; the task comes back after the
+		// grace period and reconciles instead of calling again.
+		log.Warn("reset outcome unknown, will reconcile", "err", err)
+		return &retryLater{In: w.cfg.ReconcileGrace, Cause: "outcome unknown: " + err.Error()}
+	case cvm.IsThrottled(err):
+		_ = w.cfg.Limiter.Throttled(dctx, w.limiterKey(spec, "ResetInstance"))
+		if err := w.l.Release(dctx, spec.ID, in.ID, token, ledger.Pending, code, err.Error()); err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
+		return &retryLater{In: w.backoff(1), Cause: "throttled"}
+	}
+	switch cvm.Classify(err) {
+	case cvm.Retryable:
+		now := w.clock.Now()
+		first := cmp.Or(in.FirstTryAt, start)
+		if in.Tries+1 >= spec.RetryAttempts || now.Sub(first) >= spec.RetryDeadline {
+			log.Error("reset failed: retry budget used up", "err", err, "tries", in.Tries+1)
+			return w.finish(dctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: token,
+				To: ledger.Failed, Code: code, Message: fmt.Sprintf("gave up after %d tries: %v", in.Tries+1, err)})
+		}
+		if err := w.l.Release(dctx, spec.ID, in.ID, token, ledger.Pending, code, err.Error()); err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
+		log.Debug("reset refused, will retry", "err", err)
+		return &retryLater{In: w.backoff(in.Tries), Cause: code}
+	case cvm.Fatal:
+		if err := w.l.Release(dctx, spec.ID, in.ID, token, ledger.Held, code, err.Error()); err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
+		return w.ctl.PauseFatal(dctx, spec, in.Wave, fmt.Sprintf("%s: %v (fix the cause, then resume)", code, err))
+	default:
+		log.Error("reset failed", "err", err)
+		if ferr := w.finish(dctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: token,
+			To: ledger.Failed, Code: code, Message: err.Error()}); ferr != nil {
+			return ferr
+		}
+		return fmt.Errorf("worker: reset %s: %w: %w", in.ID, err, asynq.SkipRetry)
+	}
+}
+
+// accepted records an accepted call and schedules its verification.
+func (w *Worker) accepted(ctx context.Context, spec rollout.Spec, in *ledger.Instance, token int64, requestID string, log interface {
+	Info(string, ...any)
+	Error(string, ...any)
+}) error {
+	if err := w.l.Called(ctx, spec.ID, in.ID, token, requestID); err != nil {
+		if errors.Is(err, ledger.ErrFenced) {
+			log.Error("reset accepted but another worker took the instance over", "request_id", requestID)
+			return nil
+		}
+		return err
+	}
+	if j := w.cfg.Journal; j != nil {
+		if err := j.Called(ctx, spec.ID, in.ID, token, requestID); err != nil {
+			log.Error("journal write failed", "err", err)
+		}
+	}
+	log.Info("reset accepted", "request_id", requestID)
+	return w.ctl.EnqueueVerify(ctx, tasks.VerifyPayload{Rollout: spec.ID, InstanceID: in.ID, Gen: in.Gen}, spec.VerifyInterval)
+}
+
+// reconcileCall handles an instance whose intent exists without a known
+// outcome: a previous delivery may have made the call.
+func (w *Worker) reconcileCall(ctx context.Context, spec rollout.Spec, api cvm.API, in *ledger.Instance, res ledger.BeginResult) error {
+	log := w.log.With("rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID)
+	if since := w.clock.Now().Sub(res.IntentAt); since < w.cfg.ReconcileGrace {
+		return &retryLater{In: w.cfg.ReconcileGrace - since, Cause: "waiting out the reconcile grace period"}
+	}
+	found, err := w.describe(ctx, spec, api, []string{in.ID})
+	if err != nil {
+		if cvm.Classify(err) == cvm.Fatal {
+			return w.ctl.PauseFatal(ctx, spec, in.Wave, "reconcile: "+err.Error())
+		}
+		return err
+	}
+	target := cmp.Or(spec.Groups[in.Group].ImageID, in.OldImage)
+	gen := cvm.Generation(cmp.Or(w.cfg.API, spec.API))
+	verdict, requestID, why := reconcile(gen, target, in.OldImage, in.OldOpRequestID, found[in.ID])
+	switch verdict {
+	case landed:
+		log.Warn("reconciled: the earlier call had landed", "request_id", requestID, "why", why)
+		return w.accepted(ctx, spec, in, res.Token, requestID, log)
+	case notLanded:
+		tok, err := w.l.Retake(ctx, spec.ID, in.ID, res.Token)
+		if errors.Is(err, ledger.ErrFenced) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		log.Info("reconciled: the earlier call never landed; calling", "why", why)
+		if err := w.waitReset(ctx, spec); err != nil {
+			return err
+		}
+		in.Tries++
+		return w.call(ctx, spec, api, in, tok)
+	default:
+		log.Error("reset outcome ambiguous; needs a human", "why", why)
+		return w.finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: res.Token,
+			To: ledger.Ambiguous, Code: "Ambiguous", Message: why})
+	}
+}
+
+// finish records a terminal outcome and runs its consequences.
+func (w *Worker) finish(ctx context.Context, spec rollout.Spec, id string, o ledger.Outcome) error {
+	return w.finishLatency(ctx, spec, id, o, 0)
+}
+
+func (w *Worker) finishLatency(ctx context.Context, spec rollout.Spec, id string, o ledger.Outcome, verifyLatency time.Duration) error {
+	res, err := w.l.Finish(ctx, spec.ID, id, o)
+	if err != nil {
+		return err
+	}
+	if res.Changed {
+		if j := w.cfg.Journal; j != nil {
+			if err := j.Outcome(ctx, spec.ID, id, o.To, o.Code, o.Message, o.NewImage); err != nil {
+				w.log.Error("journal write failed", "instance_id", id, "err", err)
+			}
+		}
+		if ob := w.cfg.Observer; ob != nil {
+			ob.Outcome(spec.ID, o.To, verifyLatency)
+		}
+	}
+	return w.ctl.AfterFinish(ctx, spec, res)
+}

@@ -1,0 +1,279 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fleetreset/fleetreset/cvm"
+	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/notify"
+	"github.com/fleetreset/fleetreset/rollout"
+	"github.com/fleetreset/fleetreset/tasks"
+	"github.com/hibiken/asynq"
+)
+
+// spec reads a rollout's spec; a rollout that no longer exists ends the task.
+func (w *Worker) spec(ctx context.Context, id string) (rollout.Spec, ledger.RolloutState, error) {
+	spec, st, err := w.l.Spec(ctx, id)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return spec, st, fmt.Errorf("worker: %w: %w", err, asynq.SkipRetry)
+	}
+	return spec, st, err
+}
+
+// handleStartWave pre-flights the instances of a wave in batches of 100
+// and enqueues one reset task per instance that still needs one.
+func (w *Worker) handleStartWave(ctx context.Context, t *asynq.Task) error {
+	var p tasks.WavePayload
+	if err := tasks.Parse(t, &p); err != nil {
+		return err
+	}
+	spec, st, err := w.spec(ctx, p.Rollout)
+	if err != nil {
+		return err
+	}
+	if st == ledger.Applying {
+		// The planner has not finished writing the rollout yet.
+		return &retryLater{In: time.Second, Cause: "rollout still being applied"}
+	}
+	if st == ledger.Scheduled {
+		if _, err := w.l.SetState(ctx, spec.ID, []ledger.RolloutState{ledger.Scheduled}, ledger.Running, ""); err != nil {
+			return err
+		}
+		st = ledger.Running
+	}
+	if st != ledger.Running {
+		// Paused or waiting: resume and approve start the wave again.
+		return nil
+	}
+	_, cur, err := w.l.State(ctx, spec.ID)
+	if err != nil {
+		return err
+	}
+	if cur != p.Wave {
+		return nil
+	}
+	if p.Wave == 0 && p.Seq == 0 {
+		w.log.Info("rollout started", "rollout", spec.ID, "instances", len(spec.Waves))
+		w.ctl.Notify(ctx, spec, notify.RolloutStarted, 0, "")
+	}
+	w.log.Info("wave started", "rollout", spec.ID, "wave", p.Wave+1)
+	// A re-kicked wave (resume, recovery) also rescans earlier waves for
+	// instances whose tasks were lost.
+	from := p.Wave
+	if p.Seq > 0 {
+		from = 0
+	}
+	for k := from; k <= p.Wave; k++ {
+		if err := w.scanWave(ctx, spec, k); err != nil {
+			return err
+		}
+	}
+	return w.ctl.CheckGate(ctx, spec)
+}
+
+func (w *Worker) scanWave(ctx context.Context, spec rollout.Spec, k int) error {
+	ids, err := w.l.WaveInstances(ctx, spec.ID, k)
+	if err != nil {
+		return err
+	}
+	api, err := w.api(spec)
+	if err != nil {
+		return err
+	}
+	for start := 0; start < len(ids); start += cvm.MaxDescribeIDs {
+		chunk := ids[start:min(start+cvm.MaxDescribeIDs, len(ids))]
+		ins, err := w.l.Instances(ctx, spec.ID, chunk)
+		if err != nil {
+			return err
+		}
+		var need []string
+		for _, in := range ins {
+			if in != nil && in.State == ledger.Pending && !in.Preflighted {
+				need = append(need, in.ID)
+			}
+		}
+		if len(need) > 0 {
+			stop, err := w.preflight(ctx, spec, api, ins, need)
+			if err != nil || stop {
+				return err
+			}
+			if ins, err = w.l.Instances(ctx, spec.ID, chunk); err != nil {
+				return err
+			}
+		}
+		for _, in := range ins {
+			if in == nil {
+				continue
+			}
+			switch in.State {
+			case ledger.Pending, ledger.Calling:
+				err = w.ctl.EnqueueReset(ctx, spec.ID, ledger.Requeue{ID: in.ID, Gen: in.Gen, Wave: in.Wave})
+			case ledger.Resetting:
+				err = w.ctl.EnqueueVerify(ctx, tasks.VerifyPayload{Rollout: spec.ID, InstanceID: in.ID, Gen: in.Gen}, 0)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// preflight describes the instances in need (at most 100) and records,
+// skips or refuses each. stop reports that the rollout was paused.
+func (w *Worker) preflight(ctx context.Context, spec rollout.Spec, api cvm.API, ins []*ledger.Instance, need []string) (stop bool, err error) {
+	found, err := w.describe(ctx, spec, api, need)
+	if err != nil {
+		if cvm.Classify(err) == cvm.Fatal {
+			return true, w.ctl.PauseFatal(ctx, spec, 0, "pre-flight: "+err.Error())
+		}
+		return false, err
+	}
+	for _, in := range ins {
+		if in == nil || in.State != ledger.Pending || in.Preflighted {
+			continue
+		}
+		obs := found[in.ID]
+		v, why := rollout.Preflight(spec.Groups[in.Group].ImageID, observed(obs))
+		switch v {
+		case rollout.Proceed:
+			err = w.l.Preflight(ctx, spec.ID, in.ID, obs.ImageID, obs.LatestOperationRequestID)
+		case rollout.Skip:
+			err = w.finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Pending},
+				To: ledger.Skipped, Code: "AlreadyOnTarget", Message: why, NewImage: obs.ImageID})
+		case rollout.Refuse:
+			err = w.finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Pending},
+				To: ledger.Failed, Code: "PreflightRefused", Message: why})
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// describe calls DescribeInstances for up to 100 IDs under the describe budget.
+func (w *Worker) describe(ctx context.Context, spec rollout.Spec, api cvm.API, ids []string) (map[string]*cvm.Instance, error) {
+	waited, err := w.cfg.Limiter.Wait(ctx, w.limiterKey(spec, "DescribeInstances"), spec.DescribeRate)
+	if err != nil {
+		return nil, err
+	}
+	if o := w.cfg.Observer; o != nil {
+		o.RateWait("DescribeInstances", waited)
+	}
+	start := w.clock.Now()
+	list, err := api.DescribeInstances(ctx, ids)
+	w.observeCall("DescribeInstances", err, start)
+	if err != nil {
+		if cvm.IsThrottled(err) {
+			_ = w.cfg.Limiter.Throttled(ctx, w.limiterKey(spec, "DescribeInstances"))
+		}
+		return nil, fmt.Errorf("worker: describe %d instances: %w", len(ids), err)
+	}
+	out := make(map[string]*cvm.Instance, len(list))
+	for i := range list {
+		out[list[i].InstanceID] = &list[i]
+	}
+	return out, nil
+}
+
+func (w *Worker) observeCall(action string, err error, start time.Time) {
+	o := w.cfg.Observer
+	if o == nil {
+		return
+	}
+	o.APICall(action, ErrorCode(err), w.clock.Now().Sub(start))
+}
+
+// ErrorCode is the metric label of an API call's result: "Success", the
+// cloud's error code, or "TransportError".
+func ErrorCode(err error) string {
+	if err == nil {
+		return "Success"
+	}
+	var ae *cvm.APIError
+	var te *cvm.TransportError
+	switch {
+	case errors.As(err, &ae):
+		return ae.Code
+	case errors.As(err, &te):
+		return "TransportError"
+	}
+	return "Error"
+}
+
+// handleAdvance runs the gate after a wave: approval, maintenance window,
+// then the next wave (or completion of the rollout).
+func (w *Worker) handleAdvance(ctx context.Context, t *asynq.Task) error {
+	var p tasks.WavePayload
+	if err := tasks.Parse(t, &p); err != nil {
+		return err
+	}
+	spec, _, err := w.spec(ctx, p.Rollout)
+	if err != nil {
+		return err
+	}
+	k := p.Wave
+	if k >= len(spec.Waves) {
+		return nil
+	}
+	last := k == len(spec.Waves)-1
+	approval := !last && spec.Waves[k].Approval
+	windowOpen := true
+	now := w.clock.Now()
+	if spec.Window != nil && !last {
+		if windowOpen, err = spec.Window.Contains(now); err != nil {
+			return fmt.Errorf("worker: window: %w: %w", err, asynq.SkipRetry)
+		}
+	}
+	out, cur, err := w.l.Advance(ctx, spec.ID, k, approval, windowOpen, last)
+	if err != nil {
+		return err
+	}
+	switch out {
+	case ledger.AdvStarted:
+		w.log.Info("wave passed", "rollout", spec.ID, "wave", k+1)
+		if j := w.cfg.Journal; j != nil {
+			if err := j.WavePassed(ctx, spec.ID, k); err != nil {
+				w.log.Error("journal write failed", "err", err)
+			}
+		}
+		w.ctl.Notify(ctx, spec, notify.WavePassed, k, "")
+		return w.ctl.EnqueueStartWave(ctx, spec.ID, cur, 0, time.Time{})
+	case ledger.AdvStale:
+		// A crash between the gate and the enqueue of the next wave: the
+		// start task's ID makes this idempotent.
+		if cur == k+1 {
+			return w.ctl.EnqueueStartWave(ctx, spec.ID, cur, 0, time.Time{})
+		}
+	case ledger.AdvAwaiting:
+		w.log.Warn("waiting for approval", "rollout", spec.ID, "wave", k+2)
+		w.ctl.Notify(ctx, spec, notify.AwaitingApproval, k+1, fmt.Sprintf("wave %d awaits `fleetreset approve %s`", k+2, spec.ID))
+	case ledger.AdvWindow:
+		next, err := spec.Window.Next(now)
+		if err != nil {
+			return fmt.Errorf("worker: window: %w: %w", err, asynq.SkipRetry)
+		}
+		w.log.Info("outside the maintenance window", "rollout", spec.ID, "wave", k+2, "opens", next)
+		return &retryLater{In: next.Sub(now), Cause: "outside the maintenance window"}
+	case ledger.AdvCompleted:
+		w.log.Info("rollout completed", "rollout", spec.ID)
+		if j := w.cfg.Journal; j != nil {
+			if err := j.WavePassed(ctx, spec.ID, k); err != nil {
+				w.log.Error("journal write failed", "err", err)
+			}
+		}
+		r, err := w.l.Get(ctx, spec.ID)
+		if err != nil {
+			return err
+		}
+		if err := w.l.UnclaimAll(ctx, r); err != nil {
+			return err
+		}
+		w.ctl.Notify(ctx, spec, notify.RolloutCompleted, k, "")
+	}
+	return nil
+}

@@ -1,0 +1,283 @@
+// Package worker runs fleetreset's asynq handlers: it starts waves with a
+// batched pre-flight, resets instances under the fleet-wide rate limit with
+// an intent recorded before every call, reconciles redelivered tasks
+// against the cloud instead of calling twice, verifies instances in batches
+// of up to 100, and drives the wave gates through package control.
+package worker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/fleetreset/fleetreset/control"
+	"github.com/fleetreset/fleetreset/cvm"
+	"github.com/fleetreset/fleetreset/internal/clock"
+	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/ratelimit"
+	"github.com/fleetreset/fleetreset/rollout"
+	"github.com/fleetreset/fleetreset/tasks"
+	"github.com/hibiken/asynq"
+)
+
+// Defaults of Config.
+const (
+	ConcurrencyDefault     = 20
+	ReconcileGraceDefault  = 2 * time.Minute
+	RetryBaseDefault       = 2 * time.Second
+	RetryCapDefault        = time.Minute
+	ResetTimeoutDefault    = 5 * time.Minute
+	ShutdownTimeoutDefault = 45 * time.Second
+)
+
+// Journal records reset intents and outcomes durably outside Redis (the
+// embedded mode's miniredis forgets everything when the process dies).
+// Intent must be on disk before the API call is made.
+type Journal interface {
+	Intent(ctx context.Context, rollout, instanceID string, token int64, oldImage, oldOp string) error
+	Called(ctx context.Context, rollout, instanceID string, token int64, requestID string) error
+	Outcome(ctx context.Context, rollout, instanceID string, state ledger.InstanceState, code, msg, newImage string) error
+	WavePassed(ctx context.Context, rollout string, wave int) error
+}
+
+// Config configures a Worker. The zero value of each field means its default.
+type Config struct {
+	// Redis is where asynq keeps its queues.
+	Redis asynq.RedisConnOpt
+	// Controller reaches the ledger and enqueues follow-up tasks. Required.
+	Controller *control.Controller
+	// Limiter is the API rate limiter (ratelimit.Redis across processes,
+	// ratelimit.Local in one). Required.
+	Limiter ratelimit.Limiter
+	// APIFunc builds the CVM client for a rollout. Defaults to cvm.New with
+	// credentials from the environment and Endpoint/API overrides applied.
+	APIFunc func(spec rollout.Spec) (cvm.API, error)
+	// Endpoint and API override the plan's (from --endpoint and --api).
+	Endpoint string
+	API      string
+	// Credentials for the default APIFunc. Defaults to cvm.CredentialsFromEnv.
+	Credentials *cvm.Credentials
+	// Journal, when set, records every intent durably before the call.
+	Journal Journal
+	// Concurrency is the number of handlers run at once. Defaults to 20.
+	Concurrency int
+	// ReconcileGrace is how long after an intent a redelivered task waits
+	// before it trusts DescribeInstances to show whether the call landed.
+	// It must exceed the API call timeout. Defaults to 2m.
+	ReconcileGrace time.Duration
+	// RetryBase and RetryCap shape the full-jitter exponential backoff of
+	// retryable API errors. Default 2s and 1m.
+	RetryBase, RetryCap time.Duration
+	// ResetTimeout is the asynq Timeout of one reset handler run. Defaults to 5m.
+	ResetTimeout time.Duration
+	// ShutdownTimeout lets calls in flight finish on SIGTERM. Defaults to 45s.
+	ShutdownTimeout time.Duration
+	// LookupEnv and ReadFile resolve password references. Default to the os package.
+	LookupEnv func(string) (string, bool)
+	ReadFile  func(string) ([]byte, error)
+	// Logger defaults to a discarding logger.
+	Logger *slog.Logger
+	// Clock defaults to the wall clock.
+	Clock clock.Clock
+	// Rand returns a float in [0,1) for jitter. Defaults to math/rand/v2.
+	Rand func() float64
+	// Observer, when set, is told about API calls and outcomes (metrics).
+	Observer Observer
+}
+
+// Observer receives events for metrics. Implementations must be fast and
+// safe for concurrent use.
+type Observer interface {
+	APICall(action, code string, d time.Duration)
+	RateWait(action string, d time.Duration)
+	Outcome(rollout string, state ledger.InstanceState, verifyLatency time.Duration)
+}
+
+// Worker serves fleetreset's tasks.
+type Worker struct {
+	cfg   Config
+	ctl   *control.Controller
+	l     *ledger.Ledger
+	q     tasks.Queues
+	log   *slog.Logger
+	clock clock.Clock
+
+	mu   sync.Mutex
+	apis map[string]cvm.API
+}
+
+// New checks cfg and returns a Worker.
+func New(cfg Config) (*Worker, error) {
+	if cfg.Controller == nil || cfg.Limiter == nil {
+		return nil, errors.New("worker: Controller and Limiter are required")
+	}
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, ConcurrencyDefault)
+	cfg.ReconcileGrace = cmp.Or(cfg.ReconcileGrace, ReconcileGraceDefault)
+	cfg.RetryBase = cmp.Or(cfg.RetryBase, RetryBaseDefault)
+	cfg.RetryCap = cmp.Or(cfg.RetryCap, RetryCapDefault)
+	cfg.ResetTimeout = cmp.Or(cfg.ResetTimeout, ResetTimeoutDefault)
+	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, ShutdownTimeoutDefault)
+	if cfg.LookupEnv == nil {
+		cfg.LookupEnv = os.LookupEnv
+	}
+	if cfg.ReadFile == nil {
+		cfg.ReadFile = os.ReadFile
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
+	}
+	w := &Worker{
+		cfg: cfg, ctl: cfg.Controller, l: cfg.Controller.Ledger(), q: cfg.Controller.Queues(),
+		log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)), clock: clock.Or(cfg.Clock),
+		apis: map[string]cvm.API{},
+	}
+	if cfg.APIFunc == nil {
+		w.cfg.APIFunc = w.defaultAPI
+	}
+	return w, nil
+}
+
+func (w *Worker) defaultAPI(spec rollout.Spec) (cvm.API, error) {
+	creds := w.cfg.Credentials
+	if creds == nil {
+		c, err := cvm.CredentialsFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		creds = &c
+	}
+	return cvm.New(cvm.Config{
+		Generation:  cvm.Generation(cmp.Or(w.cfg.API, spec.API)),
+		Endpoint:    cmp.Or(w.cfg.Endpoint, spec.Endpoint),
+		Region:      spec.Region,
+		Credentials: *creds,
+	})
+}
+
+// api returns the (cached) client of a rollout.
+func (w *Worker) api(spec rollout.Spec) (cvm.API, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if a, ok := w.apis[spec.ID]; ok {
+		return a, nil
+	}
+	a, err := w.cfg.APIFunc(spec)
+	if err != nil {
+		return nil, fmt.Errorf("worker: client for %s: %w", spec.ID, err)
+	}
+	w.apis[spec.ID] = a
+	return a, nil
+}
+
+// limiterKey names the rate budget of one action for a rollout's endpoint
+// and credential: rollouts sharing an account share the budget.
+func (w *Worker) limiterKey(spec rollout.Spec, action string) string {
+	id := ""
+	if w.cfg.Credentials != nil {
+		id = w.cfg.Credentials.SecretID
+	} else {
+		id = os.Getenv("TENCENTCLOUD_SECRET_ID")
+	}
+	return ratelimit.Key(action, cmp.Or(w.cfg.Endpoint, spec.Endpoint, "default")+"|"+spec.Region, id)
+}
+
+// Handler returns the task mux.
+func (w *Worker) Handler() asynq.Handler {
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(tasks.TypeStartWave, w.handleStartWave)
+	mux.HandleFunc(tasks.TypeAdvance, w.handleAdvance)
+	mux.HandleFunc(tasks.TypeReset, w.handleReset)
+	mux.HandleFunc(tasks.TypeVerifyBatch, w.handleVerifyBatch)
+	// A verify task that was not aggregated (e.g. enqueued without a group
+	// by an older version) is handled as a batch of one.
+	mux.HandleFunc(tasks.TypeVerify, w.handleVerifyOne)
+	return mux
+}
+
+// ServerConfig returns the asynq server configuration the handlers rely on.
+func (w *Worker) ServerConfig() asynq.Config {
+	return asynq.Config{
+		Concurrency:     w.cfg.Concurrency,
+		Queues:          w.q.Priorities(),
+		ShutdownTimeout: w.cfg.ShutdownTimeout,
+		// Retry delays are seconds here, not asynq's default minutes-scale
+		// curve: waits that are not failures (throttling, reconcile grace)
+		// carry their own delay.
+		RetryDelayFunc: w.retryDelay,
+		IsFailure:      func(err error) bool { var rl *retryLater; return !errors.As(err, &rl) },
+		// Scheduled and retry tasks move every second instead of every 5.
+		DelayedTaskCheckInterval: time.Second,
+		TaskCheckInterval:        200 * time.Millisecond,
+		GroupAggregator:          asynq.GroupAggregatorFunc(w.aggregate),
+		GroupMaxSize:             cvm.MaxDescribeIDs,
+		GroupGracePeriod:         time.Second,
+		GroupMaxDelay:            3 * time.Second,
+		Logger:                   asynqLogger{w.log},
+		LogLevel:                 asynq.WarnLevel,
+		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			var rl *retryLater
+			if errors.As(err, &rl) {
+				return
+			}
+			w.log.Warn("task failed", "task_type", t.Type(), "task", tasks.Describe(t.Type(), t.Payload()), "err", err)
+		}),
+	}
+}
+
+// Run serves tasks until ctx is done, then shuts down gracefully: calls in
+// flight get ShutdownTimeout to finish.
+func (w *Worker) Run(ctx context.Context) error {
+	srv := asynq.NewServer(w.cfg.Redis, w.ServerConfig())
+	if err := srv.Start(w.Handler()); err != nil {
+		return fmt.Errorf("worker: start: %w", err)
+	}
+	<-ctx.Done()
+	srv.Shutdown()
+	return nil
+}
+
+// retryLater is a handler error that is not a failure: the task comes back
+// after In without using up a retry.
+type retryLater struct {
+	In    time.Duration
+	Cause string
+}
+
+func (e *retryLater) Error() string { return "retry in " + e.In.String() + ": " + e.Cause }
+
+func (w *Worker) retryDelay(n int, err error, t *asynq.Task) time.Duration {
+	var rl *retryLater
+	if errors.As(err, &rl) {
+		return max(rl.In, time.Second)
+	}
+	return w.backoff(n)
+}
+
+// backoff is capped exponential backoff with full jitter.
+func (w *Worker) backoff(n int) time.Duration {
+	d := w.cfg.RetryBase << min(n, 20)
+	if d > w.cfg.RetryCap || d <= 0 {
+		d = w.cfg.RetryCap
+	}
+	return time.Duration(w.cfg.Rand() * float64(d))
+}
+
+// detached returns a context for ledger writes that must happen even when
+// the handler's context ends (the API call already happened).
+func detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+}
+
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
