@@ -105,7 +105,7 @@ return tok
 // finishScript moves an instance to a terminal state and counts it once.
 //
 // ARGV[1] key base, ARGV[2] instance, ARGV[3] comma-separated states it may
-// leave, ARGV[4] token that must hold it ('' for any), ARGV[5] new state,
+// leave, ARGV[4] token that must hold it (” for any), ARGV[5] new state,
 // ARGV[6] code, ARGV[7] message, ARGV[8] now, ARGV[9] new image
 // Returns {changed, wave, wave counters..., overall counters..., wave size,
 // wave complete, total} with counters in the order
@@ -150,7 +150,7 @@ return out
 //
 // ARGV[1] key base, ARGV[2] comma-separated states it may leave ('*' any
 // non-terminal), ARGV[3] new state, ARGV[4] reason, ARGV[5] now
-// Returns the previous state when it changed, or '' when it did not.
+// Returns the previous state when it changed, or ” when it did not.
 var setStateScript = redis.NewScript(`
 local rk = ARGV[1] .. 'r'
 local st = redis.call('HGET', rk, 'state')
@@ -207,7 +207,7 @@ return {'started', k + 1, st}
 //
 // ARGV[1] key base, ARGV[2] comma-separated states it may leave, ARGV[3] now,
 // ARGV[4] 1 to also mark the current wave approved
-// Returns {prev state ('' if unchanged), seq, wave, id1, gen1, w1, id2, ...}.
+// Returns {prev state (” if unchanged), seq, wave, id1, gen1, w1, id2, ...}.
 var resumeScript = redis.NewScript(`
 local b = ARGV[1]
 local rk = b .. 'r'
@@ -238,7 +238,7 @@ return out
 // queued ones are cancelled when their task runs; calls in flight finish.
 //
 // ARGV[1] key base, ARGV[2] reason, ARGV[3] now
-// Returns the previous state, or '' when the rollout was already terminal.
+// Returns the previous state, or ” when the rollout was already terminal.
 var abortScript = redis.NewScript(`
 local b = ARGV[1]
 local rk = b .. 'r'

@@ -164,7 +164,8 @@ var cronFields = []struct {
 	{name: "hour", min: 0, max: 23},
 	{name: "day of month", min: 1, max: 31},
 	{name: "month", min: 1, max: 12, names: []string{"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}},
-	{name: "day of week", min: 0, max: 7, names: []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}}, // 7 is Sunday too
+	// 0-6 only: robfig/cron (what asynq's scheduler uses) rejects 7.
+	{name: "day of week", min: 0, max: 6, names: []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}},
 }
 
 // cronMacros are the accepted @-shorthands.
@@ -172,14 +173,27 @@ var cronMacros = map[string]bool{"@yearly": true, "@annually": true, "@monthly":
 
 // checkCron checks a standard 5-field cron expression: each field is *, a
 // value, a range a-b, any of those with /step, or a comma list of them;
-// months and weekdays may be names.
+// months and weekdays may be names. An optional "CRON_TZ=Zone " prefix sets
+// the time zone (the expression is in UTC without it). This is the subset
+// robfig/cron's ParseStandard reads the same way.
 func checkCron(expr string) error {
-	if cronMacros[expr] {
+	body := expr
+	if rest, ok := strings.CutPrefix(expr, "CRON_TZ="); ok {
+		zone, after, _ := strings.Cut(rest, " ")
+		if zone == "" || zone == "Local" {
+			return fmt.Errorf("%s: CRON_TZ needs a zone name like Asia/Shanghai", quote(expr))
+		}
+		if _, err := time.LoadLocation(zone); err != nil {
+			return fmt.Errorf("%s: unknown time zone %s in CRON_TZ", quote(expr), quote(zone))
+		}
+		body = strings.TrimSpace(after)
+	}
+	if cronMacros[body] {
 		return nil
 	}
-	parts := strings.Fields(expr)
+	parts := strings.Fields(body)
 	if len(parts) != 5 {
-		return fmt.Errorf("%s: want 5 cron fields (minute hour day-of-month month day-of-week), like \"0 2 * * 6\", not %d", quote(expr), len(parts))
+		return fmt.Errorf("%s: want 5 cron fields (minute hour day-of-month month day-of-week), like \"CRON_TZ=Asia/Shanghai 0 2 * * 6\", not %d", quote(expr), len(parts))
 	}
 	for i, part := range parts {
 		fd := cronFields[i]
