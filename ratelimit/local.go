@@ -53,9 +53,9 @@ func (l *Local) Wait(ctx context.Context, key string, r float64) (time.Duration,
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	return l.cfg.wait(ctx, key, l.cfg.Clock.Now, func(maxDelay time.Duration) (time.Duration, bool, error) {
+	return l.cfg.wait(ctx, key, l.cfg.Clock.Now, func(maxDelay time.Duration) (slot, error) {
 		delay, ok := l.reserve(key, r, l.cfg.Clock.Now(), maxDelay)
-		return delay, ok, nil
+		return slot{delay: delay, reserved: ok}, nil
 	})
 }
 

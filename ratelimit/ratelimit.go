@@ -184,20 +184,33 @@ func errPastDeadline(key string, delay time.Duration) error {
 // bunching them; giving up slots for ever would starve it.
 const staleRetries = 3
 
+// slot is a reservation as wait sees it.
+type slot struct {
+	// delay is from the reserving clock's now until the slot.
+	delay time.Duration
+	// reserved is false when delay exceeded the caller's limit; nothing
+	// was taken.
+	reserved bool
+	// behind is how much of delay had already passed, unseen, when reserve
+	// returned: for Redis, how much longer than usual the reply took to
+	// come back after the script ran.
+	behind time.Duration
+}
+
 // reserveFunc takes the next slot of a budget unless it is more than
-// maxDelay away (maxDelay < 0: unbounded), and returns the delay until it
-// and whether it was taken.
-type reserveFunc func(maxDelay time.Duration) (delay time.Duration, reserved bool, err error)
+// maxDelay away (maxDelay < 0: unbounded).
+type reserveFunc func(maxDelay time.Duration) (slot, error)
 
 // wait is Limiter.Wait around an implementation's reserve: reserve a slot,
-// sleep until it, and check the sleep did not overrun.
+// sleep until it, and make sure the caller is not let go late.
 //
-// A process starved of CPU (or paused) can wake long after its slot. Its
-// call would then arrive next to calls granted after it, and a second at
-// the API could hold more than floor(rate) of them. The window's guard
-// absorbs lateness up to Guard; a wake-up later than Guard/2 after the
-// slot abandons it (the budget loses a slot, never exceeds) and reserves
-// again.
+// A process starved of CPU (or paused, or whose Redis reply was held up)
+// can wake long after its slot. Its call would then arrive next to calls
+// granted after it, and a second at the API could hold more than
+// floor(rate) of them. So wait aims at the slot itself (subtracting a late
+// reply's extra latency from the sleep), and when it still wakes more than
+// Guard/2 after the slot, it abandons the slot (the budget loses one, and
+// is never exceeded) and reserves again.
 func (c Config) wait(ctx context.Context, key string, now func() time.Time, reserve reserveFunc) (time.Duration, error) {
 	start := now()
 	for stale := 0; ; stale++ {
@@ -206,23 +219,24 @@ func (c Config) wait(ctx context.Context, key string, now func() time.Time, rese
 			// The deadline is on the wall clock; compare durations, not times.
 			maxDelay = max(0, time.Until(dl))
 		}
-		delay, ok, err := reserve(maxDelay)
+		s, err := reserve(maxDelay)
 		if err != nil {
 			return now().Sub(start), err
 		}
-		if !ok {
-			return now().Sub(start), errPastDeadline(key, delay)
+		if !s.reserved {
+			return now().Sub(start), errPastDeadline(key, s.delay)
 		}
-		d := delay
+		// d < 0 means the slot has passed already.
+		d := s.delay - s.behind
 		if c.Jitter > 0 {
 			// Only ever later than the slot: earlier would break the window.
 			d += rand.N(c.Jitter)
 		}
-		slept := now()
+		wake := now().Add(d)
 		if err := sleep(ctx, d); err != nil {
 			return now().Sub(start), err
 		}
-		late := now().Sub(slept) - d
+		late := now().Sub(wake)
 		if c.Guard == 0 || late <= c.Guard/2 || stale == staleRetries {
 			return now().Sub(start), nil
 		}

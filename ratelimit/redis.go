@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -42,9 +44,10 @@ import (
 // ARGV[4] recovery: multiplier regained per second after a throttle
 // ARGV[5] now in µs, or "" to read Redis TIME
 //
-// Returns {delay, reserved, multiplier}: delay in µs from now until the slot;
-// reserved is 1, or 0 when delay exceeds ARGV[3] (nothing was written);
-// multiplier is the effective fraction of the rate in millionths.
+// Returns {delay, reserved, multiplier, now}: delay in µs from now until the
+// slot; reserved is 1, or 0 when delay exceeds ARGV[3] (nothing was
+// written); multiplier is the effective fraction of the rate in millionths;
+// now is the script's clock in µs (callers track their reply latency by it).
 var grantScript = redis.NewScript(`
 local now
 if ARGV[5] ~= '' then
@@ -97,7 +100,7 @@ if oldest then slot = math.max(slot, tonumber(oldest) + 1000000 + guard) end
 slot = math.ceil(slot)
 local delay = slot - now
 if maxdelay >= 0 and delay > maxdelay then
-  return {delay, 0, math.floor(m * 1000000)}
+  return {delay, 0, math.floor(m * 1000000), now}
 end
 
 -- '%.0f': tostring would print 14 significant digits and lose microseconds.
@@ -107,7 +110,7 @@ redis.call('HSET', KEYS[1], 'n', n, 'i', (i + 1) % n, 'g' .. i, s, 'last', s)
 -- spacing after the last slot, and the recovery from a throttle.
 local keep = delay + math.max(1000000 + guard, interval) + (1 - m) / recovery * 1000000 + 1000000
 redis.call('PEXPIRE', KEYS[1], math.ceil(keep / 1000))
-return {delay, 1, math.floor(m * 1000000)}
+return {delay, 1, math.floor(m * 1000000), now}
 `)
 
 // throttleScript lowers the rate multiplier of one budget after the API
@@ -162,6 +165,14 @@ return {1, math.floor(m * 1000000)}
 type Redis struct {
 	rdb redis.UniversalClient
 	cfg Config
+
+	mu sync.Mutex
+	// offsets holds, per key, recent differences between the local clock
+	// when a grant reply arrived and the Redis clock when the script ran:
+	// clock skew plus reply latency. The smallest is the usual; the excess
+	// over it is how late a reply is (see slot.behind). Per key because in
+	// a cluster each key lives on its own node, with its own clock.
+	offsets map[string]*offsets
 }
 
 // NewRedis returns a limiter keeping its state in rdb. It panics if rdb is
@@ -170,7 +181,7 @@ func NewRedis(rdb redis.UniversalClient, cfg Config) *Redis {
 	if rdb == nil {
 		panic("ratelimit: NewRedis: nil redis client")
 	}
-	return &Redis{rdb: rdb, cfg: mustConfig(cfg)}
+	return &Redis{rdb: rdb, cfg: mustConfig(cfg), offsets: make(map[string]*offsets)}
 }
 
 // Wait blocks until the caller may make one call under key at rate calls
@@ -183,9 +194,12 @@ func (l *Redis) Wait(ctx context.Context, key string, rate float64) (time.Durati
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	return l.cfg.wait(ctx, key, time.Now, func(maxDelay time.Duration) (time.Duration, bool, error) {
+	return l.cfg.wait(ctx, key, time.Now, func(maxDelay time.Duration) (slot, error) {
 		g, err := l.reserve(ctx, key, rate, maxDelay, -1)
-		return g.delay, g.reserved, err
+		if err != nil {
+			return slot{}, err
+		}
+		return slot{delay: g.delay, reserved: g.reserved, behind: l.behind(key, time.Now(), g.now)}, nil
 	})
 }
 
@@ -201,6 +215,7 @@ type grant struct {
 	delay    time.Duration // from the script's now until the slot
 	reserved bool          // false: delay exceeded the limit, nothing written
 	mult     float64       // effective fraction of the rate
+	now      int64         // the script's clock, µs
 }
 
 // reserve runs grantScript. maxDelay < 0 means unbounded; nowMicros < 0
@@ -216,13 +231,14 @@ func (l *Redis) reserve(ctx context.Context, key string, rate float64, maxDelay 
 	if err != nil {
 		return grant{}, l.wrap(ctx, key, "wait", err)
 	}
-	if len(res) != 3 {
+	if len(res) != 4 {
 		return grant{}, fmt.Errorf("ratelimit: %s: wait: unexpected script reply %v", key, res)
 	}
 	return grant{
 		delay:    time.Duration(res[0]) * time.Microsecond,
 		reserved: res[1] == 1,
 		mult:     float64(res[2]) / 1e6,
+		now:      res[3],
 	}, nil
 }
 
@@ -246,6 +262,36 @@ func (l *Redis) throttle(ctx context.Context, key string, nowMicros int64) (floa
 		return 0, fmt.Errorf("ratelimit: %s: throttled: unexpected script reply %v", key, res)
 	}
 	return float64(res[1]) / 1e6, nil
+}
+
+// behind returns how much later than usual a grant reply for key arrived:
+// received is the local time it arrived, scriptNow the script's clock.
+func (l *Redis) behind(key string, received time.Time, scriptNow int64) time.Duration {
+	offset := received.UnixMicro() - scriptNow
+	l.mu.Lock()
+	o := l.offsets[key]
+	if o == nil {
+		o = new(offsets)
+		l.offsets[key] = o
+	}
+	usual := o.add(offset)
+	l.mu.Unlock()
+	return time.Duration(offset-usual) * time.Microsecond
+}
+
+// offsets keeps the last len(v) offsets of one key. A window rather than
+// an all-time minimum, so that the usual latency follows a changed network
+// path or a stepped clock within a few calls.
+type offsets struct {
+	v [16]int64
+	n int // samples seen
+}
+
+// add records x and returns the smallest recent offset, x included.
+func (o *offsets) add(x int64) int64 {
+	o.v[o.n%len(o.v)] = x
+	o.n++
+	return slices.Min(o.v[:min(o.n, len(o.v))])
 }
 
 // key returns the Redis key of a budget.

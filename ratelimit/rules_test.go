@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/fleetreset/fleetreset/internal/redistest"
@@ -281,51 +282,63 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// TestWaitStaleSlot checks that a wake-up more than Guard/2 after the slot
-// abandons it and reserves again, and gives up doing so after staleRetries.
+// TestWaitStaleSlot checks that wait aims at the slot despite a late reply,
+// and that a wake-up more than Guard/2 after the slot abandons it and
+// reserves again, giving up doing so after staleRetries.
 func TestWaitStaleSlot(t *testing.T) {
+	type attempt struct {
+		delay, behind time.Duration // the reservation
+		pause         time.Duration // how long the process stalls while it sleeps
+	}
+	const ms = time.Millisecond
 	for _, tc := range []struct {
 		name     string
 		guard    time.Duration
-		late     []time.Duration // how late each attempt wakes; the last repeats
+		attempts []attempt // the last repeats
 		reserves int
 	}{
-		{name: "on_time", late: []time.Duration{0}, reserves: 1},
-		{name: "late_within_half_guard", late: []time.Duration{10 * time.Millisecond}, reserves: 1},
-		{name: "late_once", late: []time.Duration{11 * time.Millisecond, 0}, reserves: 2},
-		{name: "paused_long", late: []time.Duration{5 * time.Second, 2 * time.Millisecond}, reserves: 2},
-		{name: "always_late", late: []time.Duration{time.Second}, reserves: staleRetries + 1},
-		{name: "no_guard_no_check", guard: -1, late: []time.Duration{time.Second}, reserves: 1},
+		{name: "on_time", attempts: []attempt{{delay: 100 * ms}}, reserves: 1},
+		{name: "stall_within_half_guard", attempts: []attempt{{delay: 100 * ms, pause: 10 * ms}}, reserves: 1},
+		{name: "stall_once", attempts: []attempt{{pause: 11 * ms}, {}}, reserves: 2},
+		{name: "stall_long", attempts: []attempt{{delay: 50 * ms, pause: 5 * time.Second}, {delay: 100 * ms}}, reserves: 2},
+		{name: "always_stalls", attempts: []attempt{{pause: time.Second}}, reserves: staleRetries + 1},
+		{name: "late_reply_compensated", attempts: []attempt{{delay: 100 * ms, behind: 90 * ms}}, reserves: 1},
+		{name: "late_reply_within_half_guard", attempts: []attempt{{delay: 5 * ms, behind: 15 * ms}}, reserves: 1},
+		{name: "late_reply_past_slot", attempts: []attempt{{delay: 5 * ms, behind: 16 * ms}, {}}, reserves: 2},
+		{name: "no_guard_no_check", guard: -1, attempts: []attempt{{pause: time.Second}}, reserves: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := Config{Guard: tc.guard, Jitter: -1}.withDefaults()
-			// The fake clock jumps by the attempt's lateness between the
-			// moment wait starts sleeping and the moment it wakes.
-			var (
-				clock    = base
-				reserves int
-				pending  time.Duration
-				reads    int
-			)
-			now := func() time.Time {
-				reads++
-				if reads == 2 { // 1: before the sleep, 2: after it
-					clock = clock.Add(pending)
+			synctest.Test(t, func(t *testing.T) {
+				cfg := Config{Guard: tc.guard, Jitter: -1}.withDefaults()
+				// A clock of its own, so the test decides how late a
+				// wake-up is: between going to sleep and waking it moves by
+				// the sleep (zero if the slot has passed) plus the stall.
+				var (
+					clock    = base
+					reserves int
+					cur      attempt
+					reads    int
+				)
+				now := func() time.Time {
+					reads++
+					if reads == 2 { // 1: going to sleep, 2: waking
+						clock = clock.Add(max(0, cur.delay-cur.behind) + cur.pause)
+					}
+					return clock
 				}
-				return clock
-			}
-			reserve := func(time.Duration) (time.Duration, bool, error) {
-				pending = tc.late[min(reserves, len(tc.late)-1)]
-				reserves++
-				reads = 0
-				return 0, true, nil
-			}
-			if _, err := cfg.wait(context.Background(), "k", now, reserve); err != nil {
-				t.Fatalf("wait = %v", err)
-			}
-			if reserves != tc.reserves {
-				t.Errorf("wait reserved %d slots; want %d", reserves, tc.reserves)
-			}
+				reserve := func(time.Duration) (slot, error) {
+					cur = tc.attempts[min(reserves, len(tc.attempts)-1)]
+					reserves++
+					reads = 0
+					return slot{delay: cur.delay, behind: cur.behind, reserved: true}, nil
+				}
+				if _, err := cfg.wait(context.Background(), "k", now, reserve); err != nil {
+					t.Fatalf("wait = %v", err)
+				}
+				if reserves != tc.reserves {
+					t.Errorf("wait reserved %d slots; want %d", reserves, tc.reserves)
+				}
+			})
 		})
 	}
 }
