@@ -1,0 +1,55 @@
+package fleetreset_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestDependencyArrows keeps the package graph pointing one way: each row
+// names imports a package must never have, directly or through others.
+func TestDependencyArrows(t *testing.T) {
+	const mod = "github.com/fleetreset/fleetreset/"
+	rules := []struct {
+		pkg    string
+		banned []string
+		why    string
+	}{
+		{"cvmsim", []string{mod + "cvm", "github.com/tencentcloud/"}, "the simulator must not share code with the client, or a client bug would be mirrored and pass"},
+		{"cvm", []string{"github.com/hibiken/asynq", "github.com/redis/go-redis", mod + "tasks", mod + "worker", mod + "ratelimit", mod + "cvmsim", mod + "ledger"}, "the API client knows nothing of queues"},
+		{"tasks", []string{mod + "worker", mod + "planner", mod + "cvm", mod + "ledger", mod + "control"}, "task definitions are shared by planner and worker"},
+		{"rollout", []string{"github.com/hibiken/asynq", "github.com/redis/go-redis", mod + "cvm", mod + "ledger", "net/http"}, "wave math is pure"},
+		{"ledger", []string{"github.com/hibiken/asynq", mod + "worker", mod + "planner", mod + "cvm"}, "the ledger is storage only"},
+		{"ratelimit", []string{"github.com/hibiken/asynq", mod + "tasks", mod + "cvm"}, "the limiter knows nothing of tasks"},
+		{"planner", []string{mod + "worker", mod + "cvm", mod + "cvmsim"}, "planning never calls the API itself; the CLI hands it a describe function"},
+		{"worker", []string{mod + "planner", mod + "cvmsim", mod + "internal/cli"}, "workers run tasks, not plans"},
+		{"control", []string{mod + "worker", mod + "planner", mod + "cvm"}, "control commands work without an API client"},
+		{"secretref", []string{"github.com/hibiken/asynq", "github.com/redis/go-redis"}, "secrets never go near Redis"},
+	}
+	for _, r := range rules {
+		out, err := exec.Command("go", "list", "-deps", "./"+r.pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps ./%s: %v\n%s", r.pkg, err, out)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			for _, b := range r.banned {
+				if dep == b || strings.HasPrefix(dep, strings.TrimSuffix(b, "/")+"/") || (strings.HasSuffix(b, "/") && strings.HasPrefix(dep, b)) {
+					t.Errorf("%s depends on %s: %s", r.pkg, dep, r.why)
+				}
+			}
+		}
+	}
+}
+
+// TestCmdIsThin keeps cmd/fleetreset a thin main over internal/cli.
+func TestCmdIsThin(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{join .Imports \" \"}}", "./cmd/fleetreset").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, imp := range strings.Fields(string(out)) {
+		if strings.HasPrefix(imp, "github.com/fleetreset/fleetreset/") && imp != "github.com/fleetreset/fleetreset/internal/cli" {
+			t.Errorf("cmd/fleetreset imports %s; commands belong in internal/cli", imp)
+		}
+	}
+}
