@@ -203,6 +203,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	f := s.faults
 	s.mu.Unlock()
 
+	// Read the body first: net/http notices a client hanging up (and
+	// cancels r.Context) only once the body is consumed.
+	body, bodyErr := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
 	if f.Latency > 0 {
 		if err := s.wait(r.Context(), f.Latency); err != nil {
 			s.mu.Lock()
@@ -232,7 +235,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		hangUp(w)
 		return
 	}
-	resp := s.handle(r, arrival)
+	resp := s.handle(r, body, bodyErr, arrival)
 	if drop {
 		hangUp(w)
 		return
@@ -314,13 +317,13 @@ func secretInQuery(rawQuery string) bool {
 	return false
 }
 
-// handle authenticates and executes one API request.
-func (s *Server) handle(r *http.Request, arrival time.Time) response {
+// handle authenticates and executes one API request; err is the error
+// reading body, if any.
+func (s *Server) handle(r *http.Request, body []byte, err error, arrival time.Time) response {
 	gen := genV3
 	if r.URL.Path == PathV2 {
 		gen = genV2
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.cfg.Clock.Now()

@@ -1,0 +1,106 @@
+package cvmsim
+
+import (
+	"bytes"
+	"flag"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	got := Config{}.withDefaults()
+	want := Config{
+		SecretID: SecretIDDefault, SecretKey: SecretKeyDefault, Region: RegionDefault,
+		Clock: got.Clock, ResetDuration: 2 * time.Second, ReplayWindow: 5 * time.Minute,
+		Faults: Faults{SystemBusyCodeV3: "InternalError", ResetRateLimit: 10, DescribeRateLimit: 40, Seed: 1},
+	}
+	if got.Clock == nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("Config{}.withDefaults() = %+v; want %+v", got, want)
+	}
+	// Negative rate limits mean unlimited and survive defaulting.
+	if f := (Faults{ResetRateLimit: -1}).withDefaults(); f.ResetRateLimit != -1 {
+		t.Fatalf("ResetRateLimit -1 became %d", f.ResetRateLimit)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string // substring of the error, "" for valid
+	}{
+		{"zero", Config{}, ""},
+		{"busy_rate_over_one", Config{Faults: Faults{SystemBusyRate: 1.5}}, "SystemBusyRate"},
+		{"fail_rate_nan", Config{Faults: Faults{FailRate: math.NaN()}}, "FailRate"},
+		{"drop_rate_negative", Config{Faults: Faults{DropRate: -0.1}}, "DropRate"},
+		{"server_error_rate", Config{Faults: Faults{ServerErrorRate: 2}}, "ServerErrorRate"},
+		{"negative_busy_first", Config{Faults: Faults{SystemBusyFirst: -1}}, "SystemBusyFirst"},
+		{"negative_balance", Config{Faults: Faults{BalanceAfter: -1}}, "BalanceAfter"},
+		{"negative_latency", Config{Faults: Faults{Latency: -time.Second}}, "Latency"},
+		{"negative_duration", Config{ResetDuration: -1}, "ResetDuration"},
+		{"negative_window", Config{ReplayWindow: -1}, "ReplayWindow"},
+		{"bad_image", Config{Images: []string{"img-UPPER123"}}, "Images"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if (err == nil) != (tt.want == "") || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("Validate() = %v; want an error naming %q", err, tt.want)
+			}
+		})
+	}
+	s := New(Config{})
+	if err := s.SetFaults(Faults{FailRate: 3}); err == nil {
+		t.Fatal("SetFaults accepted FailRate 3")
+	}
+}
+
+// TestRegisterFlags checks every knob has a flag that lands in Config, and
+// that help shows the effective defaults.
+func TestRegisterFlags(t *testing.T) {
+	var cfg Config
+	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
+	RegisterFlags(fs, &cfg)
+	args := []string{
+		"-secret-id=id", "-secret-key=key", "-region=ap-shanghai",
+		"-reset-duration=3s", "-replay-window=1m", "-images=img-aaaaaaaa, img-bbbbbbbb",
+		"-system-busy-rate=0.1", "-system-busy-first=2", "-system-busy-code-v3=ResourceInUse",
+		"-reset-rate-limit=5", "-describe-rate-limit=-1", "-balance-after=7", "-fail-rate=0.2",
+		"-latency=50ms", "-drop-rate=0.3", "-drop-after-apply", "-server-error-rate=0.4", "-seed=9",
+	}
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		SecretID: "id", SecretKey: "key", Region: "ap-shanghai",
+		ResetDuration: 3 * time.Second, ReplayWindow: time.Minute, Images: []string{"img-aaaaaaaa", "img-bbbbbbbb"},
+		Faults: Faults{
+			SystemBusyRate: 0.1, SystemBusyFirst: 2, SystemBusyCodeV3: "ResourceInUse",
+			ResetRateLimit: 5, DescribeRateLimit: -1, BalanceAfter: 7, FailRate: 0.2,
+			Latency: 50 * time.Millisecond, DropRate: 0.3, DropAfterApply: true, ServerErrorRate: 0.4, Seed: 9,
+		},
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("parsed %+v; want %+v", cfg, want)
+	}
+	var help bytes.Buffer
+	fs.SetOutput(&help)
+	fs.PrintDefaults()
+	for _, name := range []string{"reset-rate-limit", "describe-rate-limit", "system-busy-first", "drop-after-apply", "server-error-rate"} {
+		if !strings.Contains(help.String(), "-"+name) {
+			t.Errorf("help lacks -%s", name)
+		}
+	}
+	// Defaults shown are the effective ones, not zero.
+	fresh := flag.NewFlagSet("sim", flag.ContinueOnError)
+	RegisterFlags(fresh, &Config{})
+	if got := fresh.Lookup("reset-rate-limit").DefValue; got != "10" {
+		t.Errorf("reset-rate-limit default = %s; want 10", got)
+	}
+	if err := fresh.Parse([]string{"-images=img-BAD"}); err == nil {
+		t.Error("-images accepted a malformed image")
+	}
+}
