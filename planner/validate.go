@@ -233,7 +233,7 @@ func (p *parser) build() *Plan {
 		rg := rollout.Group{
 			Name:           g.name.v,
 			OS:             e.os.or(OSDefault),
-			KeyIDs:         e.keyIDs.v,
+			KeyIDs:         slices.Clone(e.keyIDs.v),
 			KeepImageLogin: e.keep.v,
 			RootSize:       e.rootSize.v,
 			HostName:       e.hostName.v,
