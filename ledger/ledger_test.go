@@ -1,0 +1,278 @@
+package ledger_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetreset/fleetreset/internal/redistest"
+	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/rollout"
+)
+
+func setup(t *testing.T, waves ...int) (*ledger.Ledger, rollout.Spec, []rollout.Target) {
+	t.Helper()
+	r := redistest.New(t)
+	l := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
+	spec := rollout.Spec{ID: "r1", PlanHash: "h1", API: "v3", Groups: []rollout.Group{{Name: "g", ImageID: "img-new00001"}}}
+	var targets []rollout.Target
+	n := 0
+	for k, size := range waves {
+		spec.Waves = append(spec.Waves, rollout.Wave{Size: size})
+		for range size {
+			targets = append(targets, rollout.Target{InstanceID: fmt.Sprintf("ins-%08d", n), Wave: k})
+			n++
+		}
+	}
+	created, err := l.Create(t.Context(), spec, targets, ledger.CreateOptions{})
+	if err != nil || !created {
+		t.Fatalf("Create = %v, %v; want true, nil", created, err)
+	}
+	if err := l.Activate(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+	return l, spec, targets
+}
+
+func TestCreateIsIdempotentAndRefusesChangedPlans(t *testing.T) {
+	l, spec, targets := setup(t, 2)
+	created, err := l.Create(t.Context(), spec, targets, ledger.CreateOptions{})
+	if err != nil || created {
+		t.Errorf("second Create = %v, %v; want false, nil", created, err)
+	}
+	spec.PlanHash = "h2"
+	if _, err := l.Create(t.Context(), spec, targets, ledger.CreateOptions{}); !errors.Is(err, ledger.ErrPlanChanged) {
+		t.Errorf("Create with another plan hash = %v; want ErrPlanChanged", err)
+	}
+}
+
+func TestProtocolHappyPath(t *testing.T) {
+	l, spec, _ := setup(t, 1, 1)
+	ctx := t.Context()
+	res, err := l.Begin(ctx, spec.ID, "ins-00000000", 0)
+	if err != nil || res.Action != ledger.ActProceed || res.Token == 0 {
+		t.Fatalf("Begin = %+v, %v; want proceed with a token", res, err)
+	}
+	// A duplicate delivery must not get permission to call.
+	if dup, _ := l.Begin(ctx, spec.ID, "ins-00000000", 0); dup.Action != ledger.ActReconcile {
+		t.Errorf("second Begin = %v; want reconcile", dup.Action)
+	}
+	if err := l.Called(ctx, spec.ID, "ins-00000000", res.Token, "req-1"); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := l.Begin(ctx, spec.ID, "ins-00000000", 0); again.Action != ledger.ActVerify {
+		t.Errorf("Begin after Called = %v; want verify", again.Action)
+	}
+	fr, err := l.Finish(ctx, spec.ID, "ins-00000000", ledger.Outcome{From: []ledger.InstanceState{ledger.Resetting}, To: ledger.Succeeded, NewImage: "img-new00001"})
+	if err != nil || !fr.Changed || !fr.WaveComplete || fr.Overall.Succeeded != 1 {
+		t.Fatalf("Finish = %+v, %v; want changed, wave complete, 1 succeeded", fr, err)
+	}
+	// Finishing twice counts once.
+	fr2, _ := l.Finish(ctx, spec.ID, "ins-00000000", ledger.Outcome{From: []ledger.InstanceState{ledger.Resetting}, To: ledger.Succeeded})
+	if fr2.Changed || fr2.Overall.Succeeded != 1 || fr2.Overall.Terminal != 1 {
+		t.Errorf("second Finish = %+v; want unchanged counts", fr2)
+	}
+	in, _ := l.Instance(ctx, spec.ID, "ins-00000000")
+	if in.State != ledger.Succeeded || in.RequestID != "req-1" || in.Resets != 1 {
+		t.Errorf("instance = %+v", in)
+	}
+}
+
+func TestLaterWaveIsHeldUntilItsGate(t *testing.T) {
+	l, spec, _ := setup(t, 1, 1)
+	res, _ := l.Begin(t.Context(), spec.ID, "ins-00000001", 0)
+	if res.Action != ledger.ActHeld {
+		t.Errorf("Begin of a wave-2 instance during wave 1 = %v; want held", res.Action)
+	}
+}
+
+func TestFencing(t *testing.T) {
+	l, spec, _ := setup(t, 1)
+	ctx := t.Context()
+	res, _ := l.Begin(ctx, spec.ID, "ins-00000000", 0)
+	tok2, err := l.Retake(ctx, spec.ID, "ins-00000000", res.Token)
+	if err != nil || tok2 == res.Token {
+		t.Fatalf("Retake = %d, %v; want a new token", tok2, err)
+	}
+	if err := l.Called(ctx, spec.ID, "ins-00000000", res.Token, "late"); !errors.Is(err, ledger.ErrFenced) {
+		t.Errorf("Called with the old token = %v; want ErrFenced", err)
+	}
+	if _, err := l.Retake(ctx, spec.ID, "ins-00000000", res.Token); !errors.Is(err, ledger.ErrFenced) {
+		t.Errorf("Retake with the old token = %v; want ErrFenced", err)
+	}
+	if err := l.Called(ctx, spec.ID, "ins-00000000", tok2, "req"); err != nil {
+		t.Errorf("Called with the new token = %v", err)
+	}
+}
+
+// TestConcurrentBeginsGrantOnce races many deliveries of one task: exactly
+// one may call the API.
+func TestConcurrentBeginsGrantOnce(t *testing.T) {
+	l, spec, _ := setup(t, 1)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	proceeds := 0
+	for range 20 {
+		wg.Go(func() {
+			res, err := l.Begin(t.Context(), spec.ID, "ins-00000000", 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if res.Action == ledger.ActProceed {
+				mu.Lock()
+				proceeds++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if proceeds != 1 {
+		t.Errorf("%d of 20 concurrent Begins may call; want exactly 1", proceeds)
+	}
+}
+
+func TestPauseHoldsAndResumeRequeues(t *testing.T) {
+	l, spec, _ := setup(t, 3)
+	ctx := t.Context()
+	if ok, err := l.SetState(ctx, spec.ID, []ledger.RolloutState{ledger.Running}, ledger.Paused, "test"); !ok || err != nil {
+		t.Fatalf("SetState = %v, %v", ok, err)
+	}
+	for _, id := range []string{"ins-00000000", "ins-00000001"} {
+		if res, _ := l.Begin(ctx, spec.ID, id, 0); res.Action != ledger.ActHeld {
+			t.Errorf("Begin while paused = %v; want held", res.Action)
+		}
+	}
+	rr, err := l.Resume(ctx, spec.ID)
+	if err != nil || !rr.Changed || len(rr.Requeue) != 2 {
+		t.Fatalf("Resume = %+v, %v; want 2 requeued", rr, err)
+	}
+	for _, rq := range rr.Requeue {
+		if rq.Gen != 1 {
+			t.Errorf("requeued %s in gen %d; want 1", rq.ID, rq.Gen)
+		}
+		// The old task (gen 0) is stale now; the new one may proceed.
+		if res, _ := l.Begin(ctx, spec.ID, rq.ID, 0); res.Action != ledger.ActStale {
+			t.Errorf("old-generation Begin = %v; want stale", res.Action)
+		}
+		if res, _ := l.Begin(ctx, spec.ID, rq.ID, rq.Gen); res.Action != ledger.ActProceed {
+			t.Errorf("new-generation Begin = %v; want proceed", res.Action)
+		}
+	}
+}
+
+func TestAbortCancelsWhatWasNotCalled(t *testing.T) {
+	l, spec, _ := setup(t, 2)
+	ctx := t.Context()
+	if ok, err := l.Abort(ctx, spec.ID, "test"); !ok || err != nil {
+		t.Fatalf("Abort = %v, %v", ok, err)
+	}
+	if res, _ := l.Begin(ctx, spec.ID, "ins-00000000", 0); res.Action != ledger.ActCancelled {
+		t.Errorf("Begin after abort = %v; want cancelled", res.Action)
+	}
+	r, _ := l.Get(ctx, spec.ID)
+	if r.Counters.Cancelled != 1 || r.State != ledger.Aborted {
+		t.Errorf("after abort: %+v, %s", r.Counters, r.State)
+	}
+}
+
+func TestRetryFailedReopensOnlyFailures(t *testing.T) {
+	l, spec, _ := setup(t, 2)
+	ctx := t.Context()
+	for i, to := range []ledger.InstanceState{ledger.Failed, ledger.Succeeded} {
+		id := fmt.Sprintf("ins-%08d", i)
+		res, _ := l.Begin(ctx, spec.ID, id, 0)
+		if _, err := l.Finish(ctx, spec.ID, id, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: res.Token, To: to}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rr, err := l.RetryFailed(ctx, spec.ID, false)
+	if err != nil || len(rr.Requeue) != 1 || rr.Requeue[0].ID != "ins-00000000" {
+		t.Fatalf("RetryFailed = %+v, %v; want only the failed instance", rr, err)
+	}
+	r, _ := l.Get(ctx, spec.ID)
+	if r.Counters.Failed != 0 || r.Counters.Succeeded != 1 || r.Counters.Terminal != 1 || r.Attempt != 2 {
+		t.Errorf("counters after retry-failed = %+v, attempt %d", r.Counters, r.Attempt)
+	}
+}
+
+func TestAdvanceGate(t *testing.T) {
+	l, spec, _ := setup(t, 1, 1)
+	ctx := t.Context()
+	if out, _, _ := l.Advance(ctx, spec.ID, 0, false, true, false); out != ledger.AdvIncomplete {
+		t.Errorf("Advance of an unfinished wave = %v; want incomplete", out)
+	}
+	res, _ := l.Begin(ctx, spec.ID, "ins-00000000", 0)
+	_, _ = l.Finish(ctx, spec.ID, "ins-00000000", ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: res.Token, To: ledger.Succeeded})
+	if out, _, _ := l.Advance(ctx, spec.ID, 0, true, true, false); out != ledger.AdvAwaiting {
+		t.Errorf("Advance with approval = %v; want awaiting", out)
+	}
+	if out, _, _ := l.Advance(ctx, spec.ID, 0, true, true, false); out != ledger.AdvBlocked {
+		t.Errorf("Advance while awaiting approval = %v; want blocked", out)
+	}
+	if _, err := l.Approve(ctx, spec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, _ := l.Advance(ctx, spec.ID, 0, true, false, false); out != ledger.AdvWindow {
+		t.Errorf("Advance outside the window = %v; want window", out)
+	}
+	out, cur, _ := l.Advance(ctx, spec.ID, 0, true, true, false)
+	if out != ledger.AdvStarted || cur != 1 {
+		t.Errorf("Advance = %v, %d; want started, 1", out, cur)
+	}
+	if out, cur, _ := l.Advance(ctx, spec.ID, 0, false, true, false); out != ledger.AdvStale || cur != 1 {
+		t.Errorf("repeated Advance = %v, %d; want stale, 1", out, cur)
+	}
+}
+
+func TestClaimsAreAllOrNothing(t *testing.T) {
+	r := redistest.New(t)
+	l := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
+	ctx := t.Context()
+	if c, err := l.Claim(ctx, "a", []string{"ins-1", "ins-2"}); err != nil || len(c) != 0 {
+		t.Fatalf("Claim = %v, %v", c, err)
+	}
+	c, err := l.Claim(ctx, "b", []string{"ins-3", "ins-2"})
+	if err != nil || len(c) != 1 || c[0] != (ledger.Conflict{InstanceID: "ins-2", Rollout: "a"}) {
+		t.Fatalf("clashing Claim = %v, %v; want ins-2 held by a", c, err)
+	}
+	// Nothing of b's claim was taken: ins-3 is still free.
+	if c, _ := l.Claim(ctx, "c", []string{"ins-3"}); len(c) != 0 {
+		t.Errorf("ins-3 was claimed by the refused rollout: %v", c)
+	}
+	if err := l.Unclaim(ctx, "a", []string{"ins-1", "ins-2"}); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := l.Claim(ctx, "b", []string{"ins-2"}); len(c) != 0 {
+		t.Errorf("after Unclaim: %v", c)
+	}
+}
+
+func TestSeedsFromJournal(t *testing.T) {
+	r := redistest.New(t)
+	l := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
+	spec := rollout.Spec{ID: "r", PlanHash: "h", Groups: []rollout.Group{{}}, Waves: []rollout.Wave{{Size: 2}}}
+	targets := []rollout.Target{{InstanceID: "ins-a"}, {InstanceID: "ins-b"}}
+	at := time.UnixMilli(1_700_000_000_000)
+	_, err := l.Create(t.Context(), spec, targets, ledger.CreateOptions{Seq: 1, Seeds: map[string]ledger.Seed{
+		"ins-a": {State: ledger.Succeeded},
+		"ins-b": {State: ledger.Calling, Token: 7, IntentAt: at},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = l.Activate(t.Context(), spec)
+	res, _ := l.Begin(t.Context(), "r", "ins-b", 0)
+	if res.Action != ledger.ActReconcile || res.Token != 7 || !res.IntentAt.Equal(at) {
+		t.Errorf("Begin of a journalled intent = %+v; want reconcile with token 7 at %v", res, at)
+	}
+	if tok, _ := l.Retake(t.Context(), "r", "ins-b", 7); tok <= 7 {
+		t.Errorf("token after a journalled 7 = %d; must be larger", tok)
+	}
+	got, _ := l.Get(t.Context(), "r")
+	if got.Counters.Succeeded != 1 || got.Counters.Terminal != 1 {
+		t.Errorf("seeded counters = %+v", got.Counters)
+	}
+}
