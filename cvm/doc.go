@@ -59,6 +59,9 @@
 //	go test -tags live -run TestLive -v -timeout 30m ./cvm/
 //
 // Optional: TENCENTCLOUD_SESSION_TOKEN, FLEETRESET_LIVE_GENERATIONS (v3,
-// v2 or "v2,v3"; default v3) and FLEETRESET_LIVE_IMAGE (image to reinstall
-// with; default the instance's current image).
+// v2 or "v2,v3"; default v3), FLEETRESET_LIVE_IMAGE (image to reinstall
+// with; default the instance's current image) and FLEETRESET_LIVE_PASSWORD
+// (without it the cloud mails a random password). Missing required
+// variables fail the run rather than skip it. Fault cases skip live: only
+// the simulator can inject them.
 package cvm
