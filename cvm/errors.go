@@ -218,7 +218,8 @@ func bodyText(b []byte) string {
 }
 
 func clip(s string) string {
-	s = strings.TrimSpace(strings.ToValidUTF8(s, "?"))
+	// One line: bodies (HTML error pages) come with newlines and padding.
+	s = strings.Join(strings.Fields(strings.ToValidUTF8(s, "?")), " ")
 	if len(s) > maxMessage {
 		s = strings.ToValidUTF8(s[:maxMessage], "") + "…"
 	}
