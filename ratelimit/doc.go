@@ -34,7 +34,13 @@
 //     guard) instead of in bursts that the next second then pays for.
 //
 // Grant times are slot times; a caller whose ctx ends after reserving simply
-// leaves its slot unused, which wastes budget but never exceeds it. A Wait
+// leaves its slot unused, which wastes budget but never exceeds it. Wait
+// sleeps towards the slot itself, not merely for the delay the script
+// returned: it subtracts how much later than usual the Redis reply came
+// back, and when it still wakes more than Guard/2 after the slot (a process
+// starved of CPU, a GC pause) it gives that slot up and reserves another,
+// because a late call would land in the same second as the calls granted
+// after it. A Wait
 // whose slot lies beyond ctx's deadline does not reserve at all and fails
 // at once with an error wrapping [context.DeadlineExceeded].
 package ratelimit

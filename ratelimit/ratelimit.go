@@ -22,7 +22,8 @@ type Limiter interface {
 	// state, or until ctx ends. It returns how long it waited. On error no
 	// call may be made; the error is ctx.Err() when ctx ended while waiting,
 	// and wraps context.DeadlineExceeded when the next slot lies beyond ctx's
-	// deadline (then Wait returns at once without using up a slot).
+	// deadline (then Wait returns at once without using up a slot). A caller
+	// woken too late for its slot silently takes a later one (Config.Guard).
 	//
 	// Every caller of one key must pass the same rate.
 	Wait(ctx context.Context, key string, rate float64) (waited time.Duration, err error)
@@ -68,8 +69,11 @@ type Config struct {
 	// Guard is added to the one-second window: a grant needs the
 	// floor(rate)-th most recent grant to be at least 1s+Guard old. It must
 	// cover the variation in delay between a grant and the call's arrival at
-	// the API (Redis round trip, timer lateness, Jitter, network); the price
-	// is a steady-state throughput of 1s/(1s+Guard) of the rate.
+	// the API (Redis reply, timer lateness, Jitter, network); the price is a
+	// steady-state throughput of 1s/(1s+Guard) of the rate. Wait spends
+	// half of it itself: a caller that wakes more than Guard/2 after its
+	// slot (a starved or paused process) gives the slot up and queues
+	// again. Negative means no guard and no such check.
 	//
 	// Defaults to GuardDefault (20ms, so 98% of the rate).
 	Guard time.Duration
