@@ -264,13 +264,13 @@ func runThrottle(t *testing.T, wait, report Limiter, key string) throttleGaps {
 	}
 	// The first gap after the report is from the last grant before it.
 	after = append([]time.Time{before[len(before)-1]}, after...)
-	return throttleGaps{meanGap(t, before), meanGap(t, after), meanGap(t, late)}
+	return throttleGaps{meanGap(before), meanGap(after), meanGap(late)}
 }
 
-func meanGap(t *testing.T, ts []time.Time) time.Duration {
-	t.Helper()
+// meanGap returns the mean gap between grants, or 0 with fewer than two.
+func meanGap(ts []time.Time) time.Duration {
 	if len(ts) < 2 {
-		t.Fatalf("%d grants; want at least 2 to measure gaps", len(ts))
+		return 0 // checkThrottle reports it as out of range
 	}
 	return ts[len(ts)-1].Sub(ts[0]) / time.Duration(len(ts)-1)
 }

@@ -49,6 +49,9 @@ import (
 // written); multiplier is the effective fraction of the rate in millionths;
 // now is the script's clock in µs (callers track their reply latency by it).
 var grantScript = redis.NewScript(`
+-- Redis < 5 refuses writes after TIME unless effects are replicated; from
+-- 7.0 on this is a no-op.
+if redis.replicate_commands then redis.replicate_commands() end
 local now
 if ARGV[5] ~= '' then
   now = tonumber(ARGV[5])
@@ -130,6 +133,7 @@ return {delay, 1, math.floor(m * 1000000), now}
 // Returns {lowered, multiplier}: lowered is 1, or 0 when the report fell
 // within the hold; multiplier is the effective fraction in millionths.
 var throttleScript = redis.NewScript(`
+if redis.replicate_commands then redis.replicate_commands() end
 local now
 if ARGV[5] ~= '' then
   now = tonumber(ARGV[5])
@@ -162,6 +166,8 @@ return {1, math.floor(m * 1000000)}
 //
 // When Redis cannot be reached, Wait and Throttled return the error; no
 // call should then be made, since the budget cannot be checked.
+//
+// Besides Redis, it keeps a few hundred bytes in memory per key used.
 type Redis struct {
 	rdb redis.UniversalClient
 	cfg Config
