@@ -113,6 +113,7 @@ type Config struct {
 	// Credentials; see CredentialsFromEnv.
 	Credentials Credentials
 	// SignatureMethod for V2: "HmacSHA256" (the default) or "HmacSHA1".
+	// V3 always signs with TC3-HMAC-SHA256 and accepts only "" or that.
 	SignatureMethod string
 	// Timeout bounds each HTTP call. Defaults to 30s.
 	Timeout time.Duration

@@ -33,6 +33,7 @@ const (
 	Fatal
 )
 
+// String returns the lower-case name of c, e.g. "retryable".
 func (c Class) String() string {
 	switch c {
 	case None:
@@ -71,6 +72,9 @@ func MayHaveLanded(err error) bool {
 	if ae, ok := errors.AsType[*APIError](err); ok {
 		switch {
 		case ae.HTTPStatus >= 500:
+			return true
+		case ae.HTTPStatus == 0 && strings.HasPrefix(ae.Code, "HTTPStatus."):
+			// A status error of unknown status: assume the worst.
 			return true
 		case ae.Code == CodeMalformedResponse:
 			// A 200 we cannot read may well be a success.
@@ -135,6 +139,10 @@ func classifyAPIError(e *APIError) Class {
 // gateway, a proxy or a wrong endpoint.
 func classifyHTTPStatus(status int) Class {
 	switch {
+	case status == 0:
+		// The SDK reported a status error we could not read a number
+		// from: treat like a gateway failure.
+		return Retryable
 	case status == 429:
 		// Too Many Requests from a gateway: a rate limit.
 		return Throttled

@@ -226,6 +226,7 @@ func TestClassifyFamiliesAndDefaults(t *testing.T) {
 		{name: "undocumented_invalid_account", err: &APIError{Code: "InvalidAccount.Frozen", HTTPStatus: 200}, want: Fatal},
 		{name: "http_502", err: &APIError{Code: "HTTPStatus.502", HTTPStatus: 502}, want: Retryable, landed: true},
 		{name: "http_503", err: &APIError{Code: "HTTPStatus.503", HTTPStatus: 503}, want: Retryable, landed: true},
+		{name: "http_unknown_status", err: &APIError{Code: "HTTPStatus.0"}, want: Retryable, landed: true},
 		{name: "http_429", err: &APIError{Code: "HTTPStatus.429", HTTPStatus: 429}, want: Throttled, throttl: true},
 		{name: "http_408", err: &APIError{Code: "HTTPStatus.408", HTTPStatus: 408}, want: Retryable},
 		{name: "http_403", err: &APIError{Code: "HTTPStatus.403", HTTPStatus: 403}, want: Fatal},

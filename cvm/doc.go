@@ -18,6 +18,14 @@
 //     signed here (HmacSHA256 by default, HmacSHA1 selectable) and always
 //     sent as a form-encoded POST, so a password never travels in a URL.
 //
+// The calls, per generation:
+//
+//	API method         V3 (2017-03-12)                                     V2 (legacy)
+//	ResetInstance      ResetInstance     cloud.tencent.com/document/api/213/15724   ResetInstances (shared/seeds/ResetInstances.md)
+//	DescribeInstances  DescribeInstances cloud.tencent.com/document/api/213/15728   DescribeInstances (cloud.tencent.com/doc/api/213/831)
+//
+// ResetInstance has no idempotency token in either generation.
+//
 // Config.Endpoint may point at a simulator (http://127.0.0.1:port); the
 // signature covers the host and port as sent.
 //

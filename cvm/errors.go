@@ -53,6 +53,8 @@ type APIError struct {
 	HTTPStatus int
 }
 
+// Error formats e as "cvm: <generation> <action>: <code>: <message>
+// (request id <id>)".
 func (e *APIError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cvm: %s %s: %s", e.Generation, e.Action, e.Code)
@@ -90,6 +92,8 @@ type TransportError struct {
 	text string
 }
 
+// Error formats e as "cvm: <op>: transport: <cause>", with the call's
+// secrets scrubbed from the cause.
 func (e *TransportError) Error() string {
 	text := e.text
 	if text == "" && e.Err != nil {
