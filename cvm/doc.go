@@ -20,9 +20,12 @@
 //
 // The calls, per generation:
 //
-//	API method         V3 (2017-03-12)                                     V2 (legacy)
-//	ResetInstance      ResetInstance     cloud.tencent.com/document/api/213/15724   ResetInstances (shared/seeds/ResetInstances.md)
-//	DescribeInstances  DescribeInstances cloud.tencent.com/document/api/213/15728   DescribeInstances (cloud.tencent.com/doc/api/213/831)
+//   - API.ResetInstance: V3 ResetInstance
+//     (https://cloud.tencent.com/document/api/213/15724); V2 ResetInstances
+//     (legacy page, copy in shared/seeds/ResetInstances.md).
+//   - API.DescribeInstances: V3 DescribeInstances
+//     (https://cloud.tencent.com/document/api/213/15728); V2
+//     DescribeInstances (https://cloud.tencent.com/doc/api/213/831).
 //
 // ResetInstance has no idempotency token in either generation.
 //
