@@ -31,6 +31,8 @@ type Limiter interface {
 	// Throttled reports that the API answered a call under key with
 	// RequestLimitExceeded. The effective rate of key drops for every caller
 	// and then recovers gradually; see Config.Backoff and Config.Recovery.
+	// Slots reserved before the report keep their times; the ones after
+	// them are spaced at the lowered rate.
 	Throttled(ctx context.Context, key string) error
 }
 

@@ -342,3 +342,24 @@ func TestWaitStaleSlot(t *testing.T) {
 		})
 	}
 }
+
+func TestOffsetsUsual(t *testing.T) {
+	var o offsets
+	for i, tc := range []struct{ add, want int64 }{
+		{add: 500, want: 500},
+		{add: 300, want: 300},
+		{add: 9000, want: 300}, // a late reply: 8.7ms behind the usual
+		{add: 400, want: 300},
+	} {
+		if got := o.add(tc.add); got != tc.want {
+			t.Errorf("add #%d (%d) = %d; want %d", i, tc.add, got, tc.want)
+		}
+	}
+	// The usual follows a lasting change once the old samples are gone.
+	for range len(o.v) {
+		o.add(2000)
+	}
+	if got := o.add(2100); got != 2000 {
+		t.Errorf("after %d samples of 2000, add(2100) = %d; want 2000", len(o.v), got)
+	}
+}
