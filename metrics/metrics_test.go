@@ -15,10 +15,10 @@ import (
 	"github.com/fleetreset/fleetreset/tasks"
 	"github.com/fleetreset/fleetreset/worker"
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/redis/go-redis/v9"
 )
 
 // Workers hand a *Metrics to worker.Config.Observer.
