@@ -213,19 +213,29 @@ func (e *scrubbedError) Unwrap() []error { return e.causes }
 const maxMessage = 512
 
 // bodyText is the start of a body, for a message that clip will shorten
-// further once secrets are scrubbed.
+// further once secrets are scrubbed. The cap is far beyond maxMessage so a
+// secret cut in half at the cap can never move into the first maxMessage
+// bytes, even after every earlier secret shrank to the redaction mark.
 func bodyText(b []byte) string {
-	if len(b) > 16*maxMessage {
-		b = b[:16*maxMessage]
+	const maxBodyText = 1 << 20
+	if len(b) > maxBodyText {
+		b = b[:maxBodyText]
 	}
 	return string(b)
 }
 
+// clip bounds an already scrubbed message to maxMessage bytes on one line.
 func clip(s string) string {
+	s = strings.ToValidUTF8(s, "?")
+	cut := len(s) > maxMessage
+	if cut {
+		s = strings.ToValidUTF8(s[:maxMessage], "")
+	}
 	// One line: bodies (HTML error pages) come with newlines and padding.
-	s = strings.Join(strings.Fields(strings.ToValidUTF8(s, "?")), " ")
-	if len(s) > maxMessage {
-		s = strings.ToValidUTF8(s[:maxMessage], "") + "…"
+	// Collapsing after the cut only ever shortens what was kept.
+	s = strings.Join(strings.Fields(s), " ")
+	if cut {
+		s += "…"
 	}
 	return s
 }

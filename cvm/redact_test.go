@@ -107,6 +107,12 @@ func TestSecretsNeverInErrors(t *testing.T) {
 			// The secret straddles the message length limit.
 			return jsonResponse(500, strings.Repeat("x", maxMessage-5)+l.observe(r, body)), nil
 		}},
+		{"http_500_whitespace_padding", func(l *leakWatch, r *http.Request, body []byte) (*http.Response, error) {
+			// Padding that whitespace folding removes, and a secret cut in
+			// half by the body cap.
+			echo := l.observe(r, body)
+			return jsonResponse(500, strings.Repeat(" \n", 1<<19-8)+echo+strings.Repeat(" ", 100)+echo), nil
+		}},
 		{"malformed_200_echo", func(l *leakWatch, r *http.Request, body []byte) (*http.Response, error) {
 			return jsonResponse(200, "not json "+l.observe(r, body)), nil
 		}},
