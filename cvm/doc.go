@@ -73,6 +73,6 @@
 // v2 or "v2,v3"; default v3), FLEETRESET_LIVE_IMAGE (image to reinstall
 // with; default the instance's current image) and FLEETRESET_LIVE_PASSWORD
 // (without it the cloud mails a random password). Missing required
-// variables fail the run rather than skip it. Fault cases skip live: only
-// the simulator can inject them.
+// variables fail the run rather than skip it. The fault cases run only
+// against the simulator, the one place faults can be injected.
 package cvm

@@ -51,7 +51,7 @@ func TestLive(t *testing.T) {
 					// (Terraform waits 10 s); a reinstall takes minutes.
 					Poll: 5 * time.Second, Timeout: 20 * time.Minute,
 				}
-			})
+			}, false)
 		})
 	}
 }
