@@ -41,7 +41,7 @@ type Spec struct {
 	RetryAttempts int           `json:"retry_attempts"`
 	RetryDeadline time.Duration `json:"retry_deadline"`
 	// StartAt delays the first wave; zero starts at once.
-	StartAt time.Time `json:"start_at,omitempty"`
+	StartAt time.Time `json:"start_at,omitzero"`
 	// Schedule is a cron expression for recurring re-imaging; empty for none.
 	Schedule string `json:"schedule,omitempty"`
 	// Window, when set, is the maintenance window outside which no new wave starts.
@@ -93,8 +93,8 @@ type Wave struct {
 type Budget struct {
 	// Max failures tolerated; -1 means no count limit.
 	Max int `json:"max"`
-	// Percent of the scope's instances tolerated as failures, 0-100; a
-	// negative value means no percentage limit.
+	// Percent of the scope's terminal outcomes tolerated as failures,
+	// 0-100; a negative value means no percentage limit.
 	Percent float64 `json:"percent"`
 	// MinSample is how many terminal outcomes the scope needs before the
 	// percentage is judged. Counts are judged at once.

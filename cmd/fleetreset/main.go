@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	_ "time/tzdata" // maintenance windows and CRON_TZ work in slim containers too
 
 	"github.com/fleetreset/fleetreset/internal/cli"
 )
