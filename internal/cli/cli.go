@@ -70,6 +70,7 @@ func commands() []command {
 		{"abort", "[flags] ROLLOUT", "stop a rollout for good (calls in flight finish)", abortCmd},
 		{"retry-failed", "[flags] ROLLOUT", "give failed instances a new attempt", retryFailedCmd},
 		{"report", "[flags] ROLLOUT", "every instance with images, request IDs, attempts, outcome (JSON or CSV)", reportCmd},
+		{"ui", "[flags]", "serve the web UI: rollouts, waves, instances, the asynq queues and /metrics", uiCmd},
 	}
 }
 

@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fleetreset/fleetreset/metrics"
+	"github.com/fleetreset/fleetreset/tasks"
+	"github.com/fleetreset/fleetreset/web"
+	"github.com/hibiken/asynq"
+)
+
+// uiListenDefault keeps the UI on the loopback interface unless told otherwise.
+const uiListenDefault = "127.0.0.1:8090"
+
+func uiCmd(ctx context.Context, env *Env, args []string) error {
+	fs, c := newFlags(env, "ui", "[flags]", "Serve the web UI from REDIS_URL until SIGINT/SIGTERM: rollouts with their waves, progress bars, per-instance state and failures (/), "+
+		"the same as JSON (/api/rollouts), the asynq queue UI (/monitoring/) and Prometheus metrics (/metrics). "+
+		"Read-only unless --allow-actions; listens on 127.0.0.1 unless --listen says otherwise")
+	listen := fs.String("listen", uiListenDefault, "address to listen on; anything but loopback exposes every rollout to the network, so add --basic-auth-env")
+	allow := fs.Bool("allow-actions", false, "show and permit the pause, resume, approve, abort and retry-failed buttons, and asynqmon's queue and task actions")
+	authEnv := fs.String("basic-auth-env", "", "require HTTP basic auth with the user:password held in this environment variable (e.g. FLEETRESET_UI_AUTH)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
+		return &ExitError{Code: exitUsage, Err: fmt.Errorf("ui: unexpected argument %q", fs.Arg(0))}
+	}
+	var basic string
+	if *authEnv != "" {
+		basic = env.getenv(*authEnv)
+		// Name the variable, never its value.
+		if u, p, ok := strings.Cut(basic, ":"); !ok || u == "" || p == "" {
+			return &ExitError{Code: exitUsage, Err: fmt.Errorf("--basic-auth-env: $%s must hold user:password", *authEnv)}
+		}
+	}
+	log := c.logger(env, false)
+	cn, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer cn.Close()
+	q := tasks.QueuesFor(c.namespace)
+	insp := asynq.NewInspector(cn.opt)
+	defer insp.Close()
+	m := metrics.New(metrics.Config{Inspector: insp, Queues: []string{q.Reset, q.Control}, Ledger: cn.ledger, Logger: log})
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("ui: %w", err)
+	}
+	loopback := isLoopback(ln.Addr())
+	var hosts []string
+	if loopback {
+		// Only names of this machine: a site whose DNS name is rebound to
+		// 127.0.0.1 sends its own name and is refused.
+		hosts = []string{"localhost", "127.0.0.1", "::1"}
+	}
+	srv, err := web.New(web.Config{Ledger: cn.ledger, Controller: cn.controller(c.namespace, log), RedisConnOpt: cn.opt, Queues: q,
+		AllowActions: *allow, BasicAuth: basic, Hosts: hosts, Metrics: m.Handler(), Logger: log})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer srv.Close()
+	if !loopback && basic == "" {
+		log.Warn("the UI listens beyond this machine without authentication: anyone who reaches it sees every rollout; set --basic-auth-env", "listen", ln.Addr().String(), "allow_actions", *allow)
+	}
+	mode := "read-only"
+	if *allow {
+		mode = "actions enabled"
+	}
+	fmt.Fprintf(env.Stdout, "fleetreset UI at http://%s/ (%s); asynq at /monitoring/, metrics at /metrics\n", ln.Addr(), mode)
+
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	sctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- hs.Serve(ln) }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("ui: %w", err)
+	case <-sctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("ui: shutdown: %w", err)
+	}
+	return nil
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
