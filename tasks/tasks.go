@@ -145,10 +145,13 @@ func NewAdvance(q Queues, p WavePayload, delay time.Duration) (*asynq.Task, erro
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
+	// No Retention: the ID only folds together the gates that many
+	// finishing instances request at once; once a gate has run, a later
+	// one (after retry-failed, say) must be able to run again. The gate
+	// itself is idempotent.
 	return newTask(TypeAdvance, p,
 		asynq.Queue(q.Control),
 		asynq.TaskID(fmt.Sprintf("adv:%s:%d:%d", p.Rollout, p.Wave, p.Seq)),
-		asynq.Retention(Retention),
 		asynq.MaxRetry(25),
 		asynq.Timeout(5*time.Minute),
 		asynq.ProcessIn(delay),
