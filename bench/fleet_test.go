@@ -184,6 +184,15 @@ func runProcs(tb testing.TB, n int, addr, ns, endpoint string, concurrency int) 
 // polling is the only view another process has of a rollout.
 func awaitRollout(tb testing.TB, l *ledger.Ledger, id string, within time.Duration) *ledger.Rollout {
 	tb.Helper()
+	r, err := pollRollout(l, id, within)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// pollRollout is awaitRollout for goroutines other than the benchmark's.
+func pollRollout(l *ledger.Ledger, id string, within time.Duration) (*ledger.Rollout, error) {
 	deadline := time.Now().Add(within)
 	var last *ledger.Rollout
 	for time.Now().Before(deadline) {
@@ -191,13 +200,12 @@ func awaitRollout(tb testing.TB, l *ledger.Ledger, id string, within time.Durati
 		if err == nil {
 			last = r
 			if r.State.Terminal() || r.State == ledger.Paused {
-				return r
+				return r, nil
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	tb.Fatalf("rollout %s did not finish within %s; last: %+v", id, within, last)
-	return nil
+	return nil, fmt.Errorf("rollout %s did not finish within %s; last: %+v", id, within, last)
 }
 
 // requireCompleted fails unless every instance of r succeeded.
