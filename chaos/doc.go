@@ -1,0 +1,19 @@
+// Package chaos holds fleetreset's crash and fault tests (issues 4 and 7):
+// real `fleetreset` processes, built once per test binary, run rollouts
+// against an in-process CVM simulator while the tests SIGKILL and SIGTERM
+// workers in the middle of API calls, kill `fleetreset run` and run it
+// again, kill and freeze the Redis server, and exhaust the account's
+// balance. Every test checks the simulator's own counts: no instance reset
+// twice, none forgotten.
+//
+// The package has no code of its own; the tests are in its _test.go files.
+// By default they run in a short form sized for CI (a few minutes in all,
+// most of it waiting for asynq to recover the tasks of killed workers,
+// which it does 60-120 s after a kill). The long form kills more often,
+// with larger fleets and a 30 s Redis outage:
+//
+//	FLEETRESET_TEST_REDIS=127.0.0.1:6379 go test -v -timeout 60m ./chaos/ -chaos.long
+//
+// (or FLEETRESET_CHAOS_LONG=1). The tests need `go` to build the binary
+// and `redis-server` on PATH for the Redis outage tests.
+package chaos

@@ -1,0 +1,602 @@
+package chaos
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/planner"
+	"github.com/redis/go-redis/v9"
+)
+
+// targetImage is what every chaos plan reinstalls; simulated instances
+// start on cvmsim.ImageLinuxOld.
+const targetImage = cvmsim.ImageLinuxNew
+
+// planOpts shapes a generated plan.
+type planOpts struct {
+	name  string
+	n     int
+	seed  int64
+	waves string
+	// reset is the reset rate (default 10); above 10 sets unsafeAboveApiLimit.
+	reset float64
+	// extra is appended to the plan verbatim.
+	extra string
+}
+
+// fleet is a generated plan on disk.
+type fleet struct {
+	path string
+	ids  []string
+	plan *planner.Plan
+}
+
+// writePlan writes a plan of o.n generated instances into a new temporary
+// directory: IDs in an instancesFile, the password in a file.
+func writePlan(t *testing.T, o planOpts) fleet {
+	t.Helper()
+	dir := t.TempDir()
+	ins := cvmsim.GenerateSeed(o.n, o.seed)
+	ids := make([]string, len(ins))
+	var b strings.Builder
+	for i, in := range ins {
+		ids[i] = in.ID
+		b.WriteString(in.ID + "\n")
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "instances.txt"), []byte(b.String()), 0o600))
+	must(t, os.WriteFile(filepath.Join(dir, "pw.txt"), []byte("Chaos-Passw0rd\n"), 0o600))
+	rate := o.reset
+	if rate == 0 {
+		rate = 10
+	}
+	plan := fmt.Sprintf(`version: 1
+name: %s
+region: ap-guangzhou
+api: v3
+image: {id: %s}
+os: linux
+password: {file: pw.txt}
+groups:
+  - name: all
+    instancesFile: instances.txt
+rateLimit: {reset: %g, describe: 40, unsafeAboveApiLimit: %t}
+verify: {interval: 1s, timeout: 30m}
+retry: {attempts: 50, deadline: 1h}
+waves: %s
+failureBudget: {max: 0}
+%s`, o.name, targetImage, rate, rate > 10, o.waves, o.extra)
+	path := filepath.Join(dir, "plan.yaml")
+	must(t, os.WriteFile(path, []byte(plan), 0o600))
+	p, err := planner.Load(path, planner.Options{ResolveSecrets: true})
+	must(t, err)
+	return fleet{path: path, ids: ids, plan: p}
+}
+
+// newSim returns a simulator holding the fleet's instances on the old image.
+func newSim(cfg cvmsim.Config, ids []string) *cvmsim.Server {
+	sim := cvmsim.New(cfg)
+	zones := []string{"ap-guangzhou-3", "ap-guangzhou-4", "ap-guangzhou-6"}
+	for i, id := range ids {
+		sim.AddInstances(cvmsim.Instance{ID: id, Zone: zones[i%3], ImageID: cvmsim.ImageLinuxOld, OS: cvmsim.OSLinux, State: cvmsim.StateRunning})
+	}
+	return sim
+}
+
+// call is one API request seen by a tap.
+type call struct {
+	action   string
+	instance string // InstanceId of a reset call
+	port     int    // the client's source port, to find the process that sent it
+	start  time.Time
+	// applied is when the simulator processed the request (zero before).
+	applied time.Time
+	end     time.Time
+	code    string // error code answered; "" for success
+}
+
+// tap sits in front of the simulator: it records every request and can
+// stretch reset calls around the moment they take effect, so that a test
+// can kill the caller while its call is in flight.
+type tap struct {
+	sim http.Handler
+	// before delays reset calls before the simulator sees them, and after
+	// holds their answer once they took effect.
+	before, after time.Duration
+	// land makes a reset call take effect even when its caller is gone,
+	// as on the real cloud: the request arrived, so it runs. Otherwise the
+	// request context reaches the simulator, which drops abandoned calls
+	// during its Latency.
+	land bool
+
+	mu       sync.Mutex
+	calls    []*call
+	inflight map[*call]bool
+	changed  chan struct{}
+}
+
+func newTap(sim http.Handler, before, after time.Duration, land bool) *tap {
+	return &tap{sim: sim, before: before, after: after, land: land, inflight: map[*call]bool{}, changed: make(chan struct{})}
+}
+
+// serve starts an httptest server in front of the tap.
+func (tp *tap) serve(t *testing.T) string {
+	srv := httptest.NewServer(tp)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func (tp *tap) notifyLocked() {
+	close(tp.changed)
+	tp.changed = make(chan struct{})
+}
+
+func (tp *tap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := &call{action: r.Header.Get("X-TC-Action"), start: time.Now()}
+	if _, p, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		c.port, _ = strconv.Atoi(p)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	reset := c.action == "ResetInstance"
+	if reset {
+		var p struct{ InstanceId string }
+		json.Unmarshal(body, &p)
+		c.instance = p.InstanceId
+	}
+	tp.mu.Lock()
+	tp.calls = append(tp.calls, c)
+	tp.inflight[c] = true
+	tp.notifyLocked()
+	tp.mu.Unlock()
+	defer func() {
+		tp.mu.Lock()
+		c.end = time.Now()
+		delete(tp.inflight, c)
+		tp.notifyLocked()
+		tp.mu.Unlock()
+	}()
+	if reset && tp.before > 0 {
+		time.Sleep(tp.before) // the request is on its way; it lands either way
+	}
+	if tp.land {
+		r = r.WithContext(context.WithoutCancel(r.Context()))
+	}
+	rec := &recorder{header: http.Header{}, status: http.StatusOK}
+	tp.sim.ServeHTTP(rec, r)
+	tp.mu.Lock()
+	c.applied = time.Now()
+	c.code = errorCode(rec.body.Bytes())
+	tp.notifyLocked()
+	tp.mu.Unlock()
+	if reset && tp.after > 0 {
+		select {
+		case <-time.After(tp.after):
+		case <-r.Context().Done():
+			return // the caller died while its answer was held
+		}
+	}
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.status)
+	w.Write(rec.body.Bytes())
+}
+
+// await blocks until a request in flight satisfies ok, and returns it.
+func (tp *tap) await(ctx context.Context, ok func(*call) bool) (*call, error) {
+	for {
+		tp.mu.Lock()
+		for c := range tp.inflight {
+			if ok(c) {
+				cc := *c
+				tp.mu.Unlock()
+				return &cc, nil
+			}
+		}
+		ch := tp.changed
+		tp.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// snapshot returns a copy of every call so far.
+func (tp *tap) snapshot() []call {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	out := make([]call, len(tp.calls))
+	for i, c := range tp.calls {
+		out[i] = *c
+	}
+	return out
+}
+
+// resetInFlight matches a reset call in flight, optionally only once it
+// took effect (its answer is being held).
+func resetInFlight(applied bool) func(*call) bool {
+	return func(c *call) bool {
+		return c.action == "ResetInstance" && (!applied || !c.applied.IsZero())
+	}
+}
+
+// resetStarted matches a reset call that arrived less than d ago.
+func resetStarted(d time.Duration) func(*call) bool {
+	return func(c *call) bool {
+		return c.action == "ResetInstance" && time.Since(c.start) < d
+	}
+}
+
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+func (r *recorder) WriteHeader(s int)           { r.status = s }
+
+// errorCode extracts Response.Error.Code from an API 3.0 answer.
+func errorCode(body []byte) string {
+	var v struct {
+		Response struct {
+			Error struct{ Code string }
+		}
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return "unparsable"
+	}
+	return v.Response.Error.Code
+}
+
+// pidOfPort finds which of pids owns the TCP socket with local port port,
+// through /proc: the socket's inode in /proc/net/tcp{,6}, then the process
+// whose fd links to it.
+func pidOfPort(port int, pids []int) (int, bool) {
+	inodes := map[string]bool{}
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		f, err := os.Open(file)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fs := strings.Fields(sc.Text())
+			if len(fs) < 10 {
+				continue
+			}
+			_, hexPort, ok := strings.Cut(fs[1], ":")
+			if p, err := strconv.ParseInt(hexPort, 16, 32); ok && err == nil && int(p) == port {
+				inodes["socket:["+fs[9]+"]"] = true
+			}
+		}
+		f.Close()
+	}
+	for _, pid := range pids {
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && inodes[l] {
+				return pid, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// proc is one fleetreset process started by a test.
+type proc struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error // exit status, after done
+}
+
+// start runs the binary with args and env, logging to a file in dir.
+func start(t *testing.T, dir, name string, env []string, args ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(dir, name+".log")
+	lf, err := os.Create(logPath)
+	must(t, err)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = lf, lf
+	must(t, cmd.Start())
+	p := &proc{cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		lf.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// signal sends sig and, for SIGKILL, waits for the process to be gone.
+func (p *proc) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil && p.running() {
+		t.Fatalf("signal %v to %d: %v", sig, p.pid(), err)
+	}
+	if sig == syscall.SIGKILL {
+		<-p.done
+	}
+}
+
+// wait waits for the process to exit within d and returns its exit code.
+func (p *proc) wait(t *testing.T, d time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		t.Fatalf("process %d did not exit within %s; log:\n%s", p.pid(), d, tail(p.log, 40))
+	}
+	if p.err == nil {
+		return 0
+	}
+	if ee, ok := p.err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	t.Fatalf("process %d: %v", p.pid(), p.err)
+	return -1
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// baseEnv is the environment of every fleetreset process: the test's own
+// without Redis or credential settings, plus the simulator's credentials.
+func baseEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "REDIS_URL" || k == "FLEETRESET_NAMESPACE" || strings.HasPrefix(k, "TENCENTCLOUD_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "TENCENTCLOUD_SECRET_ID="+cvmsim.SecretIDDefault, "TENCENTCLOUD_SECRET_KEY="+cvmsim.SecretKeyDefault)
+}
+
+// workers is a set of `fleetreset worker` processes in numbered slots.
+type workers struct {
+	t     *testing.T
+	dir   string
+	env   []string
+	args  []string
+	mu    sync.Mutex
+	slots []*proc
+	gen   int
+}
+
+func startWorkers(t *testing.T, n int, redisURL, ns, endpoint string, extra ...string) *workers {
+	t.Helper()
+	w := &workers{t: t, dir: t.TempDir(), env: baseEnv(),
+		args: append([]string{"worker", "--redis", redisURL, "--namespace", ns, "--endpoint", endpoint,
+			"--reconcile-grace", "3s", "--log-format", "json"}, extra...)}
+	t.Cleanup(func() {
+		if t.Failed() {
+			w.dumpLogs()
+		}
+	})
+	for range n {
+		w.slots = append(w.slots, nil)
+		w.restart(len(w.slots) - 1)
+	}
+	return w
+}
+
+// restart starts a new process in slot i.
+func (w *workers) restart(i int) {
+	w.t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.gen++
+	w.slots[i] = start(w.t, w.dir, fmt.Sprintf("worker-%d-%d", i, w.gen), w.env, w.args...)
+}
+
+func (w *workers) pids() []int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []int
+	for _, p := range w.slots {
+		if p.running() {
+			out = append(out, p.pid())
+		}
+	}
+	return out
+}
+
+// slotOf returns the slot whose process has pid.
+func (w *workers) slotOf(pid int) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, p := range w.slots {
+		if p.pid() == pid {
+			return i
+		}
+	}
+	return -1
+}
+
+// stop SIGTERMs every worker and waits for them.
+func (w *workers) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, p := range w.slots {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range w.slots {
+		<-p.done
+	}
+}
+
+// logged reports whether any worker logged msg for instance id.
+func (w *workers) logged(msg, id string) bool {
+	ents, _ := os.ReadDir(w.dir)
+	for _, e := range ents {
+		b, _ := os.ReadFile(filepath.Join(w.dir, e.Name()))
+		for line := range strings.Lines(string(b)) {
+			if strings.Contains(line, `"msg":"`+msg) && strings.Contains(line, `"instance_id":"`+id+`"`) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (w *workers) dumpLogs() {
+	ents, _ := os.ReadDir(w.dir)
+	for _, e := range ents {
+		w.t.Logf("--- %s (tail)\n%s", e.Name(), tail(filepath.Join(w.dir, e.Name()), 15))
+	}
+}
+
+// awaitRollout polls the ledger until the rollout reaches one of want,
+// failing after within. Another process's progress can only be polled.
+func awaitRollout(t *testing.T, l *ledger.Ledger, id string, within time.Duration, want ...ledger.RolloutState) *ledger.Rollout {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var last *ledger.Rollout
+	var lastErr error
+	for time.Now().Before(deadline) {
+		r, err := l.Get(context.Background(), id)
+		if err == nil {
+			last = r
+			for _, s := range want {
+				if r.State == s {
+					return r
+				}
+			}
+		} else {
+			lastErr = err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("rollout %s did not reach %v within %s; last: %+v (last error %v)", id, want, within, last, lastErr)
+	return nil
+}
+
+// awaitAccepted polls the simulator until it accepted at least n resets.
+func awaitAccepted(t *testing.T, sim *cvmsim.Server, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if accepted(sim) >= n {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("simulator accepted %d resets within %s; want %d", accepted(sim), within, n)
+}
+
+func accepted(sim *cvmsim.Server) int {
+	n := 0
+	for _, c := range sim.Stats().AcceptedResets {
+		n += c
+	}
+	return n
+}
+
+// checkExactlyOnce checks the simulator's counts: every instance of ids
+// reset exactly once and now on the target image.
+func checkExactlyOnce(t *testing.T, sim *cvmsim.Server, ids []string) {
+	t.Helper()
+	st := sim.Stats()
+	twice, never, off := 0, 0, 0
+	for _, id := range ids {
+		switch n := st.AcceptedResets[id]; {
+		case n == 0:
+			never++
+		case n > 1:
+			twice++
+			t.Errorf("%s reset %d times (at %v)", id, n, st.ResetTimes[id])
+		}
+		if v, ok := sim.Instance(id); !ok || v.ImageID != targetImage {
+			off++
+		}
+	}
+	t.Logf("simulator: %d instances, %d reset twice or more, %d never, %d not on the target image; %d API calls, %d rate-limited, errors %v",
+		len(ids), twice, never, off, st.TotalCalls, st.RateLimited["ResetInstance"]+st.RateLimited["DescribeInstances"], st.Errors)
+	if twice > 0 || never > 0 || off > 0 {
+		t.Errorf("want every instance reset exactly once and on %s: %d twice, %d never, %d elsewhere", targetImage, twice, never, off)
+	}
+}
+
+// checkSucceeded checks the ledger: the rollout completed with every
+// instance succeeded.
+func checkSucceeded(t *testing.T, r *ledger.Rollout) {
+	t.Helper()
+	if r.State != ledger.Completed || r.Counters.Succeeded != r.Total {
+		t.Errorf("rollout %s: %s (%s), counters %+v of %d; want completed with all succeeded", r.ID, r.State, r.Reason, r.Counters, r.Total)
+	}
+}
+
+// newLedger returns a ledger on addr for namespace ns, with its own client.
+func newLedger(t *testing.T, addr, ns string) (*ledger.Ledger, *redis.Client) {
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { rdb.Close() })
+	return ledger.New(rdb, ledger.Config{Prefix: ns + ":"}), rdb
+}
+
+// apply runs `fleetreset apply` and fails the test unless it succeeds.
+func apply(t *testing.T, redisURL, ns, endpoint, plan string) {
+	t.Helper()
+	cmd := exec.Command(bin, "apply", "--redis", redisURL, "--namespace", ns, "--endpoint", endpoint, plan)
+	cmd.Env = baseEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("fleetreset apply: %v\n%s", err, out)
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
