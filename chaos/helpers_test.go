@@ -105,7 +105,7 @@ type call struct {
 	action   string
 	instance string // InstanceId of a reset call
 	port     int    // the client's source port, to find the process that sent it
-	start  time.Time
+	start    time.Time
 	// applied is when the simulator processed the request (zero before).
 	applied time.Time
 	end     time.Time
