@@ -63,6 +63,9 @@ func New(cfg Config) *Controller {
 // Ledger returns the ledger the controller writes.
 func (c *Controller) Ledger() *ledger.Ledger { return c.l }
 
+// Client returns the asynq client the controller enqueues with.
+func (c *Controller) Client() *asynq.Client { return c.client }
+
 // Queues returns the queue names the controller enqueues into.
 func (c *Controller) Queues() tasks.Queues { return c.q }
 

@@ -282,7 +282,9 @@ func (l *Ledger) Create(ctx context.Context, spec rollout.Spec, targets []rollou
 // wave's task is enqueued, so an apply interrupted in between is redone.
 func (l *Ledger) Activate(ctx context.Context, spec rollout.Spec) error {
 	state := Running
-	if spec.StartAt.After(l.clock.Now()) {
+	if spec.StartAt.After(l.clock.Now()) || spec.Window != nil {
+		// The first wave's task moves it to running at its time, inside
+		// the window.
 		state = Scheduled
 	}
 	ok, err := l.SetState(ctx, spec.ID, []RolloutState{Applying}, state, "")

@@ -55,6 +55,17 @@ var ErrRefused = errors.New("planner: plan refused")
 func Apply(ctx context.Context, plan *Plan, cfg ApplyConfig) (ApplyResult, error) {
 	spec := plan.Spec
 	res := ApplyResult{Skipped: map[string]string{}}
+	if spec.Schedule != "" {
+		// A schedule without a start time first runs at its next occurrence.
+		spec.Series = spec.ID
+		if spec.StartAt.IsZero() {
+			next, err := rollout.NextOccurrence(spec.Schedule, time.Now())
+			if err != nil {
+				return res, err
+			}
+			spec.StartAt = next
+		}
+	}
 	l := cfg.Ledger
 	if _, st, err := l.Spec(ctx, spec.ID); err == nil && st != ledger.Applying {
 		r, err := l.Get(ctx, spec.ID)
@@ -178,7 +189,7 @@ func Preflight(ctx context.Context, plan *Plan, describe DescribeFunc) (Prefligh
 				res.Images[t.InstanceID] = o.ImageID
 				res.Zones[t.InstanceID] = o.Zone
 			}
-			switch v, why := rollout.Preflight(plan.Spec.Groups[t.Group].ImageID, o); v {
+			switch v, why := rollout.Preflight(plan.Spec.Groups[t.Group].ImageID, o, plan.Spec.ResetMatching); v {
 			case rollout.Skip:
 				res.Skipped[t.InstanceID] = why
 			case rollout.Refuse:

@@ -37,7 +37,7 @@ var (
 		"securityAgent", "monitorAgent", "rootSize", "hostName"}
 	topKeys = append([]string{"version", "name", "region", "api", "endpoint", "groups",
 		"rateLimit", "verify", "retry", "waves", "failureBudget", "onBreach", "startAt",
-		"schedule", "window", "webhook", "zoneOrder"}, settingKeys...)
+		"schedule", "window", "webhook", "zoneOrder", "skipMatching"}, settingKeys...)
 	groupKeys = append([]string{"name", "instances", "instancesFile"}, settingKeys...)
 )
 
@@ -156,6 +156,8 @@ type raw struct {
 	window       *rollout.Window
 	webhook      string
 	zoneOrder    setting[[]string]
+	// resetMatching is skipMatching: false.
+	resetMatching bool
 }
 
 // parser holds the state of one Parse.
@@ -287,6 +289,11 @@ func (p *parser) top(root *yaml.Node) bool {
 	}
 	if en, ok := f.get("webhook"); ok {
 		r.webhook = p.url(en, "webhook", false)
+	}
+	if en, ok := f.get("skipMatching"); ok {
+		if v, ok := p.boolean(en.val, en.field); ok {
+			r.resetMatching = !v
+		}
 	}
 	r.defaults = p.settings(f)
 	r.zoneOrder = p.zoneOrder(f)

@@ -226,6 +226,7 @@ func (p *parser) build() *Plan {
 		Schedule:       r.schedule,
 		Window:         r.window,
 		Webhook:        r.webhook,
+		ResetMatching:  r.resetMatching,
 	}
 	var targets []rollout.Target
 	for gi, g := range r.groups {

@@ -38,8 +38,9 @@ func (v Verdict) String() string {
 
 // Preflight decides what to do with an instance given the target image
 // (empty: reinstall the current image, which never skips) and what the
-// cloud shows. The reason explains Skip and Refuse for people.
-func Preflight(targetImage string, o Observed) (Verdict, string) {
+// cloud shows. An instance already on the target image is skipped unless
+// resetMatching. The reason explains Skip and Refuse for people.
+func Preflight(targetImage string, o Observed, resetMatching bool) (Verdict, string) {
 	if !o.Found {
 		return Refuse, "instance not found"
 	}
@@ -53,7 +54,7 @@ func Preflight(targetImage string, o Observed) (Verdict, string) {
 	default:
 		return Refuse, "instance state " + o.State + " does not allow a reset"
 	}
-	if targetImage != "" && o.ImageID == targetImage {
+	if targetImage != "" && o.ImageID == targetImage && !resetMatching {
 		return Skip, "already on image " + targetImage
 	}
 	return Proceed, ""

@@ -43,11 +43,18 @@ type Spec struct {
 	// StartAt delays the first wave; zero starts at once.
 	StartAt time.Time `json:"start_at,omitzero"`
 	// Schedule is a cron expression for recurring re-imaging; empty for none.
+	// Each occurrence is its own rollout, named Series-<UTC time>.
 	Schedule string `json:"schedule,omitempty"`
+	// Series is the plan's name, shared by every occurrence of a schedule.
+	Series string `json:"series,omitempty"`
 	// Window, when set, is the maintenance window outside which no new wave starts.
 	Window *Window `json:"window,omitempty"`
 	// Webhook receives JSON notifications; empty for none.
 	Webhook string `json:"webhook,omitempty"`
+	// ResetMatching resets instances even when they already run the target
+	// image (plan: skipMatching: false), for re-imaging to a clean state.
+	// By default such instances are skipped.
+	ResetMatching bool `json:"reset_matching,omitempty"`
 }
 
 // Group is the image and login settings shared by a set of targets.

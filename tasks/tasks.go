@@ -33,6 +33,8 @@ const (
 	TypeVerify = "cvm:verify_instance"
 	// TypeVerifyBatch polls up to 100 instances with one DescribeInstances call.
 	TypeVerifyBatch = "cvm:verify_batch"
+	// TypeRecur starts the next occurrence of a scheduled (cron) rollout.
+	TypeRecur = "rollout:recur"
 )
 
 // Queues names the asynq queues of one namespace. Control tasks (waves,
@@ -195,6 +197,38 @@ func NewVerify(q Queues, p VerifyPayload, delay time.Duration) (*asynq.Task, err
 // NewVerifyBatch builds the aggregated task of a group of TypeVerify tasks.
 func NewVerifyBatch(q Queues, p VerifyBatchPayload) (*asynq.Task, error) {
 	return newTask(TypeVerifyBatch, p, asynq.Queue(q.Control), asynq.MaxRetry(25), asynq.Timeout(5*time.Minute))
+}
+
+// RecurPayload is the payload of TypeRecur.
+type RecurPayload struct {
+	// Rollout is the occurrence that just completed.
+	Rollout string `json:"rollout"`
+	// At is the scheduled time of the next occurrence (Unix seconds).
+	At int64 `json:"at"`
+}
+
+// Validate reports a payload that no handler can act on.
+func (p RecurPayload) Validate() error {
+	if p.Rollout == "" || p.At <= 0 {
+		return errors.New("tasks: recur payload needs a rollout and a time")
+	}
+	return nil
+}
+
+// NewRecur returns the task that starts the next occurrence of a scheduled
+// rollout at time p.At. Its ID makes every occurrence start once.
+func NewRecur(q Queues, p RecurPayload) (*asynq.Task, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return newTask(TypeRecur, p,
+		asynq.Queue(q.Control),
+		asynq.TaskID(fmt.Sprintf("recur:%s:%d", p.Rollout, p.At)),
+		asynq.Retention(Retention),
+		asynq.MaxRetry(25),
+		asynq.Timeout(10*time.Minute),
+		asynq.ProcessAt(time.Unix(p.At, 0)),
+	)
 }
 
 // WaveTaskID is the task ID of a wave's start task.

@@ -75,7 +75,7 @@ const (
 // the legacy API, which has no operation IDs). Done means: the reset
 // finished (v3: our request, SUCCESS), the instance runs or rests normally,
 // and it is on the target image.
-func verifyCheck(gen cvm.Generation, target, requestID string, calledAt, now time.Time, timeout, grace time.Duration, in *cvm.Instance) (verdict, string, string) {
+func verifyCheck(gen cvm.Generation, target, oldImage, requestID string, calledAt, now time.Time, timeout, grace time.Duration, in *cvm.Instance) (verdict, string, string) {
 	if now.Sub(calledAt) > timeout {
 		return verifyFailed, "VerifyTimeout", "not verified within " + timeout.String() + " of the accepted call"
 	}
@@ -107,7 +107,7 @@ func verifyCheck(gen cvm.Generation, target, requestID string, calledAt, now tim
 	if target == "" || in.ImageID == target {
 		// The legacy API may not show status 14 at once; for a reinstall of
 		// the same image only the grace period tells the call had time to show.
-		if target == "" && now.Sub(calledAt) < grace {
+		if (target == "" || target == oldImage) && now.Sub(calledAt) < grace {
 			return waitMore, "", ""
 		}
 		return verified, "", ""

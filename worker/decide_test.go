@@ -63,7 +63,7 @@ func TestVerifyCheck(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, code, msg := verifyCheck(tt.gen, target, rid, called, tt.now, timeout, grace, tt.in)
+			got, code, msg := verifyCheck(tt.gen, target, "img-old", rid, called, tt.now, timeout, grace, tt.in)
 			if got != tt.want {
 				t.Errorf("verifyCheck = %v (%s %s); want %v", got, code, msg, tt.want)
 			}

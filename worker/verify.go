@@ -93,7 +93,7 @@ func (w *Worker) verify(ctx context.Context, p tasks.VerifyBatchPayload) error {
 	for _, in := range live {
 		obs := found[in.ID]
 		target := cmp.Or(spec.Groups[in.Group].ImageID, in.OldImage)
-		v, code, msg := verifyCheck(gen, target, in.RequestID, in.CalledAt, now, spec.VerifyTimeout, w.cfg.ReconcileGrace, obs)
+		v, code, msg := verifyCheck(gen, target, in.OldImage, in.RequestID, in.CalledAt, now, spec.VerifyTimeout, w.cfg.ReconcileGrace, obs)
 		switch v {
 		case verified:
 			if err := w.finishVerified(ctx, spec, in, ledger.Succeeded, "", "", obs.ImageID, now); err != nil {

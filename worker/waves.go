@@ -38,6 +38,17 @@ func (w *Worker) handleStartWave(ctx context.Context, t *asynq.Task) error {
 		// The planner has not finished writing the rollout yet.
 		return &retryLater{In: time.Second, Cause: "rollout still being applied"}
 	}
+	if st == ledger.Scheduled && spec.Window != nil {
+		// The first wave also keeps to the maintenance window.
+		now := w.clock.Now()
+		if open, err := spec.Window.Contains(now); err == nil && !open {
+			next, err := spec.Window.Next(now)
+			if err != nil {
+				return fmt.Errorf("worker: window: %w: %w", err, asynq.SkipRetry)
+			}
+			return &retryLater{In: next.Sub(now), Cause: "outside the maintenance window"}
+		}
+	}
 	if st == ledger.Scheduled {
 		if _, err := w.l.SetState(ctx, spec.ID, []ledger.RolloutState{ledger.Scheduled}, ledger.Running, ""); err != nil {
 			return err
@@ -137,7 +148,7 @@ func (w *Worker) preflight(ctx context.Context, spec rollout.Spec, api cvm.API, 
 			continue
 		}
 		obs := found[in.ID]
-		v, why := rollout.Preflight(spec.Groups[in.Group].ImageID, observed(obs))
+		v, why := rollout.Preflight(spec.Groups[in.Group].ImageID, observed(obs), spec.ResetMatching)
 		switch v {
 		case rollout.Proceed:
 			err = w.l.Preflight(ctx, spec.ID, in.ID, obs.ImageID, obs.LatestOperationRequestID)
@@ -274,6 +285,7 @@ func (w *Worker) handleAdvance(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 		w.ctl.Notify(ctx, spec, notify.RolloutCompleted, k, "")
+		return w.scheduleNext(ctx, spec)
 	}
 	return nil
 }

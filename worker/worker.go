@@ -194,6 +194,7 @@ func (w *Worker) Handler() asynq.Handler {
 	mux.HandleFunc(tasks.TypeAdvance, w.handleAdvance)
 	mux.HandleFunc(tasks.TypeReset, w.handleReset)
 	mux.HandleFunc(tasks.TypeVerifyBatch, w.handleVerifyBatch)
+	mux.HandleFunc(tasks.TypeRecur, w.handleRecur)
 	// A verify task that was not aggregated (e.g. enqueued without a group
 	// by an older version) is handled as a batch of one.
 	mux.HandleFunc(tasks.TypeVerify, w.handleVerifyOne)

@@ -1,0 +1,72 @@
+package worker_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/tasks"
+	"github.com/fleetreset/fleetreset/worker"
+	"github.com/hibiken/asynq"
+)
+
+// TestScheduledReimaging: a plan with a cron schedule and skipMatching:
+// false runs now (startAt), schedules its next occurrence when it
+// completes, and that occurrence reinstalls the same instances again (they
+// already run the target image) as a new rollout.
+func TestScheduledReimaging(t *testing.T) {
+	start := time.Now().Add(-time.Second).UTC().Format(time.RFC3339)
+	b := setup(t, cvmsim.Config{ResetDuration: 50 * time.Millisecond,
+		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}},
+		planOpts{n: 5, extra: fast + "\nschedule: \"0 3 * * *\"\nskipMatching: false\nstartAt: " + start})
+	b.apply(t)
+	b.startWorkers(t, 1, nil)
+	b.await(t, time.Minute, ledger.Completed)
+
+	insp := asynq.NewInspector(b.r.ConnOpt())
+	defer insp.Close()
+	scheduled, err := insp.ListScheduledTasks(tasks.QueuesFor(b.ns).Control)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var next *asynq.TaskInfo
+	for _, ti := range scheduled {
+		if ti.Type == tasks.TypeRecur {
+			next = ti
+		}
+	}
+	if next == nil {
+		t.Fatalf("no next occurrence scheduled; scheduled tasks: %d", len(scheduled))
+	}
+	if h := next.NextProcessAt.UTC(); h.Hour() != 3 || h.Minute() != 0 || h.Before(time.Now()) {
+		t.Errorf("next occurrence at %v; want the next 03:00 UTC", h)
+	}
+	// Run that occurrence now instead of waiting for 03:00.
+	if err := insp.RunTask(tasks.QueuesFor(b.ns).Control, next.ID); err != nil {
+		t.Fatal(err)
+	}
+	var p tasks.RecurPayload
+	_ = json.Unmarshal(next.Payload, &p)
+	id := worker.OccurrenceID(b.plan.Spec.ID, time.Unix(p.At, 0))
+	deadline := time.Now().Add(time.Minute)
+	for {
+		r, err := b.l.Get(t.Context(), id)
+		if err == nil && r.State == ledger.Completed {
+			if r.Counters.Succeeded != 5 || r.Spec.Series != b.plan.Spec.ID {
+				t.Errorf("occurrence %s: %+v, series %q", id, r.Counters, r.Spec.Series)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("occurrence %s did not complete: %v %+v", id, err, r)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, idn := range ids(5) {
+		if n := b.sim.Stats().AcceptedResets[idn]; n != 2 {
+			t.Errorf("%s reset %d times over two occurrences; want 2", idn, n)
+		}
+	}
+}
