@@ -59,7 +59,7 @@ func Apply(ctx context.Context, plan *Plan, cfg ApplyConfig) (ApplyResult, error
 		// A schedule without a start time first runs at its next occurrence.
 		spec.Series = spec.ID
 		if spec.StartAt.IsZero() {
-			next, err := rollout.NextOccurrence(spec.Schedule, time.Now())
+			next, err := tasks.NextOccurrence(spec.Schedule, time.Now())
 			if err != nil {
 				return res, err
 			}

@@ -25,7 +25,7 @@ func (w *Worker) scheduleNext(ctx context.Context, spec rollout.Spec) error {
 	if spec.Schedule == "" {
 		return nil
 	}
-	next, err := rollout.NextOccurrence(spec.Schedule, w.clock.Now())
+	next, err := tasks.NextOccurrence(spec.Schedule, w.clock.Now())
 	if err != nil {
 		return err
 	}
@@ -88,4 +88,3 @@ func (w *Worker) handleRecur(ctx context.Context, t *asynq.Task) error {
 	w.log.Info("scheduled occurrence started", "rollout", spec.ID, "series", spec.Series)
 	return nil
 }
-

@@ -1,4 +1,4 @@
-package rollout
+package tasks
 
 import (
 	"fmt"
@@ -13,7 +13,7 @@ import (
 func NextOccurrence(schedule string, t time.Time) (time.Time, error) {
 	s, err := cron.ParseStandard(schedule)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("rollout: schedule %q: %w", schedule, err)
+		return time.Time{}, fmt.Errorf("tasks: schedule %q: %w", schedule, err)
 	}
 	return s.Next(t), nil
 }
