@@ -1,0 +1,74 @@
+package worker_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/notify"
+)
+
+// TestWebhookEvents: a rollout posts start, each wave passed, a pause with
+// its reason, and completion to its webhook.
+func TestWebhookEvents(t *testing.T) {
+	var mu sync.Mutex
+	var events []notify.Event
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var e notify.Event
+		if err := json.NewDecoder(r.Body).Decode(&e); err != nil {
+			t.Errorf("webhook body: %v", err)
+		}
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	b := setup(t, cvmsim.Config{ResetDuration: 50 * time.Millisecond,
+		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}},
+		planOpts{n: 6, extra: fast + "\nwebhook: " + hook.URL, waves: "[{size: 1}, {size: 100%}]", missing: map[int]bool{3: true}})
+	b.apply(t)
+	b.startWorkers(t, 1, nil)
+	r := b.await(t, time.Minute, ledger.Paused)
+	b.sim.AddInstances(cvmsim.Instance{ID: ids(6)[3], ImageID: "img-old00001", OS: "linux", State: "RUNNING"})
+	if _, err := b.ctl.RetryFailed(t.Context(), r.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	b.await(t, time.Minute, ledger.Completed)
+	// Delivery is asynchronous to the state change: wait for the last event.
+	deadline := time.Now().Add(10 * time.Second)
+	var kinds []string
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		kinds = kinds[:0]
+		for _, e := range events {
+			kinds = append(kinds, e.Kind)
+		}
+		mu.Unlock()
+		if slices.Contains(kinds, notify.RolloutCompleted) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	want := []string{notify.RolloutStarted, notify.WavePassed, notify.RolloutPaused, notify.RolloutCompleted}
+	for _, k := range want {
+		if !slices.Contains(kinds, k) {
+			t.Errorf("no %s event; got %v", k, kinds)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, e := range events {
+		if e.Kind == notify.RolloutPaused && e.Reason == "" {
+			t.Errorf("pause event without a reason: %+v", e)
+		}
+		if e.Rollout != b.plan.Spec.ID {
+			t.Errorf("event for %q; want %q", e.Rollout, b.plan.Spec.ID)
+		}
+	}
+}
