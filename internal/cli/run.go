@@ -36,6 +36,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	a.register(fs)
 	simulate := fs.Bool("simulate", false, "run against an in-process CVM simulator seeded with the plan's instances")
 	autoApprove := fs.Bool("auto-approve", false, "approve manual gates without asking")
+	retryFailed := fs.Bool("retry-failed", false, "give instances that failed in an earlier run of this plan a new attempt (with the journal, or on REDIS_URL)")
 	wait := fs.Bool("wait", false, "keep waiting when the rollout pauses (resume it from another terminal) instead of exiting with status 3")
 	concurrency := fs.Int("concurrency", worker.ConcurrencyDefault, "reset tasks handled at once")
 	stateDir := fs.String("state-dir", ".fleetreset", "directory of the crash-safety journal (embedded Redis only; with --simulate a temporary one, since the simulator itself is gone after the run)")
@@ -175,6 +176,22 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(out, "Skipping %s already on the target image.\n", plural(len(res.Skipped), "instance"))
 	}
 	fmt.Fprintf(out, "Rollout %s: %s in %s.\n", plan.Spec.ID, plural(len(plan.Targets), "instance"), plural(len(plan.Spec.Waves), "wave"))
+	if *retryFailed {
+		rr, err := ctl.RetryFailed(ctx, plan.Spec.ID, false)
+		if err != nil && !errors.Is(err, control.ErrNotChanged) {
+			return err
+		}
+		fmt.Fprintf(out, "Retrying %s that failed before.\n", plural(len(rr.Requeue), "instance"))
+	} else if len(recovered.Seeds) > 0 {
+		// Failures remembered by the journal still count against the
+		// budgets: a run that stopped on a breach stays stopped.
+		if r, err := cn.ledger.Get(ctx, plan.Spec.ID); err == nil && r.Wave < len(r.Waves) {
+			w := r.Waves[r.Wave]
+			if err := ctl.AfterFinish(ctx, plan.Spec, ledger.FinishResult{Wave: r.Wave, WaveCounters: w.Counters, Overall: r.Counters, WaveComplete: w.Complete, WaveSize: w.Size, Total: r.Total}); err != nil {
+				return err
+			}
+		}
+	}
 
 	r, err := watch(ctx, env, ctl, plan.Spec.ID, watchOpts{autoApprove: *autoApprove, wait: *wait})
 	stop()
@@ -191,9 +208,13 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	case r.State == ledger.Completed && r.Counters.Failures() == 0 && r.Counters.Cancelled == 0:
 		return nil
 	case r.State == ledger.Paused || r.State == ledger.AwaitingApproval:
-		return &ExitError{Code: exitStopped, Err: fmt.Errorf("rollout %s is %s: %s", r.ID, r.State, r.Reason)}
+		hint := "after fixing the cause, run the same command with --retry-failed (or with --wait, and `fleetreset resume` from another terminal)"
+		if r.State == ledger.AwaitingApproval {
+			hint = "run the same command with --auto-approve, or with --wait and `fleetreset approve " + r.ID + "` from another terminal"
+		}
+		return &ExitError{Code: exitStopped, Err: fmt.Errorf("rollout %s is %s: %s; %s", r.ID, r.State, r.Reason, hint)}
 	}
-	return &ExitError{Code: exitFailed, Err: fmt.Errorf("rollout %s ended %s with %d failed", r.ID, r.State, r.Counters.Failures())}
+	return &ExitError{Code: exitFailed, Err: fmt.Errorf("rollout %s ended %s with %d failed; after fixing the cause, run the same command with --retry-failed", r.ID, r.State, r.Counters.Failures())}
 }
 
 type watchOpts struct {
