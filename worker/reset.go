@@ -92,7 +92,8 @@ func (w *Worker) request(spec rollout.Spec, in *ledger.Instance) (cvm.ResetReque
 
 // call makes the one reset call an intent (token) permits.
 func (w *Worker) call(ctx context.Context, spec rollout.Spec, api cvm.API, in *ledger.Instance, token int64) error {
-	log := w.log.With("rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID, "attempt", in.Tries+1)
+	taskID, _ := asynq.GetTaskID(ctx)
+	log := w.log.With("rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID, "task_id", taskID, "attempt", in.Tries+1)
 	req, err := w.request(spec, in)
 	if err != nil {
 		// A worker that cannot read the password cannot reset anything:
@@ -189,7 +190,8 @@ func (w *Worker) accepted(ctx context.Context, spec rollout.Spec, in *ledger.Ins
 // reconcileCall handles an instance whose intent exists without a known
 // outcome: a previous delivery may have made the call.
 func (w *Worker) reconcileCall(ctx context.Context, spec rollout.Spec, api cvm.API, in *ledger.Instance, res ledger.BeginResult) error {
-	log := w.log.With("rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID)
+	taskID, _ := asynq.GetTaskID(ctx)
+	log := w.log.With("rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID, "task_id", taskID)
 	if since := w.clock.Now().Sub(res.IntentAt); since < w.cfg.ReconcileGrace {
 		return &retryLater{In: w.cfg.ReconcileGrace - since, Cause: "waiting out the reconcile grace period"}
 	}
