@@ -50,19 +50,9 @@ func planCmd(ctx context.Context, env *Env, args []string) error {
 	var a apiFlags
 	a.register(fs)
 	offline := fs.Bool("offline", false, "skip the API pre-flight")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	path, err := oneArg(fs, "PLAN")
+	plan, err := loadPlanArg(env, fs, &a, args, true)
 	if err != nil {
 		return err
-	}
-	if err := a.check(); err != nil {
-		return err
-	}
-	plan, err := planner.Load(path, planner.Options{ResolveSecrets: true, LookupEnvFunc: env.lookupEnv()})
-	if err != nil {
-		return &ExitError{Code: exitFailed, Err: err}
 	}
 	var pf *planner.PreflightResult
 	if !*offline {
@@ -139,19 +129,9 @@ func applyCmd(ctx context.Context, env *Env, args []string) error {
 	a.register(fs)
 	noPreflight := fs.Bool("no-preflight", false, "do not check targets against the API before enqueueing")
 	secrets := fs.Bool("secrets", true, "resolve password references here too (turn off when only the workers' hosts hold them)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	path, err := oneArg(fs, "PLAN")
+	plan, err := loadPlanArg(env, fs, &a, args, *secrets)
 	if err != nil {
 		return err
-	}
-	if err := a.check(); err != nil {
-		return err
-	}
-	plan, err := planner.Load(path, planner.Options{ResolveSecrets: *secrets, LookupEnvFunc: env.lookupEnv()})
-	if err != nil {
-		return &ExitError{Code: exitFailed, Err: err}
 	}
 	cn, err := c.open(ctx)
 	if err != nil {

@@ -43,19 +43,9 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	grace := fs.Duration("reconcile-grace", 0, "how long after an unanswered call to wait before asking the API whether it landed (default 2m; 5s with --simulate)")
 	simCfg := cvmsim.Config{ResetDuration: 2 * time.Second}
 	simFlags(fs, &simCfg, "sim-")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	path, err := oneArg(fs, "PLAN")
+	plan, err := loadPlanArg(env, fs, &a, args, true)
 	if err != nil {
 		return err
-	}
-	if err := a.check(); err != nil {
-		return err
-	}
-	plan, err := planner.Load(path, planner.Options{ResolveSecrets: true, LookupEnvFunc: env.lookupEnv()})
-	if err != nil {
-		return &ExitError{Code: exitFailed, Err: err}
 	}
 	log := c.logger(env, true)
 	out := env.Stdout

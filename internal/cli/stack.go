@@ -126,3 +126,23 @@ func startSim(ctx context.Context, sim *cvmsim.Server, addr string, log *slog.Lo
 	}()
 	return "http://" + ln.Addr().String(), nil
 }
+
+// loadPlanArg parses the flags, then loads and validates the one PLAN
+// argument: the shared prologue of run, plan and apply.
+func loadPlanArg(env *Env, fs *flag.FlagSet, a *apiFlags, args []string, secrets bool) (*planner.Plan, error) {
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	path, err := oneArg(fs, "PLAN")
+	if err != nil {
+		return nil, err
+	}
+	if err := a.check(); err != nil {
+		return nil, err
+	}
+	plan, err := planner.Load(path, planner.Options{ResolveSecrets: secrets, LookupEnvFunc: env.lookupEnv()})
+	if err != nil {
+		return nil, &ExitError{Code: exitFailed, Err: err}
+	}
+	return plan, nil
+}
