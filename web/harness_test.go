@@ -32,6 +32,9 @@ import (
 // Linux password rules so that the planner and the workers accept it.
 const plantedPassword = "Zq9!pL4nted#Secr"
 
+// webhookToken is the secret part of the test webhook's URL.
+const webhookToken = "webhook-token-xyz"
+
 // passwordEnv is the variable the plan names for the password.
 const passwordEnv = "FR_WEBTEST_PASSWORD"
 
@@ -57,13 +60,16 @@ func (l *lockedBuffer) String() string {
 // controller, a simulator over HTTP, workers reporting to a Metrics, and
 // the UI served by httptest.
 type testBundle struct {
-	r       *redistest.Redis
-	ns      string
-	l       *ledger.Ledger
-	client  *asynq.Client
-	ctl     *control.Controller
-	sim     *cvmsim.Server
-	simURL  string
+	r      *redistest.Redis
+	ns     string
+	l      *ledger.Ledger
+	client *asynq.Client
+	ctl    *control.Controller
+	sim    *cvmsim.Server
+	simURL string
+	// hookURL is a local webhook receiver whose path holds a token, as
+	// Slack's and WeCom's do; pages must show only its host.
+	hookURL string
 	plan    *planner.Plan
 	metrics *metrics.Metrics
 	logs    *lockedBuffer
@@ -120,6 +126,10 @@ func setup(t *testing.T, o setupOpts) *testBundle {
 	t.Cleanup(simSrv.Close)
 	b.simURL = simSrv.URL
 
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	t.Cleanup(hook.Close)
+	b.hookURL = hook.URL + "/services/T0/B0/" + webhookToken
+
 	insp := asynq.NewInspector(r.ConnOpt())
 	t.Cleanup(func() { insp.Close() })
 	q := b.ctl.Queues()
@@ -155,7 +165,7 @@ func (b *testBundle) planYAML(name string) string {
 	fmt.Fprintf(&y, "image: {id: %s}\nos: linux\npassword: {env: %s}\n", targetImage, passwordEnv)
 	y.WriteString("verify: {interval: 200ms, timeout: 1m}\nretry: {attempts: 10, deadline: 5m}\n")
 	y.WriteString("waves:\n  - {size: 4, approval: manual}\n  - {size: 100%}\n")
-	y.WriteString("failureBudget: {max: 5}\nwebhook: https://hooks.example.com/services/T0/B0/webhook-token-xyz\n")
+	fmt.Fprintf(&y, "failureBudget: {max: 5}\nwebhook: %s\n", b.hookURL)
 	y.WriteString("groups:\n  - name: web\n    instances:\n")
 	for _, id := range fleetIDs {
 		fmt.Fprintf(&y, "      - %s\n", id)

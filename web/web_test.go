@@ -52,13 +52,16 @@ func TestRolloutDuringSimulatedRun(t *testing.T) {
 		`id="rollout-id">webtest<`, `data-wave="1"`, `data-wave="2"`, "awaiting approval",
 		missingID, "PreflightRefused", onTargetID, "AlreadyOnTarget", // failures with codes, skips
 		`id="btn-approve" class="primary" formaction="/rollouts/webtest/approve">`, // enabled
-		"hooks.example.com", "env " + passwordEnv, // webhook by host, password by reference
+		"env " + passwordEnv, // the password by reference
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the rollout page lacks %q", want)
 		}
 	}
-	if strings.Contains(page, "webhook-token-xyz") {
+	if hookHost := b.hookURL[:strings.Index(b.hookURL, "/services")]; !strings.Contains(page, hookHost+" <span") {
+		t.Errorf("the rollout page does not show the webhook's host %s", hookHost)
+	}
+	if strings.Contains(page, webhookToken) {
 		t.Errorf("the rollout page shows the webhook's token")
 	}
 	if !strings.Contains(page, `id="btn-resume" class="primary" formaction="/rollouts/webtest/resume" disabled>`) {
@@ -78,7 +81,7 @@ func TestRolloutDuringSimulatedRun(t *testing.T) {
 	if err := json.Unmarshal([]byte(grab("/api/rollouts/webtest", http.StatusOK)), &api); err != nil {
 		t.Fatal(err)
 	}
-	if api.Rollout.ID != "webtest" || len(api.Instances) != len(fleetIDs) || api.Rollout.Webhook != "https://hooks.example.com" ||
+	if api.Rollout.ID != "webtest" || len(api.Instances) != len(fleetIDs) || strings.Contains(api.Rollout.Webhook, webhookToken) || api.Rollout.Webhook == "" ||
 		len(api.Rollout.Waves) != 2 || api.Rollout.Waves[0].Size != 4 {
 		t.Errorf("/api/rollouts/webtest = %+v with %d instances", api.Rollout, len(api.Instances))
 	}
@@ -181,6 +184,12 @@ func TestRolloutDuringSimulatedRun(t *testing.T) {
 		seen = append(seen, grab("/rollouts/webtest?state="+st, http.StatusOK))
 	}
 	seen = append(seen, scanMonitoring(t, b)...)
+	for _, s := range seen {
+		if strings.Contains(s, webhookToken) {
+			name, _, _ := strings.Cut(s, "\n")
+			t.Errorf("the webhook's token appears in %s", name)
+		}
+	}
 	seen = append(seen, "logs\n"+b.logs.String())
 	for _, s := range seen {
 		if strings.Contains(s, plantedPassword) {
