@@ -316,13 +316,21 @@ type proc struct {
 	err  error // exit status, after done
 }
 
-// start runs the binary with args and env, logging to a file in dir.
+// start runs the fleetreset binary with args and env, logging to a file
+// in dir.
 func start(t *testing.T, dir, name string, env []string, args ...string) *proc {
+	t.Helper()
+	return startProg(t, dir, name, env, bin, args...)
+}
+
+// startProg runs prog with args and env (nil: the test's), logging to a
+// file in dir; the process is killed when the test ends.
+func startProg(t *testing.T, dir, name string, env []string, prog string, args ...string) *proc {
 	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
 	lf, err := os.Create(logPath)
 	must(t, err)
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(prog, args...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = lf, lf
 	must(t, cmd.Start())
