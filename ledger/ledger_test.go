@@ -164,16 +164,16 @@ func TestPauseHoldsAndResumeRequeues(t *testing.T) {
 }
 
 func TestAbortCancelsWhatWasNotCalled(t *testing.T) {
-	l, spec, _ := setup(t, 2)
+	l, spec, _ := setup(t, 2, 1)
 	ctx := t.Context()
 	if ok, err := l.Abort(ctx, spec.ID, "test"); !ok || err != nil {
 		t.Fatalf("Abort = %v, %v", ok, err)
 	}
-	if res, _ := l.Begin(ctx, spec.ID, "ins-00000000", 0); res.Action != ledger.ActCancelled {
-		t.Errorf("Begin after abort = %v; want cancelled", res.Action)
+	if res, _ := l.Begin(ctx, spec.ID, "ins-00000000", 0); res.Action != ledger.ActDone {
+		t.Errorf("Begin after abort = %v; want done (already cancelled)", res.Action)
 	}
 	r, _ := l.Get(ctx, spec.ID)
-	if r.Counters.Cancelled != 1 || r.State != ledger.Aborted {
+	if r.Counters.Cancelled != 3 || r.Counters.Terminal != r.Total || r.State != ledger.Aborted {
 		t.Errorf("after abort: %+v, %s", r.Counters, r.State)
 	}
 }

@@ -234,25 +234,28 @@ redis.call('DEL', b .. 'held')
 return out
 `)
 
-// abortScript aborts a rollout: parked instances are cancelled at once;
-// queued ones are cancelled when their task runs; calls in flight finish.
+// abortScript aborts a rollout: every instance not yet called (pending or
+// parked, in any wave) is cancelled at once; calls in flight finish.
 //
 // ARGV[1] key base, ARGV[2] reason, ARGV[3] now
-// Returns the previous state, or ” when the rollout was already terminal.
+// Returns the previous state, or '' when the rollout was already terminal.
 var abortScript = redis.NewScript(`
 local b = ARGV[1]
 local rk = b .. 'r'
 local st = redis.call('HGET', rk, 'state')
 if not st or st == 'completed' or st == 'aborted' then return '' end
 redis.call('HSET', rk, 'state', 'aborted', 'reason', ARGV[2], 'updated', ARGV[3])
-for _, id in ipairs(redis.call('SMEMBERS', b .. 'held')) do
-  local ik = b .. 'i:' .. id
-  if redis.call('HGET', ik, 'st') == 'held' then
-    local w = redis.call('HGET', ik, 'w')
-    redis.call('HSET', ik, 'st', 'cancelled', 'done', ARGV[3])
-    for _, ck in ipairs({b .. 'c', b .. 'wc:' .. w}) do
-      redis.call('HINCRBY', ck, 'cancelled', 1)
-      redis.call('HINCRBY', ck, 'terminal', 1)
+local waves = tonumber(redis.call('HGET', rk, 'waves') or '0')
+for k = 0, waves - 1 do
+  for _, id in ipairs(redis.call('LRANGE', b .. 'w:' .. k, 0, -1)) do
+    local ik = b .. 'i:' .. id
+    local s = redis.call('HGET', ik, 'st')
+    if s == 'pending' or s == 'held' then
+      redis.call('HSET', ik, 'st', 'cancelled', 'done', ARGV[3])
+      for _, ck in ipairs({b .. 'c', b .. 'wc:' .. k}) do
+        redis.call('HINCRBY', ck, 'cancelled', 1)
+        redis.call('HINCRBY', ck, 'terminal', 1)
+      end
     end
   end
 end

@@ -7,8 +7,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	neturl "net/url"
 	"time"
 )
 
@@ -62,11 +64,27 @@ func (p *Poster) Post(ctx context.Context, url string, e Event) error {
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return fmt.Errorf("notify: %s: %w", e.Kind, err)
+		// The client's error quotes the whole URL, and webhook URLs carry
+		// tokens in their paths and queries: name only the host.
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("notify: %s: post to %s: %w", e.Kind, Host(url), err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("notify: %s: webhook answered %s", e.Kind, resp.Status)
+		return fmt.Errorf("notify: %s: webhook at %s answered %s", e.Kind, Host(url), resp.Status)
 	}
 	return nil
+}
+
+// Host returns the scheme and host of a webhook URL, the part that is safe
+// to show: paths and queries of webhook URLs often hold tokens.
+func Host(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(webhook)"
+	}
+	return u.Scheme + "://" + u.Host
 }

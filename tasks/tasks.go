@@ -282,6 +282,9 @@ func Describe(typ string, payload []byte) string {
 	b.WriteString(typ)
 	for _, k := range []string{"rollout", "wave", "instance_id", "gen", "poll"} {
 		if v, ok := m[k]; ok {
+			if n, isNum := v.(float64); k == "wave" && isNum {
+				v = n + 1 // people count waves from 1, as the CLI and UI do
+			}
 			fmt.Fprintf(&b, " %s=%v", k, v)
 		}
 	}

@@ -169,11 +169,11 @@ func (w *Worker) preflight(ctx context.Context, spec rollout.Spec, api cvm.API, 
 // describe calls DescribeInstances for up to 100 IDs under the describe budget.
 func (w *Worker) describe(ctx context.Context, spec rollout.Spec, api cvm.API, ids []string) (map[string]*cvm.Instance, error) {
 	waited, err := w.cfg.Limiter.Wait(ctx, w.limiterKey(spec, "DescribeInstances"), spec.DescribeRate)
-	if err != nil {
-		return nil, err
-	}
 	if o := w.cfg.Observer; o != nil {
 		o.RateWait("DescribeInstances", waited)
+	}
+	if err != nil {
+		return nil, err
 	}
 	start := w.clock.Now()
 	list, err := api.DescribeInstances(ctx, ids)

@@ -189,7 +189,7 @@ func TestAbortStopsNewCalls(t *testing.T) {
 	if total(before) != 5 || total(after) != 5 {
 		t.Errorf("resets before/after abort: %d/%d; want 5/5", total(before), total(after))
 	}
-	if r.Counters.Succeeded != 5 {
-		t.Errorf("%+v; want the 5 canaries succeeded", r.Counters)
+	if r.Counters.Succeeded != 5 || r.Counters.Cancelled != 25 || r.Counters.Terminal != r.Total {
+		t.Errorf("%+v; want the 5 canaries succeeded and the other 25 cancelled", r.Counters)
 	}
 }

@@ -69,8 +69,13 @@ type Config struct {
 	Concurrency int
 	// ReconcileGrace is how long after an intent a redelivered task waits
 	// before it trusts DescribeInstances to show whether the call landed.
-	// It must exceed the API call timeout. Defaults to 2m.
+	// It must exceed CallTimeout, so that no call of an earlier delivery
+	// can still be in flight. Defaults to 2m.
 	ReconcileGrace time.Duration
+	// CallTimeout bounds one API call; the default APIFunc uses it, and a
+	// custom APIFunc must not allow longer. Defaults to cvm.TimeoutDefault
+	// or half of ReconcileGrace, whichever is shorter.
+	CallTimeout time.Duration
 	// RetryBase and RetryCap shape the full-jitter exponential backoff of
 	// retryable API errors. Default 2s and 1m.
 	RetryBase, RetryCap time.Duration
@@ -119,6 +124,12 @@ func New(cfg Config) (*Worker, error) {
 	}
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, ConcurrencyDefault)
 	cfg.ReconcileGrace = cmp.Or(cfg.ReconcileGrace, ReconcileGraceDefault)
+	if cfg.CallTimeout == 0 {
+		cfg.CallTimeout = min(cvm.TimeoutDefault, cfg.ReconcileGrace/2)
+	}
+	if cfg.ReconcileGrace <= cfg.CallTimeout {
+		return nil, fmt.Errorf("worker: ReconcileGrace (%s) must exceed CallTimeout (%s): a reconcile must never race a call still in flight", cfg.ReconcileGrace, cfg.CallTimeout)
+	}
 	cfg.RetryBase = cmp.Or(cfg.RetryBase, RetryBaseDefault)
 	cfg.RetryCap = cmp.Or(cfg.RetryCap, RetryCapDefault)
 	cfg.ResetTimeout = cmp.Or(cfg.ResetTimeout, ResetTimeoutDefault)
@@ -157,6 +168,7 @@ func (w *Worker) defaultAPI(spec rollout.Spec) (cvm.API, error) {
 		Endpoint:    cmp.Or(w.cfg.Endpoint, spec.Endpoint),
 		Region:      spec.Region,
 		Credentials: *creds,
+		Timeout:     w.cfg.CallTimeout,
 	})
 }
 

@@ -170,7 +170,8 @@ func workerCmd(ctx context.Context, env *Env, args []string) error {
 	var a apiFlags
 	a.register(fs)
 	concurrency := fs.Int("concurrency", worker.ConcurrencyDefault, "tasks handled at once")
-	grace := fs.Duration("reconcile-grace", worker.ReconcileGraceDefault, "how long after an unanswered reset call to wait before asking the API whether it landed; must exceed the API call timeout")
+	grace := fs.Duration("reconcile-grace", worker.ReconcileGraceDefault, "how long after an unanswered reset call to wait before asking the API whether it landed; must exceed --call-timeout")
+	fs.DurationVar(&a.timeout, "call-timeout", 0, "timeout of one API call (default 30s or half of --reconcile-grace, whichever is shorter)")
 	shutdown := fs.Duration("shutdown-timeout", worker.ShutdownTimeoutDefault, "how long calls in flight may take to finish on SIGTERM")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9464)")
 	if err := fs.Parse(args); err != nil {
@@ -189,10 +190,11 @@ func workerCmd(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	a.timeout = callTimeout(a.timeout, *grace)
 	wcfg := worker.Config{Redis: cn.opt, Controller: cn.controller(c.namespace, log),
 		Limiter: ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix}), APIFunc: apiFactory(a, creds),
 		Endpoint: a.endpoint, API: a.api, Credentials: &creds, Concurrency: *concurrency,
-		ReconcileGrace: *grace, ShutdownTimeout: *shutdown, Logger: log, LookupEnv: env.lookupEnv()}
+		ReconcileGrace: *grace, CallTimeout: a.timeout, ShutdownTimeout: *shutdown, Logger: log, LookupEnv: env.lookupEnv()}
 	if err := serveWorkerMetrics(ctx, *metricsAddr, cn, &wcfg, log); err != nil {
 		return err
 	}

@@ -190,15 +190,15 @@ func (c *common) open(ctx context.Context) (*conn, error) {
 }
 
 func openURL(ctx context.Context, url, namespace string) (*conn, error) {
-	opt, err := asynq.ParseRedisURI(url)
-	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
 	ropt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	ropt.PoolSize = max(ropt.PoolSize, 64)
+	// One parse for both clients, so asynq logs in as the same ACL user
+	// (asynq's own URI parser drops the user name).
+	opt := asynq.RedisClientOpt{Network: ropt.Network, Addr: ropt.Addr, Username: ropt.Username,
+		Password: ropt.Password, DB: ropt.DB, TLSConfig: ropt.TLSConfig, PoolSize: ropt.PoolSize}
 	rdb := redis.NewClient(ropt)
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()

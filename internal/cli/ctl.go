@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleetreset/fleetreset/control"
 	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/notify"
 	"github.com/fleetreset/fleetreset/rollout"
 )
 
@@ -50,6 +51,9 @@ func listCmd(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	if *asJSON {
+		for _, r := range rs {
+			redact(r)
+		}
 		return writeJSON(env.Stdout, rs)
 	}
 	if len(rs) == 0 {
@@ -98,6 +102,7 @@ func statusCmd(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		if *asJSON {
+			redact(r)
 			return writeJSON(env.Stdout, struct {
 				Rollout   *ledger.Rollout    `json:"rollout"`
 				Instances []*ledger.Instance `json:"instances"`
@@ -323,6 +328,14 @@ func reportCmd(ctx context.Context, env *Env, args []string) error {
 		return w.Error()
 	}
 	return &ExitError{Code: exitUsage, Err: fmt.Errorf("report: --format must be json or csv")}
+}
+
+// redact keeps only the host of a rollout's webhook: the rest of a webhook
+// URL is often a token, and JSON output ends up in terminals and CI logs.
+func redact(r *ledger.Rollout) {
+	if r.Spec.Webhook != "" {
+		r.Spec.Webhook = notify.Host(r.Spec.Webhook)
+	}
 }
 
 func writeJSON(w io.Writer, v any) error {

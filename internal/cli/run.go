@@ -39,6 +39,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	retryFailed := fs.Bool("retry-failed", false, "give instances that failed in an earlier run of this plan a new attempt (with the journal, or on REDIS_URL)")
 	wait := fs.Bool("wait", false, "keep waiting when the rollout pauses (resume it from another terminal) instead of exiting with status 3")
 	concurrency := fs.Int("concurrency", worker.ConcurrencyDefault, "reset tasks handled at once")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics on this address while the rollout runs (e.g. 127.0.0.1:9464)")
 	stateDir := fs.String("state-dir", ".fleetreset", "directory of the crash-safety journal (embedded Redis only; with --simulate a temporary one, since the simulator itself is gone after the run)")
 	grace := fs.Duration("reconcile-grace", 0, "how long after an unanswered call to wait before asking the API whether it landed (default 2m; 5s with --simulate)")
 	simCfg := cvmsim.Config{ResetDuration: 2 * time.Second}
@@ -109,6 +110,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		}
 		creds = cvm.Credentials{SecretID: cmp.Or(simCfg.SecretID, cvmsim.SecretIDDefault), SecretKey: cvm.Secret(cmp.Or(simCfg.SecretKey, cvmsim.SecretKeyDefault))}
 		if *grace == 0 {
+			// The simulator answers at once: short calls allow a short grace.
 			*grace = 5 * time.Second
 		}
 		fmt.Fprintf(out, "Simulator at %s with %d instances (reset takes %s)\n", a.endpoint, len(plan.Targets), cmp.Or(simCfg.ResetDuration, cvmsim.ResetDurationDefault))
@@ -118,6 +120,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	} else if creds, err = cvm.DefaultCredentials(); err != nil {
 		return err
 	}
+	a.timeout = callTimeout(a.timeout, *grace)
 	apiFor := apiFactory(a, creds)
 
 	var lim ratelimit.Limiter
@@ -129,7 +132,10 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	ctl := cn.controller(c.namespace, log)
 	wcfg := worker.Config{Redis: cn.opt, Controller: ctl, Limiter: lim, APIFunc: apiFor,
 		Endpoint: a.endpoint, API: a.api, Credentials: &creds, Concurrency: *concurrency,
-		ReconcileGrace: *grace, Logger: log, LookupEnv: env.lookupEnv()}
+		ReconcileGrace: *grace, CallTimeout: a.timeout, Logger: log, LookupEnv: env.lookupEnv()}
+	if err := serveWorkerMetrics(ctx, *metricsAddr, cn, &wcfg, log); err != nil {
+		return err
+	}
 	if jrnl != nil {
 		wcfg.Journal = jrnl
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/fleetreset/fleetreset/planner"
 	"github.com/fleetreset/fleetreset/ratelimit"
 	"github.com/fleetreset/fleetreset/rollout"
+	"github.com/fleetreset/fleetreset/worker"
 )
 
 // Hooks let tests observe the parts a command starts. All optional.
@@ -31,6 +32,8 @@ type Hooks struct {
 type apiFlags struct {
 	endpoint string
 	api      string
+	// timeout bounds each call; zero means cvm.TimeoutDefault.
+	timeout time.Duration
 }
 
 func (a *apiFlags) register(fs *flag.FlagSet) {
@@ -54,6 +57,7 @@ func apiFactory(a apiFlags, creds cvm.Credentials) func(spec rollout.Spec) (cvm.
 			Endpoint:    cmp.Or(a.endpoint, spec.Endpoint),
 			Region:      spec.Region,
 			Credentials: creds,
+			Timeout:     a.timeout,
 		})
 	}
 }
@@ -145,4 +149,16 @@ func loadPlanArg(env *Env, fs *flag.FlagSet, a *apiFlags, args []string, secrets
 		return nil, &ExitError{Code: exitFailed, Err: err}
 	}
 	return plan, nil
+}
+
+// callTimeout is the API call timeout for a reconcile grace: the one asked
+// for, or 30s or half the grace, whichever is shorter (see worker.Config).
+func callTimeout(asked, grace time.Duration) time.Duration {
+	if asked > 0 {
+		return asked
+	}
+	if grace == 0 {
+		grace = worker.ReconcileGraceDefault
+	}
+	return min(cvm.TimeoutDefault, grace/2)
 }
