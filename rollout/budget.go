@@ -1,5 +1,10 @@
 package rollout
 
+import (
+	"fmt"
+	"strings"
+)
+
 // NoLimit, as Budget.Max or Budget.Percent, switches that limit off.
 const NoLimit = -1
 
@@ -54,3 +59,23 @@ func (b Budget) Allowed(terminal int) int {
 
 // Unlimited reports whether the budget has no limit at all.
 func (b Budget) Unlimited() bool { return b.Max < 0 && b.Percent < 0 }
+
+// String describes the budget for people, e.g. "stop at more than 2 or
+// more than 10% (after 20) failed", or "unlimited".
+func (b Budget) String() string {
+	var parts []string
+	if b.Max >= 0 {
+		parts = append(parts, fmt.Sprintf("more than %d", b.Max))
+	}
+	if b.Percent >= 0 {
+		p := fmt.Sprintf("more than %g%%", b.Percent)
+		if b.MinSample > 0 {
+			p += fmt.Sprintf(" (after %d)", b.MinSample)
+		}
+		parts = append(parts, p)
+	}
+	if len(parts) == 0 {
+		return "unlimited"
+	}
+	return "stop at " + strings.Join(parts, " or ") + " failed"
+}

@@ -1,13 +1,10 @@
 package web
 
 import (
-	"fmt"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/fleetreset/fleetreset/ledger"
-	"github.com/fleetreset/fleetreset/rollout"
 )
 
 // The view types below are what pages and the JSON API show. They copy
@@ -94,7 +91,7 @@ func rolloutView(r *ledger.Rollout, now time.Time) RolloutView {
 		ID: r.ID, State: string(r.State), Reason: r.Reason, Wave: min(r.Wave+1, len(r.Waves)), WaveCount: len(r.Waves),
 		Total: r.Total, Attempt: r.Attempt, Counters: r.Counters, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 		Region: r.Spec.Region, API: r.Spec.API, Endpoint: hostOnly(r.Spec.Endpoint), Webhook: hostOnly(r.Spec.Webhook),
-		Budget: budgetText(r.Spec.Budget), OnBreach: r.Spec.OnBreach, StartAt: r.Spec.StartAt,
+		Budget: r.Spec.Budget.String(), OnBreach: r.Spec.OnBreach, StartAt: r.Spec.StartAt,
 	}
 	for _, g := range r.Spec.Groups {
 		gv := GroupView{Name: g.Name, OS: g.OS, ImageID: g.ImageID, KeyIDs: len(g.KeyIDs)}
@@ -113,7 +110,7 @@ func rolloutView(r *ledger.Rollout, now time.Time) RolloutView {
 			StartedAt: w.StartedAt, SoakUntil: w.SoakUntil}
 		if w.Index < len(r.Spec.Waves) {
 			sw := r.Spec.Waves[w.Index]
-			wv.Approval, wv.Soak, wv.Budget = sw.Approval, sw.Soak, budgetText(sw.Budget)
+			wv.Approval, wv.Soak, wv.Budget = sw.Approval, sw.Soak, sw.Budget.String()
 		}
 		wv.Status = waveStatus(r, w, wv, now)
 		v.Waves = append(v.Waves, wv)
@@ -166,25 +163,6 @@ func hostOnly(s string) string {
 		return "(set)"
 	}
 	return u.Scheme + "://" + u.Host
-}
-
-// budgetText describes a failure budget the way the CLI does.
-func budgetText(b rollout.Budget) string {
-	var parts []string
-	if b.Max >= 0 {
-		parts = append(parts, fmt.Sprintf("more than %d", b.Max))
-	}
-	if b.Percent >= 0 {
-		p := fmt.Sprintf("more than %g%%", b.Percent)
-		if b.MinSample > 0 {
-			p += fmt.Sprintf(" (after %d)", b.MinSample)
-		}
-		parts = append(parts, p)
-	}
-	if len(parts) == 0 {
-		return "unlimited"
-	}
-	return "stop at " + strings.Join(parts, " or ") + " failed"
 }
 
 // instanceStates are the ledger states in protocol order, for filters.

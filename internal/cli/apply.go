@@ -99,9 +99,9 @@ func printPreview(env *Env, plan *planner.Plan, p planner.Preview) {
 		if w.Approval {
 			appr = "manual"
 		}
-		fmt.Fprintf(out, "  %-5d %6d %8d %10s %-9s %s\n", w.Index+1, w.Size, w.ToReset, w.Soak, appr, budgetText(w.Budget))
+		fmt.Fprintf(out, "  %-5d %6d %8d %10s %-9s %s\n", w.Index+1, w.Size, w.ToReset, w.Soak, appr, w.Budget.String())
 	}
-	fmt.Fprintf(out, "  overall failure budget: %s, on breach: %s\n", budgetText(plan.Spec.Budget), plan.Spec.OnBreach)
+	fmt.Fprintf(out, "  overall failure budget: %s, on breach: %s\n", plan.Spec.Budget.String(), plan.Spec.OnBreach)
 	fmt.Fprintln(out, "Zones:")
 	for _, z := range sortedKeys(p.ZoneCounts) {
 		fmt.Fprintf(out, "  %-20s %d\n", cmp.Or(z, "(unknown)"), p.ZoneCounts[z])

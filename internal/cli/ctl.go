@@ -14,26 +14,7 @@ import (
 	"github.com/fleetreset/fleetreset/control"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/notify"
-	"github.com/fleetreset/fleetreset/rollout"
 )
-
-func budgetText(b rollout.Budget) string {
-	if b.Unlimited() {
-		return "unlimited"
-	}
-	var parts []string
-	if b.Max >= 0 {
-		parts = append(parts, fmt.Sprintf("more than %d", b.Max))
-	}
-	if b.Percent >= 0 {
-		p := fmt.Sprintf("more than %g%%", b.Percent)
-		if b.MinSample > 0 {
-			p += fmt.Sprintf(" (after %d)", b.MinSample)
-		}
-		parts = append(parts, p)
-	}
-	return "stop at " + strings.Join(parts, " or ") + " failed"
-}
 
 func listCmd(ctx context.Context, env *Env, args []string) error {
 	fs, c := newFlags(env, "list", "[flags]", "List rollouts with their state and progress")
@@ -129,7 +110,7 @@ func printStatus(out io.Writer, r *ledger.Rollout, is []*ledger.Instance, all bo
 		fmt.Fprintf(out, " — %s", r.Reason)
 	}
 	fmt.Fprintf(out, "\n%s\n", progressLine(r))
-	fmt.Fprintf(out, "  failure budget: %s; on breach: %s; attempt %d\n", budgetText(r.Spec.Budget), r.Spec.OnBreach, r.Attempt)
+	fmt.Fprintf(out, "  failure budget: %s; on breach: %s; attempt %d\n", r.Spec.Budget.String(), r.Spec.OnBreach, r.Attempt)
 	for _, w := range r.Waves {
 		mark := " "
 		if w.Index == r.Wave && !r.State.Terminal() {
