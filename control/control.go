@@ -89,9 +89,10 @@ func (c *Controller) EnqueueReset(ctx context.Context, rolloutID string, rq ledg
 	return c.enqueue(ctx, t, err)
 }
 
-// EnqueueVerify enqueues a verification poll.
-func (c *Controller) EnqueueVerify(ctx context.Context, p tasks.VerifyPayload, delay time.Duration) error {
-	t, err := tasks.NewVerify(c.q, p, delay)
+// EnqueueVerify enqueues the verification sweep of a rollout at the end
+// of the current verify interval (shared by everyone asking within it).
+func (c *Controller) EnqueueVerify(ctx context.Context, rolloutID string, interval time.Duration) error {
+	t, err := tasks.NewVerify(c.q, tasks.VerifyPayload{Rollout: rolloutID}, tasks.SweepAt(c.clock.Now(), interval))
 	return c.enqueue(ctx, t, err)
 }
 

@@ -247,7 +247,12 @@ func (l *Ledger) Create(ctx context.Context, spec rollout.Spec, targets []rollou
 		maxTok = max(maxTok, s.Token)
 	}
 	pipe := l.rdb.Pipeline()
-	pipe.Del(ctx, b+"c", b+"held")
+	pipe.Del(ctx, b+"c", b+"held", b+"resetting")
+	for id, s := range seeds {
+		if s.State == Resetting {
+			pipe.SAdd(ctx, b+"resetting", id)
+		}
+	}
 	// Tokens from a journal must stay below every token issued from now on.
 	pipe.Set(ctx, b+"fence", maxTok, 0)
 	overall["terminal"] += 0 // the hash must exist even when nothing is terminal yet
@@ -507,6 +512,16 @@ func (l *Ledger) Instance(ctx context.Context, rollout, id string) (*Instance, e
 		return nil, fmt.Errorf("%w: instance %s of %q", ErrNotFound, id, rollout)
 	}
 	return is[0], nil
+}
+
+// Resetting returns the instances whose reset the cloud accepted and that
+// are not yet verified: what a verification sweep polls.
+func (l *Ledger) Resetting(ctx context.Context, rollout string) ([]string, error) {
+	ids, err := l.rdb.SMembers(ctx, l.base(rollout)+"resetting").Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: resetting of %s: %w", rollout, err)
+	}
+	return ids, nil
 }
 
 // WaveInstances returns the instance IDs of wave k in plan order.

@@ -14,6 +14,7 @@ import "github.com/redis/go-redis/v9"
 //	B wc:<k>     hash   wave k counters (as above) plus size, complete, approved, soak_until
 //	B i:<id>     hash   one instance: st w g gen tok rid oimg oop pf tries resets first intent called done code err nimg
 //	B held       set    instances parked while the rollout was not running
+//	B resetting  set    instances whose reset the cloud accepted, not yet verified
 //	B fence      string fencing-token counter
 //
 // Instance states are strings (see InstanceState); "terminal" counts every
@@ -66,9 +67,14 @@ return {'proceed', tostring(tok), ARGV[4]}
 // Returns 1, or 0 when the token no longer holds the instance (fenced out).
 var calledScript = redis.NewScript(`
 local ik = ARGV[1] .. 'i:' .. ARGV[2]
-if redis.call('HGET', ik, 'st') ~= 'calling' or redis.call('HGET', ik, 'tok') ~= ARGV[3] then return 0 end
+local st = redis.call('HGET', ik, 'st')
+if redis.call('HGET', ik, 'tok') ~= ARGV[3] then return 0 end
+-- A replay of this very call (same token and request) already succeeded.
+if st == 'resetting' and redis.call('HGET', ik, 'rid') == ARGV[4] then return 1 end
+if st ~= 'calling' then return 0 end
 redis.call('HSET', ik, 'st', 'resetting', 'rid', ARGV[4], 'called', ARGV[5], 'code', '', 'err', '')
 redis.call('HINCRBY', ik, 'resets', 1)
+redis.call('SADD', ARGV[1] .. 'resetting', ARGV[2])
 return 1
 `)
 
@@ -125,6 +131,7 @@ if ok then
   changed = 1
   redis.call('HSET', ik, 'st', ARGV[5], 'code', ARGV[6], 'err', ARGV[7], 'done', ARGV[8], 'nimg', ARGV[9])
   redis.call('SREM', b .. 'held', ARGV[2])
+  redis.call('SREM', b .. 'resetting', ARGV[2])
   for _, ck in ipairs({b .. 'c', wk}) do
     redis.call('HINCRBY', ck, ARGV[5], 1)
     redis.call('HINCRBY', ck, 'terminal', 1)

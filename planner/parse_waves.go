@@ -177,6 +177,9 @@ func (p *parser) rateLimit(f fields) {
 		case v <= 0:
 			p.at(k.val, k.field, "must be more than 0 calls per second")
 			*x.dst = bad[float64](k)
+		case v > MaxRate:
+			p.at(k.val, k.field, "%v calls/s is above the most the workers' rate limiter supports (%v/s)", v, MaxRate)
+			*x.dst = bad[float64](k)
 		case v > x.limit && !r.unsafeRate:
 			p.at(k.val, k.field, "%v calls/s is above the %s API limit of %v/s, so the cloud would throttle the rollout; set rateLimit.unsafeAboveApiLimit: true only if your quota was raised", v, x.action, x.limit)
 			*x.dst = bad[float64](k)

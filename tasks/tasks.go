@@ -28,11 +28,10 @@ const (
 	TypeAdvance = "rollout:advance"
 	// TypeReset reinstalls one instance (at most once per rollout attempt).
 	TypeReset = "cvm:reset_instance"
-	// TypeVerify polls one reset instance; the server aggregates these per
-	// rollout into TypeVerifyBatch tasks of up to 100 instances.
-	TypeVerify = "cvm:verify_instance"
-	// TypeVerifyBatch polls up to 100 instances with one DescribeInstances call.
-	TypeVerifyBatch = "cvm:verify_batch"
+	// TypeVerify is one verification sweep of a rollout: every instance
+	// whose reset the cloud accepted is polled, 100 per DescribeInstances
+	// call. One sweep runs per rollout per verify interval.
+	TypeVerify = "cvm:verify"
 	// TypeRecur starts the next occurrence of a scheduled (cron) rollout.
 	TypeRecur = "rollout:recur"
 )
@@ -85,16 +84,7 @@ type ResetPayload struct {
 
 // VerifyPayload is the payload of TypeVerify.
 type VerifyPayload struct {
-	Rollout    string `json:"rollout"`
-	InstanceID string `json:"instance_id"`
-	Gen        int    `json:"gen"`
-	Poll       int    `json:"poll"`
-}
-
-// VerifyBatchPayload is the payload of TypeVerifyBatch.
-type VerifyBatchPayload struct {
-	Rollout   string          `json:"rollout"`
-	Instances []VerifyPayload `json:"instances"`
+	Rollout string `json:"rollout"`
 }
 
 // Validate reports a payload that no handler can act on.
@@ -115,8 +105,8 @@ func (p ResetPayload) Validate() error {
 
 // Validate reports a payload that no handler can act on.
 func (p VerifyPayload) Validate() error {
-	if p.Rollout == "" || p.InstanceID == "" {
-		return errors.New("tasks: verify payload needs a rollout and an instance_id")
+	if p.Rollout == "" {
+		return errors.New("tasks: verify payload needs a rollout")
 	}
 	return nil
 }
@@ -177,26 +167,28 @@ func NewReset(q Queues, p ResetPayload, timeout time.Duration) (*asynq.Task, err
 	)
 }
 
-// NewVerify returns a verification poll of one instance, to run after delay.
-// It is grouped by rollout so the server batches polls into one
-// DescribeInstances call per 100 instances.
-func NewVerify(q Queues, p VerifyPayload, delay time.Duration) (*asynq.Task, error) {
+// NewVerify returns the verification sweep of a rollout at time at. Its
+// ID holds the time, so every caller asking for the sweep of one interval
+// gets the same task: one sweep per rollout per interval, however many
+// instances were accepted in it.
+func NewVerify(q Queues, p VerifyPayload, at time.Time) (*asynq.Task, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	return newTask(TypeVerify, p,
 		asynq.Queue(q.Control),
-		asynq.TaskID(fmt.Sprintf("vfy:%s:%s:%d:%d", p.Rollout, p.InstanceID, p.Gen, p.Poll)),
-		asynq.Group(p.Rollout),
-		asynq.ProcessIn(delay),
+		asynq.TaskID(fmt.Sprintf("vfy:%s:%d", p.Rollout, at.Unix())),
+		asynq.ProcessAt(at),
 		asynq.MaxRetry(25),
-		asynq.Timeout(5*time.Minute),
+		asynq.Timeout(10*time.Minute),
 	)
 }
 
-// NewVerifyBatch builds the aggregated task of a group of TypeVerify tasks.
-func NewVerifyBatch(q Queues, p VerifyBatchPayload) (*asynq.Task, error) {
-	return newTask(TypeVerifyBatch, p, asynq.Queue(q.Control), asynq.MaxRetry(25), asynq.Timeout(5*time.Minute))
+// SweepAt is when the sweep that covers now runs: the end of the current
+// interval, so that calls accepted within one interval share a sweep.
+func SweepAt(now time.Time, interval time.Duration) time.Time {
+	interval = max(interval, time.Second)
+	return now.Truncate(interval).Add(interval)
 }
 
 // RecurPayload is the payload of TypeRecur.
@@ -287,9 +279,6 @@ func Describe(typ string, payload []byte) string {
 			}
 			fmt.Fprintf(&b, " %s=%v", k, v)
 		}
-	}
-	if is, ok := m["instances"].([]any); ok {
-		fmt.Fprintf(&b, " instances=%d", len(is))
 	}
 	return b.String()
 }

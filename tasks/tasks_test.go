@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 )
@@ -40,5 +41,17 @@ func TestDescribeShowsOnlyKnownFields(t *testing.T) {
 	got := Describe(TypeReset, []byte(`{"rollout":"r","instance_id":"ins-1","gen":0,"password":"x"}`))
 	if strings.Contains(got, "password") || !strings.Contains(got, "instance_id=ins-1") {
 		t.Errorf("Describe = %q", got)
+	}
+}
+
+func TestSweepsShareAnInterval(t *testing.T) {
+	base := time.Unix(1000, 0)
+	a := SweepAt(base.Add(100*time.Millisecond), 10*time.Second)
+	b := SweepAt(base.Add(9*time.Second), 10*time.Second)
+	if !a.Equal(b) || !a.Equal(time.Unix(1010, 0)) {
+		t.Errorf("SweepAt = %v, %v; want both 1010", a.Unix(), b.Unix())
+	}
+	if c := SweepAt(time.Unix(1010, 0), 10*time.Second); !c.After(a) {
+		t.Errorf("a sweep at its own time scheduled the next at %v", c.Unix())
 	}
 }

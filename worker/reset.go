@@ -36,12 +36,14 @@ func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	var slot time.Time
 	if in.State == ledger.Pending {
 		// Take the rate-limit slot before recording the intent, so that no
 		// intent waits in the limiter's queue.
 		if err := w.waitReset(ctx, spec); err != nil {
 			return err
 		}
+		slot = w.clock.Now()
 	}
 	res, err := w.l.Begin(ctx, spec.ID, p.InstanceID, p.Gen)
 	if err != nil {
@@ -49,11 +51,11 @@ func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 	}
 	switch res.Action {
 	case ledger.ActProceed:
-		return w.call(ctx, spec, api, in, res.Token)
+		return w.call(ctx, spec, api, in, res.Token, slot)
 	case ledger.ActReconcile:
 		return w.reconcileCall(ctx, spec, api, in, res)
 	case ledger.ActVerify:
-		return w.ctl.EnqueueVerify(ctx, tasks.VerifyPayload{Rollout: spec.ID, InstanceID: in.ID, Gen: in.Gen}, 0)
+		return w.ctl.EnqueueVerify(ctx, spec.ID, spec.VerifyInterval)
 	}
 	return nil
 }
@@ -90,8 +92,15 @@ func (w *Worker) request(spec rollout.Spec, in *ledger.Instance) (cvm.ResetReque
 	return req, nil
 }
 
-// call makes the one reset call an intent (token) permits.
-func (w *Worker) call(ctx context.Context, spec rollout.Spec, api cvm.API, in *ledger.Instance, token int64) error {
+// slotSlack is how long after its rate-limit slot a call may still go out.
+// A later call (Redis stalled in between, a slow disk under the journal)
+// takes a new slot: calls released together after a stall would exceed
+// the per-second budget at the API.
+const slotSlack = 20 * time.Millisecond
+
+// call makes the one reset call an intent (token) permits; slot is when its
+// rate-limit slot began (zero: take one now).
+func (w *Worker) call(ctx context.Context, spec rollout.Spec, api cvm.API, in *ledger.Instance, token int64, slot time.Time) error {
 	taskID, _ := asynq.GetTaskID(ctx)
 	log := w.log.With("rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID, "task_id", taskID, "attempt", in.Tries+1)
 	req, err := w.request(spec, in)
@@ -111,6 +120,12 @@ func (w *Worker) call(ctx context.Context, spec rollout.Spec, api cvm.API, in *l
 			defer cancel()
 			_ = w.l.Release(dctx, spec.ID, in.ID, token, ledger.Pending, "JournalError", err.Error())
 			return fmt.Errorf("worker: journal intent of %s: %w", in.ID, err)
+		}
+	}
+	if w.clock.Now().Sub(slot) > slotSlack {
+		if err := w.waitReset(ctx, spec); err != nil {
+			// The intent stays; a redelivery reconciles it after the grace.
+			return err
 		}
 	}
 	start := w.clock.Now()
@@ -184,7 +199,7 @@ func (w *Worker) accepted(ctx context.Context, spec rollout.Spec, in *ledger.Ins
 		}
 	}
 	log.Info("reset accepted", "request_id", requestID)
-	return w.ctl.EnqueueVerify(ctx, tasks.VerifyPayload{Rollout: spec.ID, InstanceID: in.ID, Gen: in.Gen}, spec.VerifyInterval)
+	return w.ctl.EnqueueVerify(ctx, spec.ID, spec.VerifyInterval)
 }
 
 // reconcileCall handles an instance whose intent exists without a known
@@ -218,11 +233,8 @@ func (w *Worker) reconcileCall(ctx context.Context, spec rollout.Spec, api cvm.A
 			return err
 		}
 		log.Info("reconciled: the earlier call never landed; calling", "why", why)
-		if err := w.waitReset(ctx, spec); err != nil {
-			return err
-		}
 		in.Tries++
-		return w.call(ctx, spec, api, in, tok)
+		return w.call(ctx, spec, api, in, tok, time.Time{})
 	default:
 		log.Error("reset outcome ambiguous; needs a human", "why", why)
 		return w.finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: res.Token,

@@ -94,6 +94,7 @@ func (w *Worker) scanWave(ctx context.Context, spec rollout.Spec, k int) error {
 	if err != nil {
 		return err
 	}
+	verify := false
 	for start := 0; start < len(ids); start += cvm.MaxDescribeIDs {
 		chunk := ids[start:min(start+cvm.MaxDescribeIDs, len(ids))]
 		ins, err := w.l.Instances(ctx, spec.ID, chunk)
@@ -123,12 +124,15 @@ func (w *Worker) scanWave(ctx context.Context, spec rollout.Spec, k int) error {
 			case ledger.Pending, ledger.Calling:
 				err = w.ctl.EnqueueReset(ctx, spec.ID, ledger.Requeue{ID: in.ID, Gen: in.Gen, Wave: in.Wave})
 			case ledger.Resetting:
-				err = w.ctl.EnqueueVerify(ctx, tasks.VerifyPayload{Rollout: spec.ID, InstanceID: in.ID, Gen: in.Gen}, 0)
+				verify = true
 			}
 			if err != nil {
 				return err
 			}
 		}
+	}
+	if verify {
+		return w.ctl.EnqueueVerify(ctx, spec.ID, spec.VerifyInterval)
 	}
 	return nil
 }

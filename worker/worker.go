@@ -205,11 +205,8 @@ func (w *Worker) Handler() asynq.Handler {
 	mux.HandleFunc(tasks.TypeStartWave, w.handleStartWave)
 	mux.HandleFunc(tasks.TypeAdvance, w.handleAdvance)
 	mux.HandleFunc(tasks.TypeReset, w.handleReset)
-	mux.HandleFunc(tasks.TypeVerifyBatch, w.handleVerifyBatch)
 	mux.HandleFunc(tasks.TypeRecur, w.handleRecur)
-	// A verify task that was not aggregated (e.g. enqueued without a group
-	// by an older version) is handled as a batch of one.
-	mux.HandleFunc(tasks.TypeVerify, w.handleVerifyOne)
+	mux.HandleFunc(tasks.TypeVerify, w.handleVerify)
 	return mux
 }
 
@@ -227,10 +224,6 @@ func (w *Worker) ServerConfig() asynq.Config {
 		// Scheduled and retry tasks move every second instead of every 5.
 		DelayedTaskCheckInterval: time.Second,
 		TaskCheckInterval:        200 * time.Millisecond,
-		GroupAggregator:          asynq.GroupAggregatorFunc(w.aggregate),
-		GroupMaxSize:             cvm.MaxDescribeIDs,
-		GroupGracePeriod:         time.Second,
-		GroupMaxDelay:            3 * time.Second,
 		Logger:                   asynqLogger{w.log},
 		LogLevel:                 asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {

@@ -195,10 +195,15 @@ func openURL(ctx context.Context, url, namespace string) (*conn, error) {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	ropt.PoolSize = max(ropt.PoolSize, 64)
+	// No automatic retries: go-redis re-sends a command whose reply timed
+	// out, and a fenced ledger script run twice could misreport its own
+	// first run as someone else's. An error is safe (the task comes back
+	// and reconciles); a silent replay is not.
+	ropt.MaxRetries = -1
 	// One parse for both clients, so asynq logs in as the same ACL user
 	// (asynq's own URI parser drops the user name).
 	opt := asynq.RedisClientOpt{Network: ropt.Network, Addr: ropt.Addr, Username: ropt.Username,
-		Password: ropt.Password, DB: ropt.DB, TLSConfig: ropt.TLSConfig, PoolSize: ropt.PoolSize}
+		Password: ropt.Password, DB: ropt.DB, TLSConfig: ropt.TLSConfig, PoolSize: 64}
 	rdb := redis.NewClient(ropt)
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()

@@ -16,6 +16,7 @@ import (
 	"github.com/fleetreset/fleetreset/internal/redistest"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/planner"
+	"github.com/fleetreset/fleetreset/ratelimit"
 	"github.com/fleetreset/fleetreset/tasks"
 	"github.com/hibiken/asynq"
 )
@@ -298,5 +299,13 @@ func TestBadPlanChangesNothing(t *testing.T) {
 	defer insp.Close()
 	if n := queueTotal(t, insp, ns); n != 0 {
 		t.Errorf("a bad plan enqueued %d tasks", n)
+	}
+}
+
+// TestPlannerRateCeilingMatchesLimiter: a plan may not ask for a rate the
+// workers' limiter refuses.
+func TestPlannerRateCeilingMatchesLimiter(t *testing.T) {
+	if planner.MaxRate != ratelimit.MaxRate {
+		t.Errorf("planner.MaxRate = %v, ratelimit.MaxRate = %v; they must agree", planner.MaxRate, ratelimit.MaxRate)
 	}
 }
