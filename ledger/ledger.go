@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -625,7 +626,7 @@ func (l *Ledger) Release(ctx context.Context, rollout, id string, token int64, t
 
 // Retake moves an intent to a new token; see retakeScript.
 func (l *Ledger) Retake(ctx context.Context, rollout, id string, token int64) (int64, error) {
-	n, err := retakeScript.Run(ctx, l.rdb, nil, l.base(rollout), id, token, l.now()).Int64()
+	n, err := retakeScript.Run(ctx, l.rdb, nil, l.base(rollout), id, token, l.now(), rand.Int64()).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("ledger: retake %s: %w", id, err)
 	}

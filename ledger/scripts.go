@@ -96,14 +96,20 @@ return 1
 // retakeScript moves an intent to a new token after a reconcile proved the
 // old call never landed, so that a slower holder of the old token is fenced out.
 //
-// ARGV[1] key base, ARGV[2] instance, ARGV[3] old token, ARGV[4] now
+// ARGV[1] key base, ARGV[2] instance, ARGV[3] old token, ARGV[4] now,
+// ARGV[5] a random ID of this retake, so that a replay of the same script
+// call (a client retrying a lost reply) returns the token it already issued
 // Returns the new token, or 0 when fenced out.
 var retakeScript = redis.NewScript(`
 local b = ARGV[1]
 local ik = b .. 'i:' .. ARGV[2]
-if redis.call('HGET', ik, 'st') ~= 'calling' or redis.call('HGET', ik, 'tok') ~= ARGV[3] then return 0 end
+if redis.call('HGET', ik, 'st') ~= 'calling' then return 0 end
+if redis.call('HGET', ik, 'tok') ~= ARGV[3] then
+  if redis.call('HGET', ik, 'rtk') == ARGV[5] then return tonumber(redis.call('HGET', ik, 'tok')) end
+  return 0
+end
 local tok = redis.call('INCR', b .. 'fence')
-redis.call('HSET', ik, 'tok', tok, 'intent', ARGV[4])
+redis.call('HSET', ik, 'tok', tok, 'intent', ARGV[4], 'rtk', ARGV[5])
 redis.call('HINCRBY', ik, 'tries', 1)
 return tok
 `)
