@@ -426,7 +426,7 @@ func startWorkers(t *testing.T, n int, redisURL, ns, endpoint string, extra ...s
 	t.Helper()
 	w := &workers{t: t, dir: t.TempDir(), env: baseEnv(),
 		args: append([]string{"worker", "--redis", redisURL, "--namespace", ns, "--endpoint", endpoint,
-			"--reconcile-grace", "3s", "--log-format", "json"}, extra...)}
+			"--reconcile-grace", "3s", "--call-timeout", "2500ms", "--log-format", "json"}, extra...)}
 	t.Cleanup(func() {
 		if t.Failed() {
 			w.dumpLogs()

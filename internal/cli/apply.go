@@ -171,7 +171,6 @@ func workerCmd(ctx context.Context, env *Env, args []string) error {
 	a.register(fs)
 	concurrency := fs.Int("concurrency", worker.ConcurrencyDefault, "tasks handled at once")
 	grace := fs.Duration("reconcile-grace", worker.ReconcileGraceDefault, "how long after an unanswered reset call to wait before asking the API whether it landed; must exceed --call-timeout")
-	fs.DurationVar(&a.timeout, "call-timeout", 0, "timeout of one API call (default 30s or half of --reconcile-grace, whichever is shorter)")
 	shutdown := fs.Duration("shutdown-timeout", worker.ShutdownTimeoutDefault, "how long calls in flight may take to finish on SIGTERM")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9464)")
 	if err := fs.Parse(args); err != nil {

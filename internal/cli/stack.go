@@ -39,6 +39,7 @@ type apiFlags struct {
 func (a *apiFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.endpoint, "endpoint", "", "API base URL, overriding the plan's (e.g. http://127.0.0.1:8080 for a simulator)")
 	fs.StringVar(&a.api, "api", "", "API generation v2 or v3, overriding the plan's")
+	fs.DurationVar(&a.timeout, "call-timeout", 0, "timeout of one API call (default 30s, or half of --reconcile-grace where that is shorter)")
 }
 
 func (a *apiFlags) check() error {
