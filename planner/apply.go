@@ -94,7 +94,7 @@ func Apply(ctx context.Context, plan *Plan, cfg ApplyConfig) (ApplyResult, error
 		}
 		for id, why := range pf.Skipped {
 			if _, known := opts.Seeds[id]; !known {
-				opts.Seeds[id] = ledger.Seed{State: ledger.Skipped, Code: "AlreadyOnTarget", Error: why, NewImage: pf.Images[id]}
+				opts.Seeds[id] = ledger.Seed{State: ledger.Skipped, Code: "AlreadyOnTarget", Error: why, OldImage: pf.Images[id], NewImage: pf.Images[id]}
 				res.Skipped[id] = why
 			}
 		}

@@ -157,6 +157,9 @@ func (w *Worker) preflight(ctx context.Context, spec rollout.Spec, api cvm.API, 
 		case rollout.Proceed:
 			err = w.l.Preflight(ctx, spec.ID, in.ID, obs.ImageID, obs.LatestOperationRequestID)
 		case rollout.Skip:
+			if err = w.l.Preflight(ctx, spec.ID, in.ID, obs.ImageID, obs.LatestOperationRequestID); err != nil {
+				return false, err
+			}
 			err = w.finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Pending},
 				To: ledger.Skipped, Code: "AlreadyOnTarget", Message: why, NewImage: obs.ImageID})
 		case rollout.Refuse:
