@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -170,24 +171,38 @@ func (b *bundle) startWorkers(t *testing.T, n int, tweak func(*worker.Config)) {
 	})
 }
 
-// await polls the ledger until the rollout reaches one of want.
-func (b *bundle) await(t *testing.T, within time.Duration, want ...ledger.RolloutState) *ledger.Rollout {
-	t.Helper()
+// eventually polls cond until it holds or within passes; it reports
+// whether it held. Polling is the last resort of these tests: the events
+// they wait for happen in other processes' worth of goroutines and Redis.
+func eventually(within time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(within)
-	var last *ledger.Rollout
-	for time.Now().Before(deadline) {
-		if r, err := b.l.Get(t.Context(), b.plan.Spec.ID); err == nil {
-			last = r
-			for _, s := range want {
-				if r.State == s {
-					return r
-				}
-			}
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("rollout did not reach %v within %s; last state %s (%s), counters %+v", want, within, last.State, last.Reason, last.Counters)
-	return nil
+}
+
+// await polls the ledger until the rollout reaches one of want.
+func (b *bundle) await(t *testing.T, within time.Duration, want ...ledger.RolloutState) *ledger.Rollout {
+	t.Helper()
+	var last *ledger.Rollout
+	ok := eventually(within, func() bool {
+		r, err := b.l.Get(t.Context(), b.plan.Spec.ID)
+		if err != nil {
+			return false
+		}
+		last = r
+		return slices.Contains(want, r.State)
+	})
+	if !ok {
+		t.Fatalf("rollout did not reach %v within %s; last: %+v", want, within, last)
+	}
+	return last
 }
 
 // exactlyOnce checks the simulator's count of accepted resets per instance.

@@ -41,20 +41,16 @@ func TestWebhookEvents(t *testing.T) {
 	}
 	b.await(t, time.Minute, ledger.Completed)
 	// Delivery is asynchronous to the state change: wait for the last event.
-	deadline := time.Now().Add(10 * time.Second)
 	var kinds []string
-	for time.Now().Before(deadline) {
+	eventually(10*time.Second, func() bool {
 		mu.Lock()
+		defer mu.Unlock()
 		kinds = kinds[:0]
 		for _, e := range events {
 			kinds = append(kinds, e.Kind)
 		}
-		mu.Unlock()
-		if slices.Contains(kinds, notify.RolloutCompleted) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return slices.Contains(kinds, notify.RolloutCompleted)
+	})
 	want := []string{notify.RolloutStarted, notify.WavePassed, notify.RolloutPaused, notify.RolloutCompleted}
 	for _, k := range want {
 		if !slices.Contains(kinds, k) {

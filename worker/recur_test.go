@@ -50,19 +50,16 @@ func TestScheduledReimaging(t *testing.T) {
 	var p tasks.RecurPayload
 	_ = json.Unmarshal(next.Payload, &p)
 	id := worker.OccurrenceID(b.plan.Spec.ID, time.Unix(p.At, 0))
-	deadline := time.Now().Add(time.Minute)
-	for {
-		r, err := b.l.Get(t.Context(), id)
-		if err == nil && r.State == ledger.Completed {
-			if r.Counters.Succeeded != 5 || r.Spec.Series != b.plan.Spec.ID {
-				t.Errorf("occurrence %s: %+v, series %q", id, r.Counters, r.Spec.Series)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("occurrence %s did not complete: %v %+v", id, err, r)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var r *ledger.Rollout
+	if !eventually(time.Minute, func() bool {
+		got, err := b.l.Get(t.Context(), id)
+		r = got
+		return err == nil && got.State == ledger.Completed
+	}) {
+		t.Fatalf("occurrence %s did not complete: %+v", id, r)
+	}
+	if r.Counters.Succeeded != 5 || r.Spec.Series != b.plan.Spec.ID {
+		t.Errorf("occurrence %s: %+v, series %q", id, r.Counters, r.Spec.Series)
 	}
 	for _, idn := range ids(5) {
 		if n := b.sim.Stats().AcceptedResets[idn]; n != 2 {

@@ -81,14 +81,10 @@ func TestBalanceErrorPauses(t *testing.T) {
 	insp := asynq.NewInspector(b.r.ConnOpt())
 	defer insp.Close()
 	q := tasks.QueuesFor(b.ns)
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	eventually(30*time.Second, func() bool {
 		info, err := insp.GetQueueInfo(q.Reset)
-		if err == nil && info.Pending+info.Active+info.Retry+info.Scheduled == 0 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && info.Pending+info.Active+info.Retry+info.Scheduled == 0
+	})
 	st := b.sim.Stats()
 	refused := st.Errors["InvalidAccount.InsufficientBalance"]
 	if refused == 0 || refused > workers*concurrency {
