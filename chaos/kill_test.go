@@ -116,7 +116,9 @@ func TestTermWorkerMidCall(t *testing.T) {
 			}
 			url := tp.serve(t)
 			apply(t, redisURL, ns, url, f.path)
-			ws := startWorkers(t, 2, redisURL, ns, url, "--shutdown-timeout", c.shutdown)
+			// A 6 s grace allows 3 s API calls (half the grace), above
+			// the 2 s latency.
+			ws := startWorkers(t, 2, redisURL, ns, url, "--shutdown-timeout", c.shutdown, "--reconcile-grace", "6s")
 			l, _ := newLedger(t, r.Addr, ns)
 
 			// A call younger than 500 ms is still in flight when a 500 ms
