@@ -21,10 +21,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetreset/fleetreset/control"
+	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/cvmsim"
 	"github.com/fleetreset/fleetreset/internal/redistest"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/ratelimit"
+	"github.com/fleetreset/fleetreset/worker"
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -153,6 +157,76 @@ func TestBugLedgerScriptReplay(t *testing.T) {
 	if tok, err := slow().Retake(ctx, f.plan.Spec.ID, b, 9); err != nil || tok == 0 {
 		in, _ := direct.Instance(ctx, f.plan.Spec.ID, b)
 		t.Errorf("Retake with a late reply = %d, %v; want a new token (the instance holds token %d, which nobody was given)", tok, err, in.Token)
+	}
+}
+
+// TestBugResetTaskArchivedOnLedgerError: worker.handleReset wraps every
+// error of its first ledger read (l.Instance) in asynq.SkipRetry, meant for
+// an instance that does not exist. A transient Redis error there (a
+// timeout after go-redis's own retries, LOADING after a restart, READONLY
+// after a failover) archives the instance's only reset task: the instance
+// stays pending with no task, its wave never completes and the rollout
+// hangs in "running" until someone resumes it.
+//
+// The test injects one error into the worker's first instance read (a
+// go-redis hook on its ledger client; asynq has its own connection) and
+// expects the one-instance rollout to complete anyway.
+func TestBugResetTaskArchivedOnLedgerError(t *testing.T) {
+	r := redistest.New(t)
+	ns := strings.TrimSuffix(r.Prefix, ":")
+	f := writePlan(t, planOpts{name: "bug-skipretry", n: 1, seed: 89, waves: "[100%]"})
+	sim := newSim(cvmsim.Config{ResetDuration: 100 * time.Millisecond}, f.ids)
+	url := newTap(sim, 0, 0, false).serve(t)
+	apply(t, "redis://"+r.Addr, ns, url, f.path)
+
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer rdb.Close()
+	rdb.AddHook(&failOnce{})
+	opt := asynq.RedisClientOpt{Addr: r.Addr}
+	client := asynq.NewClient(opt)
+	defer client.Close()
+	l := ledger.New(rdb, ledger.Config{Prefix: ns + ":"})
+	creds := cvm.Credentials{SecretID: cvmsim.SecretIDDefault, SecretKey: cvm.Secret(cvmsim.SecretKeyDefault)}
+	w, err := worker.New(worker.Config{Redis: opt, Controller: control.New(control.Config{Ledger: l, Client: client, Namespace: ns}),
+		Limiter: ratelimit.NewRedis(rdb, ratelimit.Config{Prefix: ns + ":"}), Endpoint: url, Credentials: &creds, ReconcileGrace: 3 * time.Second})
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	lr, _ := newLedger(t, r.Addr, ns)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if res, err := lr.Get(ctx, f.plan.Spec.ID); err == nil && res.State == ledger.Completed {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	insp := asynq.NewInspector(opt)
+	defer insp.Close()
+	archived, _ := insp.ListArchivedTasks(ns)
+	in, _ := lr.Instance(ctx, f.plan.Spec.ID, f.ids[0])
+	t.Errorf("rollout not completed 30 s after one transient ledger error: instance %s is %s, %d reset task(s) archived", f.ids[0], in.State, len(archived))
+}
+
+// failOnce fails the first pipeline a reset task's handler sends (the
+// handler's context names its task).
+type failOnce struct {
+	done atomic.Bool
+}
+
+func (h *failOnce) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *failOnce) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *failOnce) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if id, ok := asynq.GetTaskID(ctx); ok && strings.HasPrefix(id, "reset:") && h.done.CompareAndSwap(false, true) {
+			err := errors.New("LOADING Redis is loading the dataset in memory (injected)")
+			for _, c := range cmds {
+				c.SetErr(err)
+			}
+			return err
+		}
+		return next(ctx, cmds)
 	}
 }
 
