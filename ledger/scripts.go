@@ -251,7 +251,7 @@ return out
 // parked, in any wave) is cancelled at once; calls in flight finish.
 //
 // ARGV[1] key base, ARGV[2] reason, ARGV[3] now
-// Returns the previous state, or '' when the rollout was already terminal.
+// Returns the previous state, or ” when the rollout was already terminal.
 var abortScript = redis.NewScript(`
 local b = ARGV[1]
 local rk = b .. 'r'

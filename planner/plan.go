@@ -41,7 +41,7 @@ const (
 	RetryAttemptsDefault = 20
 	// MaxRate is the highest rate a plan may ask for, even with
 	// unsafeAboveApiLimit: the fleet-wide limiter's ceiling (ratelimit.MaxRate).
-	MaxRate = 1000
+	MaxRate              = 1000
 	RetryDeadlineDefault = 30 * time.Minute
 	// OnBreachDefault is what a breached failure budget does: pause, so a
 	// human decides; "abort" must be asked for.
