@@ -3,6 +3,7 @@ package worker
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -48,8 +49,11 @@ func (w *Worker) handleRecur(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	prev, err := w.l.Get(ctx, p.Rollout)
-	if err != nil {
+	if errors.Is(err, ledger.ErrNotFound) {
 		return fmt.Errorf("worker: recur: %w: %w", err, asynq.SkipRetry)
+	}
+	if err != nil {
+		return err
 	}
 	is, err := w.l.AllInstances(ctx, prev)
 	if err != nil {

@@ -26,8 +26,11 @@ func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	in, err := w.l.Instance(ctx, spec.ID, p.InstanceID)
-	if err != nil {
+	if errors.Is(err, ledger.ErrNotFound) {
 		return fmt.Errorf("worker: %w: %w", err, asynq.SkipRetry)
+	}
+	if err != nil {
+		return err // a Redis hiccup: asynq retries the task
 	}
 	if in.Gen != p.Gen || in.State.Terminal() || in.State == ledger.Held {
 		return nil
