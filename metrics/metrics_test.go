@@ -206,15 +206,16 @@ func TestLedgerCollector(t *testing.T) {
 	mustValue(t, fams, "fleetreset_rollout_state", map[string]string{"rollout": "web-1", "state": "running"}, 1)
 	mustValue(t, fams, "fleetreset_redis_up", map[string]string{"source": "ledger"}, 1)
 
-	// A finished rollout is counted from its counters; what an abort never
-	// started stays pending.
+	// A finished rollout is counted from its counters; an abort cancels
+	// what it never started.
 	if _, err := l.Abort(t.Context(), spec.ID, "test"); err != nil {
 		t.Fatal(err)
 	}
 	fams, _ = scrape(t, m)
 	mustValue(t, fams, "fleetreset_rollout_state", map[string]string{"rollout": "web-1", "state": "aborted"}, 1)
 	mustValue(t, fams, "fleetreset_instances", map[string]string{"rollout": "web-1", "wave": "1", "state": "succeeded"}, 1)
-	mustValue(t, fams, "fleetreset_instances", map[string]string{"rollout": "web-1", "wave": "2", "state": "pending"}, 2)
+	mustValue(t, fams, "fleetreset_instances", map[string]string{"rollout": "web-1", "wave": "2", "state": "cancelled"}, 2)
+	mustValue(t, fams, "fleetreset_instances", map[string]string{"rollout": "web-1", "wave": "2", "state": "pending"}, 0)
 }
 
 // TestRedisDown checks that a scrape still answers, with fleetreset_redis_up
