@@ -345,9 +345,8 @@ func (c *ledgerCollector) collect(ch chan<- prometheus.Metric) {
 }
 
 // counts returns instance counts per wave and state. A finished rollout is
-// counted from its counters (cheap: no instance is read); its instances that
-// never reached a terminal state (waves an abort never started) count as
-// pending. A live rollout's instances are all read, since only terminal
+// counted from its counters (cheap: no instance is read); instances not yet
+// terminal (calls an abort let finish) count as pending until they are. A live rollout's instances are all read, since only terminal
 // states have counters.
 func (c *ledgerCollector) counts(ctx context.Context, r *ledger.Rollout) ([]map[ledger.InstanceState]int, error) {
 	out := make([]map[ledger.InstanceState]int, len(r.Waves))
