@@ -89,10 +89,30 @@ func (c *Controller) EnqueueReset(ctx context.Context, rolloutID string, rq ledg
 	return c.enqueue(ctx, t, err)
 }
 
-// EnqueueVerify enqueues the verification sweep of a rollout at the end
-// of the current verify interval (shared by everyone asking within it).
-func (c *Controller) EnqueueVerify(ctx context.Context, rolloutID string, interval time.Duration) error {
-	t, err := tasks.NewVerify(c.q, tasks.VerifyPayload{Rollout: rolloutID}, tasks.SweepAt(c.clock.Now(), interval))
+// EnqueueVerify makes sure a verification sweep of a rollout runs at the
+// end of the current verify interval (shared by everyone asking within it)
+// or, when that sweep is already taken (running: clocks of machines differ),
+// at the end of the next one. after, when set, is a sweep time the new one
+// must come after: a sweep scheduling its successor passes its own time.
+func (c *Controller) EnqueueVerify(ctx context.Context, rolloutID string, interval time.Duration, after time.Time) error {
+	at := tasks.SweepAt(c.clock.Now(), interval)
+	if !after.Before(at) {
+		at = tasks.SweepAt(after, interval)
+	}
+	p := tasks.VerifyPayload{Rollout: rolloutID, At: at.Unix()}
+	t, err := tasks.NewVerify(c.q, p, at)
+	if err != nil {
+		return err
+	}
+	if _, err := c.client.EnqueueContext(ctx, t); err == nil || !tasks.IsConflict(err) {
+		if err != nil {
+			return fmt.Errorf("control: enqueue %s: %w", t.Type(), err)
+		}
+		return nil
+	}
+	next := tasks.SweepAt(at, interval)
+	p.At = next.Unix()
+	t, err = tasks.NewVerify(c.q, p, next)
 	return c.enqueue(ctx, t, err)
 }
 

@@ -85,6 +85,8 @@ type ResetPayload struct {
 // VerifyPayload is the payload of TypeVerify.
 type VerifyPayload struct {
 	Rollout string `json:"rollout"`
+	// At is the sweep's scheduled time (Unix seconds).
+	At int64 `json:"at"`
 }
 
 // Validate reports a payload that no handler can act on.

@@ -58,7 +58,7 @@ func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 	case ledger.ActReconcile:
 		return w.reconcileCall(ctx, spec, api, in, res)
 	case ledger.ActVerify:
-		return w.ctl.EnqueueVerify(ctx, spec.ID, spec.VerifyInterval)
+		return w.ctl.EnqueueVerify(ctx, spec.ID, spec.VerifyInterval, time.Time{})
 	}
 	return nil
 }
@@ -202,7 +202,7 @@ func (w *Worker) accepted(ctx context.Context, spec rollout.Spec, in *ledger.Ins
 		}
 	}
 	log.Info("reset accepted", "request_id", requestID)
-	return w.ctl.EnqueueVerify(ctx, spec.ID, spec.VerifyInterval)
+	return w.ctl.EnqueueVerify(ctx, spec.ID, spec.VerifyInterval, time.Time{})
 }
 
 // reconcileCall handles an instance whose intent exists without a known

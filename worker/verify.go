@@ -40,8 +40,17 @@ func (w *Worker) handleVerify(ctx context.Context, t *asynq.Task) error {
 		}
 		left += n
 	}
+	// Anything accepted since the read above is counted too, so no
+	// instance is left without a sweep.
+	if left == 0 {
+		more, err := w.l.Resetting(ctx, spec.ID)
+		if err != nil {
+			return err
+		}
+		left = len(more)
+	}
 	if left > 0 {
-		return w.ctl.EnqueueVerify(ctx, spec.ID, spec.VerifyInterval)
+		return w.ctl.EnqueueVerify(ctx, spec.ID, spec.VerifyInterval, time.Unix(p.At, 0))
 	}
 	return nil
 }

@@ -132,7 +132,7 @@ func (w *Worker) scanWave(ctx context.Context, spec rollout.Spec, k int) error {
 		}
 	}
 	if verify {
-		return w.ctl.EnqueueVerify(ctx, spec.ID, spec.VerifyInterval)
+		return w.ctl.EnqueueVerify(ctx, spec.ID, spec.VerifyInterval, time.Time{})
 	}
 	return nil
 }
