@@ -1,13 +1,8 @@
-//go:build bugs
-
-// Tests of core bugs found by the chaos and benchmark runs (issue 7). Each
-// fails until its bug is fixed; they are behind the "bugs" build tag so
-// that CI stays green meanwhile. Run them with
-//
-//	FLEETRESET_TEST_REDIS=127.0.0.1:6379 go test -tags bugs -run TestBug -v ./chaos/
-//
-// Once a bug is fixed, drop the tag from its test (move it to a file
-// without the constraint) so it guards the fix.
+// Regression tests of core bugs the chaos and benchmark runs found
+// (issue 7), each fixed since: verification polls that were not batched, a
+// burst of reset calls after a Redis stall, replayed ledger scripts, and a
+// reset task archived on a transient Redis error. (A plan rate above the
+// limiter's ceiling is now refused by the planner: see its bad-plan corpus.)
 package chaos
 
 import (
@@ -32,7 +27,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// TestBugVerifyPollsNotBatched: verification polls are meant to be
+// TestRegressionVerifyPollsNotBatched: verification polls are meant to be
 // aggregated per rollout into one DescribeInstances call per 100
 // instances (issue 4), but every poll is enqueued with ProcessIn(interval)
 // (tasks.NewVerify, control.EnqueueVerify from worker.accepted and
@@ -40,7 +35,7 @@ import (
 // group directly: a scheduled task's hash has no "group" field, so the
 // forwarder (internal/rdb forwardCmd) moves it to pending, and
 // handleVerifyOne polls one instance per DescribeInstances call.
-func TestBugVerifyPollsNotBatched(t *testing.T) {
+func TestRegressionVerifyPollsNotBatched(t *testing.T) {
 	r := redistest.New(t)
 	ns := strings.TrimSuffix(r.Prefix, ":")
 	const n = 300
@@ -68,30 +63,14 @@ func TestBugVerifyPollsNotBatched(t *testing.T) {
 	}
 }
 
-// TestBugPlanRateAboveLimiterMax: with unsafeAboveApiLimit the planner
-// accepts any reset or describe rate (planner/parse_waves.go rateLimit),
-// but the limiter refuses rates above ratelimit.MaxRate (1000/s,
-// ratelimit.checkRate), so every reset task of such a plan fails with
-// "rate 2000: must be in (0, 1000]" and is retried for ever: the rollout
-// never starts a call.
-func TestBugPlanRateAboveLimiterMax(t *testing.T) {
-	f := writePlan(t, planOpts{name: "bug-rate-max", n: 1, seed: 73, waves: "[100%]", reset: 2000})
-	lim := ratelimit.NewLocal(ratelimit.Config{})
-	for _, rate := range []float64{f.plan.Spec.ResetRate, f.plan.Spec.DescribeRate} {
-		if _, err := lim.Wait(t.Context(), "k", rate); err != nil {
-			t.Errorf("the planner accepted a rate of %g/s that the workers' limiter refuses: %v", rate, err)
-		}
-	}
-}
-
-// TestBugResetBurstAfterRedisStall: worker.handleReset takes its
+// TestRegressionResetBurstAfterRedisStall: worker.handleReset takes its
 // rate-limit slot and only then records the intent in Redis (Begin) and
 // calls the API. When Redis stalls, every handler whose slot passes during
 // the stall blocks in Begin and calls the API the moment Redis answers:
 // dozens of calls in one second against a 10/s budget, which the API
 // answers with RequestLimitExceeded. Issue 4: "never let more calls
 // through in any one-second window than configured".
-func TestBugResetBurstAfterRedisStall(t *testing.T) {
+func TestRegressionResetBurstAfterRedisStall(t *testing.T) {
 	rs := startRedis(t)
 	f := writePlan(t, planOpts{name: "bug-burst", n: 200, seed: 79, waves: "[100%]"})
 	sim := newSim(cvmsim.Config{ResetDuration: 300 * time.Millisecond}, f.ids)
@@ -112,7 +91,7 @@ func TestBugResetBurstAfterRedisStall(t *testing.T) {
 	}
 }
 
-// TestBugLedgerScriptReplay: go-redis retries a command whose reply timed
+// TestRegressionLedgerScriptReplay: go-redis retries a command whose reply timed
 // out (MaxRetries 3 by default; read timeouts are retried when the command
 // has no timeout of its own), so a ledger script that ran but whose reply
 // was late runs a second time. The fenced scripts are not idempotent:
@@ -128,7 +107,7 @@ func TestBugResetBurstAfterRedisStall(t *testing.T) {
 //
 // The test puts a proxy between the ledger and Redis that holds the first
 // script reply of a connection longer than the client's read timeout.
-func TestBugLedgerScriptReplay(t *testing.T) {
+func TestRegressionLedgerScriptReplay(t *testing.T) {
 	r := redistest.New(t)
 	f := writePlan(t, planOpts{name: "bug-replay", n: 2, seed: 83, waves: "[100%]"})
 	direct := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
@@ -160,7 +139,7 @@ func TestBugLedgerScriptReplay(t *testing.T) {
 	}
 }
 
-// TestBugResetTaskArchivedOnLedgerError: worker.handleReset wraps every
+// TestRegressionResetTaskArchivedOnLedgerError: worker.handleReset wraps every
 // error of its first ledger read (l.Instance) in asynq.SkipRetry, meant for
 // an instance that does not exist. A transient Redis error there (a
 // timeout after go-redis's own retries, LOADING after a restart, READONLY
@@ -171,7 +150,7 @@ func TestBugLedgerScriptReplay(t *testing.T) {
 // The test injects one error into the worker's first instance read (a
 // go-redis hook on its ledger client; asynq has its own connection) and
 // expects the one-instance rollout to complete anyway.
-func TestBugResetTaskArchivedOnLedgerError(t *testing.T) {
+func TestRegressionResetTaskArchivedOnLedgerError(t *testing.T) {
 	r := redistest.New(t)
 	ns := strings.TrimSuffix(r.Prefix, ":")
 	f := writePlan(t, planOpts{name: "bug-skipretry", n: 1, seed: 89, waves: "[100%]"})
