@@ -127,7 +127,19 @@ type proc struct {
 	w      *worker.Worker
 }
 
-func newProc(tb testing.TB, addr, ns, endpoint string, concurrency int) *proc {
+// noLimit is a Limiter that never waits: the Dispatch benchmark's way to
+// take the API budget out of the measurement.
+type noLimit struct{}
+
+func (noLimit) Wait(ctx context.Context, _ string, _ float64) (time.Duration, error) {
+	return 0, ctx.Err()
+}
+
+func (noLimit) Throttled(context.Context, string) error { return nil }
+
+// newProc builds one worker process; lim nil means the fleet-wide Redis
+// limiter, as in production.
+func newProc(tb testing.TB, addr, ns, endpoint string, concurrency int, lim ratelimit.Limiter) *proc {
 	tb.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64})
 	opt := asynq.RedisClientOpt{Addr: addr, PoolSize: 64}
@@ -135,9 +147,12 @@ func newProc(tb testing.TB, addr, ns, endpoint string, concurrency int) *proc {
 	l := ledger.New(rdb, ledger.Config{Prefix: ns + ":"})
 	ctl := control.New(control.Config{Ledger: l, Client: client, Namespace: ns})
 	creds := simCreds
+	if lim == nil {
+		lim = ratelimit.NewRedis(rdb, ratelimit.Config{Prefix: ns + ":"})
+	}
 	w, err := worker.New(worker.Config{
 		Redis: opt, Controller: ctl,
-		Limiter:  ratelimit.NewRedis(rdb, ratelimit.Config{Prefix: ns + ":"}),
+		Limiter:  lim,
 		Endpoint: endpoint, Credentials: &creds, Concurrency: concurrency,
 		// A benchmark process is never killed, so no call is ever left
 		// without an answer; the grace only matters for redeliveries.
@@ -155,13 +170,13 @@ func (p *proc) close() {
 
 // runProcs runs n worker processes until the returned stop is called; stop
 // shuts them down gracefully and waits.
-func runProcs(tb testing.TB, n int, addr, ns, endpoint string, concurrency int) (stop func()) {
+func runProcs(tb testing.TB, n int, addr, ns, endpoint string, concurrency int, lim ratelimit.Limiter) (stop func()) {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	procs := make([]*proc, n)
 	for i := range procs {
-		procs[i] = newProc(tb, addr, ns, endpoint, concurrency)
+		procs[i] = newProc(tb, addr, ns, endpoint, concurrency, lim)
 		wg.Go(func() {
 			if err := procs[i].w.Run(ctx); err != nil {
 				tb.Errorf("worker %d: %v", i, err)

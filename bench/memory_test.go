@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -56,18 +55,39 @@ func binary(tb testing.TB) string {
 	return binPath
 }
 
-// runRSS runs the binary to completion and returns its peak RSS in MiB
-// (getrusage ru_maxrss, the kernel's high-water mark of the process).
+// runRSS runs the binary to completion and returns its peak RSS in MiB:
+// the last VmHWM read from /proc/PID/status, polled every 2 ms while it
+// runs. (getrusage's ru_maxrss is no use here: a child started by os/exec
+// inherits the high-water mark of this test process's memory at exec.)
 func runRSS(tb testing.TB, env []string, args ...string) float64 {
 	tb.Helper()
 	cmd := exec.Command(binary(tb), args...)
 	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		tb.Fatalf("fleetreset %s: %v\n%s", strings.Join(args, " "), err, out)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	must(tb, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	path := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+	peak := 0.0
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if hwm, ok := readStatusMiB(path, "VmHWM"); ok {
+			peak = max(peak, hwm)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				tb.Fatalf("fleetreset %s: %v\n%s", strings.Join(args, " "), err, out.String())
+			}
+			if peak == 0 {
+				tb.Fatalf("fleetreset %s ended before its VmHWM could be read", strings.Join(args, " "))
+			}
+			return peak
+		case <-tick.C:
+		}
 	}
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	return float64(ru.Maxrss) / 1024 // KiB on Linux
 }
 
 // BenchmarkApplyRSS measures the peak RSS of the real `fleetreset apply`
@@ -178,7 +198,7 @@ func BenchmarkWorkerRSS(b *testing.B) {
 		idle = append(idle, median(sampleRSS(b, cmd.Process.Pid, 3*time.Second, nil)))
 		b.StopTimer()
 		l := ledger.New(r.Client, ledger.Config{Prefix: ns + ":"})
-		cn := newProc(b, r.Addr, ns, url, 1)
+		cn := newProc(b, r.Addr, ns, url, 1, nil)
 		_, err := planner.Apply(ctx, plan, planner.ApplyConfig{Ledger: l, Client: cn.client, Namespace: ns})
 		cn.close()
 		must(b, err)
@@ -236,19 +256,31 @@ func sampleRSS(b *testing.B, pid int, d time.Duration, done <-chan struct{}) []f
 // statusMiB reads one "kB" field of /proc/PID/status in MiB.
 func statusMiB(b *testing.B, pid int, field string) float64 {
 	b.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	must(b, err)
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		name, val, ok := strings.Cut(sc.Text(), ":")
+	v, ok := readStatusMiB(fmt.Sprintf("/proc/%d/status", pid), field)
+	if !ok {
+		b.Fatalf("/proc/%d/status: no %s", pid, field)
+	}
+	return v
+}
+
+// readStatusMiB reads one "kB" field of a /proc status file in MiB; ok is
+// false when the file or the field is missing (the process is gone or a
+// zombie).
+func readStatusMiB(path, field string) (float64, bool) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(data)) {
+		name, val, ok := strings.Cut(line, ":")
 		if !ok || name != field {
 			continue
 		}
 		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(val), " kB"), 64)
-		must(b, err)
-		return kb / 1024
+		if err != nil {
+			return 0, false
+		}
+		return kb / 1024, true
 	}
-	b.Fatalf("/proc/%d/status has no %s", pid, field)
-	return 0
+	return 0, false
 }

@@ -66,7 +66,7 @@ func benchRate(b *testing.B, procs, budget int) {
 		must(b, err)
 		b.StartTimer()
 
-		stop := runProcs(b, procs, r.Addr, ns, url, 20)
+		stop := runProcs(b, procs, r.Addr, ns, url, 20, nil)
 		res := awaitRollout(b, l, plan.Spec.ID, 10*time.Minute)
 		stop()
 

@@ -65,7 +65,7 @@ func BenchmarkWallTime(b *testing.B) {
 		b.StartTimer()
 
 		t0 := time.Now()
-		stop := runProcs(b, 3, r.Addr, ns, url, 20)
+		stop := runProcs(b, 3, r.Addr, ns, url, 20, nil)
 		res := awaitRollout(b, l, plan.Spec.ID, 60*time.Minute)
 		walls = append(walls, time.Since(t0).Seconds())
 		stop()
