@@ -58,7 +58,8 @@ func Path(dir, rollout, planHash string) string {
 	return filepath.Join(dir, rollout+"-"+h+".journal")
 }
 
-// Open opens (creating) the journal at path for appending.
+// Open opens (creating) the journal at path for appending, and locks it
+// against every other process until Close (ErrLocked).
 func Open(path string) (*Journal, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
@@ -66,6 +67,10 @@ func Open(path string) (*Journal, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
+	}
+	if err := lock(f); err != nil {
+		f.Close()
+		return nil, err
 	}
 	return &Journal{f: f, path: path, now: time.Now}, nil
 }

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,5 +72,25 @@ func TestRecoverToleratesOnlyATornLastLine(t *testing.T) {
 	}
 	if opts, err := Recover(filepath.Join(dir, "missing.journal")); err != nil || len(opts.Seeds) != 0 {
 		t.Errorf("missing journal: %+v, %v; want a fresh start", opts, err)
+	}
+}
+
+func TestOpenLocksOutASecondRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.journal")
+	j, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// flock locks belong to open file descriptions, so a second Open in
+	// this process stands in for a second process.
+	if _, err := Open(path); !errors.Is(err, ErrLocked) {
+		t.Errorf("second Open = %v; want ErrLocked", err)
+	}
+	j.Close()
+	j2, err := Open(path)
+	if err != nil {
+		t.Errorf("Open after Close = %v", err)
+	} else {
+		j2.Close()
 	}
 }
