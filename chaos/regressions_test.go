@@ -36,6 +36,7 @@ import (
 // forwarder (internal/rdb forwardCmd) moves it to pending, and
 // handleVerifyOne polls one instance per DescribeInstances call.
 func TestRegressionVerifyPollsNotBatched(t *testing.T) {
+	t.Parallel()
 	r := redistest.New(t)
 	ns := strings.TrimSuffix(r.Prefix, ":")
 	const n = 300
@@ -71,6 +72,7 @@ func TestRegressionVerifyPollsNotBatched(t *testing.T) {
 // answers with RequestLimitExceeded. Issue 4: "never let more calls
 // through in any one-second window than configured".
 func TestRegressionResetBurstAfterRedisStall(t *testing.T) {
+	t.Parallel()
 	rs := startRedis(t)
 	f := writePlan(t, planOpts{name: "bug-burst", n: 200, seed: 79, waves: "[100%]"})
 	sim := newSim(cvmsim.Config{ResetDuration: 300 * time.Millisecond}, f.ids)
@@ -108,6 +110,7 @@ func TestRegressionResetBurstAfterRedisStall(t *testing.T) {
 // The test puts a proxy between the ledger and Redis that holds the first
 // script reply of a connection longer than the client's read timeout.
 func TestRegressionLedgerScriptReplay(t *testing.T) {
+	t.Parallel()
 	r := redistest.New(t)
 	f := writePlan(t, planOpts{name: "bug-replay", n: 2, seed: 83, waves: "[100%]"})
 	direct := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
@@ -151,6 +154,7 @@ func TestRegressionLedgerScriptReplay(t *testing.T) {
 // go-redis hook on its ledger client; asynq has its own connection) and
 // expects the one-instance rollout to complete anyway.
 func TestRegressionResetTaskArchivedOnLedgerError(t *testing.T) {
+	t.Parallel()
 	r := redistest.New(t)
 	ns := strings.TrimSuffix(r.Prefix, ":")
 	f := writePlan(t, planOpts{name: "bug-skipretry", n: 1, seed: 89, waves: "[100%]"})
