@@ -452,10 +452,13 @@ type Instance struct {
 	Preflighted    bool          `json:"-"`
 	// Tries counts reset attempts in this generation; Resets counts calls
 	// the cloud accepted (the number the whole design keeps at one).
-	Tries      int       `json:"tries"`
-	Resets     int       `json:"resets"`
-	Code       string    `json:"code,omitempty"`
-	Error      string    `json:"error,omitempty"`
+	Tries  int    `json:"tries"`
+	Resets int    `json:"resets"`
+	Code   string `json:"code,omitempty"`
+	Error  string `json:"error,omitempty"`
+	// Adopted, when set, says why the instance's last reset was adopted
+	// from what the cloud showed instead of called (rollout.BeforeCall).
+	Adopted    string    `json:"adopted,omitempty"`
 	FirstTryAt time.Time `json:"first_try_at,omitzero"`
 	IntentAt   time.Time `json:"intent_at,omitzero"`
 	CalledAt   time.Time `json:"called_at,omitzero"`
@@ -468,7 +471,7 @@ func instanceFrom(id string, m map[string]string) *Instance {
 	return &Instance{ID: id, Wave: n("w"), Group: n("g"), Zone: m["zone"], Gen: n("gen"),
 		State: InstanceState(m["st"]), Token: tok, RequestID: m["rid"], OldImage: m["oimg"],
 		OldOpRequestID: m["oop"], NewImage: m["nimg"], Preflighted: m["pf"] == "1",
-		Tries: n("tries"), Resets: n("resets"), Code: m["code"], Error: m["err"],
+		Tries: n("tries"), Resets: n("resets"), Code: m["code"], Error: m["err"], Adopted: m["adopted"],
 		FirstTryAt: msTime(m["first"]), IntentAt: msTime(m["intent"]), CalledAt: msTime(m["called"]), DoneAt: msTime(m["done"])}
 }
 
@@ -607,6 +610,21 @@ func (l *Ledger) Called(ctx context.Context, rollout, id string, token int64, re
 	}
 	if n == 0 {
 		return fmt.Errorf("%w: called %s", ErrFenced, id)
+	}
+	return nil
+}
+
+// Adopt records that the worker judges a reinstall the cloud already shows
+// (running, or finished since pre-flight) instead of calling: calling →
+// resetting under requestID, with why kept for the report. It returns
+// ErrFenced when token no longer holds the instance.
+func (l *Ledger) Adopt(ctx context.Context, rollout, id string, token int64, requestID, why string) error {
+	n, err := adoptScript.Run(ctx, l.rdb, nil, l.base(rollout), id, token, requestID, l.now(), why).Int()
+	if err != nil {
+		return fmt.Errorf("ledger: adopt %s: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: adopt %s", ErrFenced, id)
 	}
 	return nil
 }

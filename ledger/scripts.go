@@ -12,7 +12,7 @@ import "github.com/redis/go-redis/v9"
 //	B c          hash   overall counters: succeeded skipped failed ambiguous cancelled terminal
 //	B w:<k>      list   instance IDs of wave k, in order
 //	B wc:<k>     hash   wave k counters (as above) plus size, complete, approved, soak_until
-//	B i:<id>     hash   one instance: st w g gen tok rid oimg oop pf tries resets first intent called done code err nimg
+//	B i:<id>     hash   one instance: st w g gen tok rid oimg oop pf tries resets first intent called done code err nimg adopted
 //	B held       set    instances parked while the rollout was not running
 //	B resetting  set    instances whose reset the cloud accepted, not yet verified
 //	B fence      string fencing-token counter
@@ -72,8 +72,28 @@ if redis.call('HGET', ik, 'tok') ~= ARGV[3] then return 0 end
 -- A replay of this very call (same token and request) already succeeded.
 if st == 'resetting' and redis.call('HGET', ik, 'rid') == ARGV[4] then return 1 end
 if st ~= 'calling' then return 0 end
-redis.call('HSET', ik, 'st', 'resetting', 'rid', ARGV[4], 'called', ARGV[5], 'code', '', 'err', '')
+redis.call('HSET', ik, 'st', 'resetting', 'rid', ARGV[4], 'called', ARGV[5], 'code', '', 'err', '', 'adopted', '')
 redis.call('HINCRBY', ik, 'resets', 1)
+redis.call('SADD', ARGV[1] .. 'resetting', ARGV[2])
+return 1
+`)
+
+// adoptScript records that, instead of calling, the worker adopted a
+// reinstall the cloud shows running or finished since pre-flight (see
+// rollout.BeforeCall): calling → resetting under that operation's request
+// ID, to be judged by verification. The reset counter is not incremented:
+// no call of this attempt reached the cloud.
+//
+// ARGV[1] key base, ARGV[2] instance, ARGV[3] token, ARGV[4] request ID
+// (” on the legacy API), ARGV[5] now, ARGV[6] why
+// Returns 1, or 0 when the token no longer holds the instance (fenced out).
+var adoptScript = redis.NewScript(`
+local ik = ARGV[1] .. 'i:' .. ARGV[2]
+local st = redis.call('HGET', ik, 'st')
+if redis.call('HGET', ik, 'tok') ~= ARGV[3] then return 0 end
+if st == 'resetting' and redis.call('HGET', ik, 'rid') == ARGV[4] then return 1 end
+if st ~= 'calling' then return 0 end
+redis.call('HSET', ik, 'st', 'resetting', 'rid', ARGV[4], 'called', ARGV[5], 'code', '', 'err', '', 'adopted', ARGV[6])
 redis.call('SADD', ARGV[1] .. 'resetting', ARGV[2])
 return 1
 `)

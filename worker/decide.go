@@ -7,13 +7,14 @@ import (
 	"github.com/fleetreset/fleetreset/rollout"
 )
 
-// observed converts a DescribeInstances entry (nil: not returned) for the
-// pre-flight decision.
-func observed(in *cvm.Instance) rollout.Observed {
+// Observe converts a DescribeInstances entry (nil: not returned) into what
+// the rollout decisions (rollout.Preflight, rollout.BeforeCall) judge.
+func Observe(in *cvm.Instance) rollout.Observed {
 	if in == nil {
 		return rollout.Observed{}
 	}
-	return rollout.Observed{Found: true, ImageID: in.ImageID, State: in.State, Resetting: in.Resetting(), Zone: in.Zone}
+	return rollout.Observed{Found: true, ImageID: in.ImageID, State: in.State, Resetting: in.Resetting(), Zone: in.Zone,
+		Op: in.LatestOperation, OpState: in.LatestOperationState, OpRequestID: in.LatestOperationRequestID}
 }
 
 // landing is what a reconcile concluded about a call whose outcome the
@@ -55,6 +56,10 @@ func reconcile(gen cvm.Generation, target, oldImage, oldOp string, in *cvm.Insta
 		return landed, "", "instance is reinstalling (status 14)"
 	case target != "" && target != oldImage && in.ImageID == target:
 		return landed, "", "instance already runs the target image"
+	case target == oldImage:
+		// A reinstall of the same image leaves no trace on the legacy API
+		// once it has finished: nothing proves the call did not land.
+		return unknown, "", "the legacy API shows no trace of a finished reinstall of the same image"
 	case in.ImageID == oldImage && (in.V2Status == 2 || in.V2Status == 4):
 		return notLanded, "", "image and status unchanged since pre-flight"
 	}

@@ -25,6 +25,7 @@ func TestReconcile(t *testing.T) {
 		{"v2-on-target", cvm.V2, &cvm.Instance{ImageID: target, V2Status: 2, State: "RUNNING"}, landed},
 		{"v2-unchanged", cvm.V2, &cvm.Instance{ImageID: old, V2Status: 2, State: "RUNNING"}, notLanded},
 		{"v2-other-image", cvm.V2, &cvm.Instance{ImageID: "img-elsewhere", V2Status: 2, State: "RUNNING"}, unknown},
+		{"v3-unchanged-since-awaited-reboot", cvm.V3, &cvm.Instance{ImageID: old, State: "RUNNING", LatestOperation: "RebootInstances", LatestOperationState: "SUCCESS", LatestOperationRequestID: oldOp}, notLanded},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -33,6 +34,10 @@ func TestReconcile(t *testing.T) {
 				t.Errorf("reconcile = %v (%s); want %v", got, why, tt.want)
 			}
 		})
+	}
+	// A same-image reinstall on the legacy API leaves no trace once done.
+	if got, _, why := reconcile(cvm.V2, old, old, "", &cvm.Instance{ImageID: old, V2Status: 2, State: "RUNNING"}); got != unknown {
+		t.Errorf("v2 same image unchanged: reconcile = %v (%s); want unknown", got, why)
 	}
 }
 

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -56,6 +57,7 @@ type bundle struct {
 	logs   *lockedBuffer
 	log    *slog.Logger
 	plan   *planner.Plan
+	replay time.Duration
 }
 
 type planOpts struct {
@@ -89,6 +91,10 @@ func setup(t *testing.T, simCfg cvmsim.Config, o planOpts) *bundle {
 	}
 	t.Cleanup(func() { b.client.Close() })
 	b.ctl = control.New(control.Config{Ledger: b.l, Client: b.client, Namespace: ns, Logger: log})
+	// A short replay window, told to the workers too, keeps the wait
+	// before a re-call after a lost request (ReplayWindow) test-sized.
+	simCfg.ReplayWindow = cmp.Or(simCfg.ReplayWindow, 3*time.Second)
+	b.replay = simCfg.ReplayWindow
 	b.sim = cvmsim.New(simCfg)
 	srv := httptest.NewServer(b.sim)
 	t.Cleanup(srv.Close)
@@ -146,7 +152,7 @@ func (b *bundle) startWorkers(t *testing.T, n int, tweak func(*worker.Config)) {
 		cfg := worker.Config{
 			Redis: b.r.ConnOpt(), Controller: b.ctl,
 			Limiter:     ratelimit.NewRedis(b.r.Client, ratelimit.Config{Prefix: b.ns + ":"}),
-			Credentials: &b.creds, Concurrency: 10, ReconcileGrace: time.Second,
+			Credentials: &b.creds, Concurrency: 10, ReconcileGrace: time.Second, ReplayWindow: b.replay,
 			RetryBase: 100 * time.Millisecond, RetryCap: time.Second,
 			ShutdownTimeout: 5 * time.Second, Logger: b.log,
 			LookupEnv: func(k string) (string, bool) {

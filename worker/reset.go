@@ -15,7 +15,10 @@ import (
 	"github.com/hibiken/asynq"
 )
 
-// handleReset resets one instance at most once per rollout attempt.
+// handleReset resets one instance at most once per rollout attempt: it
+// records the intent, asks the cloud whether the instance was reset since
+// pre-flight (the cloud is the second record of what happened), and only
+// then takes a rate-limit slot and calls.
 func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 	var p tasks.ResetPayload
 	if err := tasks.Parse(t, &p); err != nil {
@@ -39,28 +42,64 @@ func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	var slot time.Time
-	if in.State == ledger.Pending {
-		// Take the rate-limit slot before recording the intent, so that no
-		// intent waits in the limiter's queue.
-		if err := w.waitReset(ctx, spec); err != nil {
-			return err
-		}
-		slot = w.clock.Now()
-	}
 	res, err := w.l.Begin(ctx, spec.ID, p.InstanceID, p.Gen)
 	if err != nil {
 		return err
 	}
 	switch res.Action {
 	case ledger.ActProceed:
-		return w.call(ctx, spec, api, in, res.Token, slot)
+		return w.guardedCall(ctx, spec, api, in, res)
 	case ledger.ActReconcile:
 		return w.reconcileCall(ctx, spec, api, in, res)
 	case ledger.ActVerify:
 		return w.ctl.EnqueueVerify(ctx, spec.ID, spec.VerifyInterval, time.Time{})
 	}
 	return nil
+}
+
+// guardedCall describes the instance under a fresh intent and calls only
+// when rollout.BeforeCall allows it; a reinstall that runs, or one that
+// appeared since pre-flight, is adopted and verified instead.
+func (w *Worker) guardedCall(ctx context.Context, spec rollout.Spec, api cvm.API, in *ledger.Instance, res ledger.BeginResult) error {
+	taskID, _ := asynq.GetTaskID(ctx)
+	log := w.log.With("rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID, "task_id", taskID)
+	obs, err := w.describeOne(ctx, spec, api, in.ID)
+	if err != nil {
+		// Nothing was called: give the intent back, so that the retry
+		// starts clean instead of reconciling after the grace period.
+		dctx, cancel := detached(ctx)
+		defer cancel()
+		if rerr := w.l.Release(dctx, spec.ID, in.ID, res.Token, ledger.Pending, ErrorCode(err), "describe before reset: "+err.Error()); rerr != nil && !errors.Is(rerr, ledger.ErrFenced) {
+			return rerr
+		}
+		if cvm.Classify(err) == cvm.Fatal {
+			return w.ctl.PauseFatal(dctx, spec, in.Wave, "describe before reset: "+err.Error())
+		}
+		return err
+	}
+	prior := rollout.Prior{Target: spec.Groups[in.Group].ImageID, Image: in.OldImage, OpRequestID: in.OldOpRequestID, Judged: in.RequestID}
+	verdict, why := rollout.BeforeCall(prior, Observe(obs))
+	switch verdict {
+	case rollout.Adopt:
+		rid := obs.LatestOperationRequestID
+		if err := w.l.Adopt(ctx, spec.ID, in.ID, res.Token, rid, why); err != nil {
+			if errors.Is(err, ledger.ErrFenced) {
+				return nil
+			}
+			return err
+		}
+		log.Warn("not calling: adopted the reinstall the cloud shows", "why", why, "request_id", rid)
+		return w.ctl.EnqueueVerify(ctx, spec.ID, spec.VerifyInterval, time.Time{})
+	case rollout.Wait:
+		if err := w.l.Release(ctx, spec.ID, in.ID, res.Token, ledger.Pending, "OperationInProgress", why); err != nil {
+			return err
+		}
+		return &retryLater{In: max(spec.VerifyInterval, w.backoff(in.Tries)), Cause: why}
+	case rollout.Gone:
+		return w.finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: res.Token,
+			To: ledger.Failed, Code: "InstanceNotFound", Message: why})
+	}
+	return w.call(ctx, spec, api, in, res.Token, res.IntentAt)
 }
 
 func (w *Worker) waitReset(ctx context.Context, spec rollout.Spec) error {
@@ -70,6 +109,10 @@ func (w *Worker) waitReset(ctx context.Context, spec rollout.Spec) error {
 	}
 	return err
 }
+
+// slotSlack is how long after its rate-limit slot a call may still go out
+// when the journal's write came in between.
+const slotSlack = 20 * time.Millisecond
 
 // request builds the API request of an instance, resolving its password
 // reference now: the password exists only in this process's memory, for
@@ -95,15 +138,11 @@ func (w *Worker) request(spec rollout.Spec, in *ledger.Instance) (cvm.ResetReque
 	return req, nil
 }
 
-// slotSlack is how long after its rate-limit slot a call may still go out.
-// A later call (Redis stalled in between, a slow disk under the journal)
-// takes a new slot: calls released together after a stall would exceed
-// the per-second budget at the API.
-const slotSlack = 20 * time.Millisecond
-
-// call makes the one reset call an intent (token) permits; slot is when its
-// rate-limit slot began (zero: take one now).
-func (w *Worker) call(ctx context.Context, spec rollout.Spec, api cvm.API, in *ledger.Instance, token int64, slot time.Time) error {
+// call makes the one reset call an intent (token, recorded at intentAt)
+// permits. The call must be signed within callWindow of the intent: a
+// reconcile trusts that no call of an earlier delivery is still in flight
+// ReconcileGrace after its intent.
+func (w *Worker) call(ctx context.Context, spec rollout.Spec, api cvm.API, in *ledger.Instance, token int64, intentAt time.Time) error {
 	taskID, _ := asynq.GetTaskID(ctx)
 	log := w.log.With("rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID, "task_id", taskID, "attempt", in.Tries+1)
 	req, err := w.request(spec, in)
@@ -117,19 +156,38 @@ func (w *Worker) call(ctx context.Context, spec rollout.Spec, api cvm.API, in *l
 		}
 		return w.ctl.PauseFatal(dctx, spec, in.Wave, "worker cannot resolve the password: "+err.Error())
 	}
+	// The slot comes last, right before the call, so that calls reach the
+	// API spaced as the limiter granted them.
+	if err := w.waitReset(ctx, spec); err != nil {
+		dctx, cancel := detached(ctx)
+		defer cancel()
+		_ = w.l.Release(dctx, spec.ID, in.ID, token, ledger.Pending, "RateLimitWait", err.Error())
+		return err
+	}
+	slot := w.clock.Now()
 	if j := w.cfg.Journal; j != nil {
+		// On disk before the call, and only for a call about to go out.
 		if err := j.Intent(ctx, spec.ID, in.ID, token, in.OldImage, in.OldOpRequestID); err != nil {
 			dctx, cancel := detached(ctx)
 			defer cancel()
 			_ = w.l.Release(dctx, spec.ID, in.ID, token, ledger.Pending, "JournalError", err.Error())
 			return fmt.Errorf("worker: journal intent of %s: %w", in.ID, err)
 		}
+		if w.clock.Now().Sub(slot) > slotSlack {
+			// A slow disk: calls released together would exceed the
+			// per-second budget at the API. Take a new slot.
+			if err := w.waitReset(ctx, spec); err != nil {
+				return err // the intent stays; a redelivery reconciles it
+			}
+		}
 	}
-	if w.clock.Now().Sub(slot) > slotSlack {
-		if err := w.waitReset(ctx, spec); err != nil {
-			// The intent stays; a redelivery reconciles it after the grace.
+	if late := w.clock.Now().Sub(intentAt); late > w.callWindow() {
+		// Too late to call under this intent: a redelivery may already be
+		// reconciling it. Nothing was sent; start over.
+		if err := w.l.Release(ctx, spec.ID, in.ID, token, ledger.Pending, "CallWindow", "rate-limit wait outlasted the call window"); err != nil && !errors.Is(err, ledger.ErrFenced) {
 			return err
 		}
+		return &retryLater{In: time.Second, Cause: fmt.Sprintf("intent %s old, call window %s", late.Round(time.Millisecond), w.callWindow())}
 	}
 	start := w.clock.Now()
 	requestID, err := api.ResetInstance(ctx, req)
@@ -213,7 +271,7 @@ func (w *Worker) reconcileCall(ctx context.Context, spec rollout.Spec, api cvm.A
 	if since := w.clock.Now().Sub(res.IntentAt); since < w.cfg.ReconcileGrace {
 		return &retryLater{In: w.cfg.ReconcileGrace - since, Cause: "waiting out the reconcile grace period"}
 	}
-	found, err := w.describe(ctx, spec, api, []string{in.ID})
+	obs, err := w.describeOne(ctx, spec, api, in.ID)
 	if err != nil {
 		if cvm.Classify(err) == cvm.Fatal {
 			return w.ctl.PauseFatal(ctx, spec, in.Wave, "reconcile: "+err.Error())
@@ -222,12 +280,19 @@ func (w *Worker) reconcileCall(ctx context.Context, spec rollout.Spec, api cvm.A
 	}
 	target := cmp.Or(spec.Groups[in.Group].ImageID, in.OldImage)
 	gen := cvm.Generation(cmp.Or(w.cfg.API, spec.API))
-	verdict, requestID, why := reconcile(gen, target, in.OldImage, in.OldOpRequestID, found[in.ID])
+	verdict, requestID, why := reconcile(gen, target, in.OldImage, in.OldOpRequestID, obs)
 	switch verdict {
 	case landed:
 		log.Warn("reconciled: the earlier call had landed", "request_id", requestID, "why", why)
 		return w.accepted(ctx, spec, in, res.Token, requestID, log)
 	case notLanded:
+		// No trace of the call yet; but a request delayed in the network
+		// can still arrive while its signature is valid. Call again only
+		// once the API refuses it for certain.
+		if wait := res.IntentAt.Add(w.recallAfter()).Sub(w.clock.Now()); wait > 0 {
+			return &retryLater{In: wait, Cause: "no trace of the earlier call; waiting until its signature expired before calling again"}
+		}
+		at := w.clock.Now()
 		tok, err := w.l.Retake(ctx, spec.ID, in.ID, res.Token)
 		if errors.Is(err, ledger.ErrFenced) {
 			return nil
@@ -237,7 +302,7 @@ func (w *Worker) reconcileCall(ctx context.Context, spec rollout.Spec, api cvm.A
 		}
 		log.Info("reconciled: the earlier call never landed; calling", "why", why)
 		in.Tries++
-		return w.call(ctx, spec, api, in, tok, time.Time{})
+		return w.call(ctx, spec, api, in, tok, at)
 	default:
 		log.Error("reset outcome ambiguous; needs a human", "why", why)
 		return w.finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: res.Token,

@@ -152,10 +152,21 @@ func (w *Worker) preflight(ctx context.Context, spec rollout.Spec, api cvm.API, 
 			continue
 		}
 		obs := found[in.ID]
-		v, why := rollout.Preflight(spec.Groups[in.Group].ImageID, observed(obs), spec.ResetMatching)
+		v, why := rollout.Preflight(spec.Groups[in.Group].ImageID, Observe(obs), spec.ResetMatching)
 		switch v {
 		case rollout.Proceed:
 			err = w.l.Preflight(ctx, spec.ID, in.ID, obs.ImageID, obs.LatestOperationRequestID)
+		case rollout.Await:
+			// A running reinstall is recorded without its request ID, so
+			// that the check before the call counts it as new and adopts
+			// it; any other operation is recorded as the one to wait out.
+			op := obs.LatestOperationRequestID
+			if rollout.IsReset(obs.LatestOperation) || obs.LatestOperation == "" {
+				op = ""
+			}
+			w.log.Warn("pre-flight: an operation is running; it will be waited for and judged, not repeated",
+				"rollout", spec.ID, "instance_id", in.ID, "why", why, "request_id", obs.LatestOperationRequestID)
+			err = w.l.Preflight(ctx, spec.ID, in.ID, obs.ImageID, op)
 		case rollout.Skip:
 			if err = w.l.Preflight(ctx, spec.ID, in.ID, obs.ImageID, obs.LatestOperationRequestID); err != nil {
 				return false, err
@@ -171,31 +182,6 @@ func (w *Worker) preflight(ctx context.Context, spec rollout.Spec, api cvm.API, 
 		}
 	}
 	return false, nil
-}
-
-// describe calls DescribeInstances for up to 100 IDs under the describe budget.
-func (w *Worker) describe(ctx context.Context, spec rollout.Spec, api cvm.API, ids []string) (map[string]*cvm.Instance, error) {
-	waited, err := w.cfg.Limiter.Wait(ctx, w.limiterKey(spec, "DescribeInstances"), spec.DescribeRate)
-	if o := w.cfg.Observer; o != nil {
-		o.RateWait("DescribeInstances", waited)
-	}
-	if err != nil {
-		return nil, err
-	}
-	start := w.clock.Now()
-	list, err := api.DescribeInstances(ctx, ids)
-	w.observeCall("DescribeInstances", err, start)
-	if err != nil {
-		if cvm.IsThrottled(err) {
-			_ = w.cfg.Limiter.Throttled(ctx, w.limiterKey(spec, "DescribeInstances"))
-		}
-		return nil, fmt.Errorf("worker: describe %d instances: %w", len(ids), err)
-	}
-	out := make(map[string]*cvm.Instance, len(list))
-	for i := range list {
-		out[list[i].InstanceID] = &list[i]
-	}
-	return out, nil
 }
 
 func (w *Worker) observeCall(action string, err error, start time.Time) {

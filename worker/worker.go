@@ -34,6 +34,7 @@ const (
 	RetryCapDefault        = time.Minute
 	ResetTimeoutDefault    = 5 * time.Minute
 	ShutdownTimeoutDefault = 45 * time.Second
+	ReplayWindowDefault    = 5 * time.Minute
 )
 
 // Journal records reset intents and outcomes durably outside Redis (the
@@ -76,6 +77,12 @@ type Config struct {
 	// custom APIFunc must not allow longer. Defaults to cvm.TimeoutDefault
 	// or half of ReconcileGrace, whichever is shorter.
 	CallTimeout time.Duration
+	// ReplayWindow is how long the API accepts a signed request after its
+	// timestamp (Tencent Cloud: 5 minutes, then AuthFailure.SignatureExpire).
+	// After a call whose outcome is unknown and that shows no trace at the
+	// cloud, the reset is called again only once the first request can no
+	// longer land. Defaults to ReplayWindowDefault; set it to a simulator's.
+	ReplayWindow time.Duration
 	// RetryBase and RetryCap shape the full-jitter exponential backoff of
 	// retryable API errors. Default 2s and 1m.
 	RetryBase, RetryCap time.Duration
@@ -115,6 +122,8 @@ type Worker struct {
 
 	mu   sync.Mutex
 	apis map[string]cvm.API
+
+	batches batches
 }
 
 // New checks cfg and returns a Worker.
@@ -130,6 +139,7 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.ReconcileGrace <= cfg.CallTimeout {
 		return nil, fmt.Errorf("worker: ReconcileGrace (%s) must exceed CallTimeout (%s): a reconcile must never race a call still in flight", cfg.ReconcileGrace, cfg.CallTimeout)
 	}
+	cfg.ReplayWindow = cmp.Or(cfg.ReplayWindow, ReplayWindowDefault)
 	cfg.RetryBase = cmp.Or(cfg.RetryBase, RetryBaseDefault)
 	cfg.RetryCap = cmp.Or(cfg.RetryCap, RetryCapDefault)
 	cfg.ResetTimeout = cmp.Or(cfg.ResetTimeout, ResetTimeoutDefault)
@@ -246,6 +256,19 @@ func (w *Worker) Run(ctx context.Context) error {
 	<-ctx.Done()
 	srv.Shutdown()
 	return nil
+}
+
+// callWindow is how long after its intent a reset call may still be
+// signed: a call signed later could outlast ReconcileGrace, when a
+// redelivered task trusts that no earlier call is still in flight.
+func (w *Worker) callWindow() time.Duration { return w.cfg.ReconcileGrace - w.cfg.CallTimeout }
+
+// recallAfter is how long after an intent whose call left no trace the
+// reset may be called again: the latest moment the first request could be
+// signed (callWindow), plus the API's replay window, plus a tenth of it
+// for clock skew between the worker and the API.
+func (w *Worker) recallAfter() time.Duration {
+	return w.callWindow() + w.cfg.ReplayWindow + w.cfg.ReplayWindow/10
 }
 
 // retryLater is a handler error that is not a failure: the task comes back
