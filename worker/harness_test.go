@@ -67,6 +67,8 @@ type planOpts struct {
 	extra    string // more top-level YAML
 	password bool   // password {env: FR_TEST_PASSWORD}
 	missing  map[int]bool
+	// verifyTimeout is the plan's verify timeout (default 1m).
+	verifyTimeout string
 }
 
 const plantedPassword = "Pl4nted!Secr#77"
@@ -113,7 +115,7 @@ func setup(t *testing.T, simCfg cvmsim.Config, o planOpts) *bundle {
 	case api == "v3":
 		y.WriteString("keepImageLogin: true\n")
 	}
-	fmt.Fprintf(&y, "verify: {interval: 200ms, timeout: 1m}\nretry: {attempts: 50, deadline: 5m}\n")
+	fmt.Fprintf(&y, "verify: {interval: 200ms, timeout: %s}\nretry: {attempts: 50, deadline: 5m}\n", cmp.Or(o.verifyTimeout, "1m"))
 	if o.waves == "" {
 		o.waves = "[{size: 100%}]"
 	}

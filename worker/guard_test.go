@@ -1,0 +1,128 @@
+package worker_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/fleetreset/fleetreset/cvm"
+	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/ledger"
+)
+
+// resetAtCloud resets every instance of the plan at the simulator, as a
+// call whose record was lost would have: an aborted rollout's in-flight
+// calls, a ledger restored from an old snapshot, a Redis that lost
+// everything, a run started in another directory.
+func (b *bundle) resetAtCloud(t *testing.T, api string) {
+	t.Helper()
+	c, err := cvm.New(cvm.Config{Generation: cvm.Generation(api), Endpoint: b.url, Region: "ap-guangzhou", Credentials: b.creds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range b.plan.Targets {
+		req := cvm.ResetRequest{InstanceID: tg.InstanceID, ImageID: "img-new00001", ImageType: 1, KeepImageLogin: api == "v3"}
+		if api == "v2" {
+			req.Password = cvm.Secret(plantedPassword)
+		}
+		if _, err := c.ResetInstance(t.Context(), req); err != nil {
+			t.Fatalf("reset %s at the simulator: %v", tg.InstanceID, err)
+		}
+	}
+}
+
+// TestRunningReinstallIsAdoptedNotRepeated: instances whose reinstall is
+// already running when the rollout pre-flights them (the abort-and-re-apply
+// and the lost-Redis re-apply of issue 16) are judged, never reset again.
+// Before the fix pre-flight said Proceed, the worker retried
+// InstanceOperationInProgress until the reinstall ended, then reset again.
+func TestRunningReinstallIsAdoptedNotRepeated(t *testing.T) {
+	for _, api := range []string{"v3", "v2"} {
+		t.Run(api, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, cvmsim.Config{ResetDuration: 2 * time.Second,
+				Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}},
+				planOpts{n: 20, api: api, extra: fast})
+			b.resetAtCloud(t, api)
+			b.apply(t)
+			b.startWorkers(t, 2, nil)
+			r := b.await(t, time.Minute, ledger.Completed, ledger.Paused, ledger.Aborted)
+			if r.State != ledger.Completed || r.Counters.Succeeded != 20 {
+				t.Fatalf("rollout %s (%s) with %+v; want all 20 succeeded", r.State, r.Reason, r.Counters)
+			}
+			b.exactlyOnce(t, nil)
+			is, err := b.l.AllInstances(t.Context(), r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, in := range is {
+				if in.Adopted == "" || in.Resets != 0 {
+					t.Errorf("%s: adopted %q, resets %d; want adopted with no call of ours", in.ID, in.Adopted, in.Resets)
+				}
+			}
+		})
+	}
+}
+
+// TestResetSincePreflightIsAdopted: the ledger says an instance was
+// pre-flighted and never called, but the cloud shows a reinstall since
+// (a Redis restored from a snapshot taken before the call was recorded).
+// The check right before the call adopts it.
+func TestResetSincePreflightIsAdopted(t *testing.T) {
+	t.Parallel()
+	b := setup(t, cvmsim.Config{ResetDuration: 200 * time.Millisecond,
+		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}},
+		planOpts{n: 20, extra: fast})
+	b.apply(t)
+	// What the pre-flight recorded, then the calls whose records were lost.
+	for _, tg := range b.plan.Targets {
+		v, _ := b.sim.Instance(tg.InstanceID)
+		if err := b.l.Preflight(t.Context(), b.plan.Spec.ID, tg.InstanceID, v.ImageID, v.LatestOperationRequestID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.resetAtCloud(t, "v3")
+	b.startWorkers(t, 2, nil)
+	r := b.await(t, time.Minute, ledger.Completed, ledger.Paused, ledger.Aborted)
+	if r.State != ledger.Completed || r.Counters.Succeeded != 20 {
+		t.Fatalf("rollout %s (%s) with %+v; want all 20 succeeded", r.State, r.Reason, r.Counters)
+	}
+	b.exactlyOnce(t, nil)
+}
+
+// TestRetryFailedReverifiesAcceptedResets: resets the cloud accepted but
+// that were not verified in time fail VerifyTimeout; retry-failed must
+// verify them again, not reset them again (issue 16).
+func TestRetryFailedReverifiesAcceptedResets(t *testing.T) {
+	t.Parallel()
+	b := setup(t, cvmsim.Config{ResetDuration: 3 * time.Second,
+		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}},
+		planOpts{n: 10, extra: fast + "\nfailureBudget: {max: 100}", verifyTimeout: "1s"})
+	b.apply(t)
+	b.startWorkers(t, 1, nil)
+	r := b.await(t, time.Minute, ledger.Completed, ledger.Paused)
+	if r.Counters.Failed != 10 {
+		t.Fatalf("rollout %s with %+v; want all 10 failed VerifyTimeout first", r.State, r.Counters)
+	}
+	// The operator retries once the reinstalls have in fact finished.
+	if !eventually(time.Minute, func() bool {
+		for _, v := range b.sim.Instances() {
+			if v.LatestOperationState != "SUCCESS" {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatal("the simulator's reinstalls did not finish")
+	}
+	if _, err := b.ctl.RetryFailed(t.Context(), b.plan.Spec.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	var last *ledger.Rollout
+	if !eventually(time.Minute, func() bool {
+		last, _ = b.l.Get(t.Context(), b.plan.Spec.ID)
+		return last != nil && last.State == ledger.Completed && last.Counters.Succeeded == 10
+	}) {
+		t.Fatalf("after retry-failed: %+v; want all 10 succeeded", last)
+	}
+	b.exactlyOnce(t, nil)
+}
