@@ -193,7 +193,7 @@ func workerCmd(ctx context.Context, env *Env, args []string) error {
 	wcfg := worker.Config{Redis: cn.opt, Controller: cn.controller(c.namespace, log),
 		Limiter: ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix}), APIFunc: apiFactory(a, creds),
 		Endpoint: a.endpoint, API: a.api, Credentials: &creds, Concurrency: *concurrency,
-		ReconcileGrace: *grace, CallTimeout: a.timeout, ShutdownTimeout: *shutdown, Logger: log, LookupEnv: env.lookupEnv()}
+		ReconcileGrace: *grace, CallTimeout: a.timeout, ReplayWindow: a.replay, ShutdownTimeout: *shutdown, Logger: log, LookupEnv: env.lookupEnv()}
 	if err := serveWorkerMetrics(ctx, *metricsAddr, cn, &wcfg, log); err != nil {
 		return err
 	}

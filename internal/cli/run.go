@@ -42,7 +42,9 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics on this address while the rollout runs (e.g. 127.0.0.1:9464)")
 	stateDir := fs.String("state-dir", ".fleetreset", "directory of the crash-safety journal (embedded Redis only; with --simulate a temporary one, since the simulator itself is gone after the run)")
 	grace := fs.Duration("reconcile-grace", 0, "how long after an unanswered call to wait before asking the API whether it landed (default 2m; 5s with --simulate)")
-	simCfg := cvmsim.Config{ResetDuration: 2 * time.Second}
+	// The demo's simulator accepts a request 30 s after signing, not 5 min,
+	// so that a lost request is retried within the demo's patience.
+	simCfg := cvmsim.Config{ResetDuration: 2 * time.Second, ReplayWindow: 30 * time.Second}
 	simFlags(fs, &simCfg, "sim-")
 	plan, err := loadPlanArg(env, fs, &a, args, true)
 	if err != nil {
@@ -113,6 +115,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 			// The simulator answers at once: short calls allow a short grace.
 			*grace = 5 * time.Second
 		}
+		a.replay = cmp.Or(a.replay, simCfg.ReplayWindow, cvmsim.ReplayWindowDefault)
 		fmt.Fprintf(out, "Simulator at %s with %d instances (reset takes %s)\n", a.endpoint, len(plan.Targets), cmp.Or(simCfg.ResetDuration, cvmsim.ResetDurationDefault))
 		if h := env.Hooks; h != nil && h.Simulator != nil {
 			h.Simulator(sim, a.endpoint)
@@ -132,7 +135,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	ctl := cn.controller(c.namespace, log)
 	wcfg := worker.Config{Redis: cn.opt, Controller: ctl, Limiter: lim, APIFunc: apiFor,
 		Endpoint: a.endpoint, API: a.api, Credentials: &creds, Concurrency: *concurrency,
-		ReconcileGrace: *grace, CallTimeout: a.timeout, Logger: log, LookupEnv: env.lookupEnv()}
+		ReconcileGrace: *grace, CallTimeout: a.timeout, ReplayWindow: a.replay, Logger: log, LookupEnv: env.lookupEnv()}
 	if err := serveWorkerMetrics(ctx, *metricsAddr, cn, &wcfg, log); err != nil {
 		return err
 	}

@@ -34,12 +34,16 @@ type apiFlags struct {
 	api      string
 	// timeout bounds each call; zero means cvm.TimeoutDefault.
 	timeout time.Duration
+	// replay is how long the API accepts a signed request; zero means
+	// worker.ReplayWindowDefault (the real API's 5 minutes).
+	replay time.Duration
 }
 
 func (a *apiFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.endpoint, "endpoint", "", "API base URL, overriding the plan's (e.g. http://127.0.0.1:8080 for a simulator)")
 	fs.StringVar(&a.api, "api", "", "API generation v2 or v3, overriding the plan's")
 	fs.DurationVar(&a.timeout, "call-timeout", 0, "timeout of one API call (default 30s, or half of --reconcile-grace where that is shorter)")
+	fs.DurationVar(&a.replay, "api-replay-window", 0, "how long the API accepts a signed request (default 5m, Tencent Cloud's; set a simulator's): after a reset call whose outcome is unknown and left no trace, the reset is called again only once the first request can no longer land")
 }
 
 func (a *apiFlags) check() error {
