@@ -127,8 +127,12 @@ func printStatus(out io.Writer, r *ledger.Rollout, is []*ledger.Instance, all bo
 			w.Counters.Succeeded, w.Counters.Skipped, w.Counters.Failures(), extra)
 	}
 	byState := map[ledger.InstanceState]int{}
+	adopted := 0
 	for _, in := range is {
 		byState[in.State]++
+		if in.Adopted != "" {
+			adopted++
+		}
 	}
 	var parts []string
 	for _, st := range []ledger.InstanceState{ledger.Pending, ledger.Held, ledger.Calling, ledger.Resetting, ledger.Succeeded, ledger.Skipped, ledger.Failed, ledger.Ambiguous, ledger.Cancelled} {
@@ -137,6 +141,9 @@ func printStatus(out io.Writer, r *ledger.Rollout, is []*ledger.Instance, all bo
 		}
 	}
 	fmt.Fprintf(out, "  instances: %s\n", strings.Join(parts, ", "))
+	if adopted > 0 {
+		fmt.Fprintf(out, "  adopted %d: judged from a reinstall the cloud already showed (running, or done since pre-flight), not called again\n", adopted)
+	}
 	shown := 0
 	for _, in := range is {
 		attention := in.State == ledger.Failed || in.State == ledger.Ambiguous || in.State == ledger.Calling || in.State == ledger.Resetting
@@ -147,7 +154,11 @@ func printStatus(out io.Writer, r *ledger.Rollout, is []*ledger.Instance, all bo
 			fmt.Fprintf(out, "  %-14s %-5s %-10s %-6s %-38s %s\n", "INSTANCE", "WAVE", "STATE", "TRIES", "REQUEST", "ERROR")
 		}
 		shown++
-		fmt.Fprintf(out, "  %-14s %-5d %-10s %-6d %-38s %s\n", in.ID, in.Wave+1, in.State, in.Tries, in.RequestID, strings.TrimSpace(in.Code+" "+in.Error))
+		note := strings.TrimSpace(in.Code + " " + in.Error)
+		if in.Adopted != "" {
+			note = strings.TrimSpace("adopted: " + in.Adopted + "; " + note)
+		}
+		fmt.Fprintf(out, "  %-14s %-5d %-10s %-6d %-38s %s\n", in.ID, in.Wave+1, in.State, in.Tries, in.RequestID, strings.TrimSuffix(note, ";"))
 	}
 	if r.Counters.Ambiguous > 0 {
 		fmt.Fprintln(out, "  Ambiguous instances need a human: check them in the console, then `fleetreset retry-failed --ambiguous` only if they were NOT reset.")
@@ -226,23 +237,27 @@ var (
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "Rollout %s: %d instance(s) queued for a new attempt.\n", id, len(res.Requeue))
+		fmt.Fprintf(env.Stdout, "Each is described before any call: one whose earlier reset the cloud shows finished on the target image, or still running, is re-verified, not reset again; only a reset that FAILED or ended off the target is called again. `fleetreset status --all %s` marks the re-verified ones \"adopted\".\n", id)
 		return nil
 	})
 )
 
 // ReportRow is one instance in a report. It never holds a secret.
 type ReportRow struct {
-	Rollout    string    `json:"rollout"`
-	InstanceID string    `json:"instance_id"`
-	Wave       int       `json:"wave"`
-	Zone       string    `json:"zone,omitempty"`
-	Outcome    string    `json:"outcome"`
-	OldImage   string    `json:"old_image"`
-	NewImage   string    `json:"new_image"`
-	Target     string    `json:"target_image"`
-	RequestID  string    `json:"request_id"`
-	Attempts   int       `json:"attempts"`
-	Resets     int       `json:"resets"`
+	Rollout    string `json:"rollout"`
+	InstanceID string `json:"instance_id"`
+	Wave       int    `json:"wave"`
+	Zone       string `json:"zone,omitempty"`
+	Outcome    string `json:"outcome"`
+	OldImage   string `json:"old_image"`
+	NewImage   string `json:"new_image"`
+	Target     string `json:"target_image"`
+	RequestID  string `json:"request_id"`
+	Attempts   int    `json:"attempts"`
+	Resets     int    `json:"resets"`
+	// Adopted, when set, says why the last reset was judged from what the
+	// cloud showed (a reinstall running or already done) instead of called.
+	Adopted    string    `json:"adopted,omitempty"`
 	Code       string    `json:"code,omitempty"`
 	Error      string    `json:"error,omitempty"`
 	FirstTryAt time.Time `json:"first_try_at,omitzero"`
@@ -264,7 +279,7 @@ func Report(ctx context.Context, l *ledger.Ledger, id string) ([]ReportRow, erro
 	for _, in := range is {
 		rows = append(rows, ReportRow{Rollout: id, InstanceID: in.ID, Wave: in.Wave + 1, Zone: in.Zone, Outcome: string(in.State),
 			OldImage: in.OldImage, NewImage: in.NewImage, Target: r.Spec.Groups[in.Group].ImageID, RequestID: in.RequestID,
-			Attempts: in.Tries, Resets: in.Resets, Code: in.Code, Error: in.Error,
+			Attempts: in.Tries, Resets: in.Resets, Adopted: in.Adopted, Code: in.Code, Error: in.Error,
 			FirstTryAt: in.FirstTryAt, CalledAt: in.CalledAt, DoneAt: in.DoneAt})
 	}
 	return rows, nil
@@ -294,7 +309,7 @@ func reportCmd(ctx context.Context, env *Env, args []string) error {
 		return writeJSON(env.Stdout, rows)
 	case "csv":
 		w := csv.NewWriter(env.Stdout)
-		_ = w.Write([]string{"rollout", "instance_id", "wave", "zone", "outcome", "old_image", "new_image", "target_image", "request_id", "attempts", "resets", "code", "error", "first_try_at", "called_at", "done_at"})
+		_ = w.Write([]string{"rollout", "instance_id", "wave", "zone", "outcome", "old_image", "new_image", "target_image", "request_id", "attempts", "resets", "adopted", "code", "error", "first_try_at", "called_at", "done_at"})
 		ts := func(t time.Time) string {
 			if t.IsZero() {
 				return ""
@@ -303,7 +318,7 @@ func reportCmd(ctx context.Context, env *Env, args []string) error {
 		}
 		for _, r := range rows {
 			_ = w.Write([]string{r.Rollout, r.InstanceID, strconv.Itoa(r.Wave), r.Zone, r.Outcome, r.OldImage, r.NewImage, r.Target, r.RequestID,
-				strconv.Itoa(r.Attempts), strconv.Itoa(r.Resets), r.Code, r.Error, ts(r.FirstTryAt), ts(r.CalledAt), ts(r.DoneAt)})
+				strconv.Itoa(r.Attempts), strconv.Itoa(r.Resets), r.Adopted, r.Code, r.Error, ts(r.FirstTryAt), ts(r.CalledAt), ts(r.DoneAt)})
 		}
 		w.Flush()
 		return w.Error()
