@@ -614,6 +614,17 @@ func (l *Ledger) Called(ctx context.Context, rollout, id string, token int64, re
 	return nil
 }
 
+// Once reports whether this is the first call for event in a rollout, so
+// that a transition announced by a handler that may run again (a retried
+// or redelivered task) is logged and posted once.
+func (l *Ledger) Once(ctx context.Context, rollout, event string) (bool, error) {
+	first, err := l.rdb.HSetNX(ctx, l.base(rollout)+"once", event, l.now()).Result()
+	if err != nil {
+		return false, fmt.Errorf("ledger: once %s of %s: %w", event, rollout, err)
+	}
+	return first, nil
+}
+
 // Adopt records that the worker judges a reinstall the cloud already shows
 // (running, or finished since pre-flight) instead of calling: calling →
 // resetting under requestID, with why kept for the report. It returns

@@ -16,6 +16,7 @@ import "github.com/redis/go-redis/v9"
 //	B held       set    instances parked while the rollout was not running
 //	B resetting  set    instances whose reset the cloud accepted, not yet verified
 //	B fence      string fencing-token counter
+//	B once       hash   events already announced (Ledger.Once)
 //
 // Instance states are strings (see InstanceState); "terminal" counts every
 // terminal outcome once.

@@ -312,13 +312,16 @@ func (w *Worker) reconcileCall(ctx context.Context, spec rollout.Spec, api cvm.A
 
 // finish records a terminal outcome and runs its consequences.
 func (w *Worker) finish(ctx context.Context, spec rollout.Spec, id string, o ledger.Outcome) error {
-	return w.finishLatency(ctx, spec, id, o, 0)
+	_, err := w.finishLatency(ctx, spec, id, o, 0)
+	return err
 }
 
-func (w *Worker) finishLatency(ctx context.Context, spec rollout.Spec, id string, o ledger.Outcome, verifyLatency time.Duration) error {
+// finishLatency is finish for a verified outcome; changed reports whether
+// this call made the transition (another worker may have made it first).
+func (w *Worker) finishLatency(ctx context.Context, spec rollout.Spec, id string, o ledger.Outcome, verifyLatency time.Duration) (changed bool, err error) {
 	res, err := w.l.Finish(ctx, spec.ID, id, o)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if res.Changed {
 		if j := w.cfg.Journal; j != nil {
@@ -330,5 +333,5 @@ func (w *Worker) finishLatency(ctx context.Context, spec rollout.Spec, id string
 			ob.Outcome(spec.ID, o.To, verifyLatency)
 		}
 	}
-	return w.ctl.AfterFinish(ctx, spec, res)
+	return res.Changed, w.ctl.AfterFinish(ctx, spec, res)
 }

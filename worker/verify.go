@@ -91,7 +91,6 @@ func (w *Worker) verifyBatch(ctx context.Context, spec rollout.Spec, api cvm.API
 		case verified:
 			err = w.finishVerified(ctx, spec, in, ledger.Succeeded, "", "", obs.ImageID, now)
 		case verifyFailed:
-			w.log.Error("reset not verified", "rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID, "request_id", in.RequestID, "code", code, "err", msg)
 			img := ""
 			if obs != nil {
 				img = obs.ImageID
@@ -108,9 +107,15 @@ func (w *Worker) verifyBatch(ctx context.Context, spec rollout.Spec, api cvm.API
 }
 
 func (w *Worker) finishVerified(ctx context.Context, spec rollout.Spec, in *ledger.Instance, to ledger.InstanceState, code, msg, img string, now time.Time) error {
-	if to == ledger.Succeeded {
-		w.log.Info("instance verified", "rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID, "request_id", in.RequestID, "image", img)
-	}
-	return w.finishLatency(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Resetting},
+	changed, err := w.finishLatency(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Resetting},
 		To: to, Code: code, Message: msg, NewImage: img}, now.Sub(in.CalledAt))
+	switch {
+	case !changed:
+		// Another sweep judged it first.
+	case to == ledger.Succeeded:
+		w.log.Info("instance verified", "rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID, "request_id", in.RequestID, "image", img)
+	default:
+		w.log.Error("reset not verified", "rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID, "request_id", in.RequestID, "code", code, "err", msg)
+	}
+	return err
 }

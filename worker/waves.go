@@ -66,11 +66,27 @@ func (w *Worker) handleStartWave(ctx context.Context, t *asynq.Task) error {
 	if cur != p.Wave {
 		return nil
 	}
+	// A start task runs again after any error (a describe refused, Redis
+	// busy): announce each transition once.
 	if p.Wave == 0 && p.Seq == 0 {
-		w.log.Info("rollout started", "rollout", spec.ID, "instances", len(spec.Waves))
-		w.ctl.Notify(ctx, spec, notify.RolloutStarted, 0, "")
+		if first, err := w.l.Once(ctx, spec.ID, "rollout-started"); err != nil {
+			return err
+		} else if first {
+			total := 0
+			for _, wv := range spec.Waves {
+				total += wv.Size
+			}
+			w.log.Info("rollout started", "rollout", spec.ID, "instances", total, "waves", len(spec.Waves))
+			w.ctl.Notify(ctx, spec, notify.RolloutStarted, 0, "")
+		}
 	}
-	w.log.Info("wave started", "rollout", spec.ID, "wave", p.Wave+1)
+	if first, err := w.l.Once(ctx, spec.ID, fmt.Sprintf("wave-started:%d", p.Wave)); err != nil {
+		return err
+	} else if first {
+		w.log.Info("wave started", "rollout", spec.ID, "wave", p.Wave+1)
+	} else {
+		w.log.Debug("wave rescanned", "rollout", spec.ID, "wave", p.Wave+1, "seq", p.Seq)
+	}
 	// A re-kicked wave (resume, recovery) also rescans earlier waves for
 	// instances whose tasks were lost.
 	from := p.Wave
