@@ -276,3 +276,85 @@ func TestSeedsFromJournal(t *testing.T) {
 		t.Errorf("seeded counters = %+v", got.Counters)
 	}
 }
+
+func TestAdoptMovesAnIntentToResettingWithoutCountingACall(t *testing.T) {
+	l, spec, _ := setup(t, 1)
+	ctx := t.Context()
+	res, err := l.Begin(ctx, spec.ID, "ins-00000000", 0)
+	if err != nil || res.Action != ledger.ActProceed {
+		t.Fatalf("Begin = %+v, %v", res, err)
+	}
+	if err := l.Adopt(ctx, spec.ID, "ins-00000000", res.Token+1, "req-x", "why"); !errors.Is(err, ledger.ErrFenced) {
+		t.Errorf("Adopt with a stale token = %v; want ErrFenced", err)
+	}
+	for range 2 { // a replayed script call succeeds again
+		if err := l.Adopt(ctx, spec.ID, "ins-00000000", res.Token, "req-x", "a reinstall is running"); err != nil {
+			t.Fatalf("Adopt = %v", err)
+		}
+	}
+	in, err := l.Instance(ctx, spec.ID, "ins-00000000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.State != ledger.Resetting || in.RequestID != "req-x" || in.Resets != 0 || in.Adopted != "a reinstall is running" {
+		t.Errorf("after Adopt: %+v; want resetting under req-x, no call counted, the reason kept", in)
+	}
+	if ids, _ := l.Resetting(ctx, spec.ID); len(ids) != 1 {
+		t.Errorf("resetting set = %v; want the adopted instance", ids)
+	}
+}
+
+func TestParkUndoesAnIntentOfAStoppedRollout(t *testing.T) {
+	for _, tc := range []struct {
+		stop func(*ledger.Ledger, string) error
+		want ledger.InstanceState
+	}{
+		{func(l *ledger.Ledger, id string) error {
+			_, err := l.SetState(t.Context(), id, nil, ledger.Paused, "test")
+			return err
+		}, ledger.Held},
+		{func(l *ledger.Ledger, id string) error { _, err := l.Abort(t.Context(), id, "test"); return err }, ledger.Cancelled},
+	} {
+		t.Run(string(tc.want), func(t *testing.T) {
+			l, spec, _ := setup(t, 2)
+			ctx := t.Context()
+			res, _ := l.Begin(ctx, spec.ID, "ins-00000000", 0)
+			if running, err := l.Park(ctx, spec.ID, "ins-00000000", res.Token); err != nil || !running {
+				t.Fatalf("Park while running = %v, %v; want true", running, err)
+			}
+			if err := tc.stop(l, spec.ID); err != nil {
+				t.Fatal(err)
+			}
+			if running, err := l.Park(ctx, spec.ID, "ins-00000000", res.Token); err != nil || running {
+				t.Fatalf("Park after the stop = %v, %v; want false", running, err)
+			}
+			in, _ := l.Instance(ctx, spec.ID, "ins-00000000")
+			if in.State != tc.want {
+				t.Errorf("instance %s; want %s", in.State, tc.want)
+			}
+			r, _ := l.Get(ctx, spec.ID)
+			if tc.want == ledger.Cancelled && r.Counters.Cancelled != 2 {
+				t.Errorf("cancelled %d; want both instances counted once", r.Counters.Cancelled)
+			}
+		})
+	}
+}
+
+func TestOnceIsOncePerEvent(t *testing.T) {
+	l, spec, _ := setup(t, 1)
+	var firsts int
+	for range 3 {
+		for _, ev := range []string{"a", "b"} {
+			first, err := l.Once(t.Context(), spec.ID, ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first {
+				firsts++
+			}
+		}
+	}
+	if firsts != 2 {
+		t.Errorf("%d first calls; want one per event", firsts)
+	}
+}

@@ -110,8 +110,22 @@ func (w *Worker) waitReset(ctx context.Context, spec rollout.Spec) error {
 	return err
 }
 
+// stopped reports that the rollout stopped (paused, awaiting approval,
+// aborted) while this call waited: the ledger parked the intent, and
+// nothing is called.
+func (w *Worker) stopped(ctx context.Context, spec rollout.Spec, in *ledger.Instance, token int64) (bool, error) {
+	running, err := w.l.Park(ctx, spec.ID, in.ID, token)
+	if err != nil {
+		dctx, cancel := detached(ctx)
+		defer cancel()
+		_ = w.l.Release(dctx, spec.ID, in.ID, token, ledger.Pending, "LedgerError", err.Error())
+		return true, err
+	}
+	return !running, nil
+}
+
 // slotSlack is how long after its rate-limit slot a call may still go out
-// when the journal's write came in between.
+// when the ledger's check or the journal's write came in between.
 const slotSlack = 20 * time.Millisecond
 
 // request builds the API request of an instance, resolving its password
@@ -165,6 +179,11 @@ func (w *Worker) call(ctx context.Context, spec rollout.Spec, api cvm.API, in *l
 		return err
 	}
 	slot := w.clock.Now()
+	// The rollout may have paused or aborted while this call waited for
+	// its slot: a pause stops calls, not just intents.
+	if stop, err := w.stopped(ctx, spec, in, token); stop || err != nil {
+		return err
+	}
 	if j := w.cfg.Journal; j != nil {
 		// On disk before the call, and only for a call about to go out.
 		if err := j.Intent(ctx, spec.ID, in.ID, token, in.OldImage, in.OldOpRequestID); err != nil {
@@ -173,12 +192,12 @@ func (w *Worker) call(ctx context.Context, spec rollout.Spec, api cvm.API, in *l
 			_ = w.l.Release(dctx, spec.ID, in.ID, token, ledger.Pending, "JournalError", err.Error())
 			return fmt.Errorf("worker: journal intent of %s: %w", in.ID, err)
 		}
-		if w.clock.Now().Sub(slot) > slotSlack {
-			// A slow disk: calls released together would exceed the
-			// per-second budget at the API. Take a new slot.
-			if err := w.waitReset(ctx, spec); err != nil {
-				return err // the intent stays; a redelivery reconciles it
-			}
+	}
+	if w.clock.Now().Sub(slot) > slotSlack {
+		// Redis or the disk stalled: calls released together would exceed
+		// the per-second budget at the API. Take a new slot.
+		if err := w.waitReset(ctx, spec); err != nil {
+			return err // the intent stays; a redelivery reconciles it
 		}
 	}
 	if late := w.clock.Now().Sub(intentAt); late > w.callWindow() {
