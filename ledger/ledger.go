@@ -640,20 +640,6 @@ func (l *Ledger) Adopt(ctx context.Context, rollout, id string, token int64, req
 	return nil
 }
 
-// Park checks, right before a call, that the rollout still runs. When it
-// does not, the intent of token is undone (the instance held, or cancelled
-// when the rollout was aborted) and running is false: do not call.
-func (l *Ledger) Park(ctx context.Context, rollout, id string, token int64) (running bool, err error) {
-	st, err := parkScript.Run(ctx, l.rdb, nil, l.base(rollout), id, token, l.now()).Text()
-	if err != nil {
-		return false, fmt.Errorf("ledger: park %s: %w", id, err)
-	}
-	if st == "" {
-		return false, fmt.Errorf("%w: %q", ErrNotFound, rollout)
-	}
-	return st == string(Running), nil
-}
-
 // Release undoes an intent whose call the cloud certainly refused, leaving
 // the instance pending (or held, when the rollout stops), with the error.
 func (l *Ledger) Release(ctx context.Context, rollout, id string, token int64, to InstanceState, code, msg string) error {

@@ -304,42 +304,6 @@ func TestAdoptMovesAnIntentToResettingWithoutCountingACall(t *testing.T) {
 	}
 }
 
-func TestParkUndoesAnIntentOfAStoppedRollout(t *testing.T) {
-	for _, tc := range []struct {
-		stop func(*ledger.Ledger, string) error
-		want ledger.InstanceState
-	}{
-		{func(l *ledger.Ledger, id string) error {
-			_, err := l.SetState(t.Context(), id, nil, ledger.Paused, "test")
-			return err
-		}, ledger.Held},
-		{func(l *ledger.Ledger, id string) error { _, err := l.Abort(t.Context(), id, "test"); return err }, ledger.Cancelled},
-	} {
-		t.Run(string(tc.want), func(t *testing.T) {
-			l, spec, _ := setup(t, 2)
-			ctx := t.Context()
-			res, _ := l.Begin(ctx, spec.ID, "ins-00000000", 0)
-			if running, err := l.Park(ctx, spec.ID, "ins-00000000", res.Token); err != nil || !running {
-				t.Fatalf("Park while running = %v, %v; want true", running, err)
-			}
-			if err := tc.stop(l, spec.ID); err != nil {
-				t.Fatal(err)
-			}
-			if running, err := l.Park(ctx, spec.ID, "ins-00000000", res.Token); err != nil || running {
-				t.Fatalf("Park after the stop = %v, %v; want false", running, err)
-			}
-			in, _ := l.Instance(ctx, spec.ID, "ins-00000000")
-			if in.State != tc.want {
-				t.Errorf("instance %s; want %s", in.State, tc.want)
-			}
-			r, _ := l.Get(ctx, spec.ID)
-			if tc.want == ledger.Cancelled && r.Counters.Cancelled != 2 {
-				t.Errorf("cancelled %d; want both instances counted once", r.Counters.Cancelled)
-			}
-		})
-	}
-}
-
 func TestOnceIsOncePerEvent(t *testing.T) {
 	l, spec, _ := setup(t, 1)
 	var firsts int

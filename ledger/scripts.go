@@ -99,33 +99,6 @@ redis.call('SADD', ARGV[1] .. 'resetting', ARGV[2])
 return 1
 `)
 
-// parkScript undoes an intent, right before its call, when the rollout is
-// no longer running: calling → held (paused, awaiting approval), or
-// cancelled and counted (aborted). A running rollout changes nothing.
-//
-// ARGV[1] key base, ARGV[2] instance, ARGV[3] token, ARGV[4] now
-// Returns the rollout state ('' when the rollout is gone).
-var parkScript = redis.NewScript(`
-local b = ARGV[1]
-local ik = b .. 'i:' .. ARGV[2]
-local rs = redis.call('HGET', b .. 'r', 'state')
-if rs == 'running' then return rs end
-if not rs then return '' end
-if redis.call('HGET', ik, 'st') ~= 'calling' or redis.call('HGET', ik, 'tok') ~= ARGV[3] then return rs end
-if rs == 'aborted' then
-  local w = redis.call('HGET', ik, 'w')
-  redis.call('HSET', ik, 'st', 'cancelled', 'done', ARGV[4])
-  for _, ck in ipairs({b .. 'c', b .. 'wc:' .. w}) do
-    redis.call('HINCRBY', ck, 'cancelled', 1)
-    redis.call('HINCRBY', ck, 'terminal', 1)
-  end
-  return rs
-end
-redis.call('HSET', ik, 'st', 'held')
-redis.call('SADD', b .. 'held', ARGV[2])
-return rs
-`)
-
 // releaseScript undoes an intent whose call certainly did not reach the
 // cloud (the API refused it): calling → pending or held.
 //

@@ -15,16 +15,20 @@ import (
 	"github.com/hibiken/asynq"
 )
 
-// handleReset resets one instance at most once per rollout attempt: it
-// records the intent, asks the cloud whether the instance was reset since
-// pre-flight (the cloud is the second record of what happened), and only
-// then takes a rate-limit slot and calls.
+// handleReset resets one instance at most once per rollout attempt. A
+// pending instance is first described: the cloud is the second record of
+// what happened, and a reinstall that runs, or one that appeared since
+// pre-flight, is adopted and judged instead of repeated
+// (rollout.BeforeCall). Only then does the handler take a rate-limit slot,
+// record its intent and call, in that order and back to back, so that
+// calls reach the API spaced as the limiter granted them and a pause stops
+// every call whose intent came after it.
 func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 	var p tasks.ResetPayload
 	if err := tasks.Parse(t, &p); err != nil {
 		return err
 	}
-	spec, _, err := w.spec(ctx, p.Rollout)
+	spec, st, err := w.spec(ctx, p.Rollout)
 	if err != nil {
 		return err
 	}
@@ -42,13 +46,46 @@ func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	verdict, why, rid := rollout.Call, "", ""
+	var slot time.Time
+	if in.State == ledger.Pending && st == ledger.Running {
+		obs, err := w.describeOne(ctx, spec, api, in.ID)
+		if err != nil {
+			if cvm.Classify(err) == cvm.Fatal {
+				return w.ctl.PauseFatal(ctx, spec, in.Wave, "describe before reset: "+err.Error())
+			}
+			return err
+		}
+		prior := rollout.Prior{Target: spec.Groups[in.Group].ImageID, Image: in.OldImage, OpRequestID: in.OldOpRequestID, Judged: in.RequestID}
+		verdict, why = rollout.BeforeCall(prior, Observe(obs))
+		switch verdict {
+		case rollout.Wait:
+			return &retryLater{In: max(spec.VerifyInterval, w.backoff(in.Tries)), Cause: why}
+		case rollout.Adopt:
+			rid = obs.LatestOperationRequestID
+		case rollout.Call:
+			// Take the rate-limit slot before recording the intent, so
+			// that no intent waits in the limiter's queue.
+			if err := w.waitReset(ctx, spec); err != nil {
+				return err
+			}
+			slot = w.clock.Now()
+		}
+	}
 	res, err := w.l.Begin(ctx, spec.ID, p.InstanceID, p.Gen)
 	if err != nil {
 		return err
 	}
 	switch res.Action {
 	case ledger.ActProceed:
-		return w.guardedCall(ctx, spec, api, in, res)
+		switch verdict {
+		case rollout.Adopt:
+			return w.adopt(ctx, spec, in, res.Token, rid, why)
+		case rollout.Gone:
+			return w.finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: res.Token,
+				To: ledger.Failed, Code: "InstanceNotFound", Message: why})
+		}
+		return w.call(ctx, spec, api, in, res.Token, res.IntentAt, slot)
 	case ledger.ActReconcile:
 		return w.reconcileCall(ctx, spec, api, in, res)
 	case ledger.ActVerify:
@@ -57,49 +94,19 @@ func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 	return nil
 }
 
-// guardedCall describes the instance under a fresh intent and calls only
-// when rollout.BeforeCall allows it; a reinstall that runs, or one that
-// appeared since pre-flight, is adopted and verified instead.
-func (w *Worker) guardedCall(ctx context.Context, spec rollout.Spec, api cvm.API, in *ledger.Instance, res ledger.BeginResult) error {
-	taskID, _ := asynq.GetTaskID(ctx)
-	log := w.log.With("rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID, "task_id", taskID)
-	obs, err := w.describeOne(ctx, spec, api, in.ID)
-	if err != nil {
-		// Nothing was called: give the intent back, so that the retry
-		// starts clean instead of reconciling after the grace period.
-		dctx, cancel := detached(ctx)
-		defer cancel()
-		if rerr := w.l.Release(dctx, spec.ID, in.ID, res.Token, ledger.Pending, ErrorCode(err), "describe before reset: "+err.Error()); rerr != nil && !errors.Is(rerr, ledger.ErrFenced) {
-			return rerr
-		}
-		if cvm.Classify(err) == cvm.Fatal {
-			return w.ctl.PauseFatal(dctx, spec, in.Wave, "describe before reset: "+err.Error())
+// adopt records, instead of a call, the reinstall the cloud shows, and
+// has it verified like an accepted call of ours.
+func (w *Worker) adopt(ctx context.Context, spec rollout.Spec, in *ledger.Instance, token int64, requestID, why string) error {
+	if err := w.l.Adopt(ctx, spec.ID, in.ID, token, requestID, why); err != nil {
+		if errors.Is(err, ledger.ErrFenced) {
+			return nil
 		}
 		return err
 	}
-	prior := rollout.Prior{Target: spec.Groups[in.Group].ImageID, Image: in.OldImage, OpRequestID: in.OldOpRequestID, Judged: in.RequestID}
-	verdict, why := rollout.BeforeCall(prior, Observe(obs))
-	switch verdict {
-	case rollout.Adopt:
-		rid := obs.LatestOperationRequestID
-		if err := w.l.Adopt(ctx, spec.ID, in.ID, res.Token, rid, why); err != nil {
-			if errors.Is(err, ledger.ErrFenced) {
-				return nil
-			}
-			return err
-		}
-		log.Warn("not calling: adopted the reinstall the cloud shows", "why", why, "request_id", rid)
-		return w.ctl.EnqueueVerify(ctx, spec.ID, spec.VerifyInterval, time.Time{})
-	case rollout.Wait:
-		if err := w.l.Release(ctx, spec.ID, in.ID, res.Token, ledger.Pending, "OperationInProgress", why); err != nil {
-			return err
-		}
-		return &retryLater{In: max(spec.VerifyInterval, w.backoff(in.Tries)), Cause: why}
-	case rollout.Gone:
-		return w.finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: res.Token,
-			To: ledger.Failed, Code: "InstanceNotFound", Message: why})
-	}
-	return w.call(ctx, spec, api, in, res.Token, res.IntentAt)
+	taskID, _ := asynq.GetTaskID(ctx)
+	w.log.Warn("not calling: adopted the reinstall the cloud shows", "rollout", spec.ID, "wave", in.Wave+1,
+		"instance_id", in.ID, "task_id", taskID, "request_id", requestID, "why", why)
+	return w.ctl.EnqueueVerify(ctx, spec.ID, spec.VerifyInterval, time.Time{})
 }
 
 func (w *Worker) waitReset(ctx context.Context, spec rollout.Spec) error {
@@ -110,22 +117,10 @@ func (w *Worker) waitReset(ctx context.Context, spec rollout.Spec) error {
 	return err
 }
 
-// stopped reports that the rollout stopped (paused, awaiting approval,
-// aborted) while this call waited: the ledger parked the intent, and
-// nothing is called.
-func (w *Worker) stopped(ctx context.Context, spec rollout.Spec, in *ledger.Instance, token int64) (bool, error) {
-	running, err := w.l.Park(ctx, spec.ID, in.ID, token)
-	if err != nil {
-		dctx, cancel := detached(ctx)
-		defer cancel()
-		_ = w.l.Release(dctx, spec.ID, in.ID, token, ledger.Pending, "LedgerError", err.Error())
-		return true, err
-	}
-	return !running, nil
-}
-
-// slotSlack is how long after its rate-limit slot a call may still go out
-// when the ledger's check or the journal's write came in between.
+// slotSlack is how long after its rate-limit slot a call may still go out.
+// A later call (Redis stalled in between, a slow disk under the journal)
+// takes a new slot: calls released together after a stall would exceed
+// the per-second budget at the API.
 const slotSlack = 20 * time.Millisecond
 
 // request builds the API request of an instance, resolving its password
@@ -153,10 +148,11 @@ func (w *Worker) request(spec rollout.Spec, in *ledger.Instance) (cvm.ResetReque
 }
 
 // call makes the one reset call an intent (token, recorded at intentAt)
-// permits. The call must be signed within callWindow of the intent: a
-// reconcile trusts that no call of an earlier delivery is still in flight
+// permits; slot is when its rate-limit slot began (zero: take one now).
+// The call must be signed within callWindow of the intent: a reconcile
+// trusts that no call of an earlier delivery is still in flight
 // ReconcileGrace after its intent.
-func (w *Worker) call(ctx context.Context, spec rollout.Spec, api cvm.API, in *ledger.Instance, token int64, intentAt time.Time) error {
+func (w *Worker) call(ctx context.Context, spec rollout.Spec, api cvm.API, in *ledger.Instance, token int64, intentAt, slot time.Time) error {
 	taskID, _ := asynq.GetTaskID(ctx)
 	log := w.log.With("rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID, "task_id", taskID, "attempt", in.Tries+1)
 	req, err := w.request(spec, in)
@@ -170,22 +166,7 @@ func (w *Worker) call(ctx context.Context, spec rollout.Spec, api cvm.API, in *l
 		}
 		return w.ctl.PauseFatal(dctx, spec, in.Wave, "worker cannot resolve the password: "+err.Error())
 	}
-	// The slot comes last, right before the call, so that calls reach the
-	// API spaced as the limiter granted them.
-	if err := w.waitReset(ctx, spec); err != nil {
-		dctx, cancel := detached(ctx)
-		defer cancel()
-		_ = w.l.Release(dctx, spec.ID, in.ID, token, ledger.Pending, "RateLimitWait", err.Error())
-		return err
-	}
-	slot := w.clock.Now()
-	// The rollout may have paused or aborted while this call waited for
-	// its slot: a pause stops calls, not just intents.
-	if stop, err := w.stopped(ctx, spec, in, token); stop || err != nil {
-		return err
-	}
 	if j := w.cfg.Journal; j != nil {
-		// On disk before the call, and only for a call about to go out.
 		if err := j.Intent(ctx, spec.ID, in.ID, token, in.OldImage, in.OldOpRequestID); err != nil {
 			dctx, cancel := detached(ctx)
 			defer cancel()
@@ -194,8 +175,8 @@ func (w *Worker) call(ctx context.Context, spec rollout.Spec, api cvm.API, in *l
 		}
 	}
 	if w.clock.Now().Sub(slot) > slotSlack {
-		// Redis or the disk stalled: calls released together would exceed
-		// the per-second budget at the API. Take a new slot.
+		// No slot yet, or Redis or the disk stalled since: calls released
+		// together would exceed the per-second budget at the API.
 		if err := w.waitReset(ctx, spec); err != nil {
 			return err // the intent stays; a redelivery reconciles it
 		}
@@ -321,7 +302,7 @@ func (w *Worker) reconcileCall(ctx context.Context, spec rollout.Spec, api cvm.A
 		}
 		log.Info("reconciled: the earlier call never landed; calling", "why", why)
 		in.Tries++
-		return w.call(ctx, spec, api, in, tok, at)
+		return w.call(ctx, spec, api, in, tok, at, time.Time{})
 	default:
 		log.Error("reset outcome ambiguous; needs a human", "why", why)
 		return w.finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: res.Token,
