@@ -6,6 +6,13 @@
 // balance. Every test checks the simulator's own counts: no instance reset
 // twice, none forgotten.
 //
+// double_reset_test.go (issue 16) meets instances in the middle of 30-60 s
+// reinstalls (cvmsim.Config.ResetDurationMax) after an abort and re-apply,
+// a retry of VerifyTimeout failures, a `run` killed and re-run from
+// another directory, a Redis restored from an older snapshot or lost
+// entirely, and a reset request held in transit past the reconcile grace.
+// Each takes 2-3 minutes, most of it waiting for reinstalls.
+//
 // The package has no code of its own; the tests are in its _test.go files.
 // By default they run in a short form sized for CI (a few minutes in all,
 // most of it waiting for asynq to recover the tasks of killed workers,

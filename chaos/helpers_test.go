@@ -3,6 +3,7 @@ package chaos
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -38,6 +39,10 @@ type planOpts struct {
 	waves string
 	// reset is the reset rate (default 10); above 10 sets unsafeAboveApiLimit.
 	reset float64
+	// verify is the plan's verify block (default {interval: 1s, timeout: 30m}).
+	verify string
+	// budget is the plan's failureBudget (default {max: 0}).
+	budget string
 	// extra is appended to the plan verbatim.
 	extra string
 }
@@ -67,6 +72,8 @@ func writePlan(t *testing.T, o planOpts) fleet {
 	if rate == 0 {
 		rate = 10
 	}
+	verify := cmp.Or(o.verify, "{interval: 1s, timeout: 30m}")
+	budget := cmp.Or(o.budget, "{max: 0}")
 	plan := fmt.Sprintf(`version: 1
 name: %s
 region: ap-guangzhou
@@ -78,11 +85,11 @@ groups:
   - name: all
     instancesFile: instances.txt
 rateLimit: {reset: %g, describe: 40, unsafeAboveApiLimit: %t}
-verify: {interval: 1s, timeout: 30m}
+verify: %s
 retry: {attempts: 50, deadline: 1h}
 waves: %s
-failureBudget: {max: 0}
-%s`, o.name, targetImage, rate, rate > 10, o.waves, o.extra)
+failureBudget: %s
+%s`, o.name, targetImage, rate, rate > 10, verify, o.waves, budget, o.extra)
 	path := filepath.Join(dir, "plan.yaml")
 	must(t, os.WriteFile(path, []byte(plan), 0o600))
 	p, err := planner.Load(path, planner.Options{ResolveSecrets: true})
@@ -125,6 +132,10 @@ type tap struct {
 	// request context reaches the simulator, which drops abandoned calls
 	// during its Latency.
 	land bool
+	// hold, when set, is called for every reset call after before and
+	// before the simulator sees it; it may block to keep one request in
+	// transit (see TestDoubleResetLateLanding).
+	hold func(*call)
 
 	mu       sync.Mutex
 	calls    []*call
@@ -175,6 +186,9 @@ func (tp *tap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	if reset && tp.before > 0 {
 		time.Sleep(tp.before) // the request is on its way; it lands either way
+	}
+	if reset && tp.hold != nil {
+		tp.hold(c)
 	}
 	if tp.land {
 		r = r.WithContext(context.WithoutCancel(r.Context()))

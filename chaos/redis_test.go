@@ -23,9 +23,19 @@ type redisServer struct {
 	dir  string
 	p    *proc
 	runs int
+	// persist are redis-server's persistence arguments (default: an
+	// append-only file and no RDB snapshots).
+	persist []string
 }
 
 func startRedis(t *testing.T) *redisServer {
+	t.Helper()
+	return startRedisWith(t, "--appendonly", "yes", "--save", "")
+}
+
+// startRedisWith starts a redis-server with persistence arguments persist
+// (e.g. "--appendonly", "no", "--save", "" for none at all).
+func startRedisWith(t *testing.T, persist ...string) *redisServer {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server is not on PATH (apt-get install redis-server): %v", err)
@@ -34,7 +44,7 @@ func startRedis(t *testing.T) *redisServer {
 	must(t, err)
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	s := &redisServer{t: t, port: port, dir: t.TempDir()}
+	s := &redisServer{t: t, port: port, dir: t.TempDir(), persist: persist}
 	s.start()
 	return s
 }
@@ -43,13 +53,14 @@ func (s *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port)
 func (s *redisServer) url() string  { return "redis://" + s.addr() }
 
 // start runs redis-server on the same port and directory, replaying the
-// append-only file of an earlier run, and waits until it answers.
+// append-only file (or loading the RDB file) of an earlier run, and waits
+// until it answers.
 func (s *redisServer) start() {
 	t := s.t
 	t.Helper()
 	s.runs++
-	s.p = startProg(t, s.dir, fmt.Sprintf("redis-%d", s.runs), nil, "redis-server", "--port", strconv.Itoa(s.port),
-		"--bind", "127.0.0.1", "--appendonly", "yes", "--dir", s.dir, "--save", "")
+	args := append([]string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir}, s.persist...)
+	s.p = startProg(t, s.dir, fmt.Sprintf("redis-%d", s.runs), nil, "redis-server", args...)
 	c := redis.NewClient(&redis.Options{Addr: s.addr()})
 	defer c.Close()
 	deadline := time.Now().Add(20 * time.Second)

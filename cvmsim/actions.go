@@ -87,7 +87,7 @@ func (s *Server) reset(req resetRequest, arrival, now time.Time, reqID string) *
 	s.stats.AcceptedResets[id]++
 	s.stats.ResetTimes[id] = append(s.stats.ResetTimes[id], arrival)
 	in.opName, in.opState, in.opRequestID, in.opErrMsg = "ResetInstance", OperationOperating, reqID, ""
-	in.opEnds = now.Add(s.cfg.ResetDuration)
+	in.opEnds = now.Add(s.resetDuration())
 	in.opTarget = in.ImageID
 	if req.imageID != "" {
 		in.opTarget = req.imageID

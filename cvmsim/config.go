@@ -59,6 +59,14 @@ type Config struct {
 	// evaluated lazily from Clock whenever state is read; no goroutines.
 	// Defaults to ResetDurationDefault.
 	ResetDuration time.Duration
+	// ResetDurationMax, when above ResetDuration, makes each accepted
+	// reinstall last a duration drawn uniformly from [ResetDuration,
+	// ResetDurationMax] instead, from a random source seeded by Faults.Seed
+	// apart from the fault dice (so it shifts no fault draw, and a run with
+	// the same calls in the same order repeats its durations). It must not
+	// be below the effective ResetDuration.
+	// Defaults to 0: every reinstall lasts exactly ResetDuration.
+	ResetDurationMax time.Duration
 	// ReplayWindow is the allowed |server time - request timestamp| for all
 	// signature kinds; a signed v2/v1 Nonce seen within it is a replay.
 	// Defaults to ReplayWindowDefault.
@@ -161,6 +169,9 @@ func (c Config) Validate() error {
 	if c.ReplayWindow < 0 {
 		return errors.New("cvmsim: ReplayWindow must not be negative")
 	}
+	if d := cmp.Or(c.ResetDuration, ResetDurationDefault); c.ResetDurationMax != 0 && c.ResetDurationMax < d {
+		return fmt.Errorf("cvmsim: ResetDurationMax (%s) must be 0 or at least ResetDuration (%s)", c.ResetDurationMax, d)
+	}
 	for _, img := range c.Images {
 		if !validImageID(img) {
 			return fmt.Errorf("cvmsim: Images: %q is not img- followed by 8 lower-case letters or digits", img)
@@ -210,6 +221,7 @@ func RegisterFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.SecretKey, "secret-key", d.SecretKey, "the SecretKey signatures are verified with")
 	fs.StringVar(&cfg.Region, "region", d.Region, "region requests must name (v2 also accepts its short code, e.g. gz)")
 	fs.DurationVar(&cfg.ResetDuration, "reset-duration", d.ResetDuration, "how long an accepted reinstall stays OPERATING (v2 status 14)")
+	fs.DurationVar(&cfg.ResetDurationMax, "reset-duration-max", d.ResetDurationMax, "when above -reset-duration, each reinstall lasts a random duration in [-reset-duration, this], drawn from -seed (0: exactly -reset-duration)")
 	fs.DurationVar(&cfg.ReplayWindow, "replay-window", d.ReplayWindow, "allowed request timestamp skew; a Nonce reused within it is rejected as a replay")
 	cfg.Images = d.Images
 	fs.Func("images", "comma-separated image IDs that exist (default: any well-formed img-xxxxxxxx)", func(v string) error {

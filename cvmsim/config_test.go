@@ -42,6 +42,11 @@ func TestConfigValidate(t *testing.T) {
 		{"negative_latency", Config{Faults: Faults{Latency: -time.Second}}, "Latency"},
 		{"negative_duration", Config{ResetDuration: -1}, "ResetDuration"},
 		{"negative_window", Config{ReplayWindow: -1}, "ReplayWindow"},
+		{"duration_max_below_duration", Config{ResetDuration: 10 * time.Second, ResetDurationMax: 5 * time.Second}, "ResetDurationMax"},
+		{"duration_max_below_default", Config{ResetDurationMax: time.Second}, "ResetDurationMax"},
+		{"negative_duration_max", Config{ResetDurationMax: -1}, "ResetDurationMax"},
+		{"duration_max_equal", Config{ResetDuration: 5 * time.Second, ResetDurationMax: 5 * time.Second}, ""},
+		{"duration_max_above", Config{ResetDuration: 30 * time.Second, ResetDurationMax: time.Minute}, ""},
 		{"bad_image", Config{Images: []string{"img-UPPER123"}}, "Images"},
 	}
 	for _, tt := range tests {
@@ -66,7 +71,7 @@ func TestRegisterFlags(t *testing.T) {
 	RegisterFlags(fs, &cfg)
 	args := []string{
 		"-secret-id=id", "-secret-key=key", "-region=ap-shanghai",
-		"-reset-duration=3s", "-replay-window=1m", "-images=img-aaaaaaaa, img-bbbbbbbb",
+		"-reset-duration=3s", "-reset-duration-max=9s", "-replay-window=1m", "-images=img-aaaaaaaa, img-bbbbbbbb",
 		"-system-busy-rate=0.1", "-system-busy-first=2", "-system-busy-code-v3=ResourceInUse",
 		"-reset-rate-limit=5", "-describe-rate-limit=-1", "-balance-after=7", "-fail-rate=0.2",
 		"-latency=50ms", "-drop-rate=0.3", "-drop-after-apply", "-server-error-rate=0.4", "-seed=9",
@@ -76,7 +81,7 @@ func TestRegisterFlags(t *testing.T) {
 	}
 	want := Config{
 		SecretID: "id", SecretKey: "key", Region: "ap-shanghai",
-		ResetDuration: 3 * time.Second, ReplayWindow: time.Minute, Images: []string{"img-aaaaaaaa", "img-bbbbbbbb"},
+		ResetDuration: 3 * time.Second, ResetDurationMax: 9 * time.Second, ReplayWindow: time.Minute, Images: []string{"img-aaaaaaaa", "img-bbbbbbbb"},
 		Faults: Faults{
 			SystemBusyRate: 0.1, SystemBusyFirst: 2, SystemBusyCodeV3: "ResourceInUse",
 			ResetRateLimit: 5, DescribeRateLimit: -1, BalanceAfter: 7, FailRate: 0.2,

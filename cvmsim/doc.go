@@ -69,7 +69,9 @@
 // An accepted reset sets LatestOperation "ResetInstance",
 // LatestOperationState OPERATING, LatestOperationRequestId to the RequestId
 // answered (v2: requestId; a UUID-shaped string in both generations [U])
-// and v2 status 14. After ResetDuration the image becomes the requested one
+// and v2 status 14. After ResetDuration (or, with ResetDurationMax above
+// it, a duration drawn uniformly between the two from a source seeded by
+// Faults.Seed, apart from the fault dice) the image becomes the requested one
 // (unchanged when none was given), the state returns to what it was
 // (RUNNING/STOPPED, v2 status 2/4 [U]) and LatestOperationState becomes
 // SUCCESS, or, with probability FailRate, FAILED with the image unchanged

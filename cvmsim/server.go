@@ -48,6 +48,7 @@ type Server struct {
 	faults    Faults
 	faultRand *rand.Rand // fault dice, so fault draws repeat for a seed
 	idRand    *rand.Rand // RequestIds, apart so they do not shift fault draws
+	durRand   *rand.Rand // reinstall durations (ResetDurationMax), apart too
 
 	instances map[string]*instance
 	order     []string          // instance IDs in the order added
@@ -122,8 +123,19 @@ func (s *Server) setFaultsLocked(f Faults, init bool) {
 	if init || f.Seed != s.faults.Seed {
 		s.faultRand = rand.New(rand.NewPCG(uint64(f.Seed), 0x5eed_fa17))
 		s.idRand = rand.New(rand.NewPCG(uint64(f.Seed), 0x5eed_1d5))
+		s.durRand = rand.New(rand.NewPCG(uint64(f.Seed), 0x5eed_d0e5))
 	}
 	s.faults = f
+}
+
+// resetDuration is how long a reinstall accepted now lasts: ResetDuration,
+// or a uniform draw up to ResetDurationMax. Guarded by mu.
+func (s *Server) resetDuration() time.Duration {
+	lo, hi := s.cfg.ResetDuration, s.cfg.ResetDurationMax
+	if hi <= lo {
+		return lo
+	}
+	return lo + time.Duration(s.durRand.Int64N(int64(hi-lo)+1))
 }
 
 // CurrentFaults returns the faults in force, defaults filled in.
