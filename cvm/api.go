@@ -81,7 +81,12 @@ type Instance struct {
 	LatestOperation          string
 	LatestOperationState     string
 	LatestOperationRequestID string
-	LatestOperationErrorMsg  string
+	// LatestOperationErrorMsg is the cloud's text on a failed operation
+	// (V3), cut to one line of 200 bytes and checked for the SecretKey
+	// and Token (MessageWithheld if it shows them). The call that reads it
+	// does not know the password the operation was sent with: pass it
+	// through Scrub with that password before storing or showing it.
+	LatestOperationErrorMsg string
 }
 
 // Resetting reports whether a reinstall is visibly in progress.

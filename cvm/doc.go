@@ -51,9 +51,19 @@
 // before re-sending a reset after such an error, look at DescribeInstances
 // (v3 LatestOperationRequestId / LatestOperationState, v2 status 14).
 //
-// No error string contains the SecretKey, Token, request signature or the
-// reset password: URLs are stripped of queries and each call scrubs its own
-// secrets from every message. Credentials and passwords are held as Secret.
+// Every error a method returns is safe to print, log, store in Redis and
+// show on a web page, whatever the cloud or a proxy answered: upstream text
+// is never kept verbatim. URLs are stripped of queries and user info; each
+// upstream message is cut to one line of 200 bytes and then decoded every
+// way it may have been escaped (JSON \uXXXX and other backslash escapes,
+// HTML entities, percent and form encoding, nested), and if any form shows
+// a piece of a secret of the call (4 bytes of the reset password, 8 of the
+// SecretKey or Token, the whole request signature) the message is replaced
+// by MessageWithheld. Codes about the password or parameters never keep
+// upstream text at all. APIError.Code and RequestID are kept. Scrub applies
+// the same check to other upstream text, such as
+// Instance.LatestOperationErrorMsg, which DescribeInstances returns as the
+// cloud wrote it. Credentials and passwords are held as Secret.
 //
 // # Tests
 //

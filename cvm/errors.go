@@ -1,12 +1,10 @@
 package cvm
 
 import (
-	"bytes"
-	"context"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"strconv"
 	"strings"
@@ -29,8 +27,11 @@ var ErrInvalidRequest = errors.New("invalid request")
 // that refuses a call: a well-formed error body, an HTTP status other than
 // 200, or a 200 whose body cannot be parsed. Match it with errors.As.
 //
-// Its strings never contain the SecretKey, Token, Signature or password of
-// the call: the client scrubs them before building the error.
+// It is safe to print, log, store and show anywhere: no field holds a
+// piece of the call's password (4 bytes or more), SecretKey or Token, or
+// its signature, in any escaping form. The client checks every string that
+// came from upstream before building the error, keeping Code and RequestID
+// and replacing a Message that shows a secret with MessageWithheld.
 type APIError struct {
 	Generation Generation
 	// Action is the API action called, e.g. "ResetInstance".
@@ -43,10 +44,15 @@ type APIError struct {
 	Code string
 	// NumericCode is the v2 integer code (4100, 4400, 5100, ...); zero for V3.
 	NumericCode int
-	// Message is the cloud's text (or a truncated body snippet for HTTP
-	// status and parse errors).
+	// Message is the cloud's text (or the start of the body for HTTP
+	// status and parse errors) on one line of at most 200 bytes (then
+	// ending in "…"); MessageWithheld if that text showed a secret of the
+	// call; and a fixed summary for codes about the password or request
+	// parameters (InvalidParameter*, MissingParameter, UnknownParameter,
+	// v2 code 4000), whose upstream text tends to quote the parameter.
 	Message string
-	// RequestID is the v3 RequestId or v2 requestId, when the body had one.
+	// RequestID is the v3 RequestId or v2 requestId, when the body had
+	// one that looks like an ID and shows no secret.
 	RequestID string
 	// HTTPStatus is the HTTP status of the answer (200 for API errors, which
 	// Tencent Cloud sends with status 200).
@@ -80,7 +86,10 @@ func (e *APIError) Error() string {
 type TransportError struct {
 	// Op names the call, e.g. "v3 ResetInstance".
 	Op string
-	// Err is the underlying error with any URL query and user info removed.
+	// Err is the underlying error with any URL query and user info
+	// removed; if its chain still printed a secret of the call, an error
+	// reading MessageWithheld that unwraps to the context and EOF errors
+	// the chain held.
 	Err error
 	// Sent is false only when the request provably never reached the
 	// server in full (no connection was made, or writing it failed). When
@@ -104,141 +113,6 @@ func (e *TransportError) Error() string {
 
 // Unwrap returns Err, so errors.Is(err, context.DeadlineExceeded) works.
 func (e *TransportError) Unwrap() error { return e.Err }
-
-// redactor holds one call's secrets (SecretKey, Token, signature,
-// password) and keeps them out of the errors the call returns.
-type redactor []string
-
-// scrub replaces every secret in s, raw or in the encodings it may have
-// been echoed in (form/query encoding, JSON string escaping).
-func (r redactor) scrub(s string) string {
-	for _, secret := range r {
-		// Very short strings would shred ordinary text; no real secret,
-		// signature or acceptable password is shorter than 6.
-		if len(secret) < 6 {
-			continue
-		}
-		for _, form := range encodings(secret) {
-			s = strings.ReplaceAll(s, form, redacted)
-		}
-	}
-	return s
-}
-
-func encodings(secret string) []string {
-	forms := []string{secret, url.QueryEscape(secret), url.PathEscape(secret)}
-	// JSON string escaping, with and without HTML escaping of <, > and &.
-	for _, html := range []bool{true, false} {
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(html)
-		if enc.Encode(secret) == nil {
-			quoted := strings.TrimSpace(buf.String())
-			forms = append(forms, quoted[1:len(quoted)-1])
-		}
-	}
-	return forms
-}
-
-// finish scrubs every string of an error built by this package that came
-// from the wire or a lower layer, then bounds the message length (after
-// scrubbing, so truncation cannot leave half a secret behind).
-func (r redactor) finish(err error) error {
-	switch e := err.(type) {
-	case *APIError:
-		e.Code = r.scrub(e.Code)
-		e.Message = clip(r.scrub(e.Message))
-		e.RequestID = r.scrub(e.RequestID)
-	case *TransportError:
-		e.Err = r.safe(e.Err)
-		if e.Err != nil {
-			e.text = clip(r.scrub(e.Err.Error()))
-		}
-	}
-	return err
-}
-
-// safe returns err with any URL query removed; if some error in its chain
-// still prints a secret (a transport or proxy echoing the request), the
-// chain is replaced by a scrubbed copy that unwraps only to the well-known
-// causes callers test for (context.DeadlineExceeded, io.EOF, ...).
-func (r redactor) safe(err error) error {
-	if err == nil {
-		return nil
-	}
-	err = sanitize(err)
-	if !r.leaks(err) {
-		return err
-	}
-	s := &scrubbedError{text: r.scrub(err.Error())}
-	for _, cause := range []error{context.DeadlineExceeded, context.Canceled, io.EOF, io.ErrUnexpectedEOF} {
-		if errors.Is(err, cause) {
-			s.causes = append(s.causes, cause)
-		}
-	}
-	return s
-}
-
-// leaks reports whether any error in err's tree prints a secret.
-func (r redactor) leaks(err error) bool {
-	if err == nil {
-		return false
-	}
-	if text := err.Error(); r.scrub(text) != text {
-		return true
-	}
-	switch u := err.(type) {
-	case interface{ Unwrap() error }:
-		return r.leaks(u.Unwrap())
-	case interface{ Unwrap() []error }:
-		for _, e := range u.Unwrap() {
-			if r.leaks(e) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// scrubbedError stands in for an error chain that printed a secret.
-type scrubbedError struct {
-	text   string
-	causes []error
-}
-
-func (e *scrubbedError) Error() string   { return e.text }
-func (e *scrubbedError) Unwrap() []error { return e.causes }
-
-// maxMessage bounds the text copied into an error message.
-const maxMessage = 512
-
-// bodyText is the start of a body, for a message that clip will shorten
-// further once secrets are scrubbed. The cap is far beyond maxMessage so a
-// secret cut in half at the cap can never move into the first maxMessage
-// bytes, even after every earlier secret shrank to the redaction mark.
-func bodyText(b []byte) string {
-	const maxBodyText = 1 << 20
-	if len(b) > maxBodyText {
-		b = b[:maxBodyText]
-	}
-	return string(b)
-}
-
-// clip bounds an already scrubbed message to maxMessage bytes on one line.
-func clip(s string) string {
-	s = strings.ToValidUTF8(s, "?")
-	cut := len(s) > maxMessage
-	if cut {
-		s = strings.ToValidUTF8(s[:maxMessage], "")
-	}
-	// One line: bodies (HTML error pages) come with newlines and padding.
-	// Collapsing after the cut only ever shortens what was kept.
-	s = strings.Join(strings.Fields(s), " ")
-	if cut {
-		s += "…"
-	}
-	return s
-}
 
 // envelope is the union of the v3 and v2 response shapes, enough to tell
 // success from failure.
@@ -301,7 +175,7 @@ func checkResponse(gen Generation, action string, status int, body []byte) error
 		}
 		return &APIError{Generation: gen, Action: action, HTTPStatus: status,
 			Code:      env.Response.Error.Code,
-			Message:   env.Response.Error.Message,
+			Message:   upstreamText(env.Response.Error.Code, env.Response.Error.Message),
 			RequestID: env.Response.RequestID}
 	case env.Code != nil:
 		if *env.Code == 0 {
@@ -318,7 +192,8 @@ func checkResponse(gen Generation, action string, status int, body []byte) error
 			if d.Code == 0 {
 				continue
 			}
-			e.Message = strings.TrimSpace(fmt.Sprintf("%s [%s: %d %s %s]", e.Message, id, d.Code, d.CodeDesc, d.Message))
+			msg := upstreamText(cmp.Or(d.CodeDesc, "V2."+strconv.Itoa(int(d.Code))), d.Message)
+			e.Message = strings.TrimSpace(fmt.Sprintf("%s [%s: %d %s %s]", e.Message, id, d.Code, d.CodeDesc, msg))
 			if e.Code == "" {
 				e.Code = d.CodeDesc
 			}
@@ -332,6 +207,7 @@ func checkResponse(gen Generation, action string, status int, body []byte) error
 			// has something to match (§2.2).
 			e.Code = "V2." + strconv.Itoa(e.NumericCode)
 		}
+		e.Message = upstreamText(e.Code, e.Message)
 		return e
 	default:
 		return &APIError{Generation: gen, Action: action, Code: CodeMalformedResponse, HTTPStatus: status,
@@ -373,7 +249,7 @@ func fromSDKError(gen Generation, action string, err error) error {
 	default:
 		// ClientError.ParseJsonError and other client-side codes keep
 		// their SDK code; server codes carry their RequestId.
-		e := &APIError{Generation: gen, Action: action, Code: code, Message: sdk.GetMessage(),
+		e := &APIError{Generation: gen, Action: action, Code: code, Message: upstreamText(code, sdk.GetMessage()),
 			RequestID: sdk.GetRequestId()}
 		if !strings.HasPrefix(code, "ClientError.") {
 			e.HTTPStatus = 200

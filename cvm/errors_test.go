@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -44,7 +45,7 @@ func TestCheckResponse(t *testing.T) {
 			want: &APIError{Code: "V2.4100", NumericCode: 4100, Message: "auth", HTTPStatus: 200}},
 		{name: "v2_numeric_requestId", gen: V2, status: 200,
 			body: `{"code":4000,"message":"bad","codeDesc":"InvalidParameter","requestId":123456789012}`,
-			want: &APIError{Code: "InvalidParameter", NumericCode: 4000, Message: "bad", RequestID: "123456789012", HTTPStatus: 200}},
+			want: &APIError{Code: "InvalidParameter", NumericCode: 4000, Message: messageParameter, RequestID: "123456789012", HTTPStatus: 200}},
 		{name: "v2_quoted_code", gen: V2, status: 200, // one VPC sample quotes it
 			body: `{"code":"5300","message":"no money","codeDesc":"OperationConstraints.AccountBalanceNotEnough"}`,
 			want: &APIError{Code: "OperationConstraints.AccountBalanceNotEnough", NumericCode: 5300, Message: "no money", HTTPStatus: 200}},
@@ -54,7 +55,30 @@ func TestCheckResponse(t *testing.T) {
 				Message: "all failed [ins-1: 5100 OperationConstraints.InvaildInstanceStatus status]", RequestID: "9", HTTPStatus: 200}},
 		{name: "v2_host_serving_v3_body", gen: V2, status: 200, // transitional API
 			body: `{"Response":{"Error":{"Code":"InvalidParameterValue","Message":"x"},"RequestId":"r-5"}}`,
-			want: &APIError{Code: "InvalidParameterValue", Message: "x", RequestID: "r-5", HTTPStatus: 200}},
+			want: &APIError{Code: "InvalidParameterValue", Message: messageParameter, RequestID: "r-5", HTTPStatus: 200}},
+		// Codes about parameters keep no upstream text: it tends to quote them.
+		{name: "v3_password_code_text_withheld", gen: V3, status: 200,
+			body: `{"Response":{"Error":{"Code":"InvalidParameterValue.InvalidPassword","Message":"password Xy9&... is too weak"},"RequestId":"r-7"}}`,
+			want: &APIError{Code: "InvalidParameterValue.InvalidPassword", Message: messagePassword, RequestID: "r-7", HTTPStatus: 200}},
+		{name: "v2_password_code_text_withheld", gen: V2, status: 200,
+			body: `{"code":4000,"message":"password Xy9&... is too weak","codeDesc":"InvalidParameter.PasswordNotConformSpecs"}`,
+			want: &APIError{Code: "InvalidParameter.PasswordNotConformSpecs", NumericCode: 4000, Message: messagePassword, HTTPStatus: 200}},
+		{name: "v2_4000_without_codeDesc_text_withheld", gen: V2, status: 200,
+			body: `{"code":4000,"message":"password=Xy9&... rejected"}`,
+			want: &APIError{Code: "V2.4000", NumericCode: 4000, Message: messageParameter, HTTPStatus: 200}},
+		{name: "v3_missing_parameter_text_withheld", gen: V3, status: 200,
+			body: `{"Response":{"Error":{"Code":"MissingParameter","Message":"LoginSettings.Password=Xy9& needs InstanceId"},"RequestId":"r-8"}}`,
+			want: &APIError{Code: "MissingParameter", Message: messageParameter, RequestID: "r-8", HTTPStatus: 200}},
+		{name: "v2_batch_detail_parameter_text_withheld", gen: V2, status: 200,
+			body: `{"code":5100,"message":"all failed","detail":{"ins-1":{"code":4000,"message":"password Xy9&","codeDesc":"InvalidParameter.PasswordNotConformSpecs"}}}`,
+			want: &APIError{Code: "InvalidParameter.PasswordNotConformSpecs", NumericCode: 5100,
+				Message: messagePassword, HTTPStatus: 200}}, // the detail's code becomes the code
+		{name: "http_500_with_parameter_envelope", gen: V3, status: 500,
+			body: `{"Response":{"Error":{"Code":"InvalidParameter","Message":"Password=Xy9&"},"RequestId":"r-9"}}`,
+			want: &APIError{Code: "HTTPStatus.500", Message: "InvalidParameter: " + messageParameter, RequestID: "r-9", HTTPStatus: 500}},
+		{name: "v3_long_message_clipped", gen: V3, status: 200,
+			body: `{"Response":{"Error":{"Code":"InternalError","Message":"` + strings.Repeat("ab ", 100) + `"},"RequestId":"r-10"}}`,
+			want: &APIError{Code: "InternalError", Message: strings.Repeat("ab ", 66) + "ab…", RequestID: "r-10", HTTPStatus: 200}},
 		{name: "http_502_html", gen: V3, status: 502, body: `<html>Bad Gateway</html>`,
 			want: &APIError{Code: "HTTPStatus.502", Message: "<html>Bad Gateway</html>", HTTPStatus: 502}},
 		{name: "http_500_with_envelope", gen: V3, status: 500,

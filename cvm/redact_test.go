@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -26,26 +27,34 @@ const (
 )
 
 // leakWatch collects every secret a request carried: the planted ones plus
-// the signature, read back from what was sent.
+// the signature, read back from what was sent, each with the shortest
+// piece of it that may not show.
 type leakWatch struct {
 	mu      sync.Mutex
-	secrets []string
+	secrets map[string]int // secret -> shortest forbidden piece
 }
 
-func (l *leakWatch) add(s ...string) {
+func newLeakWatch() *leakWatch {
+	return &leakWatch{secrets: map[string]int{
+		plantedKey: minCredentialPiece, plantedToken: minCredentialPiece, plantedPassword: minPasswordPiece,
+	}}
+}
+
+// addSignature adds a request signature: only the whole one is secret.
+func (l *leakWatch) addSignature(sig string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.secrets = append(l.secrets, s...)
+	l.secrets[sig] = len(sig)
 }
 
 // observe records the signature of an outgoing request (v2 form field or
 // v3 Authorization) and returns the raw request text, for echoing.
 func (l *leakWatch) observe(r *http.Request, body []byte) string {
 	if auth := r.Header.Get("Authorization"); auth != "" {
-		l.add(auth[strings.LastIndex(auth, "Signature=")+len("Signature="):])
+		l.addSignature(auth[strings.LastIndex(auth, "Signature=")+len("Signature="):])
 	}
 	if form, err := url.ParseQuery(string(body)); err == nil && form.Get("Signature") != "" {
-		l.add(form.Get("Signature"))
+		l.addSignature(form.Get("Signature"))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s\n", r.Method, r.URL)
@@ -61,19 +70,30 @@ func (l *leakWatch) check(t *testing.T, err error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	texts := []string{err.Error(), fmt.Sprintf("%v", err), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err)}
+	j, _ := json.Marshal(err)
+	texts := []string{err.Error(), fmt.Sprintf("%v", err), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err), string(j)}
 	for e := errors.Unwrap(err); e != nil; e = errors.Unwrap(e) {
 		texts = append(texts, e.Error())
 	}
-	for _, secret := range l.secrets {
-		for _, form := range encodings(secret) {
-			for _, text := range texts {
-				if strings.Contains(text, form) {
-					t.Errorf("error text leaks %q (as %q):\n%s", secret, form, text)
-				}
+	for secret, piece := range l.secrets {
+		for _, text := range texts {
+			if leak := exposedPiece(text, secret, piece); leak != "" {
+				t.Errorf("error text shows %q, %s:\n%s", secret, leak, text)
 			}
 		}
 	}
+}
+
+// escapedEcho quotes every planted secret the ways a careless upstream
+// might: JSON-escaped as text, HTML-escaped, as hex entities,
+// percent-encoded, and cut after its first half.
+func escapedEcho() string {
+	var b strings.Builder
+	for _, s := range []string{plantedKey, plantedToken, plantedPassword} {
+		fmt.Fprintf(&b, "json=%s html=%s hex=%s url=%s cut=%s; ", jsonInner(s, true), html.EscapeString(s),
+			perByte(s, "&#x%x;"), url.QueryEscape(s), s[:len(s)/2+1])
+	}
+	return b.String()
 }
 
 // TestSecretsNeverInErrors plants a SecretKey, Token and password, makes
@@ -100,6 +120,23 @@ func TestSecretsNeverInErrors(t *testing.T) {
 		{"v2_error_without_codeDesc", echoJSON(200, func(echo string) any {
 			return map[string]any{"code": 4100, "message": echo}
 		})},
+		{"v3_error_echoing_escaped_and_cut", echoJSON(200, func(string) any {
+			return map[string]any{"Response": map[string]any{"Error": map[string]string{"Code": "ResourceInUse", "Message": escapedEcho()}, "RequestId": "r-1"}}
+		})},
+		{"v2_error_echoing_escaped_and_cut", echoJSON(200, func(string) any {
+			return map[string]any{"code": 5100, "message": escapedEcho(), "codeDesc": "OperationFail.SystemBusy", "requestId": 12}
+		})},
+		{"v2_batch_detail_echo", echoJSON(200, func(string) any {
+			return map[string]any{"code": 5100, "message": "batch", "detail": map[string]any{"ins-1": map[string]any{"code": 5100, "codeDesc": "OperationFail.SystemBusy", "message": escapedEcho()}}}
+		})},
+		{"http_502_escaped_and_cut", func(l *leakWatch, r *http.Request, body []byte) (*http.Response, error) {
+			l.observe(r, body)
+			return jsonResponse(502, "<html>"+html.EscapeString(escapedEcho())+"</html>"), nil
+		}},
+		{"transport_error_escaped_and_cut", func(l *leakWatch, r *http.Request, body []byte) (*http.Response, error) {
+			l.observe(r, body)
+			return nil, errors.New("proxy: bad upstream answer: " + escapedEcho())
+		}},
 		{"http_502_echoing_request", func(l *leakWatch, r *http.Request, body []byte) (*http.Response, error) {
 			return jsonResponse(502, "<html>"+l.observe(r, body)+"</html>"), nil
 		}},
@@ -128,8 +165,7 @@ func TestSecretsNeverInErrors(t *testing.T) {
 	for _, gen := range []Generation{V2, V3} {
 		for _, p := range paths {
 			t.Run(string(gen)+"/"+p.name, func(t *testing.T) {
-				l := &leakWatch{}
-				l.add(plantedKey, plantedToken, plantedPassword)
+				l := newLeakWatch()
 				rt := &recordingTransport{respond: func(r *http.Request, body []byte) (*http.Response, error) { return p.ans(l, r, body) }}
 				api := newTestAPI(t, gen, "", func(c *Config) {
 					c.Transport = rt
@@ -161,8 +197,7 @@ func TestSecretsNotInRealNetErrors(t *testing.T) {
 	for _, gen := range []Generation{V2, V3} {
 		for _, endpoint := range []string{"http://127.0.0.1:1", srv.URL} {
 			t.Run(string(gen)+"/"+endpoint, func(t *testing.T) {
-				l := &leakWatch{}
-				l.add(plantedKey, plantedToken, plantedPassword)
+				l := newLeakWatch()
 				var sigMu sync.Mutex
 				base := http.DefaultTransport.(*http.Transport).Clone()
 				spy := roundTripFunc(func(r *http.Request) (*http.Response, error) {
@@ -200,7 +235,7 @@ func TestSanitizeURLError(t *testing.T) {
 		t.Errorf("sanitize = %q; want %q", got, want)
 	}
 	sdkErr := tcerr.NewTencentCloudSDKErrorWithCause("ClientError.NetworkError", "Fail to get response", "", ue)
-	got := redactor{plantedKey, plantedPassword}.finish(fromSDKError(V2, "ResetInstances", sdkErr))
+	got := newRedactor(Credentials{SecretKey: plantedKey}, plantedPassword).finish(fromSDKError(V2, "ResetInstances", sdkErr))
 	if s := got.Error(); strings.Contains(s, "password") || strings.Contains(s, "Signature") || strings.Contains(s, plantedKey) {
 		t.Errorf("SDK network error = %q; want the URL without query or user info", s)
 	}

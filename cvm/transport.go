@@ -3,6 +3,7 @@ package cvm
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -133,7 +134,7 @@ func (x *exchange) result(gen Generation, action string, sendErr error, r redact
 	status, body, terr, sig := x.status, x.body, x.err, x.signature
 	x.mu.Unlock()
 	if sig != "" {
-		r = append(r, sig)
+		r = r.withSignature(sig)
 	}
 	op := string(gen) + " " + action
 	switch {
@@ -165,4 +166,15 @@ func (x *exchange) result(gen Generation, action string, sendErr error, r redact
 
 func isContextErr(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// decodeBody decodes the success body of a call into out. A body that
+// does not decode is a CodeMalformedResponse APIError, finished by r like
+// every other error of the call: encoding/json quotes bits of the input it
+// chokes on.
+func decodeBody(gen Generation, action string, body []byte, out any, r redactor) error {
+	if err := json.Unmarshal(body, out); err != nil {
+		return r.finish(&APIError{Generation: gen, Action: action, Code: CodeMalformedResponse, HTTPStatus: 200, Message: err.Error()})
+	}
+	return nil
 }

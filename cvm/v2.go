@@ -66,15 +66,11 @@ func (c *v2Client) ResetInstance(ctx context.Context, req ResetRequest) (string,
 	if err != nil {
 		return "", err
 	}
-	body, err := c.do(ctx, action, p, req.Password.Reveal())
-	if err != nil {
-		return "", err
-	}
 	var out struct {
 		RequestID flexString `json:"requestId"`
 	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return "", &APIError{Generation: V2, Action: action, Code: CodeMalformedResponse, HTTPStatus: 200, Message: err.Error()}
+	if err := c.do(ctx, action, p, &out, req.Password.Reveal()); err != nil {
+		return "", err
 	}
 	return string(out.RequestID), nil
 }
@@ -136,10 +132,6 @@ func (c *v2Client) DescribeInstances(ctx context.Context, ids []string) ([]Insta
 	for i, id := range ids {
 		p["instanceIds."+strconv.Itoa(i)] = id // 0-based (§1.1)
 	}
-	body, err := c.do(ctx, action, p)
-	if err != nil {
-		return nil, err
-	}
 	var out struct {
 		InstanceSet []struct {
 			UnInstanceID string          `json:"unInstanceId"`
@@ -151,8 +143,8 @@ func (c *v2Client) DescribeInstances(ctx context.Context, ids []string) ([]Insta
 			Status       flexInt         `json:"status"`
 		} `json:"instanceSet"`
 	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return nil, &APIError{Generation: V2, Action: action, Code: CodeMalformedResponse, HTTPStatus: 200, Message: err.Error()}
+	if err := c.do(ctx, action, p, &out); err != nil {
+		return nil, err
 	}
 	res := make([]Instance, 0, len(out.InstanceSet))
 	for _, in := range out.InstanceSet {
@@ -183,9 +175,10 @@ func v2State(status int) string {
 	return "STATUS_" + strconv.Itoa(status)
 }
 
-// do signs and POSTs one v2 call and returns the success body. secrets are
-// extra strings (a password) to keep out of errors.
-func (c *v2Client) do(ctx context.Context, action string, params map[string]string, secrets ...string) ([]byte, error) {
+// do signs and POSTs one v2 call and decodes the success body into out.
+// passwords are sent in params; they, the credentials and the signature
+// are kept out of every error do returns.
+func (c *v2Client) do(ctx context.Context, action string, params map[string]string, out any, passwords ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 
@@ -205,8 +198,7 @@ func (c *v2Client) do(ctx context.Context, action string, params map[string]stri
 	sig := signV2(http.MethodPost, c.url.Host, c.url.Path, p, c.cfg.Credentials.SecretKey.Reveal(), c.cfg.SignatureMethod)
 	p["Signature"] = sig
 
-	r := redactor{c.cfg.Credentials.SecretKey.Reveal(), c.cfg.Credentials.Token.Reveal(), sig}
-	r = append(r, secrets...)
+	r := newRedactor(c.cfg.Credentials, passwords...).withSignature(sig)
 
 	form := url.Values{}
 	for k, v := range p {
@@ -214,18 +206,22 @@ func (c *v2Client) do(ctx context.Context, action string, params map[string]stri
 	}
 	x := &exchange{}
 	if err := ctx.Err(); err != nil {
-		return nil, &TransportError{Op: "v2 " + action, Err: err, Sent: false, text: err.Error()}
+		return &TransportError{Op: "v2 " + action, Err: err, Sent: false, text: err.Error()}
 	}
 	hreq, err := http.NewRequestWithContext(withExchange(ctx, x), http.MethodPost, c.url.String(), strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, invalid(V2, action, "build request: %v", sanitize(err))
+		return invalid(V2, action, "build request: %v", sanitize(err))
 	}
 	hreq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := c.http.Do(hreq)
 	if resp != nil {
 		resp.Body.Close() // captureTransport already read it
 	}
-	return x.result(V2, action, err, r)
+	body, err := x.result(V2, action, err, r)
+	if err != nil {
+		return err
+	}
+	return decodeBody(V2, action, body, out, r)
 }
 
 // signV2 returns the base64 HMAC signature of a v2 request (§1.2): all

@@ -2,7 +2,6 @@ package cvm
 
 import (
 	"context"
-	"encoding/json"
 	"net/url"
 
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
@@ -68,17 +67,13 @@ func (c *v3Client) ResetInstance(ctx context.Context, req ResetRequest) (string,
 	if err != nil {
 		return "", err
 	}
-	body, err := c.do(ctx, action, params, req.Password.Reveal())
-	if err != nil {
-		return "", err
-	}
 	var out struct {
 		Response struct {
 			RequestID string `json:"RequestId"`
 		} `json:"Response"`
 	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return "", &APIError{Generation: V3, Action: action, Code: CodeMalformedResponse, HTTPStatus: 200, Message: err.Error()}
+	if err := c.do(ctx, action, params, &out, req.Password.Reveal()); err != nil {
+		return "", err
 	}
 	return out.Response.RequestID, nil
 }
@@ -151,10 +146,6 @@ func (c *v3Client) DescribeInstances(ctx context.Context, ids []string) ([]Insta
 		// Filters, and 100 IDs fit one page.
 		"Limit": MaxDescribeIDs,
 	}
-	body, err := c.do(ctx, action, params)
-	if err != nil {
-		return nil, err
-	}
 	var out struct {
 		Response struct {
 			InstanceSet []struct {
@@ -172,9 +163,10 @@ func (c *v3Client) DescribeInstances(ctx context.Context, ids []string) ([]Insta
 			} `json:"InstanceSet"`
 		} `json:"Response"`
 	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return nil, &APIError{Generation: V3, Action: action, Code: CodeMalformedResponse, HTTPStatus: 200, Message: err.Error()}
+	if err := c.do(ctx, action, params, &out); err != nil {
+		return nil, err
 	}
+	r := newRedactor(c.cfg.Credentials)
 	res := make([]Instance, 0, len(out.Response.InstanceSet))
 	for _, in := range out.Response.InstanceSet {
 		res = append(res, Instance{
@@ -186,31 +178,33 @@ func (c *v3Client) DescribeInstances(ctx context.Context, ids []string) ([]Insta
 			LatestOperation:          in.LatestOperation,
 			LatestOperationState:     in.LatestOperationState,
 			LatestOperationRequestID: in.LatestOperationRequestID,
-			LatestOperationErrorMsg:  in.LatestOperationErrorMsg,
+			LatestOperationErrorMsg:  r.clean(in.LatestOperationErrorMsg),
 		})
 	}
 	return res, nil
 }
 
-// do sends one API 3.0 call through the SDK and returns the success body
-// exactly as received. secrets are extra strings (a password) to keep out
-// of errors.
-func (c *v3Client) do(ctx context.Context, action string, params map[string]any, secrets ...string) ([]byte, error) {
+// do sends one API 3.0 call through the SDK and decodes the success body,
+// exactly as received, into out. passwords are sent in params; they, the
+// credentials and the signature are kept out of every error do returns.
+func (c *v3Client) do(ctx context.Context, action string, params map[string]any, out any, passwords ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	r := redactor{c.cfg.Credentials.SecretKey.Reveal(), c.cfg.Credentials.Token.Reveal()}
-	r = append(r, secrets...)
+	r := newRedactor(c.cfg.Credentials, passwords...)
 	if err := ctx.Err(); err != nil {
-		return nil, &TransportError{Op: "v3 " + action, Err: err, Sent: false, text: err.Error()}
+		return &TransportError{Op: "v3 " + action, Err: err, Sent: false, text: err.Error()}
 	}
 
 	req := tchttp.NewCommonRequest("cvm", v3Version, action)
 	if err := req.SetActionParameters(params); err != nil {
-		return nil, invalid(V3, action, "%s", r.scrub(err.Error()))
+		return invalid(V3, action, "%s", r.clean(err.Error()))
 	}
 	x := &exchange{}
 	req.SetContext(withExchange(ctx, x))
 	resp := tchttp.NewCommonResponse()
-	err := c.sdk.Send(req, resp)
-	return x.result(V3, action, err, r)
+	body, err := x.result(V3, action, c.sdk.Send(req, resp), r)
+	if err != nil {
+		return err
+	}
+	return decodeBody(V3, action, body, out, r)
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// All functions in this file run with s.mu held.
+// All functions in this file run with s.mu held, except fail.
 
 // resetRequest is one reset in generation-neutral form.
 type resetRequest struct {
@@ -103,15 +103,20 @@ func (s *Server) busy() *apiErr {
 	return newErr(k, "system busy")
 }
 
-// fail answers e in the shape of gen.
+// fail answers e in the shape of gen. It reads no Server state, so it may
+// run without s.mu.
 func (s *Server) fail(gen generation, reqID string, e *apiErr) response {
+	var resp response
 	if gen == genV2 {
-		return jsonResponse(e.kind.v2Desc, v2Body{Code: e.kind.v2Code, Message: e.msg, CodeDesc: e.kind.v2Desc})
+		resp = jsonResponse(e.kind.v2Desc, v2Body{Code: e.kind.v2Code, Message: e.msg, CodeDesc: e.kind.v2Desc})
+	} else {
+		resp = jsonResponse(e.kind.v3, v3Envelope{Response: v3ErrorBody{
+			Error:     v3Error{Code: e.kind.v3, Message: e.msg},
+			RequestID: reqID,
+		}})
 	}
-	return jsonResponse(e.kind.v3, v3Envelope{Response: v3ErrorBody{
-		Error:     v3Error{Code: e.kind.v3, Message: e.msg},
-		RequestID: reqID,
-	}})
+	resp.err, resp.gen, resp.reqID = e, gen, reqID
+	return resp
 }
 
 // jsonResponse is an HTTP 200 JSON answer; both generations answer 200 even

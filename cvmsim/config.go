@@ -133,6 +133,15 @@ type Faults struct {
 	// with an HTML body (a gateway error) and no state change.
 	// Defaults to 0.
 	ServerErrorRate float64
+	// EchoParams makes every error answer quote the Password parameter of
+	// the request (v2 password, API 3.0 LoginSettings.Password), as a
+	// careless upstream might: appended to the message raw, JSON-escaped
+	// (\u0026), HTML-escaped (&amp; &#39;), as hex entities (&#x27;),
+	// percent-encoded and cut in half; also in the body of a
+	// ServerErrorRate 502. Requests without a password are answered as
+	// usual. It tests that a client never shows upstream text verbatim.
+	// Defaults to false.
+	EchoParams bool
 	// Seed seeds the random source of the probabilities above and of
 	// RequestIds. Changing it with SetFaults restarts the source.
 	// Defaults to SeedDefault.
@@ -249,5 +258,6 @@ func RegisterFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.Float64Var(&f.DropRate, "drop-rate", d.DropRate, "fault: probability the connection is closed without an answer")
 	fs.BoolVar(&f.DropAfterApply, "drop-after-apply", d.DropAfterApply, "fault: drop answers after the request took effect (lost answer of an accepted call) instead of before")
 	fs.Float64Var(&f.ServerErrorRate, "server-error-rate", d.ServerErrorRate, "fault: probability a request answers HTTP 502 with an HTML body, no state change")
+	fs.BoolVar(&f.EchoParams, "echo-params", d.EchoParams, "fault: error answers quote the request's password (raw, JSON- and HTML-escaped, percent-encoded, cut), like a careless upstream")
 	fs.Int64Var(&f.Seed, "seed", d.Seed, "seed of the fault and RequestId random source (0 means 1)")
 }

@@ -74,7 +74,7 @@ func TestRegisterFlags(t *testing.T) {
 		"-reset-duration=3s", "-reset-duration-max=9s", "-replay-window=1m", "-images=img-aaaaaaaa, img-bbbbbbbb",
 		"-system-busy-rate=0.1", "-system-busy-first=2", "-system-busy-code-v3=ResourceInUse",
 		"-reset-rate-limit=5", "-describe-rate-limit=-1", "-balance-after=7", "-fail-rate=0.2",
-		"-latency=50ms", "-drop-rate=0.3", "-drop-after-apply", "-server-error-rate=0.4", "-seed=9",
+		"-latency=50ms", "-drop-rate=0.3", "-drop-after-apply", "-server-error-rate=0.4", "-echo-params", "-seed=9",
 	}
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
@@ -85,7 +85,7 @@ func TestRegisterFlags(t *testing.T) {
 		Faults: Faults{
 			SystemBusyRate: 0.1, SystemBusyFirst: 2, SystemBusyCodeV3: "ResourceInUse",
 			ResetRateLimit: 5, DescribeRateLimit: -1, BalanceAfter: 7, FailRate: 0.2,
-			Latency: 50 * time.Millisecond, DropRate: 0.3, DropAfterApply: true, ServerErrorRate: 0.4, Seed: 9,
+			Latency: 50 * time.Millisecond, DropRate: 0.3, DropAfterApply: true, ServerErrorRate: 0.4, EchoParams: true, Seed: 9,
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -94,7 +94,7 @@ func TestRegisterFlags(t *testing.T) {
 	var help bytes.Buffer
 	fs.SetOutput(&help)
 	fs.PrintDefaults()
-	for _, name := range []string{"reset-rate-limit", "describe-rate-limit", "system-busy-first", "drop-after-apply", "server-error-rate"} {
+	for _, name := range []string{"reset-rate-limit", "describe-rate-limit", "system-busy-first", "drop-after-apply", "server-error-rate", "echo-params"} {
 		if !strings.Contains(help.String(), "-"+name) {
 			t.Errorf("help lacks -%s", name)
 		}

@@ -103,7 +103,9 @@
 // gives up first causes no effect: Stats.Abandoned), then ServerErrorRate
 // answers HTTP 502 with an HTML body, then DropRate closes the connection
 // without an answer, before processing or, with DropAfterApply, after the
-// request took effect. Rate limits count whole seconds of arrival time per
+// request took effect. EchoParams makes error answers (and the 502 page)
+// quote the request's password in several escaped forms, like a careless
+// upstream; a client must not show them. Rate limits count whole seconds of arrival time per
 // action name as received (ResetInstance and ResetInstances have separate
 // budgets; DescribeInstances of both generations share one [U]); a
 // rejected call does not use up the budget. Probabilities come from a

@@ -48,7 +48,8 @@ var (
 )
 
 // apiErr is one failure answer: its kind and a human message. Messages never
-// carry parameter values, so a password cannot leak into a client's logs.
+// carry the password, so it cannot leak into a client's logs, unless
+// Faults.EchoParams asks for a careless upstream.
 type apiErr struct {
 	kind errKind
 	msg  string

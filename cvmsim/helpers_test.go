@@ -186,6 +186,13 @@ func (a v3Answer) code() string {
 	return a.Response.Error.Code
 }
 
+func (a v3Answer) message() string {
+	if a.Response.Error == nil {
+		return ""
+	}
+	return a.Response.Error.Message
+}
+
 // v1Params returns the common v1/v2 parameters plus extra, unsigned.
 func (c *client) v1Params(action string, extra map[string]string) url.Values {
 	p := url.Values{
@@ -357,6 +364,7 @@ type outcome struct {
 	code      string // "" on success; v3 Error.Code or v2 codeDesc
 	v2Code    int
 	requestID string
+	message   string // the error message, as decoded from the JSON body
 }
 
 // reset sends a reset through g. v3 names params as in API 3.0 JSON; for
@@ -374,7 +382,7 @@ func (c *client) reset(g gen, id string, params map[string]string) outcome {
 		}
 		a := c.v2(map[gen]string{genV2Get: http.MethodGet, genV2Post: http.MethodPost}[g], "ResetInstances", p)
 		if *a.Code != 0 {
-			return outcome{code: a.CodeDesc, v2Code: *a.Code}
+			return outcome{code: a.CodeDesc, v2Code: *a.Code, message: a.Message}
 		}
 		return outcome{requestID: a.RequestID}
 	case genV1Form:
@@ -386,7 +394,7 @@ func (c *client) reset(g gen, id string, params map[string]string) outcome {
 			p[k] = v
 		}
 		a := c.v1("ResetInstance", p)
-		return outcome{code: a.code(), requestID: a.Response.RequestId}
+		return outcome{code: a.code(), requestID: a.Response.RequestId, message: a.message()}
 	default:
 		body := map[string]any{}
 		if id != "" {
@@ -396,7 +404,7 @@ func (c *client) reset(g gen, id string, params map[string]string) outcome {
 			setPath(body, k, v)
 		}
 		a := c.v3("ResetInstance", body)
-		return outcome{code: a.code(), requestID: a.Response.RequestId}
+		return outcome{code: a.code(), requestID: a.Response.RequestId, message: a.message()}
 	}
 }
 

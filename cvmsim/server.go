@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"maps"
 	"math/rand/v2"
@@ -201,6 +202,12 @@ type response struct {
 	contentType string
 	body        []byte
 	errCode     string // the Error.Code or codeDesc answered, "" on success
+
+	// err, gen and reqID are set for an error answer built by fail, so
+	// that Faults.EchoParams can build it again with a longer message.
+	err   *apiErr
+	gen   generation
+	reqID string
 }
 
 // serveAPI applies the transport faults around one API request, in this
@@ -239,15 +246,26 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	switch {
 	case serverError:
+		page := badGatewayHTML
+		if pw, ok := echoedPassword(r, body); ok && f.EchoParams {
+			page = strings.Replace(page, "</body>", html.EscapeString(echoText(pw))+"\r\n</body>", 1)
+		}
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(http.StatusBadGateway)
-		io.WriteString(w, badGatewayHTML)
+		io.WriteString(w, page)
 		return
 	case drop && !f.DropAfterApply:
 		hangUp(w)
 		return
 	}
 	resp := s.handle(r, body, bodyErr, arrival)
+	if resp.err != nil && f.EchoParams {
+		if pw, ok := echoedPassword(r, body); ok {
+			e := *resp.err
+			e.msg += echoText(pw)
+			resp = s.fail(resp.gen, resp.reqID, &e)
+		}
+	}
 	if drop {
 		hangUp(w)
 		return

@@ -922,3 +922,48 @@ func TestConcurrent(t *testing.T) {
 		t.Fatalf("histogram = %v", h)
 	}
 }
+
+// TestEchoParams checks the careless-upstream fault: error answers quote
+// the request's password raw and escaped, in every way a reset can be
+// sent; without the fault, and without a password, nothing is quoted.
+func TestEchoParams(t *testing.T) {
+	const pw = `Ab&'c<d>"e%f+1`
+	forms := []string{
+		pw,
+		`Ab\u0026'c\u003cd\u003e\"e%f+1`,   // JSON string escaping
+		`Ab&amp;&#39;c&lt;d&gt;&#34;e%f+1`, // html.EscapeString
+		`Ab&#x26;&#x27;c&#x3c;d&#x3e;&#x22;e&#x25;f&#x2b;1`, // hex entities
+		`Ab%26%27c%3Cd%3E%22e%25f%2B1`,                      // url.QueryEscape
+		`Ab&'c<d>"`,                                         // cut in half
+	}
+	for _, g := range allGens {
+		t.Run(string(g), func(t *testing.T) {
+			name := map[bool]string{true: "password", false: "LoginSettings.Password"}[g == genV2Get || g == genV2Post]
+			b := setup(t, Config{Faults: Faults{EchoParams: true}}, linuxA)
+			o := b.c.reset(g, "ins-ffff9999", map[string]string{name: pw})
+			wantCode(t, o, "InvalidInstanceId.NotFound")
+			for _, f := range forms {
+				if !strings.Contains(o.message, f) {
+					t.Errorf("message %q lacks %q", o.message, f)
+				}
+			}
+			if o := b.c.reset(g, "ins-ffff9999", nil); strings.Contains(o.message, "Password") {
+				t.Errorf("without a password, message = %q; want no echo", o.message)
+			}
+			if err := b.srv.SetFaults(Faults{}); err != nil {
+				t.Fatal(err)
+			}
+			if o := b.c.reset(g, "ins-ffff9999", map[string]string{name: pw}); strings.Contains(o.message, "Ab&") {
+				t.Errorf("without EchoParams, message = %q; want no password", o.message)
+			}
+		})
+	}
+	t.Run("bad_gateway", func(t *testing.T) {
+		b := setup(t, Config{Faults: Faults{EchoParams: true, ServerErrorRate: 1}}, linuxA)
+		body, _ := json.Marshal(map[string]any{"InstanceId": linuxA.ID, "LoginSettings": map[string]string{"Password": pw}})
+		resp, out := b.c.do(b.c.tc3Request("ResetInstance", body, b.clk.Now().Unix()))
+		if resp.StatusCode != http.StatusBadGateway || !bytes.Contains(out, []byte("Ab&amp;&#39;c")) {
+			t.Fatalf("answer %d %q; want a 502 page quoting the password", resp.StatusCode, out)
+		}
+	})
+}

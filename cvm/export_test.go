@@ -1,0 +1,4 @@
+package cvm
+
+// ExposedFragment is exposedFragment, for the external tests.
+var ExposedFragment = exposedFragment
