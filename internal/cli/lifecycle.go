@@ -88,7 +88,7 @@ func leftRunning(insts []*ledger.Instance) string {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Left running: %s accepted by the cloud, not verified yet", plural(len(ids), "reinstall"))
+	fmt.Fprintf(&b, "%s accepted by the cloud, not verified yet", plural(len(ids), "reinstall"))
 	if len(ids) > 0 {
 		shown := ids[:min(len(ids), 10)]
 		fmt.Fprintf(&b, " (%s", strings.Join(shown, ", "))
@@ -284,7 +284,7 @@ func openJournalAt(env *Env, plan *planner.Plan, dir string, simulate, adopt boo
 		fmt.Fprintf(out, "Resuming from %s: %d instances already touched.\n", path, len(recovered.Seeds))
 		return j, recovered, nil
 	}
-	fmt.Fprintf(env.Stderr, "fleetreset: warning: no journal of this plan in %s: starting fresh. "+
+	fmt.Fprintf(env.Stderr, "fleetreset: warning: no earlier run of this plan is recorded in %s: starting fresh. "+
 		"A run of this plan from another directory or another host cannot be seen from here; "+
 		"if there was one, stop now and continue it there (or run here with its --state-dir).\n", filepath.Dir(path))
 	if others, err := journal.Others(filepath.Dir(path), plan.Spec.ID, plan.Spec.PlanHash); err == nil && len(others) > 0 {

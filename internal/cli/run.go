@@ -174,6 +174,10 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		Ledger: cn.ledger, Client: cn.client, Namespace: ns, Recovered: recovered,
 		Describe: describeFunc(api, lim, ratelimit.Key("DescribeInstances", cmp.Or(a.endpoint, plan.Spec.Endpoint, "default")+"|"+plan.Spec.Region, creds.SecretID), plan.Spec.DescribeRate),
 	})
+	if err != nil && ctx.Err() != nil {
+		// Apply is all or nothing: an interrupted one started nothing.
+		return &ExitError{Code: exitStopped, Err: fmt.Errorf("rollout %s stopped (%s) before it started; to start it: %s", id, context.Cause(ctx), continueCommand(fs, jrnl != nil && !*simulate, *stateDir))}
+	}
 	if err != nil {
 		return &ExitError{Code: exitFailed, Err: err}
 	}
@@ -240,12 +244,12 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	switch {
 	case interrupted:
 		left := leftRunning(insts)
-		fmt.Fprintln(out, left)
-		return &ExitError{Code: exitStopped, Err: fmt.Errorf("rollout %s stopped: %s. To continue: %s", id, left, again)}
+		fmt.Fprintln(out, "Left running: "+left)
+		return &ExitError{Code: exitStopped, Err: fmt.Errorf("rollout %s stopped (%s) with %s. To continue: %s", id, context.Cause(ctx), left, again)}
 	case r.State == ledger.Completed && r.Counters.Failures() == 0 && r.Counters.Cancelled == 0:
 		return nil
 	case r.State == ledger.Paused || r.State == ledger.AwaitingApproval:
-		fmt.Fprintln(out, leftRunning(insts))
+		fmt.Fprintln(out, "Left running: "+leftRunning(insts))
 		nsFlag := ""
 		if jrnl == nil {
 			nsFlag = " --namespace " + ns

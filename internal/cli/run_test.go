@@ -127,52 +127,64 @@ func TestRunPauseWaitsForReinstallsInFlight(t *testing.T) {
 // TestRunInterruptedDrains drives the drain of Ctrl-C/SIGTERM through
 // Main with a cancelled context (TestRunSIGTERM in cmd/fleetreset sends
 // a real SIGTERM): no reset starts after the cancel, accepted reinstalls
-// are verified, it exits 3 and prints the command that continues.
+// are verified, it exits 3 and prints the command that continues, which
+// then finishes the rollout: on the embedded Redis with the journal, and
+// on REDIS_URL, where the rollout must not stay paused.
 func TestRunInterruptedDrains(t *testing.T) {
-	path, ids := quickPlan(t, "interrupted", 20, 4, "rateLimit: {reset: 4, describe: 40}\n")
-	sim, url := simFor(t, cvmsim.Config{ResetDuration: 500 * time.Millisecond}, ids)
 	t.Setenv("TENCENTCLOUD_SECRET_ID", cvmsim.SecretIDDefault)
 	t.Setenv("TENCENTCLOUD_SECRET_KEY", cvmsim.SecretKeyDefault)
-	ctx, cancel := context.WithCancelCause(t.Context())
-	env, out, errb := testEnv(nil)
-	stateDir := t.TempDir()
-	done := make(chan int, 1)
-	go func() {
-		done <- Main(ctx, env, []string{"run", "--endpoint", url, "--state-dir", stateDir, "--reconcile-grace", "5s", path})
-	}()
-	awaitAccepted(t, sim, 3, 30*time.Second)
-	cancel(fmt.Errorf("terminated signal received"))
-	atCancel := totalAccepted(sim.Stats())
-	var code int
-	select {
-	case code = <-done:
-	case <-time.After(time.Minute):
-		t.Fatalf("run did not end within a minute of the cancel\n%s\n%s", out, errb)
-	}
-	if code != exitStopped {
-		t.Fatalf("run exited %d; want %d\nstdout:\n%s\nstderr:\n%s", code, exitStopped, out, errb)
-	}
-	after := totalAccepted(sim.Stats())
-	if after-atCancel > 1 || after == len(ids) {
-		t.Errorf("%d resets accepted at the cancel, %d when run ended (of %d): new calls started after it", atCancel, after, len(ids))
-	}
-	tot := summaryTotals(t, out.String())
-	if tot["in-flight"] != 0 || tot["succeeded"] != after || tot["pending"] != len(ids)-after {
-		t.Errorf("summary %v; want %d succeeded, 0 in flight, %d pending", tot, after, len(ids)-after)
-	}
-	want := "To continue: fleetreset run --endpoint=" + url + " --reconcile-grace=5s --state-dir " + stateDir + " " + path
-	if !strings.Contains(errb.String(), want) || !strings.Contains(out.String(), "Left running: 0 reinstalls") {
-		t.Errorf("run did not say what was left and how to continue (%q):\nstdout:\n%s\nstderr:\n%s", want, out, errb)
-	}
-	// The printed command continues the rollout: every instance exactly once.
-	env, out, errb = testEnv(nil)
-	if code := Main(t.Context(), env, []string{"run", "--endpoint=" + url, "--reconcile-grace=5s", "--state-dir", stateDir, path}); code != 0 {
-		t.Fatalf("continuing run exited %d\n%s\n%s", code, out, errb)
-	}
-	for id, n := range sim.Stats().AcceptedResets {
-		if n != 1 {
-			t.Errorf("%s reset %d times; want 1", id, n)
-		}
+	for _, mode := range []string{"journal", "redis-url"} {
+		t.Run(mode, func(t *testing.T) {
+			path, ids := quickPlan(t, "interrupted", 20, 4, "rateLimit: {reset: 4, describe: 40}\n")
+			sim, url := simFor(t, cvmsim.Config{ResetDuration: 500 * time.Millisecond}, ids)
+			var vars map[string]string
+			args := []string{"--endpoint=" + url, "--reconcile-grace=5s"}
+			if mode == "redis-url" {
+				r := redistest.New(t)
+				vars = map[string]string{"REDIS_URL": "redis://" + r.Addr, "FLEETRESET_NAMESPACE": strings.TrimSuffix(r.Prefix, ":")}
+			} else {
+				args = append(args, "--state-dir", t.TempDir())
+			}
+			args = append(args, path)
+			ctx, cancel := context.WithCancelCause(t.Context())
+			env, out, errb := testEnv(vars)
+			done := make(chan int, 1)
+			go func() { done <- Main(ctx, env, append([]string{"run"}, args...)) }()
+			awaitAccepted(t, sim, 3, 30*time.Second)
+			cancel(fmt.Errorf("terminated signal received"))
+			atCancel := totalAccepted(sim.Stats())
+			var code int
+			select {
+			case code = <-done:
+			case <-time.After(time.Minute):
+				t.Fatalf("run did not end within a minute of the cancel\n%s\n%s", out, errb)
+			}
+			if code != exitStopped {
+				t.Fatalf("run exited %d; want %d\nstdout:\n%s\nstderr:\n%s", code, exitStopped, out, errb)
+			}
+			after := totalAccepted(sim.Stats())
+			if after-atCancel > 1 || after == len(ids) {
+				t.Errorf("%d resets accepted at the cancel, %d when run ended (of %d): new calls started after it", atCancel, after, len(ids))
+			}
+			tot := summaryTotals(t, out.String())
+			if tot["in-flight"] != 0 || tot["succeeded"] != after || tot["pending"] != len(ids)-after {
+				t.Errorf("summary %v; want %d succeeded, 0 in flight, %d pending", tot, after, len(ids)-after)
+			}
+			want := "To continue: fleetreset run " + strings.Join(args, " ")
+			if !strings.Contains(errb.String(), want) || !strings.Contains(out.String(), "Left running: 0 reinstalls") {
+				t.Errorf("run did not say what was left and how to continue (%q):\nstdout:\n%s\nstderr:\n%s", want, out, errb)
+			}
+			// The printed command continues the rollout: every instance exactly once.
+			env, out, errb = testEnv(vars)
+			if code := Main(t.Context(), env, append([]string{"run"}, args...)); code != 0 {
+				t.Fatalf("continuing run exited %d\n%s\n%s", code, out, errb)
+			}
+			for id, n := range sim.Stats().AcceptedResets {
+				if n != 1 {
+					t.Errorf("%s reset %d times; want 1", id, n)
+				}
+			}
+		})
 	}
 }
 
