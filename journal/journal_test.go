@@ -94,3 +94,75 @@ func TestOpenLocksOutASecondRun(t *testing.T) {
 		j2.Close()
 	}
 }
+
+// TestCheckScope: a journal resumes only runs against the endpoint, region
+// and SecretId its calls were made against.
+func TestCheckScope(t *testing.T) {
+	dir := t.TempDir()
+	a := Scope{Endpoint: "http://127.0.0.1:8080", Region: "ap-guangzhou", SecretID: "AKIDa"}
+	write := func(name string, scopes ...Scope) string {
+		t.Helper()
+		path := filepath.Join(dir, name+".journal")
+		j, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer j.Close()
+		for _, s := range scopes {
+			if err := j.RecordScope(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := j.Intent(t.Context(), "r", "ins-a", 1, "img-old", ""); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	scoped := write("scoped", a)
+	legacy := write("legacy")
+	adopted := write("adopted", Scope{Endpoint: "http://old", Region: "ap-guangzhou"}, a)
+	with := func(f func(*Scope)) Scope { s := a; f(&s); return s }
+	tests := []struct {
+		name     string
+		path     string
+		want     Scope
+		refused  bool
+		recorded bool
+	}{
+		{"same", scoped, a, false, true},
+		{"other-endpoint", scoped, with(func(s *Scope) { s.Endpoint = "http://127.0.0.1:9090" }), true, true},
+		{"other-region", scoped, with(func(s *Scope) { s.Region = "ap-shanghai" }), true, true},
+		{"other-key", scoped, with(func(s *Scope) { s.SecretID = "AKIDb" }), true, true},
+		{"temporary-credentials", scoped, with(func(s *Scope) { s.SecretID = "" }), false, true}, // a rotating SecretId identifies nothing
+		{"legacy", legacy, a, true, false},
+		{"last-scope-wins", adopted, a, false, true},
+		{"missing", filepath.Join(dir, "missing.journal"), a, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckScope(tc.path, tc.want)
+			var se *ScopeError
+			if got := errors.As(err, &se); got != tc.refused {
+				t.Fatalf("CheckScope(%s, %v) = %v; want refused %v", tc.name, tc.want, err, tc.refused)
+			}
+			if se != nil && se.Recorded != tc.recorded {
+				t.Errorf("Recorded = %v; want %v", se.Recorded, tc.recorded)
+			}
+		})
+	}
+	// Scope events do not disturb recovery.
+	if opts, err := Recover(adopted); err != nil || len(opts.Seeds) != 1 || opts.Seeds["ins-a"].State != ledger.Calling {
+		t.Errorf("Recover(adopted) = %+v, %v; want ins-a calling only", opts.Seeds, err)
+	}
+}
+
+func TestOthers(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"web-0123456789ab.journal", "web-ba9876543210.journal", "web-2-0123456789ab.journal", "webx-0123456789ab.journal"} {
+		os.WriteFile(filepath.Join(dir, name), nil, 0o600)
+	}
+	got, err := Others(dir, "web", "sha256:0123456789abcdef")
+	if err != nil || len(got) != 1 || filepath.Base(got[0]) != "web-ba9876543210.journal" {
+		t.Errorf("Others = %v, %v; want only web-ba9876543210.journal", got, err)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/planner"
 	"github.com/fleetreset/fleetreset/ratelimit"
+	"github.com/fleetreset/fleetreset/tasks"
 	"github.com/fleetreset/fleetreset/worker"
 )
 
@@ -27,20 +27,22 @@ import (
 const (
 	exitFailed  = 1 // some instance failed, or the rollout was aborted
 	exitUsage   = 2
-	exitStopped = 3 // paused or awaiting approval with nobody to answer
+	exitStopped = 3 // paused, awaiting approval with nobody to answer, or stopped by Ctrl-C or SIGTERM
 )
 
 func runCmd(ctx context.Context, env *Env, args []string) error {
-	fs, c := newFlags(env, "run", "[flags] PLAN", "Run a whole rollout in this process: an embedded Redis (unless REDIS_URL is set), in-process workers and, with --simulate, an in-process simulator seeded with the plan's instances. Exit status: 0 when every instance was reset and verified, 1 when any failed or the rollout was aborted, 3 when it paused")
+	fs, c := newFlags(env, "run", "[flags] PLAN", "Run a whole rollout in this process: an embedded Redis (unless REDIS_URL is set; with --simulate always), in-process workers and, with --simulate, an in-process simulator seeded with the plan's instances. Exit status: 0 when every instance was reset and verified, 1 when any failed or the rollout was aborted, 3 when it paused or was stopped by Ctrl-C or SIGTERM")
 	var a apiFlags
 	a.register(fs)
-	simulate := fs.Bool("simulate", false, "run against an in-process CVM simulator seeded with the plan's instances")
+	simulate := fs.Bool("simulate", false, "run against an in-process CVM simulator seeded with the plan's instances (always on an embedded Redis: REDIS_URL is ignored)")
 	autoApprove := fs.Bool("auto-approve", false, "approve manual gates without asking")
 	retryFailed := fs.Bool("retry-failed", false, "give instances that failed in an earlier run of this plan a new attempt (with the journal, or on REDIS_URL)")
 	wait := fs.Bool("wait", false, "keep waiting when the rollout pauses (resume it from another terminal) instead of exiting with status 3")
 	concurrency := fs.Int("concurrency", worker.ConcurrencyDefault, "reset tasks handled at once")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics on this address while the rollout runs (e.g. 127.0.0.1:9464)")
-	stateDir := fs.String("state-dir", ".fleetreset", "directory of the crash-safety journal (embedded Redis only; with --simulate a temporary one, since the simulator itself is gone after the run)")
+	stateDir := fs.String("state-dir", ".fleetreset", "directory of the crash-safety journal, relative to the current directory (embedded Redis only; with --simulate a temporary one, since the simulator itself is gone after the run)")
+	adoptJournal := fs.Bool("adopt-journal", false, "resume from a journal written against another endpoint or SecretId: the same fleet reached by another URL, or a rotated key")
+	drainTimeout := fs.Duration("drain-timeout", 0, "after a pause, Ctrl-C or SIGTERM, how long to wait for reinstalls the cloud accepted to be verified before exiting (default: the plan's verify timeout)")
 	grace := fs.Duration("reconcile-grace", 0, "how long after an unanswered call to wait before asking the API whether it landed (default 2m; 5s with --simulate)")
 	// The demo's simulator accepts a request 30 s after signing, not 5 min,
 	// so that a lost request is retried within the demo's patience.
@@ -52,52 +54,19 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	}
 	log := c.logger(env, true)
 	out := env.Stdout
+	id := plan.Spec.ID
 
-	// Redis: REDIS_URL, or an embedded one with a journal on disk.
 	url := c.redisURL
-	var jrnl *journal.Journal
-	var recovered ledger.CreateOptions
-	if url == "" {
-		er, err := embedded.Start("")
-		if err != nil {
-			return err
+	if *simulate && url != "" {
+		if flagSet(fs, "redis") {
+			return &ExitError{Code: exitUsage, Err: errors.New("run: --simulate always runs on its own embedded Redis; drop --redis")}
 		}
-		defer er.Close()
-		url = er.URL()
-		dir := *stateDir
-		if *simulate {
-			// The in-process simulator forgets its fleet when the process
-			// ends, so a journal would only describe resets of a simulator
-			// that no longer exists: keep it for this run alone.
-			tmp, err := os.MkdirTemp("", "fleetreset-demo-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(tmp)
-			dir = tmp
-		}
-		jpath := journal.Path(dir, plan.Spec.ID, plan.Spec.PlanHash)
-		if recovered, err = journal.Recover(jpath); err != nil {
-			return err
-		}
-		recovered.Wave = min(recovered.Wave, len(plan.Spec.Waves)-1)
-		if jrnl, err = journal.Open(jpath); err != nil {
-			return err
-		}
-		defer jrnl.Close()
-		if len(recovered.Seeds) > 0 {
-			fmt.Fprintf(out, "Resuming from %s: %d instances already touched.\n", jpath, len(recovered.Seeds))
-		}
-		fmt.Fprintf(out, "Embedded Redis at %s (REDIS_URL=%s fleetreset status %s)\n", er.Addr(), url, plan.Spec.ID)
+		// The simulated fleet exists only in this process: nothing in a
+		// shared Redis can concern it, and workers started there would
+		// serve (and fail, against the simulator) the rollouts of others.
+		fmt.Fprintln(out, "Ignoring REDIS_URL: --simulate runs on its own embedded Redis.")
+		url = ""
 	}
-	if h := env.Hooks; h != nil && h.Redis != nil {
-		h.Redis(url)
-	}
-	cn, err := openURL(ctx, url, c.namespace)
-	if err != nil {
-		return err
-	}
-	defer cn.Close()
 
 	// The API: a simulator, or the real one with credentials from the environment.
 	var creds cvm.Credentials
@@ -126,13 +95,52 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	a.timeout = callTimeout(a.timeout, *grace)
 	apiFor := apiFactory(a, creds)
 
+	// Redis: an embedded one with a journal on disk, or REDIS_URL under a
+	// namespace of this rollout's own.
+	ns := c.namespace
+	var jrnl *journal.Journal
+	var recovered ledger.CreateOptions
+	if url == "" {
+		er, err := embedded.Start("")
+		if err != nil {
+			return err
+		}
+		defer er.Close()
+		url = er.URL()
+		var closeJournal func()
+		if jrnl, recovered, closeJournal, err = openJournal(env, plan, *stateDir, *simulate, *adoptJournal, scopeOf(a, plan, creds)); err != nil {
+			return err
+		}
+		defer closeJournal()
+		fmt.Fprintf(out, "Embedded Redis at %s (REDIS_URL=%s fleetreset status %s)\n", er.Addr(), url, id)
+	} else {
+		// Workers serve every rollout queued in their namespace, so the
+		// workers of this process get a namespace no `apply` writes to:
+		// they serve the rollout this command creates and nothing else.
+		ns = runNamespace(c.namespace, id)
+		if err := refuseApplied(ctx, url, c.namespace, id); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "Rollout state in REDIS_URL under this run's own namespace %s (fleetreset status --namespace %s %s)\n", ns, ns, id)
+	}
+	if h := env.Hooks; h != nil && h.Redis != nil {
+		h.Redis(url)
+	}
+	cn, err := openURL(ctx, url, ns)
+	if err != nil {
+		return err
+	}
+	defer cn.Close()
+
 	var lim ratelimit.Limiter
 	if jrnl != nil {
 		lim = ratelimit.NewLocal(ratelimit.Config{})
 	} else {
-		lim = ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix})
+		// The API budget is the account's: share it with the workers of
+		// the namespace this run was started in.
+		lim = ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cmp.Or(c.namespace, tasks.DefaultNamespace) + ":"})
 	}
-	ctl := cn.controller(c.namespace, log)
+	ctl := cn.controller(ns, log)
 	wcfg := worker.Config{Redis: cn.opt, Controller: ctl, Limiter: lim, APIFunc: apiFor,
 		Endpoint: a.endpoint, API: a.api, Credentials: &creds, Concurrency: *concurrency,
 		ReconcileGrace: *grace, CallTimeout: a.timeout, ReplayWindow: a.replay, Logger: log, LookupEnv: env.lookupEnv()}
@@ -146,8 +154,9 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Workers stop only after the progress loop is done, so that calls in
-	// flight when Ctrl-C arrives finish and are recorded.
+	// Workers stop only after the rollout was drained, so that calls in
+	// flight when Ctrl-C or SIGTERM arrives finish and are recorded, and
+	// accepted reinstalls get verified.
 	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- w.Run(wctx) }()
@@ -165,55 +174,96 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	res, err := planner.Apply(ctx, plan, planner.ApplyConfig{
-		Ledger: cn.ledger, Client: cn.client, Namespace: c.namespace, Recovered: recovered,
+		Ledger: cn.ledger, Client: cn.client, Namespace: ns, Recovered: recovered,
 		Describe: describeFunc(api, lim, ratelimit.Key("DescribeInstances", cmp.Or(a.endpoint, plan.Spec.Endpoint, "default")+"|"+plan.Spec.Region, creds.SecretID), plan.Spec.DescribeRate),
 	})
+	if err != nil && ctx.Err() != nil {
+		// Apply is all or nothing: an interrupted one started nothing.
+		return &ExitError{Code: exitStopped, Err: fmt.Errorf("rollout %s stopped (%s) before it started; to start it: %s", id, context.Cause(ctx), continueCommand(fs, jrnl != nil && !*simulate, *stateDir))}
+	}
 	if err != nil {
 		return &ExitError{Code: exitFailed, Err: err}
 	}
 	if len(res.Skipped) > 0 {
 		fmt.Fprintf(out, "Skipping %s already on the target image.\n", plural(len(res.Skipped), "instance"))
 	}
-	fmt.Fprintf(out, "Rollout %s: %s in %s.\n", plan.Spec.ID, plural(len(plan.Targets), "instance"), plural(len(plan.Spec.Waves), "wave"))
+	fmt.Fprintf(out, "Rollout %s: %s in %s.\n", id, plural(len(plan.Targets), "instance"), plural(len(plan.Spec.Waves), "wave"))
 	if *retryFailed {
-		rr, err := ctl.RetryFailed(ctx, plan.Spec.ID, false)
+		rr, err := ctl.RetryFailed(ctx, id, false)
 		if err != nil && !errors.Is(err, control.ErrNotChanged) {
 			return err
 		}
 		fmt.Fprintf(out, "Retrying %s that failed before.\n", plural(len(rr.Requeue), "instance"))
-	} else if len(recovered.Seeds) > 0 {
-		// Failures remembered by the journal still count against the
-		// budgets: a run that stopped on a breach stays stopped.
-		if r, err := cn.ledger.Get(ctx, plan.Spec.ID); err == nil && r.Wave < len(r.Waves) {
-			w := r.Waves[r.Wave]
-			if err := ctl.AfterFinish(ctx, plan.Spec, ledger.FinishResult{Wave: r.Wave, WaveCounters: w.Counters, Overall: r.Counters, WaveComplete: w.Complete, WaveSize: w.Size, Total: r.Total}); err != nil {
-				return err
-			}
+	} else if len(recovered.Seeds) > 0 || !res.Created {
+		// Failures remembered by the journal (or by Redis) still count
+		// against the budgets: a run that stopped on a breach stays stopped.
+		if err := recheckBudgets(ctx, ctl, plan); err != nil {
+			return err
 		}
 	}
 
-	r, err := watch(ctx, env, ctl, plan.Spec.ID, watchOpts{autoApprove: *autoApprove, wait: *wait})
+	r, err := watch(ctx, env, ctl, id, watchOpts{autoApprove: *autoApprove, wait: *wait})
+	interrupted := errors.Is(err, errInterrupted)
+	if err != nil && !interrupted {
+		return err
+	}
+	bg := context.WithoutCancel(ctx)
+	pausedHere := false
+	if interrupted {
+		fmt.Fprintf(out, "\nStopping (%s): no new reset starts; calls in flight finish.\n", context.Cause(ctx))
+		// A pause stops new calls at the ledger, the one place every
+		// handler asks before it calls, while verification goes on.
+		if pausedHere, err = cn.ledger.SetState(bg, id, []ledger.RolloutState{ledger.Running, ledger.Scheduled}, ledger.Paused, interruptedReason); err != nil {
+			return err
+		}
+	}
+	drain(bg, out, cn.ledger, id, cmp.Or(*drainTimeout, plan.Spec.VerifyTimeout))
 	stop()
-	if r != nil {
-		printSummary(out, r)
+	if r, err = cn.ledger.Get(bg, id); err != nil {
+		return err
 	}
-	if sim != nil && r != nil {
-		printSimCheck(out, sim, plan)
-	}
+	insts, err := cn.ledger.AllInstances(bg, r)
 	if err != nil {
 		return err
 	}
+	printSummary(out, r, insts)
+	if sim != nil {
+		printSimCheck(out, sim, plan)
+	}
+	if pausedHere && jrnl == nil {
+		// In Redis the pause would outlive this process: give the rollout
+		// back as it was, so that the same command continues it.
+		if _, err := ctl.Resume(bg, id); err != nil && !errors.Is(err, control.ErrNotChanged) {
+			return err
+		}
+		if err := recheckBudgets(bg, ctl, plan); err != nil {
+			return err
+		}
+	}
+	again := continueCommand(fs, jrnl != nil && !*simulate, *stateDir)
+	if *simulate {
+		again += " (with --simulate it starts a new simulated fleet: the current one ends with this process)"
+	}
 	switch {
+	case interrupted:
+		left := leftRunning(insts)
+		fmt.Fprintln(out, "Left running: "+left)
+		return &ExitError{Code: exitStopped, Err: fmt.Errorf("rollout %s stopped (%s) with %s. To continue: %s", id, context.Cause(ctx), left, again)}
 	case r.State == ledger.Completed && r.Counters.Failures() == 0 && r.Counters.Cancelled == 0:
 		return nil
 	case r.State == ledger.Paused || r.State == ledger.AwaitingApproval:
-		hint := "after fixing the cause, run the same command with --retry-failed (or with --wait, and `fleetreset resume` from another terminal)"
-		if r.State == ledger.AwaitingApproval {
-			hint = "run the same command with --auto-approve, or with --wait and `fleetreset approve " + r.ID + "` from another terminal"
+		fmt.Fprintln(out, "Left running: "+leftRunning(insts))
+		nsFlag := ""
+		if jrnl == nil {
+			nsFlag = " --namespace " + ns
 		}
-		return &ExitError{Code: exitStopped, Err: fmt.Errorf("rollout %s is %s: %s; %s", r.ID, r.State, r.Reason, hint)}
+		hint := "after fixing the cause, run " + withFlag(again, "retry-failed") + " (or the same command with --wait, and `fleetreset resume" + nsFlag + " " + id + "` from another terminal)"
+		if r.State == ledger.AwaitingApproval {
+			hint = "run " + withFlag(again, "auto-approve") + ", or with --wait and `fleetreset approve" + nsFlag + " " + id + "` from another terminal"
+		}
+		return &ExitError{Code: exitStopped, Err: fmt.Errorf("rollout %s is %s: %s; %s", id, r.State, r.Reason, hint)}
 	}
-	return &ExitError{Code: exitFailed, Err: fmt.Errorf("rollout %s ended %s with %d failed; after fixing the cause, run the same command with --retry-failed", r.ID, r.State, r.Counters.Failures())}
+	return &ExitError{Code: exitFailed, Err: fmt.Errorf("rollout %s ended %s with %d failed; after fixing the cause, run %s", id, r.State, r.Counters.Failures(), withFlag(again, "retry-failed"))}
 }
 
 type watchOpts struct {
@@ -237,7 +287,7 @@ func watch(ctx context.Context, env *Env, ctl *control.Controller, id string, o 
 		r, err := cn.Get(ctx, id)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, &ExitError{Code: 130, Err: errors.New("interrupted; calls in flight were allowed to finish")}
+				return nil, errInterrupted
 			}
 			return nil, err
 		}
@@ -287,9 +337,10 @@ func watch(ctx context.Context, env *Env, ctl *control.Controller, id string, o 
 		}
 		select {
 		case <-ctx.Done():
-			fmt.Fprintln(env.Stderr, "\ninterrupted: stopping workers (calls in flight finish)")
-			r, _ := cn.Get(context.WithoutCancel(ctx), id)
-			return r, &ExitError{Code: 130, Err: errors.New("interrupted; run the same command again to continue")}
+			if env.Interactive {
+				fmt.Fprintln(env.Stderr)
+			}
+			return r, errInterrupted
 		case <-tick.C:
 		}
 	}
@@ -308,18 +359,37 @@ func progressLine(r *ledger.Rollout) string {
 		r.Counters.Succeeded, r.Counters.Skipped, r.Counters.Failures(), r.State)
 }
 
-func printSummary(out io.Writer, r *ledger.Rollout) {
+// printSummary prints every instance of r (insts, from the ledger) in one
+// column: succeeded, skipped, failed, ambiguous, cancelled, in flight (the
+// cloud accepted the reinstall, not verified yet) and pending (not called).
+func printSummary(out io.Writer, r *ledger.Rollout, insts []*ledger.Instance) {
 	fmt.Fprintf(out, "\nRollout %s: %s", r.ID, r.State)
 	if r.Reason != "" {
 		fmt.Fprintf(out, " (%s)", r.Reason)
 	}
 	fmt.Fprintln(out)
-	fmt.Fprintf(out, "  %-6s %6s %9s %8s %7s %9s %10s\n", "wave", "size", "succeeded", "skipped", "failed", "ambiguous", "cancelled")
+	open := make([]struct{ inFlight, pending int }, len(r.Waves))
+	for _, in := range insts {
+		if in.Wave < 0 || in.Wave >= len(open) {
+			continue
+		}
+		switch in.State {
+		case ledger.Calling, ledger.Resetting:
+			open[in.Wave].inFlight++
+		case ledger.Pending, ledger.Held:
+			open[in.Wave].pending++
+		}
+	}
+	const row = "  %-6v %6v %9v %8v %7v %9v %10v %9v %7v\n"
+	fmt.Fprintf(out, row, "wave", "size", "succeeded", "skipped", "failed", "ambiguous", "cancelled", "in-flight", "pending")
+	var inFlight, pending int
 	for _, w := range r.Waves {
-		fmt.Fprintf(out, "  %-6d %6d %9d %8d %7d %9d %10d\n", w.Index+1, w.Size, w.Counters.Succeeded, w.Counters.Skipped, w.Counters.Failed, w.Counters.Ambiguous, w.Counters.Cancelled)
+		o := open[w.Index]
+		inFlight, pending = inFlight+o.inFlight, pending+o.pending
+		fmt.Fprintf(out, row, w.Index+1, w.Size, w.Counters.Succeeded, w.Counters.Skipped, w.Counters.Failed, w.Counters.Ambiguous, w.Counters.Cancelled, o.inFlight, o.pending)
 	}
 	c := r.Counters
-	fmt.Fprintf(out, "  %-6s %6d %9d %8d %7d %9d %10d\n", "total", r.Total, c.Succeeded, c.Skipped, c.Failed, c.Ambiguous, c.Cancelled)
+	fmt.Fprintf(out, row, "total", r.Total, c.Succeeded, c.Skipped, c.Failed, c.Ambiguous, c.Cancelled, inFlight, pending)
 }
 
 // printSimCheck prints what the simulator saw: how many times each target
