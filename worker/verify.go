@@ -8,6 +8,7 @@ import (
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/rollout"
+	"github.com/fleetreset/fleetreset/secretref"
 	"github.com/fleetreset/fleetreset/tasks"
 	"github.com/hibiken/asynq"
 )
@@ -91,6 +92,9 @@ func (w *Worker) verifyBatch(ctx context.Context, spec rollout.Spec, api cvm.API
 		case verified:
 			err = w.finishVerified(ctx, spec, in, ledger.Succeeded, "", "", obs.ImageID, now)
 		case verifyFailed:
+			// A FAILED operation's message is upstream text: it may echo
+			// the request, password included.
+			msg = cvm.Scrub(msg, w.passwords(spec, in.Group)...)
 			img := ""
 			if obs != nil {
 				img = obs.ImageID
@@ -118,4 +122,18 @@ func (w *Worker) finishVerified(ctx context.Context, spec rollout.Spec, in *ledg
 		w.log.Error("reset not verified", "rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID, "request_id", in.RequestID, "code", code, "err", msg)
 	}
 	return err
+}
+
+// passwords returns the password of a group, when it has one and it can be
+// read, for scrubbing upstream text; never for anything else.
+func (w *Worker) passwords(spec rollout.Spec, group int) []cvm.Secret {
+	g := spec.Groups[group]
+	if g.Password == nil {
+		return nil
+	}
+	pw, err := secretref.Resolve(*g.Password, w.cfg.LookupEnv, w.cfg.ReadFile)
+	if err != nil {
+		return nil
+	}
+	return []cvm.Secret{cvm.Secret(pw)}
 }
