@@ -30,7 +30,8 @@ import (
 // plantedPassword is the password of the test plan's group. It must never
 // appear in any page, API answer, metric or log line. It satisfies the CVM
 // Linux password rules so that the planner and the workers accept it.
-const plantedPassword = "Zq9!pL4nted#Secr"
+// plantedPassword holds characters an echoing upstream escapes (& ').
+const plantedPassword = "Zq9&p'X4wv#Kj7"
 
 // webhookToken is the secret part of the test webhook's URL.
 const webhookToken = "webhook-token-xyz"
@@ -110,8 +111,9 @@ func setup(t *testing.T, o setupOpts) *testBundle {
 
 	b.sim = cvmsim.New(cvmsim.Config{ResetDuration: 300 * time.Millisecond,
 		// Every instance's first reset answers SystemBusy, so the API-call
-		// counters see an error code as well as successes.
-		Faults: cvmsim.Faults{SystemBusyFirst: 1}})
+		// counters see an error code as well as successes; error answers
+		// echo the request's password, as a careless upstream would.
+		Faults: cvmsim.Faults{SystemBusyFirst: 1, EchoParams: true}})
 	for _, id := range fleetIDs {
 		if id == missingID {
 			continue
