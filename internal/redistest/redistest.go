@@ -49,13 +49,18 @@ func New(t testing.TB) *Redis {
 	t.Helper()
 	prefix := fmt.Sprintf("t%d%d:", time.Now().UnixNano()%1e9, seq.Add(1))
 	if addr := strings.TrimSpace(os.Getenv(EnvVar)); addr != "" {
-		c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64})
+		c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64, MaxRetries: -1})
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		if err := c.Ping(ctx).Err(); err != nil {
 			t.Fatalf("redistest: %s=%s does not answer: %v", EnvVar, addr, err)
 		}
-		t.Cleanup(func() { c.Close() })
+		t.Cleanup(func() {
+			defer c.Close()
+			if err := drop(c, prefix); err != nil {
+				t.Errorf("redistest: delete the keys of %s: %v", prefix, err)
+			}
+		})
 		return &Redis{Addr: addr, Client: c, Prefix: prefix}
 	}
 	mr := miniredis.NewMiniRedis()
@@ -79,11 +84,52 @@ func New(t testing.TB) *Redis {
 			}
 		}
 	}()
-	c := redis.NewClient(&redis.Options{Addr: mr.Addr(), PoolSize: 64})
+	c := redis.NewClient(&redis.Options{Addr: mr.Addr(), PoolSize: 64, MaxRetries: -1})
 	t.Cleanup(func() {
 		c.Close()
 		close(stop)
 		mr.Close()
 	})
 	return &Redis{Addr: mr.Addr(), Client: c, Prefix: prefix, Mini: mr}
+}
+
+// drop deletes what a test left in a shared Redis: every key under its
+// prefix, and asynq's keys and queue registrations of the namespaces the
+// prefix starts (tests name their asynq namespace after the prefix).
+func drop(c *redis.Client, prefix string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ns := strings.TrimSuffix(prefix, ":")
+	for _, pattern := range []string{prefix + "*", "asynq:{" + ns + "*"} {
+		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		var batch []string
+		for iter.Next(ctx) {
+			if batch = append(batch, iter.Val()); len(batch) == 500 {
+				if err := c.Unlink(ctx, batch...).Err(); err != nil {
+					return err
+				}
+				batch = batch[:0]
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		if len(batch) > 0 {
+			if err := c.Unlink(ctx, batch...).Err(); err != nil {
+				return err
+			}
+		}
+	}
+	queues, err := c.SMembers(ctx, "asynq:queues").Result()
+	if err != nil {
+		return err
+	}
+	for _, q := range queues {
+		if strings.HasPrefix(q, ns) {
+			if err := c.SRem(ctx, "asynq:queues", q).Err(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
