@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -125,4 +126,29 @@ func TestRetryFailedReverifiesAcceptedResets(t *testing.T) {
 		t.Fatalf("after retry-failed: %+v; want all 10 succeeded", last)
 	}
 	b.exactlyOnce(t, nil)
+}
+
+// TestRolloutGoneIsSaidOnce: tasks of a rollout that Redis no longer holds
+// (state lost) call nothing, and the worker says why, once (issue 14).
+func TestRolloutGoneIsSaidOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, cvmsim.Config{}, planOpts{n: 3, extra: fast})
+	for _, id := range ids(3) {
+		if err := b.ctl.EnqueueReset(t.Context(), "ghost", ledger.Requeue{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.startWorkers(t, 1, nil)
+	const msg = `"msg":"rollout not found in Redis`
+	if !eventually(30*time.Second, func() bool {
+		return strings.Count(b.logs.String(), `task failed`) >= 3
+	}) {
+		t.Fatalf("the ghost rollout's tasks did not all run:\n%s", b.logs.String())
+	}
+	if n := strings.Count(b.logs.String(), msg); n != 1 {
+		t.Errorf("%q logged %d times; want once", msg, n)
+	}
+	if st := b.sim.Stats(); st.TotalCalls != 0 {
+		t.Errorf("%d API calls; want none for a rollout that does not exist", st.TotalCalls)
+	}
 }

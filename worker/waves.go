@@ -14,11 +14,20 @@ import (
 	"github.com/hibiken/asynq"
 )
 
-// spec reads a rollout's spec; a rollout that no longer exists ends the task.
+// spec reads a rollout's spec; a rollout that no longer exists ends the
+// task, and the worker says so once.
 func (w *Worker) spec(ctx context.Context, id string) (rollout.Spec, ledger.RolloutState, error) {
 	spec, st, err := w.l.Spec(ctx, id)
 	if errors.Is(err, ledger.ErrNotFound) {
+		if _, seen := w.gone.LoadOrStore(id, true); !seen {
+			w.log.Error("rollout not found in Redis: its tasks are dropped, nothing of it is called. "+
+				"If Redis lost its data (restart without persistence, FLUSHALL, failover), apply the plan again: "+
+				"reinstalls already made are judged from the cloud, never repeated", "rollout", id)
+		}
 		return spec, st, fmt.Errorf("worker: %w: %w", err, asynq.SkipRetry)
+	}
+	if err == nil {
+		w.gone.Delete(id)
 	}
 	return spec, st, err
 }

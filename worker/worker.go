@@ -124,6 +124,8 @@ type Worker struct {
 	apis map[string]cvm.API
 
 	batches batches
+	// gone holds rollouts found missing from Redis, said once each.
+	gone sync.Map
 }
 
 // New checks cfg and returns a Worker.
