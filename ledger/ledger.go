@@ -25,6 +25,9 @@ var (
 	ErrNotFound = errors.New("ledger: rollout not found")
 	// ErrPlanChanged: a rollout with that name exists for a different plan.
 	ErrPlanChanged = errors.New("ledger: a rollout with this name exists for a different plan")
+	// ErrApplying: another apply of the same plan is writing the rollout
+	// right now; it will start it.
+	ErrApplying = errors.New("ledger: the rollout is being applied by another apply")
 	// ErrFenced: the caller's fencing token no longer holds the instance
 	// (another worker took it over, or it already moved on).
 	ErrFenced = errors.New("ledger: fenced out")
@@ -182,6 +185,15 @@ func (l *Ledger) Create(ctx context.Context, spec rollout.Spec, targets []rollou
 			return false, nil
 		}
 	}
+	// One writer at a time: an apply that finds the rollout half written
+	// redoes it only when no other apply holds the lease (it crashed, or
+	// its lease ran out), so two applies never interleave their writes.
+	lease := strconv.FormatInt(rand.Int64(), 36)
+	if got, err := l.rdb.SetNX(ctx, b+"applying", lease, applyLease).Result(); err != nil {
+		return false, fmt.Errorf("ledger: create %s: %w", spec.ID, err)
+	} else if !got {
+		return false, fmt.Errorf("%w: %q", ErrApplying, spec.ID)
+	}
 	specJSON, err := json.Marshal(spec)
 	if err != nil {
 		return false, fmt.Errorf("ledger: encode spec: %w", err)
@@ -298,10 +310,14 @@ func (l *Ledger) Activate(ctx context.Context, spec rollout.Spec) error {
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("ledger: activate %s: not being applied", spec.ID)
+		return fmt.Errorf("%w: activate %q: another apply started it", ErrApplying, spec.ID)
 	}
-	return nil
+	return l.rdb.Del(ctx, l.base(spec.ID)+"applying").Err()
 }
+
+// applyLease bounds how long one apply may take to write a rollout before
+// another may take over (an apply of 100,000 instances writes in seconds).
+const applyLease = 2 * time.Minute
 
 func mapArgs(m map[string]int, k string, v int) []any {
 	args := []any{k, v}

@@ -322,3 +322,26 @@ func TestOnceIsOncePerEvent(t *testing.T) {
 		t.Errorf("%d first calls; want one per event", firsts)
 	}
 }
+
+func TestOneApplyWritesAtATime(t *testing.T) {
+	r := redistest.New(t)
+	l := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
+	spec := rollout.Spec{ID: "r1", PlanHash: "h1", Waves: []rollout.Wave{{Size: 1}}, Groups: []rollout.Group{{Name: "g"}}}
+	targets := []rollout.Target{{InstanceID: "ins-00000001"}}
+	if created, err := l.Create(t.Context(), spec, targets, ledger.CreateOptions{}); err != nil || !created {
+		t.Fatalf("first Create = %v, %v", created, err)
+	}
+	// The first apply has not activated yet: a second must not rewrite.
+	if _, err := l.Create(t.Context(), spec, targets, ledger.CreateOptions{}); !errors.Is(err, ledger.ErrApplying) {
+		t.Errorf("Create during another apply = %v; want ErrApplying", err)
+	}
+	if err := l.Activate(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Activate(t.Context(), spec); !errors.Is(err, ledger.ErrApplying) {
+		t.Errorf("second Activate = %v; want ErrApplying", err)
+	}
+	if created, err := l.Create(t.Context(), spec, targets, ledger.CreateOptions{}); err != nil || created {
+		t.Errorf("Create after activation = %v, %v; want false, nil", created, err)
+	}
+}

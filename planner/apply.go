@@ -117,7 +117,14 @@ func Apply(ctx context.Context, plan *Plan, cfg ApplyConfig) (ApplyResult, error
 		}
 		return res, fmt.Errorf("%w: %s: %s; finish or abort that rollout first", ErrRefused, plan.Spec.PlanFile, b.String())
 	}
-	if _, err := l.Create(ctx, spec, plan.Targets, opts); err != nil {
+	created, err := l.Create(ctx, spec, plan.Targets, opts)
+	if errors.Is(err, ledger.ErrApplying) || (err == nil && !created) {
+		// Another apply of this plan (or a scheduled occurrence) got
+		// there first and owns the rest; its claims are ours too.
+		res.State, _, _ = l.State(ctx, spec.ID)
+		return res, nil
+	}
+	if err != nil {
 		_ = l.Unclaim(ctx, spec.ID, ids)
 		return res, err
 	}
@@ -128,7 +135,10 @@ func Apply(ctx context.Context, plan *Plan, cfg ApplyConfig) (ApplyResult, error
 	if _, err := cfg.Client.EnqueueContext(ctx, t); err != nil && !tasks.IsConflict(err) {
 		return res, fmt.Errorf("planner: enqueue first wave of %s: %w", spec.ID, err)
 	}
-	if err := l.Activate(ctx, spec); err != nil {
+	if err := l.Activate(ctx, spec); errors.Is(err, ledger.ErrApplying) {
+		res.State, _, _ = l.State(ctx, spec.ID)
+		return res, nil
+	} else if err != nil {
 		return res, err
 	}
 	res.Created = true

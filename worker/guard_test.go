@@ -2,12 +2,14 @@ package worker_test
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/cvmsim"
 	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/planner"
 )
 
 // resetAtCloud resets every instance of the plan at the simulator, as a
@@ -151,4 +153,34 @@ func TestRolloutGoneIsSaidOnce(t *testing.T) {
 	if st := b.sim.Stats(); st.TotalCalls != 0 {
 		t.Errorf("%d API calls; want none for a rollout that does not exist", st.TotalCalls)
 	}
+}
+
+// TestConcurrentAppliesResetOnce: twenty applies of one plan at the same
+// moment, while workers already run. Whatever their interleaving, every
+// instance is reset exactly once (issue 10, bug 1).
+func TestConcurrentAppliesResetOnce(t *testing.T) {
+	t.Parallel()
+	const n = 60
+	b := setup(t, cvmsim.Config{ResetDuration: 300 * time.Millisecond,
+		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}},
+		planOpts{n: n, extra: fast})
+	b.startWorkers(t, 2, nil)
+	var wg sync.WaitGroup
+	created := make(chan bool, 20)
+	for range 20 {
+		wg.Go(func() {
+			res, err := planner.Apply(t.Context(), b.plan, planner.ApplyConfig{Ledger: b.l, Client: b.client, Namespace: b.ns})
+			if err != nil {
+				t.Errorf("Apply: %v", err)
+			}
+			created <- res.Created
+		})
+	}
+	wg.Wait()
+	close(created)
+	r := b.await(t, time.Minute, ledger.Completed, ledger.Paused, ledger.Aborted)
+	if r.State != ledger.Completed || r.Counters.Succeeded != n {
+		t.Fatalf("rollout %s (%s) with %+v; want all %d succeeded", r.State, r.Reason, r.Counters, n)
+	}
+	b.exactlyOnce(t, nil)
 }

@@ -80,13 +80,19 @@ func (w *Worker) handleRecur(ctx context.Context, t *asynq.Task) error {
 		w.ctl.Notify(ctx, prev.Spec, "occurrence_skipped", 0, why)
 		return w.scheduleNext(ctx, spec)
 	}
-	if _, err := w.l.Create(ctx, spec, targets, ledger.CreateOptions{}); err != nil {
+	created, err := w.l.Create(ctx, spec, targets, ledger.CreateOptions{})
+	if errors.Is(err, ledger.ErrApplying) || (err == nil && !created) {
+		return nil // a redelivery of this task, or another worker, got there first
+	}
+	if err != nil {
 		return err
 	}
 	if err := w.ctl.EnqueueStartWave(ctx, spec.ID, 0, 0, time.Time{}); err != nil {
 		return err
 	}
-	if err := w.l.Activate(ctx, spec); err != nil {
+	if err := w.l.Activate(ctx, spec); errors.Is(err, ledger.ErrApplying) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	w.log.Info("scheduled occurrence started", "rollout", spec.ID, "series", spec.Series)
