@@ -294,10 +294,13 @@ func (c *Controller) breach(ctx context.Context, spec rollout.Spec, wave int, wh
 		}
 		c.log.Error("rollout aborted", "rollout", spec.ID, "wave", wave+1, "reason", why)
 		c.Notify(ctx, spec, notify.RolloutAborted, wave, why)
-		if r, err := c.l.Get(ctx, spec.ID); err == nil {
-			return c.l.UnclaimAll(ctx, r)
+		r, err := c.l.Get(ctx, spec.ID)
+		if err != nil {
+			// The claims stay, but an aborted rollout's claims are free to
+			// take (see ledger.Claim): nothing is blocked for good.
+			return err
 		}
-		return nil
+		return c.l.UnclaimAll(ctx, r)
 	}
 	ok, err := c.l.SetState(ctx, spec.ID, []ledger.RolloutState{ledger.Running, ledger.AwaitingApproval, ledger.Scheduled}, ledger.Paused, why)
 	if err != nil || !ok {

@@ -227,10 +227,48 @@ func TestAdvanceGate(t *testing.T) {
 	}
 }
 
+// live records an active rollout named id (claims of rollouts that are
+// not active are free).
+func live(t *testing.T, l *ledger.Ledger, id string) {
+	t.Helper()
+	spec := rollout.Spec{ID: id, PlanHash: "h", Waves: []rollout.Wave{{Size: 1}}, Groups: []rollout.Group{{Name: "g"}}}
+	if _, err := l.Create(t.Context(), spec, []rollout.Target{{InstanceID: "ins-" + id}}, ledger.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Activate(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClaimsOfFinishedOrMissingRolloutsAreFree(t *testing.T) {
+	r := redistest.New(t)
+	l := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
+	ctx := t.Context()
+	live(t, l, "a")
+	for _, owner := range []string{"a", "ghost"} { // "ghost" has no record at all
+		if c, err := l.Claim(ctx, owner, []string{"ins-" + owner + "-1"}); err != nil || len(c) != 0 {
+			t.Fatalf("Claim = %v, %v", c, err)
+		}
+	}
+	if c, _ := l.Claim(ctx, "b", []string{"ins-a-1"}); len(c) != 1 {
+		t.Errorf("claim of a running rollout taken: %v", c)
+	}
+	if c, _ := l.Claim(ctx, "b", []string{"ins-ghost-1"}); len(c) != 0 {
+		t.Errorf("claim of a rollout that no longer exists still blocks: %v", c)
+	}
+	if _, err := l.Abort(ctx, "a", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := l.Claim(ctx, "b", []string{"ins-a-1"}); len(c) != 0 {
+		t.Errorf("claim of an aborted rollout still blocks: %v", c)
+	}
+}
+
 func TestClaimsAreAllOrNothing(t *testing.T) {
 	r := redistest.New(t)
 	l := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
 	ctx := t.Context()
+	live(t, l, "a")
 	if c, err := l.Claim(ctx, "a", []string{"ins-1", "ins-2"}); err != nil || len(c) != 0 {
 		t.Fatalf("Claim = %v, %v", c, err)
 	}

@@ -337,16 +337,27 @@ for _, v in ipairs(out) do table.insert(res, v) end
 return res
 `)
 
-// claimScript claims instances for a rollout, all or nothing.
+// claimScript claims instances for a rollout, all or nothing. A claim
+// whose owner finished (completed, aborted) or no longer exists is free:
+// a rollout that died without releasing its claims blocks nothing.
 //
-// KEYS claim keys (one per instance), ARGV[1] rollout ID
+// KEYS claim keys (one per instance), ARGV[1] rollout ID, ARGV[2] key
+// prefix (the owner's record is ARGV[2] .. '{' .. owner .. '}:r')
 // Returns {} when every key is now ours, else {key1, owner1, ...} of the
-// keys other rollouts hold (and nothing was claimed).
+// keys other active rollouts hold (and nothing was claimed).
 var claimScript = redis.NewScript(`
 local clash = {}
+local live = {}
+local function active(owner)
+  if live[owner] == nil then
+    local st = redis.call('HGET', ARGV[2] .. '{' .. owner .. '}:r', 'state')
+    live[owner] = st ~= false and st ~= 'completed' and st ~= 'aborted'
+  end
+  return live[owner]
+end
 for i, k in ipairs(KEYS) do
   local v = redis.call('GET', k)
-  if v and v ~= ARGV[1] then
+  if v and v ~= ARGV[1] and active(v) then
     table.insert(clash, k)
     table.insert(clash, v)
     if #clash >= 20 then break end
