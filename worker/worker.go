@@ -32,7 +32,6 @@ const (
 	ReconcileGraceDefault  = 2 * time.Minute
 	RetryBaseDefault       = 2 * time.Second
 	RetryCapDefault        = time.Minute
-	ResetTimeoutDefault    = 5 * time.Minute
 	ShutdownTimeoutDefault = 45 * time.Second
 	ReplayWindowDefault    = 5 * time.Minute
 )
@@ -86,8 +85,6 @@ type Config struct {
 	// RetryBase and RetryCap shape the full-jitter exponential backoff of
 	// retryable API errors. Default 2s and 1m.
 	RetryBase, RetryCap time.Duration
-	// ResetTimeout is the asynq Timeout of one reset handler run. Defaults to 5m.
-	ResetTimeout time.Duration
 	// ShutdownTimeout lets calls in flight finish on SIGTERM. Defaults to 45s.
 	ShutdownTimeout time.Duration
 	// LookupEnv and ReadFile resolve password references. Default to the os package.
@@ -144,7 +141,6 @@ func New(cfg Config) (*Worker, error) {
 	cfg.ReplayWindow = cmp.Or(cfg.ReplayWindow, ReplayWindowDefault)
 	cfg.RetryBase = cmp.Or(cfg.RetryBase, RetryBaseDefault)
 	cfg.RetryCap = cmp.Or(cfg.RetryCap, RetryCapDefault)
-	cfg.ResetTimeout = cmp.Or(cfg.ResetTimeout, ResetTimeoutDefault)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, ShutdownTimeoutDefault)
 	if cfg.LookupEnv == nil {
 		cfg.LookupEnv = os.LookupEnv
