@@ -19,5 +19,5 @@
 // ambiguous (the outcome could not be established; a human decides) and
 // cancelled (the rollout was aborted before the instance was called).
 //
-// Keys live under Config.Prefix (default "fr:"); see keys.go.
+// Keys live under Config.Prefix (default "fleetreset:"); scripts.go lists them.
 package ledger

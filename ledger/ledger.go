@@ -16,8 +16,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// PrefixDefault is the key prefix used when Config.Prefix is empty.
-const PrefixDefault = "fr:"
+// PrefixDefault is the key prefix used when Config.Prefix is empty: the
+// default namespace, as for the queues and the rate limiter.
+const PrefixDefault = "fleetreset:"
 
 // Errors callers branch on.
 var (
