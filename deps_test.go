@@ -28,6 +28,7 @@ func TestDependencyArrows(t *testing.T) {
 		{"web", []string{mod + "worker", mod + "planner", mod + "cvm", mod + "cvmsim", mod + "internal/cli"}, "the UI reads the ledger and acts through control only"},
 		{"metrics", []string{mod + "planner", mod + "cvm", mod + "cvmsim", "github.com/hibiken/asynq/x", "github.com/go-redis/redis/v8"}, "metrics read Redis and are told by workers"},
 		{"journal", []string{"github.com/hibiken/asynq", mod + "worker", mod + "cvm"}, "the journal is a local file read into ledger seeds"},
+		{"internal/redisfit", []string{"github.com/hibiken/asynq", "github.com/prometheus/", mod + "ledger", mod + "metrics", mod + "worker"}, "judging a Redis needs go-redis only; metrics and the CLI plug into it"},
 	}
 	for _, r := range rules {
 		out, err := exec.Command("go", "list", "-deps", "./"+r.pkg).CombinedOutput()

@@ -11,7 +11,10 @@
 //     asynq_tasks_enqueued_total{state}, ...), so existing asynq dashboards and
 //     asynqmon's charts work unchanged;
 //   - a collector of the ledger, read at scrape time:
-//     fleetreset_instances{rollout,wave,state} and fleetreset_rollout_state.
+//     fleetreset_instances{rollout,wave,state} and fleetreset_rollout_state;
+//   - when given a RedisErrors, fleetreset_redis_errors_total{kind}: the
+//     Redis commands of this process that failed, counted by a go-redis
+//     hook (internal/redisfit) from the moment the connection opened.
 //
 // Counters are per process (each worker counts its own calls; sum them).
 // Queue and ledger gauges describe the shared Redis, so every process that
@@ -30,6 +33,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/fleetreset/fleetreset/internal/redisfit"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,6 +65,37 @@ type Config struct {
 	// Logger logs failed scrape-time reads.
 	// Defaults to a discarding logger.
 	Logger *slog.Logger
+	// RedisErrors is exported as fleetreset_redis_errors_total.
+	// Defaults to nil: no such metric.
+	RedisErrors *RedisErrors
+}
+
+// RedisErrors counts failed Redis commands by kind (oom, timeout,
+// connection, other) for fleetreset_redis_errors_total. It exists apart
+// from Metrics because counting starts when the Redis connection opens,
+// before a command decides whether to serve /metrics: pass Count to
+// redisfit.NewErrorHook then, and the value to Config.RedisErrors later.
+// Safe for concurrent use.
+type RedisErrors struct {
+	vec *prometheus.CounterVec
+}
+
+// NewRedisErrors returns a RedisErrors with every kind at zero, so that
+// rate() and increase() work from the first scrape.
+func NewRedisErrors() *RedisErrors {
+	r := &RedisErrors{vec: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fleetreset_redis_errors_total",
+		Help: "Redis commands of this process that failed, by kind: oom (maxmemory reached under noeviction: writes refused), timeout, connection, other. A pipeline or transaction counts once.",
+	}, []string{"kind"})}
+	for _, k := range redisfit.Kinds() {
+		r.vec.WithLabelValues(string(k))
+	}
+	return r
+}
+
+// Count counts one failed command of kind k.
+func (r *RedisErrors) Count(k redisfit.Kind) {
+	r.vec.WithLabelValues(labelValue(string(k))).Inc()
 }
 
 // Metrics holds fleetreset's metrics in its own registry. It implements
@@ -116,6 +151,9 @@ func New(cfg Config) *Metrics {
 	}
 	m.reg.MustRegister(m.apiCalls, m.apiDuration, m.rateWait, m.resets, m.verifyLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if cfg.RedisErrors != nil {
+		m.reg.MustRegister(cfg.RedisErrors.vec)
+	}
 	if cfg.Inspector != nil || cfg.Ledger != nil {
 		rc := &redisCollector{}
 		if cfg.Inspector != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetreset/fleetreset/internal/redisfit"
 	"github.com/fleetreset/fleetreset/internal/redistest"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/metrics"
@@ -117,6 +118,39 @@ func TestObserverCounts(t *testing.T) {
 	}
 	if fams["go_goroutines"] == nil || fams["process_start_time_seconds"] == nil {
 		t.Errorf("runtime and process collectors missing")
+	}
+}
+
+// TestRedisErrors: failed commands of a client hooked with
+// redisfit.NewErrorHook(RedisErrors.Count) show in
+// fleetreset_redis_errors_total by kind, every kind from zero; here a real
+// redis-server at maxmemory refusing writes.
+func TestRedisErrors(t *testing.T) {
+	if fams, _ := scrape(t, metrics.New(metrics.Config{})); fams["fleetreset_redis_errors_total"] != nil {
+		t.Errorf("fleetreset_redis_errors_total exported without Config.RedisErrors")
+	}
+	errs := metrics.NewRedisErrors()
+	m := metrics.New(metrics.Config{RedisErrors: errs})
+	r := redistest.Server(t, "--maxmemory", "2mb", "--maxmemory-policy", "noeviction")
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1})
+	defer c.Close()
+	c.AddHook(redisfit.NewErrorHook(errs.Count))
+	big := strings.Repeat("x", 64<<10)
+	refused := 0
+	for i := 0; refused < 3; i++ {
+		if i == 300 {
+			t.Fatalf("a 2mb Redis took %d writes of 64 KB", i)
+		}
+		if err := c.Set(t.Context(), fmt.Sprintf("%sfill:%d", r.Prefix, i), big, 0).Err(); redisfit.IsOOM(err) {
+			refused++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	fams, _ := scrape(t, m)
+	mustValue(t, fams, "fleetreset_redis_errors_total", map[string]string{"kind": "oom"}, 3)
+	for _, k := range []string{"timeout", "connection", "other"} {
+		mustValue(t, fams, "fleetreset_redis_errors_total", map[string]string{"kind": k}, 0)
 	}
 }
 

@@ -9,13 +9,20 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/fleetreset/fleetreset/control"
+	"github.com/fleetreset/fleetreset/internal/redisfit"
 	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/metrics"
 	"github.com/fleetreset/fleetreset/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -141,12 +148,16 @@ type common struct {
 	namespace string
 	logFormat string
 	verbose   bool
+
+	env *Env
+	// routed says libraries' own logs already go to this command's logger.
+	routed bool
 }
 
 func newFlags(env *Env, name, args, short string) (*flag.FlagSet, *common) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
-	c := &common{}
+	c := &common{env: env}
 	fs.StringVar(&c.redisURL, "redis", env.getenv("REDIS_URL"), "Redis URL (default $REDIS_URL)")
 	fs.StringVar(&c.namespace, "namespace", cmp.Or(env.getenv("FLEETRESET_NAMESPACE"), tasks.DefaultNamespace), "queue and key namespace, to run separate fleets on one Redis")
 	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal)")
@@ -167,10 +178,34 @@ func (c *common) logger(env *Env, quiet bool) *slog.Logger {
 		level = slog.LevelDebug
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	var l *slog.Logger
 	if c.logFormat == "json" || (c.logFormat == "auto" && !env.Interactive) {
-		return slog.New(slog.NewJSONHandler(env.Stderr, opts))
+		l = slog.New(slog.NewJSONHandler(env.Stderr, opts))
+	} else {
+		l = slog.New(slog.NewTextHandler(env.Stderr, opts))
 	}
-	return slog.New(slog.NewTextHandler(env.Stderr, opts))
+	routeLibraryLogs(l)
+	c.routed = true
+	return l
+}
+
+// routeLibraryLogs sends what libraries print on their own through l, so
+// that --log-format json stays JSON: go-redis's logger (failed dials, pool
+// trouble) at warn with component=redis, and the standard log package,
+// which asynqmon uses for failed bulk actions in the UI, at warn with
+// component=stdlog. Both are process-wide: the latest command's logger wins.
+func routeLibraryLogs(l *slog.Logger) {
+	redisfit.SetLogger(l)
+	stdlog.SetFlags(0)
+	stdlog.SetOutput(stdlogWriter{l.With("component", "stdlog")})
+}
+
+// stdlogWriter turns each line of the standard logger into a warning.
+type stdlogWriter struct{ l *slog.Logger }
+
+func (w stdlogWriter) Write(p []byte) (int, error) {
+	w.l.Warn(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
 
 // conn is an open Redis for asynq and the ledger.
@@ -180,20 +215,87 @@ type conn struct {
 	client *asynq.Client
 	ledger *ledger.Ledger
 	prefix string
+	// errs counts the failed commands of rdb and of every client asynq
+	// makes from opt, for fleetreset_redis_errors_total.
+	errs *metrics.RedisErrors
 }
 
+// open opens REDIS_URL for a command that may write: it refuses a Redis
+// that may evict keys.
 func (c *common) open(ctx context.Context) (*conn, error) {
+	return c.openMode(ctx, false)
+}
+
+// openReadOnly opens REDIS_URL for a command that only reads (list,
+// status, report): an evicting Redis is reported, not refused, so that an
+// operator can still see what is in it.
+func (c *common) openReadOnly(ctx context.Context) (*conn, error) {
+	return c.openMode(ctx, true)
+}
+
+func (c *common) openMode(ctx context.Context, readOnly bool) (*conn, error) {
 	if c.redisURL == "" {
 		return nil, errors.New("no Redis: set REDIS_URL or --redis (redis://host:6379/0)")
 	}
-	return openURL(ctx, c.redisURL, c.namespace)
+	if !c.routed && c.env != nil {
+		// Commands that log nothing themselves still must not let go-redis
+		// print plain text among their output.
+		c.logger(c.env, true)
+	}
+	return openWith(ctx, c.redisURL, c.namespace, readOnly)
 }
 
+// openURL opens url for a command that may write (see openWith).
 func openURL(ctx context.Context, url, namespace string) (*conn, error) {
-	ropt, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	return openWith(ctx, url, namespace, false)
+}
+
+// redisURLShape is the hint every malformed REDIS_URL gets.
+const redisURLShape = "REDIS_URL must look like redis://host:port/db (rediss:// for TLS, redis://:PASSWORD@host:port/db with a password)"
+
+// parseRedisURL parses a REDIS_URL, taking a bare host:port as
+// redis://host:port/0. Its errors never quote the URL, which may hold a
+// password.
+func parseRedisURL(s string) (*redis.Options, error) {
+	if !strings.Contains(s, "://") {
+		host, port, err := net.SplitHostPort(s)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n <= 0 || n > 65535 || strings.ContainsAny(host, "/@") {
+			return nil, errors.New(redisURLShape)
+		}
+		s = "redis://" + net.JoinHostPort(host, port) + "/0"
 	}
+	ropt, err := redis.ParseURL(s)
+	if err != nil {
+		// A *url.Error quotes the whole URL; keep only what went wrong.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("%s: %w", redisURLShape, err)
+	}
+	return ropt, nil
+}
+
+// probeTimeout bounds the first connection to Redis.
+const probeTimeout = 5 * time.Second
+
+// openWith connects to the Redis at rawURL, checks that it is fit to hold
+// rollouts (answers, and does not evict keys: refused unless readOnly, when
+// it is only reported), and counts its failed commands from then on.
+func openWith(ctx context.Context, rawURL, namespace string, readOnly bool) (*conn, error) {
+	ropt, err := parseRedisURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	// Try the address before go-redis's pool does: an unreachable Redis is
+	// then reported once, by the error below, and not first by a pool line
+	// (go-redis logs a failed dial from a goroutine of its own).
+	d := net.Dialer{Timeout: probeTimeout}
+	probe, err := d.DialContext(ctx, cmp.Or(ropt.Network, "tcp"), ropt.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("redis at %s does not answer: %w", ropt.Addr, err)
+	}
+	probe.Close()
 	ropt.PoolSize = max(ropt.PoolSize, 64)
 	// No automatic retries: go-redis re-sends a command whose reply timed
 	// out, and a fenced ledger script run twice could misreport its own
@@ -209,9 +311,39 @@ func openURL(ctx context.Context, url, namespace string) (*conn, error) {
 		rdb.Close()
 		return nil, fmt.Errorf("redis at %s does not answer: %w", ropt.Addr, err)
 	}
+	if err := redisfit.CheckEviction(ctx, rdb, ropt.Addr, redisfit.Logger()); err != nil {
+		var ee *redisfit.EvictionError
+		if !readOnly || !errors.As(err, &ee) {
+			rdb.Close()
+			return nil, err
+		}
+		redisfit.Logger().Warn(err.Error())
+	}
+	// The hook goes on after the checks, so that a CONFIG refused by a
+	// managed Redis is not counted as a failure.
+	errs := metrics.NewRedisErrors()
+	hook := redisfit.NewErrorHook(errs.Count)
+	rdb.AddHook(hook)
+	aopt := hookedConnOpt{RedisClientOpt: opt, hook: hook}
 	prefix := cmp.Or(namespace, tasks.DefaultNamespace) + ":"
-	return &conn{opt: opt, rdb: rdb, client: asynq.NewClient(opt), prefix: prefix,
+	return &conn{opt: aopt, rdb: rdb, client: asynq.NewClient(aopt), prefix: prefix, errs: errs,
 		ledger: ledger.New(rdb, ledger.Config{Prefix: prefix})}, nil
+}
+
+// hookedConnOpt is asynq's connection options with hook installed on every
+// client asynq makes from them (client, server, inspector, asynqmon), so
+// that their failed commands are counted too. The clients are otherwise
+// exactly asynq's own.
+type hookedConnOpt struct {
+	asynq.RedisClientOpt
+	hook redis.Hook
+}
+
+// MakeRedisClient implements asynq.RedisConnOpt.
+func (o hookedConnOpt) MakeRedisClient() any {
+	c := o.RedisClientOpt.MakeRedisClient().(*redis.Client)
+	c.AddHook(o.hook)
+	return c
 }
 
 func (c *conn) Close() {

@@ -22,7 +22,7 @@ func listCmd(ctx context.Context, env *Env, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cn, err := c.open(ctx)
+	cn, err := c.openReadOnly(ctx)
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func statusCmd(ctx context.Context, env *Env, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cn, err := c.open(ctx)
+	cn, err := c.openReadOnly(ctx)
 	if err != nil {
 		return err
 	}
@@ -295,7 +295,7 @@ func reportCmd(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cn, err := c.open(ctx)
+	cn, err := c.openReadOnly(ctx)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ func serveWorkerMetrics(ctx context.Context, addr string, cn *conn, cfg *worker.
 	}
 	q := cfg.Controller.Queues()
 	insp := asynq.NewInspector(cn.opt)
-	m := metrics.New(metrics.Config{Inspector: insp, Queues: []string{q.Reset, q.Control}, Ledger: cn.ledger, Logger: log})
+	m := metrics.New(metrics.Config{Inspector: insp, Queues: []string{q.Reset, q.Control}, Ledger: cn.ledger, Logger: log, RedisErrors: cn.errs})
 	cfg.Observer = m
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

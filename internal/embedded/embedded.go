@@ -5,10 +5,14 @@ package embedded
 
 import (
 	"fmt"
+	"path"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/alicebob/miniredis/v2/server"
 )
 
 // Redis is a running in-process Redis on a loopback TCP port, so that other
@@ -31,6 +35,10 @@ func Start(addr string) (*Redis, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded: start redis: %w", err)
 	}
+	if err := mr.Server().Register("CONFIG", configCmd); err != nil {
+		mr.Close()
+		return nil, fmt.Errorf("embedded: start redis: %w", err)
+	}
 	r := &Redis{mr: mr, stop: make(chan struct{})}
 	// miniredis only ages key TTLs when told to; asynq relies on TTLs
 	// (server heartbeats, unique locks), so age them with the wall clock.
@@ -49,6 +57,37 @@ func Start(addr string) (*Redis, error) {
 		}
 	}()
 	return r, nil
+}
+
+// config is what the embedded Redis answers to CONFIG GET. miniredis has no
+// memory limit and never evicts a key, which is what noeviction promises;
+// saying so lets the CLI's eviction check pass without a special case.
+var config = map[string]string{"maxmemory-policy": "noeviction", "maxmemory": "0"}
+
+// configCmd serves CONFIG GET pattern... (miniredis has no CONFIG at all).
+func configCmd(c *server.Peer, _ string, args []string) {
+	if len(args) < 2 || !strings.EqualFold(args[0], "GET") {
+		c.WriteError("ERR the embedded Redis answers only CONFIG GET")
+		return
+	}
+	found := map[string]bool{}
+	for _, pat := range args[1:] {
+		for k := range config {
+			if ok, _ := path.Match(strings.ToLower(pat), k); ok {
+				found[k] = true
+			}
+		}
+	}
+	keys := make([]string, 0, len(found))
+	for k := range found {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	c.WriteMapLen(len(keys))
+	for _, k := range keys {
+		c.WriteBulk(k)
+		c.WriteBulk(config[k])
+	}
 }
 
 // Addr is the host:port the server listens on.

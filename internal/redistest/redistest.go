@@ -7,7 +7,10 @@ package redistest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -132,4 +135,66 @@ func drop(c *redis.Client, prefix string) error {
 		}
 	}
 	return nil
+}
+
+// Server starts a redis-server of the test's own on a free loopback port,
+// with no persistence and the extra config args (e.g. "--maxmemory",
+// "2mb"), and returns a Redis for it. The server is stopped in Cleanup. It
+// fails t when redis-server is not on PATH or does not start: a test that
+// needs a special configuration cannot run on miniredis or a shared Redis.
+func Server(t testing.TB, args ...string) *Redis {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redistest: redis-server is not on PATH (apt-get install redis-server): %v", err)
+	}
+	// Pick a free port; another process may take it before redis-server
+	// binds it, and then the start fails loudly below.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("redistest: find a free port: %v", err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	dir := t.TempDir()
+	logf, err := os.Create(dir + "/redis.log")
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir}, args...)...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	out := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("redistest: start redis-server: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	t.Cleanup(func() {
+		c.Close()
+		cmd.Process.Kill()
+		<-exited
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("redistest: redis-server %v exited:\n%s", args, out())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: redis-server on %s does not answer: %v\n%s", addr, err, out())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return &Redis{Addr: addr, Client: c, Prefix: fmt.Sprintf("t%d%d:", time.Now().UnixNano()%1e9, seq.Add(1))}
 }
