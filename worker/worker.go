@@ -8,6 +8,7 @@ package worker
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/fleetreset/fleetreset/control"
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/internal/clock"
+	"github.com/fleetreset/fleetreset/internal/redisfit"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/ratelimit"
 	"github.com/fleetreset/fleetreset/rollout"
@@ -123,6 +125,8 @@ type Worker struct {
 	batches batches
 	// gone holds rollouts found missing from Redis, said once each.
 	gone sync.Map
+	// oom holds rollouts whose task met a Redis OOM, to pause them.
+	oom sync.Map
 }
 
 // New checks cfg and returns a Worker.
@@ -215,7 +219,48 @@ func (w *Worker) Handler() asynq.Handler {
 	mux.HandleFunc(tasks.TypeReset, w.handleReset)
 	mux.HandleFunc(tasks.TypeRecur, w.handleRecur)
 	mux.HandleFunc(tasks.TypeVerify, w.handleVerify)
-	return mux
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		var p struct {
+			Rollout string `json:"rollout"`
+		}
+		_ = json.Unmarshal(t.Payload(), &p)
+		if err := w.pauseAfterOOM(ctx, p.Rollout); err != nil {
+			return err
+		}
+		err := mux.ProcessTask(ctx, t)
+		if redisfit.IsOOM(err) && p.Rollout != "" {
+			// Redis refused a write (maxmemory reached): the rollout's
+			// state may be half written. Do not spin through retries;
+			// pause it, with the reason, as soon as Redis takes writes.
+			if _, seen := w.oom.LoadOrStore(p.Rollout, true); !seen {
+				w.log.Error("Redis refused a write (out of memory); the rollout pauses once Redis accepts writes again",
+					"rollout", p.Rollout, "task_type", t.Type(), "err", err)
+			}
+			return &retryLater{In: 5 * time.Second, Cause: "Redis out of memory"}
+		}
+		return err
+	})
+}
+
+// pauseAfterOOM pauses a rollout whose task met a Redis OOM, now that a
+// task of it runs again.
+func (w *Worker) pauseAfterOOM(ctx context.Context, rollout string) error {
+	if _, hit := w.oom.Load(rollout); !hit {
+		return nil
+	}
+	spec, _, err := w.l.Spec(ctx, rollout)
+	if err != nil {
+		return err
+	}
+	_, wave, err := w.l.State(ctx, rollout)
+	if err != nil {
+		return err
+	}
+	if err := w.ctl.PauseFatal(ctx, spec, wave, "Redis refused writes (out of memory, OOM): free memory or raise maxmemory (policy noeviction), check the rollout, then resume"); err != nil {
+		return err
+	}
+	w.oom.Delete(rollout)
+	return nil
 }
 
 // ServerConfig returns the asynq server configuration the handlers rely on.
