@@ -19,6 +19,8 @@ import (
 func validateCmd(ctx context.Context, env *Env, args []string) error {
 	fs, _ := newFlags(env, "validate", "PLAN...", "Check plans without touching Redis or the API; every mistake is printed as file:line: field: reason")
 	secrets := fs.Bool("secrets", true, "resolve password references and check them against the API's password rules")
+	var a apiFlags
+	a.registerOverrides(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -26,9 +28,12 @@ func validateCmd(ctx context.Context, env *Env, args []string) error {
 		fs.Usage()
 		return &ExitError{Code: exitUsage}
 	}
+	if err := a.check(); err != nil {
+		return err
+	}
 	bad := 0
 	for _, path := range fs.Args() {
-		plan, err := planner.Load(path, planner.Options{ResolveSecrets: *secrets, LookupEnvFunc: env.lookupEnv()})
+		plan, err := planner.Load(path, a.planOptions(env, *secrets))
 		if err != nil {
 			fmt.Fprintln(env.Stderr, err)
 			bad++

@@ -37,9 +37,24 @@ type apiFlags struct {
 }
 
 func (a *apiFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&a.endpoint, "endpoint", "", "API base URL, overriding the plan's (e.g. http://127.0.0.1:8080 for a simulator)")
-	fs.StringVar(&a.api, "api", "", "API generation v2 or v3, overriding the plan's")
+	a.registerOverrides(fs)
 	fs.DurationVar(&a.timeout, "call-timeout", 0, "timeout of one API call (default 30s, or half of --reconcile-grace where that is shorter)")
+}
+
+// registerOverrides registers only the flags that override the plan
+// (validate makes no call, so it has no --call-timeout).
+func (a *apiFlags) registerOverrides(fs *flag.FlagSet) {
+	fs.StringVar(&a.endpoint, "endpoint", "", "API base URL, overriding the plan's (e.g. http://127.0.0.1:8080 for a simulator)")
+	fs.StringVar(&a.api, "api", "", "API generation v2 or v3, overriding the plan's (the plan is validated under its rules)")
+}
+
+// planOptions returns the planner options that read a plan as these flags
+// will run it: under the overridden API's rules, with the overrides in the
+// rollout's spec (and so in its hash).
+func (a *apiFlags) planOptions(env *Env, secrets bool) planner.Options {
+	return planner.Options{ResolveSecrets: secrets, LookupEnvFunc: env.lookupEnv(),
+		API:      planner.Override{Value: a.api, From: "--api"},
+		Endpoint: planner.Override{Value: a.endpoint, From: "--endpoint"}}
 }
 
 func (a *apiFlags) check() error {
@@ -133,7 +148,8 @@ func startSim(ctx context.Context, sim *cvmsim.Server, addr string, log *slog.Lo
 }
 
 // loadPlanArg parses the flags, then loads and validates the one PLAN
-// argument: the shared prologue of run, plan and apply.
+// argument with the --api and --endpoint overrides applied: the shared
+// prologue of run, plan and apply.
 func loadPlanArg(env *Env, fs *flag.FlagSet, a *apiFlags, args []string, secrets bool) (*planner.Plan, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -145,7 +161,7 @@ func loadPlanArg(env *Env, fs *flag.FlagSet, a *apiFlags, args []string, secrets
 	if err := a.check(); err != nil {
 		return nil, err
 	}
-	plan, err := planner.Load(path, planner.Options{ResolveSecrets: secrets, LookupEnvFunc: env.lookupEnv()})
+	plan, err := planner.Load(path, a.planOptions(env, secrets))
 	if err != nil {
 		return nil, &ExitError{Code: exitFailed, Err: err}
 	}
