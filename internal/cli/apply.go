@@ -70,7 +70,7 @@ func planCmd(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		lim, key := previewLimiter(ctx, c, plan.Spec.Region, cmp.Or(a.endpoint, plan.Spec.Endpoint, "default"), creds.SecretID)
-		res, err := planner.Preflight(ctx, plan, describeFunc(api, lim, key, plan.Spec.DescribeRate))
+		res, err := planner.Preflight(ctx, plan, preflightDescribe(env, plan, api, lim, key))
 		if err != nil {
 			return err
 		}
@@ -155,7 +155,7 @@ func applyCmd(ctx context.Context, env *Env, args []string) error {
 		}
 		lim := ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix})
 		key := ratelimit.Key("DescribeInstances", cmp.Or(a.endpoint, plan.Spec.Endpoint, "default")+"|"+plan.Spec.Region, creds.SecretID)
-		cfg.Describe = describeFunc(api, lim, key, plan.Spec.DescribeRate)
+		cfg.Describe = preflightDescribe(env, plan, api, lim, key)
 	}
 	res, err := planner.Apply(ctx, plan, cfg)
 	if err != nil {

@@ -6,12 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"time"
 
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/internal/clock"
 	"github.com/fleetreset/fleetreset/planner"
 	"github.com/fleetreset/fleetreset/ratelimit"
 	"github.com/fleetreset/fleetreset/rollout"
@@ -26,6 +28,11 @@ type Hooks struct {
 	Redis func(url string)
 	// Progress is called after every progress poll of `run`.
 	Progress func(state string)
+	// Sleep replaces the waits between pre-flight retries, so tests do
+	// not sleep. It returns ctx.Err() when ctx ends first.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Clock replaces the wall clock of pre-flight retry deadlines.
+	Clock clock.Clock
 }
 
 // apiFlags are the flags that point a command at an API.
@@ -78,22 +85,135 @@ func apiFactory(a apiFlags, creds cvm.Credentials) func(spec rollout.Spec) (cvm.
 	}
 }
 
+// Retries of one pre-flight DescribeInstances batch. A describe changes
+// nothing, so whatever may pass by itself (a gateway's 5xx, a dropped
+// connection, throttling) is simply asked again; a person is waiting on
+// plan and apply, so the budget is a minute or two, not the workers' half
+// hour.
+const (
+	// preflightTriesDefault bounds the calls for one batch.
+	preflightTriesDefault = 8
+	// preflightDeadlineDefault bounds the time from a batch's first call
+	// to the start of its last retry.
+	preflightDeadlineDefault = 2 * time.Minute
+	// preflightBaseDefault and preflightCapDefault shape the full-jitter
+	// exponential backoff (AWS "Exponential Backoff and Jitter"): the n-th
+	// retry waits a random time below min(cap, base·2ⁿ⁻¹).
+	preflightBaseDefault = 500 * time.Millisecond
+	preflightCapDefault  = 15 * time.Second
+)
+
+// describeConfig configures the DescribeFunc of the CLI's pre-flights.
+type describeConfig struct {
+	api  cvm.API
+	lim  ratelimit.Limiter
+	key  string
+	rate float64
+	// tries and deadline bound the calls for one batch. Default
+	// preflightTriesDefault and preflightDeadlineDefault.
+	tries    int
+	deadline time.Duration
+	// base and cap shape the backoff between tries. Default
+	// preflightBaseDefault and preflightCapDefault.
+	base, cap time.Duration
+	// sleep waits d, or returns ctx.Err() when ctx ends first. Defaults to
+	// a timer.
+	sleep func(ctx context.Context, d time.Duration) error
+	// rand returns a float in [0,1) for jitter. Defaults to math/rand/v2.
+	rand func() float64
+	// clock reads the time for deadlines. Defaults to the
+	// wall clock.
+	clock clock.Clock
+}
+
 // describeFunc adapts a CVM client to the planner's pre-flight, under the
-// describe budget.
+// describe budget, retrying what may pass (see describeWith).
 func describeFunc(api cvm.API, lim ratelimit.Limiter, key string, rate float64) planner.DescribeFunc {
+	return describeWith(describeConfig{api: api, lim: lim, key: key, rate: rate})
+}
+
+// preflightDescribe is the DescribeFunc of plan and apply: describeFunc's
+// retries, with the test hooks.
+func preflightDescribe(env *Env, plan *planner.Plan, api cvm.API, lim ratelimit.Limiter, key string) planner.DescribeFunc {
+	cfg := describeConfig{api: api, lim: lim, key: key, rate: plan.Spec.DescribeRate}
+	if h := env.Hooks; h != nil {
+		cfg.sleep, cfg.clock = h.Sleep, h.Clock
+	}
+	return describeWith(cfg)
+}
+
+// describeWith returns a DescribeFunc that calls DescribeInstances under
+// the describe budget. Retryable and throttled errors (cvm.Classify) are
+// asked again after a capped full-jitter exponential backoff, each try
+// waiting for the limiter again, until cfg.tries or cfg.deadline run out; a
+// throttle also slows every caller of the key (Limiter.Throttled).
+// Permanent and fatal errors fail at once. A describe is always safe to
+// repeat: unlike a reset, whether an earlier try landed does not matter.
+// The DescribeFunc is safe for concurrent use.
+func describeWith(cfg describeConfig) planner.DescribeFunc {
+	cfg.tries = cmp.Or(cfg.tries, preflightTriesDefault)
+	cfg.deadline = cmp.Or(cfg.deadline, preflightDeadlineDefault)
+	cfg.base = cmp.Or(cfg.base, preflightBaseDefault)
+	cfg.cap = cmp.Or(cfg.cap, preflightCapDefault)
+	if cfg.sleep == nil {
+		cfg.sleep = sleepCtx
+	}
+	if cfg.rand == nil {
+		cfg.rand = rand.Float64
+	}
+	cfg.clock = clock.Or(cfg.clock)
 	return func(ctx context.Context, ids []string) (map[string]rollout.Observed, error) {
-		if _, err := lim.Wait(ctx, key, rate); err != nil {
-			return nil, err
+		start := cfg.clock.Now()
+		for try := 1; ; try++ {
+			if _, err := cfg.lim.Wait(ctx, cfg.key, cfg.rate); err != nil {
+				return nil, err
+			}
+			list, err := cfg.api.DescribeInstances(ctx, ids)
+			if err == nil {
+				out := make(map[string]rollout.Observed, len(list))
+				for _, in := range list {
+					out[in.InstanceID] = rollout.Observed{Found: true, ImageID: in.ImageID, State: in.State, Resetting: in.Resetting(), Zone: in.Zone}
+				}
+				return out, nil
+			}
+			if ctx.Err() != nil {
+				// Our own deadline or Ctrl-C, not the API's trouble.
+				return nil, fmt.Errorf("describe %d instances: %w", len(ids), err)
+			}
+			class := cvm.Classify(err)
+			if class == cvm.Throttled {
+				_ = cfg.lim.Throttled(ctx, cfg.key)
+			}
+			if class != cvm.Retryable && class != cvm.Throttled {
+				return nil, fmt.Errorf("describe %d instances: %s error, not retried: %w", len(ids), class, err)
+			}
+			// Full jitter spreads the retries of several clients hit by
+			// the same outage; the limiter still spaces every call.
+			d := cfg.base << min(try-1, 20)
+			if d > cfg.cap || d <= 0 {
+				d = cfg.cap
+			}
+			d = time.Duration(cfg.rand() * float64(d))
+			elapsed := cfg.clock.Now().Sub(start)
+			if try >= cfg.tries || elapsed+d > cfg.deadline {
+				return nil, fmt.Errorf("describe %d instances: gave up after %d tries in %s: %w", len(ids), try, elapsed.Round(time.Millisecond), err)
+			}
+			if serr := cfg.sleep(ctx, d); serr != nil {
+				return nil, fmt.Errorf("describe %d instances: %w (while waiting to retry after: %w)", len(ids), serr, err)
+			}
 		}
-		list, err := api.DescribeInstances(ctx, ids)
-		if err != nil {
-			return nil, err
-		}
-		out := make(map[string]rollout.Observed, len(list))
-		for _, in := range list {
-			out[in.InstanceID] = rollout.Observed{Found: true, ImageID: in.ImageID, State: in.State, Resetting: in.Resetting(), Zone: in.Zone}
-		}
-		return out, nil
+	}
+}
+
+// sleepCtx waits d, or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
