@@ -222,6 +222,53 @@ func TestPreflightFailsOnLastingFault(t *testing.T) {
 	}
 }
 
+// TestPreflightProgress (issue 15): a long pre-flight prints how far it
+// got to stderr every few seconds, and a short one prints nothing.
+func TestPreflightProgress(t *testing.T) {
+	ids := testIDs(1000) // ten batches
+	_, url := preflightSetup(t, ids, 0)
+	path := writePlan(t, t.TempDir(), "progress", ids, "")
+	tests := []struct {
+		name string
+		step time.Duration // how far the clock moves at each reading
+		want []string
+	}{
+		{"short", 0, nil},
+		{"long", time.Second, []string{"pre-flight: 1,000 / 1,000 instances"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ft := newFakeTime(tt.step)
+			env, out, errb := testEnv(nil)
+			env.Hooks = &Hooks{Sleep: ft.Sleep, Clock: ft}
+			if code := Main(t.Context(), env, []string{"plan", "--endpoint", url, path}); code != 0 {
+				t.Fatalf("plan exited %d\nstdout:\n%s\nstderr:\n%s", code, out, errb)
+			}
+			var lines []string
+			for line := range strings.Lines(errb.String()) {
+				if strings.HasPrefix(line, "pre-flight: ") {
+					lines = append(lines, strings.TrimSpace(line))
+				}
+			}
+			if len(tt.want) == 0 {
+				if len(lines) != 0 {
+					t.Errorf("a short pre-flight printed progress: %q", lines)
+				}
+				return
+			}
+			if len(lines) < 2 {
+				t.Fatalf("progress lines %q; want several", lines)
+			}
+			if last := lines[len(lines)-1]; !strings.HasPrefix(last, tt.want[0]) {
+				t.Errorf("last progress line %q; want it to start %q", last, tt.want[0])
+			}
+			if strings.Contains(out.String(), "pre-flight: ") {
+				t.Errorf("progress went to stdout, which holds the preview:\n%s", out)
+			}
+		})
+	}
+}
+
 // countingLimiter is a real local limiter that counts what it is told.
 type countingLimiter struct {
 	ratelimit.Limiter
@@ -327,4 +374,45 @@ func cmpDurations(want, got []time.Duration) string {
 		return ""
 	}
 	return fmt.Sprintf("got %v; want %v", got, want)
+}
+
+// TestProgressLines: the first line only after `every`, then at most one
+// per `every`, and a closing line only for a run that printed.
+func TestProgressLines(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		total int
+		adds  []time.Duration // when each batch of 100 finished, after t0
+		want  string
+	}{
+		{"quiet", 300, []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}, ""},
+		{"long", 200_000, nil, "pre-flight: 12,300 / 200,000 instances\n"},
+		{"everyFewSeconds", 500, []time.Duration{4 * time.Second, 5 * time.Second, 6 * time.Second, 10 * time.Second, 11 * time.Second},
+			"pre-flight: 200 / 500 instances\npre-flight: 400 / 500 instances\npre-flight: 500 / 500 instances in 11s\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			p := &progress{w: &b, total: tt.total, every: 5 * time.Second}
+			p.begin(t0)
+			if tt.adds == nil {
+				// 123 batches: one line, at 12,300.
+				p.add(12_200, t0.Add(time.Second))
+				p.add(100, t0.Add(6*time.Second))
+				p.add(100, t0.Add(7*time.Second))
+			}
+			for _, d := range tt.adds {
+				p.add(100, t0.Add(d))
+			}
+			if got := b.String(); got != tt.want {
+				t.Errorf("progress printed %q; want %q", got, tt.want)
+			}
+		})
+	}
+	for n, want := range map[int]string{0: "0", 999: "999", 1000: "1,000", 12300: "12,300", 200000: "200,000", 1234567: "1,234,567", -4500: "-4,500"} {
+		if got := thousands(n); got != want {
+			t.Errorf("thousands(%d) = %q; want %q", n, got, want)
+		}
+	}
 }

@@ -5,10 +5,14 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/fleetreset/fleetreset/cvm"
@@ -31,7 +35,8 @@ type Hooks struct {
 	// Sleep replaces the waits between pre-flight retries, so tests do
 	// not sleep. It returns ctx.Err() when ctx ends first.
 	Sleep func(ctx context.Context, d time.Duration) error
-	// Clock replaces the wall clock of pre-flight retry deadlines.
+	// Clock replaces the wall clock of pre-flight retry deadlines and
+	// progress.
 	Clock clock.Clock
 }
 
@@ -101,6 +106,9 @@ const (
 	// retry waits a random time below min(cap, base·2ⁿ⁻¹).
 	preflightBaseDefault = 500 * time.Millisecond
 	preflightCapDefault  = 15 * time.Second
+	// preflightProgressEvery is how often a long pre-flight reports how far
+	// it got. Runs shorter than this print nothing.
+	preflightProgressEvery = 5 * time.Second
 )
 
 // describeConfig configures the DescribeFunc of the CLI's pre-flights.
@@ -121,9 +129,14 @@ type describeConfig struct {
 	sleep func(ctx context.Context, d time.Duration) error
 	// rand returns a float in [0,1) for jitter. Defaults to math/rand/v2.
 	rand func() float64
-	// clock reads the time for deadlines. Defaults to the
+	// clock reads the time for deadlines and progress. Defaults to the
 	// wall clock.
 	clock clock.Clock
+	// progress, when set, receives a line every progressEvery while the
+	// pre-flight of total instances runs. Defaults to no progress.
+	progress      io.Writer
+	total         int
+	progressEvery time.Duration
 }
 
 // describeFunc adapts a CVM client to the planner's pre-flight, under the
@@ -133,9 +146,10 @@ func describeFunc(api cvm.API, lim ratelimit.Limiter, key string, rate float64) 
 }
 
 // preflightDescribe is the DescribeFunc of plan and apply: describeFunc's
-// retries, with the test hooks.
+// retries, with the test hooks, and progress on stderr for a long run.
 func preflightDescribe(env *Env, plan *planner.Plan, api cvm.API, lim ratelimit.Limiter, key string) planner.DescribeFunc {
-	cfg := describeConfig{api: api, lim: lim, key: key, rate: plan.Spec.DescribeRate}
+	cfg := describeConfig{api: api, lim: lim, key: key, rate: plan.Spec.DescribeRate,
+		progress: env.Stderr, total: len(plan.Targets)}
 	if h := env.Hooks; h != nil {
 		cfg.sleep, cfg.clock = h.Sleep, h.Clock
 	}
@@ -155,6 +169,7 @@ func describeWith(cfg describeConfig) planner.DescribeFunc {
 	cfg.deadline = cmp.Or(cfg.deadline, preflightDeadlineDefault)
 	cfg.base = cmp.Or(cfg.base, preflightBaseDefault)
 	cfg.cap = cmp.Or(cfg.cap, preflightCapDefault)
+	cfg.progressEvery = cmp.Or(cfg.progressEvery, preflightProgressEvery)
 	if cfg.sleep == nil {
 		cfg.sleep = sleepCtx
 	}
@@ -162,8 +177,15 @@ func describeWith(cfg describeConfig) planner.DescribeFunc {
 		cfg.rand = rand.Float64
 	}
 	cfg.clock = clock.Or(cfg.clock)
+	var prog *progress
+	if cfg.progress != nil {
+		prog = &progress{w: cfg.progress, total: cfg.total, every: cfg.progressEvery}
+	}
 	return func(ctx context.Context, ids []string) (map[string]rollout.Observed, error) {
 		start := cfg.clock.Now()
+		if prog != nil {
+			prog.begin(start)
+		}
 		for try := 1; ; try++ {
 			if _, err := cfg.lim.Wait(ctx, cfg.key, cfg.rate); err != nil {
 				return nil, err
@@ -173,6 +195,9 @@ func describeWith(cfg describeConfig) planner.DescribeFunc {
 				out := make(map[string]rollout.Observed, len(list))
 				for _, in := range list {
 					out[in.InstanceID] = rollout.Observed{Found: true, ImageID: in.ImageID, State: in.State, Resetting: in.Resetting(), Zone: in.Zone}
+				}
+				if prog != nil {
+					prog.add(len(ids), cfg.clock.Now())
 				}
 				return out, nil
 			}
@@ -215,6 +240,64 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// progress reports how far a pre-flight got: a line like
+// "pre-flight: 12,300 / 200,000 instances" once every `every`, the first
+// only after `every` has passed, so short runs stay quiet; and a last line
+// when the pre-flight that printed ends. Safe for concurrent use.
+type progress struct {
+	w     io.Writer
+	total int
+	every time.Duration
+
+	mu                sync.Mutex
+	start, last       time.Time
+	done              int
+	printed, finished bool
+}
+
+// begin notes the start of a batch at now; the first one starts the clock.
+func (p *progress) begin(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.start.IsZero() {
+		p.start, p.last = now, now
+	}
+}
+
+// add counts n more instances described at now and prints when due.
+func (p *progress) add(n int, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done += n
+	switch {
+	case p.finished:
+	case p.done >= p.total && p.printed:
+		p.finished = true
+		fmt.Fprintf(p.w, "pre-flight: %s / %s instances in %s\n", thousands(p.done), thousands(p.total), now.Sub(p.start).Round(time.Second))
+	case p.done < p.total && now.Sub(p.last) >= p.every:
+		p.printed, p.last = true, now
+		fmt.Fprintf(p.w, "pre-flight: %s / %s instances\n", thousands(p.done), thousands(p.total))
+	}
+}
+
+// thousands formats n with commas: 200000 is "200,000".
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 // simFlags registers the simulator's knobs on fs with a prefix.
