@@ -73,7 +73,7 @@ func Apply(ctx context.Context, plan *Plan, cfg ApplyConfig) (ApplyResult, error
 			return res, err
 		}
 		if r.Spec.PlanHash != spec.PlanHash {
-			return res, fmt.Errorf("%w: rollout %q exists from a different version of the plan; give the plan a new name", ledger.ErrPlanChanged, spec.ID)
+			return res, planChanged(r.Spec, plan)
 		}
 		res.State = r.State
 		return res, nil
@@ -144,6 +144,42 @@ func Apply(ctx context.Context, plan *Plan, cfg ApplyConfig) (ApplyResult, error
 	res.Created = true
 	res.State, _, _ = l.State(ctx, spec.ID)
 	return res, nil
+}
+
+// planChanged explains why plan cannot be applied over the stored rollout
+// of the same name. The effective API and endpoint are part of the plan's
+// hash, so an --api or --endpoint that contradicts the rollout lands here
+// too; naming the field beats "a different version of the plan" when the
+// YAML did not change at all.
+func planChanged(stored rollout.Spec, plan *Plan) error {
+	spec := plan.Spec
+	// source says where the new value of key comes from.
+	source := func(key string) string {
+		if from := plan.Overrides[key]; from != "" {
+			return "from " + from
+		}
+		return "the plan's"
+	}
+	endpoint := func(e string) string {
+		if e == "" {
+			return "the default endpoint"
+		}
+		return "endpoint " + e
+	}
+	var was, now []string
+	if stored.API != spec.API {
+		was = append(was, "api "+stored.API)
+		now = append(now, fmt.Sprintf("api %s (%s)", spec.API, source("api")))
+	}
+	if stored.Endpoint != spec.Endpoint {
+		was = append(was, endpoint(stored.Endpoint))
+		now = append(now, fmt.Sprintf("%s (%s)", endpoint(spec.Endpoint), source("endpoint")))
+	}
+	if len(was) == 0 {
+		return fmt.Errorf("%w: rollout %q exists from a different version of the plan; give the plan a new name", ledger.ErrPlanChanged, spec.ID)
+	}
+	return fmt.Errorf("%w: rollout %q was applied with %s, and this apply has %s; a rollout keeps the API and endpoint it was applied with: apply with the same ones, or give the plan a new name",
+		ledger.ErrPlanChanged, spec.ID, strings.Join(was, " and "), strings.Join(now, " and "))
 }
 
 // PreflightResult is the pre-flight of a whole plan.

@@ -12,8 +12,14 @@
 // Passwords are only ever referenced ({env: VAR} or {file: path}); a
 // password written into the plan is an error. With Options.ResolveSecrets
 // the planner reads each reference and checks the password against the
-// rules of the plan's API generation and each group's OS (package
+// rules of the effective API generation and each group's OS (package
 // secretref), naming the reference, never the value, in any error.
+//
+// Options.API and Options.Endpoint override the plan's api and endpoint
+// (the CLI's --api and --endpoint). The plan is validated under the
+// overriding API's rules, and the Spec, with its PlanHash, records the
+// effective values, so Apply refuses an override that contradicts a rollout
+// applied earlier.
 //
 // The plan format is documented field by field in plans/README.md, with
 // the wave rounding and failure-budget rules and worked examples.

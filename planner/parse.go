@@ -165,8 +165,13 @@ type parser struct {
 	errs
 	opts Options
 	dir  string // the plan's directory, for relative paths
-	api  string // the plan's API generation, once read
-	raw  raw
+	api  string // the effective API generation, once read: the plan's or Options.API
+	// apiFrom names the override that set api when it differs from the
+	// plan's; "" when the plan's api holds.
+	apiFrom string
+	// overrides is Plan.Overrides.
+	overrides map[string]string
+	raw       raw
 }
 
 func newParser(filename string, opts Options) *parser {
@@ -273,6 +278,11 @@ func (p *parser) top(root *yaml.Node) bool {
 			}
 		}
 	}
+	if o := p.opts.API; o.Value != "" && o.Value != p.api {
+		// The rest of the plan is read under the API it will run with.
+		p.api, p.apiFrom = o.Value, o.from()
+		p.override("api", o)
+	}
 	r.api = p.api
 	r.region = p.region(f)
 	if en, ok := f.get("name"); !ok {
@@ -286,6 +296,10 @@ func (p *parser) top(root *yaml.Node) bool {
 	}
 	if en, ok := f.get("endpoint"); ok {
 		r.endpoint = p.url(en, "endpoint", true)
+	}
+	if o := p.opts.Endpoint; o.Value != "" && o.Value != r.endpoint {
+		r.endpoint = o.Value
+		p.override("endpoint", o)
 	}
 	if en, ok := f.get("webhook"); ok {
 		r.webhook = p.url(en, "webhook", false)
@@ -329,6 +343,25 @@ func (p *parser) top(root *yaml.Node) bool {
 	}
 	p.timing(f)
 	return true
+}
+
+// override records that o replaced the plan's key.
+func (p *parser) override(key string, o Override) {
+	if p.overrides == nil {
+		p.overrides = map[string]string{}
+	}
+	p.overrides[key] = o.from()
+}
+
+// apiHint ends a message about a rule of the effective API. When the plan
+// chose the API it returns hint, advice on the plan's api key (with its own
+// leading punctuation, or ""); when an override did, advice on the plan
+// would not help, so it names the override instead: " (api v2 from --api)".
+func (p *parser) apiHint(hint string) string {
+	if p.apiFrom == "" {
+		return hint
+	}
+	return fmt.Sprintf(" (api %s from %s)", p.api, p.apiFrom)
 }
 
 // region reads the required region.
@@ -419,19 +452,33 @@ func (p *parser) url(en entry, what string, apiEndpoint bool) string {
 	if !ok {
 		return ""
 	}
-	u, err := parseURL(s)
-	switch {
-	case err != nil:
-		p.at(en.val, en.field, "%v", err)
-		return ""
-	case u.User != nil:
-		p.at(en.val, en.field, "must not contain credentials (user:password@)")
-		return ""
-	case apiEndpoint && (u.RawQuery != "" || u.Fragment != ""):
-		p.at(en.val, en.field, "must not have a query or fragment: give the base URL, like https://cvm.tencentcloudapi.com")
+	msg := ""
+	if apiEndpoint {
+		msg = endpointProblem(s)
+	} else if u, err := parseURL(s); err != nil {
+		msg = err.Error()
+	} else if u.User != nil {
+		msg = "must not contain credentials (user:password@)"
+	}
+	if msg != "" {
+		p.at(en.val, en.field, "%s", msg)
 		return ""
 	}
 	return s
+}
+
+// endpointProblem says what is wrong with an API endpoint, or "".
+func endpointProblem(s string) string {
+	u, err := parseURL(s)
+	switch {
+	case err != nil:
+		return err.Error()
+	case u.User != nil:
+		return "must not contain credentials (user:password@)"
+	case u.RawQuery != "" || u.Fragment != "":
+		return "must not have a query or fragment: give the base URL, like https://cvm.tencentcloudapi.com"
+	}
+	return ""
 }
 
 // parseURL parses an absolute http or https URL with a host.

@@ -79,7 +79,7 @@ func (p *parser) settings(f fields) settings {
 			{s.hostName.present, s.hostName.node, s.hostName.field},
 		} {
 			if st.present {
-				p.at(st.node, st.field, "is not supported by api v2 (ResetInstances takes a password only); use api: v3")
+				p.at(st.node, st.field, "is not supported by api v2 (ResetInstances takes a password only)%s", p.apiHint("; use api: v3"))
 			}
 		}
 	}
@@ -123,7 +123,7 @@ func (p *parser) image(en entry) setting[imageRef] {
 		good = false
 	case !f.has("type") && p.api == "v2":
 		// v2 spec: imageType "should be specified with imageId".
-		p.at(en.val, join(en.field, "type"), "is required with image.id for api v2: 1 (private), 2 (public), 3 (marketplace) or 4 (shared)")
+		p.at(en.val, join(en.field, "type"), "is required with image.id for api v2: 1 (private), 2 (public), 3 (marketplace) or 4 (shared)%s", p.apiHint(""))
 		good = false
 	}
 	img.valid = good

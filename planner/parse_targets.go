@@ -103,9 +103,9 @@ func (p *parser) instanceIDProblem(id string) string {
 		if p.api == "v2" {
 			return ""
 		}
-		return quote(id) + " is a legacy v2 instance id: api v3 needs the ins- id (unInstanceId), or set api: v2"
+		return quote(id) + " is a legacy v2 instance id: api v3 needs the ins- id (unInstanceId)" + p.apiHint(", or set api: v2")
 	case p.api == "v2":
-		return quote(id) + " is not an instance id: want ins- and 8 lower-case letters or digits (or a legacy qcvm id of 32 hex digits)"
+		return quote(id) + " is not an instance id: want ins- and 8 lower-case letters or digits (or a legacy qcvm id of 32 hex digits)" + p.apiHint("")
 	}
 	return quote(id) + " is not an instance id: want ins- and 8 lower-case letters or digits"
 }

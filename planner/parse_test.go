@@ -22,10 +22,11 @@ var testEnv = map[string]string{
 	"EMPTY_PW":          "",
 	"WIN_TWO_CLASSES":   "abcdefghij12",
 	"V2_LINUX_TOO_LONG": "abcdefgh123456789",
+	"WIN_PIPE":          "Good|Windows-1", // v3 Windows allows the pipe, v2 Windows does not
 }
 
 // secretValues are the passwords in testEnv and testdata; no error may contain one.
-var secretValues = []string{"Good-Passw0rd", "Good-Windows-Passw0rd", "abcdefghij12", "abcdefgh123456789", "Sup3r-Secret-Value"}
+var secretValues = []string{"Good-Passw0rd", "Good-Windows-Passw0rd", "abcdefghij12", "abcdefgh123456789", "Sup3r-Secret-Value", "Good|Windows-1"}
 
 func testOptions() Options {
 	return Options{

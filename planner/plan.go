@@ -52,7 +52,7 @@ const (
 // secrets and reads files and the environment through the os package.
 type Options struct {
 	// ResolveSecrets makes the planner read every password reference and
-	// check the password against the rules of the plan's API generation and
+	// check the password against the rules of the effective API generation and
 	// each group's OS. The CLI sets it for validate, plan and run; workers
 	// check again at call time. Errors name the reference, never the value.
 	ResolveSecrets bool
@@ -61,6 +61,50 @@ type Options struct {
 	// ReadFileFunc reads the plan (Load), instances files and password
 	// files. Defaults to os.ReadFile.
 	ReadFileFunc func(string) ([]byte, error)
+	// API, when its Value is set, replaces the plan's api ("v2" or "v3"):
+	// the plan is validated under that generation's rules (password rules,
+	// image type, instance ID forms, the fields v2 lacks), and Spec.API and
+	// Spec.PlanHash record it, so a rollout keeps the API it was applied
+	// with. Defaults to the plan's api.
+	API Override
+	// Endpoint, when its Value is set, replaces the plan's endpoint the
+	// same way: it must be an http(s) base URL without credentials, query
+	// or fragment. Defaults to the plan's endpoint.
+	Endpoint Override
+}
+
+// Override is a value from outside the plan, such as a command-line flag,
+// that replaces a plan field.
+type Override struct {
+	// Value replaces the plan's value; empty keeps the plan's.
+	Value string
+	// From names where Value comes from in messages, like "--api".
+	// Defaults to "the override".
+	From string
+}
+
+// from returns what messages call the override.
+func (o Override) from() string {
+	if o.From == "" {
+		return "the override"
+	}
+	return o.From
+}
+
+// validate checks the overrides; they are not in the plan, so their
+// mistakes are not FieldErrors.
+func (o Options) validate() error {
+	switch o.API.Value {
+	case "", "v2", "v3":
+	default:
+		return fmt.Errorf("planner: %s: unknown API %q: want v3 (API 3.0) or v2 (legacy cvm.api.qcloud.com)", o.API.from(), o.API.Value)
+	}
+	if e := o.Endpoint.Value; e != "" {
+		if msg := endpointProblem(e); msg != "" {
+			return fmt.Errorf("planner: %s: %s", o.Endpoint.from(), msg)
+		}
+	}
+	return nil
 }
 
 func (o Options) lookupEnv() func(string) (string, bool) {
@@ -92,6 +136,11 @@ type Plan struct {
 	// wave entries that no instance reaches. They use the same format as
 	// errors.
 	Warnings Errors
+	// Overrides names the Spec fields that an Options override changed,
+	// by plan key ("api", "endpoint"), with where the value came from
+	// (Override.From). An override equal to the plan's value is not listed.
+	// Nil when the plan's own values hold.
+	Overrides map[string]string
 }
 
 // WaveTargets returns the targets of wave i, a sub-slice of p.Targets.
@@ -122,12 +171,21 @@ func Load(path string, opts Options) (*Plan, error) {
 // Parse returns a nil Plan and an Errors holding every one found, each as
 // "file:line: field: what is wrong". Parse never starts anything and is
 // safe for concurrent use.
+//
+// With Options.API or Options.Endpoint set, the plan is read as if it said
+// that API or endpoint; a mistake only the override causes says so, like
+// "plans/web.yaml:9: password: ... (api v2 from --api)". A bad override is
+// an error of its own, not an Errors.
 func Parse(filename string, data []byte, opts Options) (*Plan, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
 	p := newParser(filename, opts)
 	plan := p.run(data)
 	if len(p.list) > 0 {
 		return nil, sortErrors(p.list, filename)
 	}
 	plan.Warnings = sortErrors(p.warns, filename)
+	plan.Overrides = p.overrides
 	return plan, nil
 }

@@ -8,7 +8,7 @@ import (
 )
 
 // secrets resolves every password reference a group uses and checks the
-// password against the rules of the plan's API generation and the group's
+// password against the rules of the effective API generation and the group's
 // OS. Each reference is read once; each (reference, OS) pair is checked
 // once. Messages name the reference and the rule, never the value.
 func (p *parser) secrets() {
@@ -47,7 +47,7 @@ func (p *parser) secrets() {
 		}
 		checked[[2]string{shown, osName}] = true
 		if err := secretref.CheckPassword(p.api, osName, res.pw); err != nil {
-			p.at(e.password.node, e.password.field, "%s: %v (%s runs %s)", shown, err, g.label(), osName)
+			p.at(e.password.node, e.password.field, "%s: %v (%s runs %s)%s", shown, err, g.label(), osName, p.apiHint(""))
 		}
 	}
 }

@@ -19,6 +19,8 @@ import (
 func validateCmd(ctx context.Context, env *Env, args []string) error {
 	fs, _ := newFlags(env, "validate", "PLAN...", "Check plans without touching Redis or the API; every mistake is printed as file:line: field: reason")
 	secrets := fs.Bool("secrets", true, "resolve password references and check them against the API's password rules")
+	var a apiFlags
+	a.registerOverrides(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -26,9 +28,12 @@ func validateCmd(ctx context.Context, env *Env, args []string) error {
 		fs.Usage()
 		return &ExitError{Code: exitUsage}
 	}
+	if err := a.check(); err != nil {
+		return err
+	}
 	bad := 0
 	for _, path := range fs.Args() {
-		plan, err := planner.Load(path, planner.Options{ResolveSecrets: *secrets, LookupEnvFunc: env.lookupEnv()})
+		plan, err := planner.Load(path, a.planOptions(env, *secrets))
 		if err != nil {
 			fmt.Fprintln(env.Stderr, err)
 			bad++
@@ -65,7 +70,7 @@ func planCmd(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		lim, key := previewLimiter(ctx, c, plan.Spec.Region, cmp.Or(a.endpoint, plan.Spec.Endpoint, "default"), creds.SecretID)
-		res, err := planner.Preflight(ctx, plan, describeFunc(api, lim, key, plan.Spec.DescribeRate))
+		res, err := planner.Preflight(ctx, plan, preflightDescribe(env, plan, api, lim, key))
 		if err != nil {
 			return err
 		}
@@ -150,7 +155,7 @@ func applyCmd(ctx context.Context, env *Env, args []string) error {
 		}
 		lim := ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix})
 		key := ratelimit.Key("DescribeInstances", cmp.Or(a.endpoint, plan.Spec.Endpoint, "default")+"|"+plan.Spec.Region, creds.SecretID)
-		cfg.Describe = describeFunc(api, lim, key, plan.Spec.DescribeRate)
+		cfg.Describe = preflightDescribe(env, plan, api, lim, key)
 	}
 	res, err := planner.Apply(ctx, plan, cfg)
 	if err != nil {

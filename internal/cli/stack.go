@@ -5,13 +5,19 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/internal/clock"
 	"github.com/fleetreset/fleetreset/planner"
 	"github.com/fleetreset/fleetreset/ratelimit"
 	"github.com/fleetreset/fleetreset/rollout"
@@ -26,6 +32,12 @@ type Hooks struct {
 	Redis func(url string)
 	// Progress is called after every progress poll of `run`.
 	Progress func(state string)
+	// Sleep replaces the waits between pre-flight retries, so tests do
+	// not sleep. It returns ctx.Err() when ctx ends first.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Clock replaces the wall clock of pre-flight retry deadlines and
+	// progress.
+	Clock clock.Clock
 }
 
 // apiFlags are the flags that point a command at an API.
@@ -40,10 +52,25 @@ type apiFlags struct {
 }
 
 func (a *apiFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&a.endpoint, "endpoint", "", "API base URL, overriding the plan's (e.g. http://127.0.0.1:8080 for a simulator)")
-	fs.StringVar(&a.api, "api", "", "API generation v2 or v3, overriding the plan's")
+	a.registerOverrides(fs)
 	fs.DurationVar(&a.timeout, "call-timeout", 0, "timeout of one API call (default 30s, or half of --reconcile-grace where that is shorter)")
 	fs.DurationVar(&a.replay, "api-replay-window", 0, "how long the API accepts a signed request (default 5m, Tencent Cloud's; set a simulator's): after a reset call whose outcome is unknown and left no trace, the reset is called again only once the first request can no longer land")
+}
+
+// registerOverrides registers only the flags that override the plan
+// (validate makes no call, so it has no --call-timeout).
+func (a *apiFlags) registerOverrides(fs *flag.FlagSet) {
+	fs.StringVar(&a.endpoint, "endpoint", "", "API base URL, overriding the plan's (e.g. http://127.0.0.1:8080 for a simulator)")
+	fs.StringVar(&a.api, "api", "", "API generation v2 or v3, overriding the plan's (the plan is validated under its rules)")
+}
+
+// planOptions returns the planner options that read a plan as these flags
+// will run it: under the overridden API's rules, with the overrides in the
+// rollout's spec (and so in its hash).
+func (a *apiFlags) planOptions(env *Env, secrets bool) planner.Options {
+	return planner.Options{ResolveSecrets: secrets, LookupEnvFunc: env.lookupEnv(),
+		API:      planner.Override{Value: a.api, From: "--api"},
+		Endpoint: planner.Override{Value: a.endpoint, From: "--endpoint"}}
 }
 
 func (a *apiFlags) check() error {
@@ -67,23 +94,214 @@ func apiFactory(a apiFlags, creds cvm.Credentials) func(spec rollout.Spec) (cvm.
 	}
 }
 
+// Retries of one pre-flight DescribeInstances batch. A describe changes
+// nothing, so whatever may pass by itself (a gateway's 5xx, a dropped
+// connection, throttling) is simply asked again; a person is waiting on
+// plan and apply, so the budget is a minute or two, not the workers' half
+// hour.
+const (
+	// preflightTriesDefault bounds the calls for one batch.
+	preflightTriesDefault = 8
+	// preflightDeadlineDefault bounds the time from a batch's first call
+	// to the start of its last retry.
+	preflightDeadlineDefault = 2 * time.Minute
+	// preflightBaseDefault and preflightCapDefault shape the full-jitter
+	// exponential backoff (AWS "Exponential Backoff and Jitter"): the n-th
+	// retry waits a random time below min(cap, base·2ⁿ⁻¹).
+	preflightBaseDefault = 500 * time.Millisecond
+	preflightCapDefault  = 15 * time.Second
+	// preflightProgressEvery is how often a long pre-flight reports how far
+	// it got. Runs shorter than this print nothing.
+	preflightProgressEvery = 5 * time.Second
+)
+
+// describeConfig configures the DescribeFunc of the CLI's pre-flights.
+type describeConfig struct {
+	api  cvm.API
+	lim  ratelimit.Limiter
+	key  string
+	rate float64
+	// tries and deadline bound the calls for one batch. Default
+	// preflightTriesDefault and preflightDeadlineDefault.
+	tries    int
+	deadline time.Duration
+	// base and cap shape the backoff between tries. Default
+	// preflightBaseDefault and preflightCapDefault.
+	base, cap time.Duration
+	// sleep waits d, or returns ctx.Err() when ctx ends first. Defaults to
+	// a timer.
+	sleep func(ctx context.Context, d time.Duration) error
+	// rand returns a float in [0,1) for jitter. Defaults to math/rand/v2.
+	rand func() float64
+	// clock reads the time for deadlines and progress. Defaults to the
+	// wall clock.
+	clock clock.Clock
+	// progress, when set, receives a line every progressEvery while the
+	// pre-flight of total instances runs. Defaults to no progress.
+	progress      io.Writer
+	total         int
+	progressEvery time.Duration
+}
+
 // describeFunc adapts a CVM client to the planner's pre-flight, under the
-// describe budget.
+// describe budget, retrying what may pass (see describeWith).
 func describeFunc(api cvm.API, lim ratelimit.Limiter, key string, rate float64) planner.DescribeFunc {
-	return func(ctx context.Context, ids []string) (map[string]rollout.Observed, error) {
-		if _, err := lim.Wait(ctx, key, rate); err != nil {
-			return nil, err
-		}
-		list, err := api.DescribeInstances(ctx, ids)
-		if err != nil {
-			return nil, err
-		}
-		out := make(map[string]rollout.Observed, len(list))
-		for _, in := range list {
-			out[in.InstanceID] = rollout.Observed{Found: true, ImageID: in.ImageID, State: in.State, Resetting: in.Resetting(), Zone: in.Zone}
-		}
-		return out, nil
+	return describeWith(describeConfig{api: api, lim: lim, key: key, rate: rate})
+}
+
+// preflightDescribe is the DescribeFunc of plan and apply: describeFunc's
+// retries, with the test hooks, and progress on stderr for a long run.
+func preflightDescribe(env *Env, plan *planner.Plan, api cvm.API, lim ratelimit.Limiter, key string) planner.DescribeFunc {
+	cfg := describeConfig{api: api, lim: lim, key: key, rate: plan.Spec.DescribeRate,
+		progress: env.Stderr, total: len(plan.Targets)}
+	if h := env.Hooks; h != nil {
+		cfg.sleep, cfg.clock = h.Sleep, h.Clock
 	}
+	return describeWith(cfg)
+}
+
+// describeWith returns a DescribeFunc that calls DescribeInstances under
+// the describe budget. Retryable and throttled errors (cvm.Classify) are
+// asked again after a capped full-jitter exponential backoff, each try
+// waiting for the limiter again, until cfg.tries or cfg.deadline run out; a
+// throttle also slows every caller of the key (Limiter.Throttled).
+// Permanent and fatal errors fail at once. A describe is always safe to
+// repeat: unlike a reset, whether an earlier try landed does not matter.
+// The DescribeFunc is safe for concurrent use.
+func describeWith(cfg describeConfig) planner.DescribeFunc {
+	cfg.tries = cmp.Or(cfg.tries, preflightTriesDefault)
+	cfg.deadline = cmp.Or(cfg.deadline, preflightDeadlineDefault)
+	cfg.base = cmp.Or(cfg.base, preflightBaseDefault)
+	cfg.cap = cmp.Or(cfg.cap, preflightCapDefault)
+	cfg.progressEvery = cmp.Or(cfg.progressEvery, preflightProgressEvery)
+	if cfg.sleep == nil {
+		cfg.sleep = sleepCtx
+	}
+	if cfg.rand == nil {
+		cfg.rand = rand.Float64
+	}
+	cfg.clock = clock.Or(cfg.clock)
+	var prog *progress
+	if cfg.progress != nil {
+		prog = &progress{w: cfg.progress, total: cfg.total, every: cfg.progressEvery}
+	}
+	return func(ctx context.Context, ids []string) (map[string]rollout.Observed, error) {
+		start := cfg.clock.Now()
+		if prog != nil {
+			prog.begin(start)
+		}
+		for try := 1; ; try++ {
+			if _, err := cfg.lim.Wait(ctx, cfg.key, cfg.rate); err != nil {
+				return nil, err
+			}
+			list, err := cfg.api.DescribeInstances(ctx, ids)
+			if err == nil {
+				out := make(map[string]rollout.Observed, len(list))
+				for _, in := range list {
+					out[in.InstanceID] = rollout.Observed{Found: true, ImageID: in.ImageID, State: in.State, Resetting: in.Resetting(), Zone: in.Zone}
+				}
+				if prog != nil {
+					prog.add(len(ids), cfg.clock.Now())
+				}
+				return out, nil
+			}
+			if ctx.Err() != nil {
+				// Our own deadline or Ctrl-C, not the API's trouble.
+				return nil, fmt.Errorf("describe %d instances: %w", len(ids), err)
+			}
+			class := cvm.Classify(err)
+			if class == cvm.Throttled {
+				_ = cfg.lim.Throttled(ctx, cfg.key)
+			}
+			if class != cvm.Retryable && class != cvm.Throttled {
+				return nil, fmt.Errorf("describe %d instances: %s error, not retried: %w", len(ids), class, err)
+			}
+			// Full jitter spreads the retries of several clients hit by
+			// the same outage; the limiter still spaces every call.
+			d := cfg.base << min(try-1, 20)
+			if d > cfg.cap || d <= 0 {
+				d = cfg.cap
+			}
+			d = time.Duration(cfg.rand() * float64(d))
+			elapsed := cfg.clock.Now().Sub(start)
+			if try >= cfg.tries || elapsed+d > cfg.deadline {
+				return nil, fmt.Errorf("describe %d instances: gave up after %d tries in %s: %w", len(ids), try, elapsed.Round(time.Millisecond), err)
+			}
+			if serr := cfg.sleep(ctx, d); serr != nil {
+				return nil, fmt.Errorf("describe %d instances: %w (while waiting to retry after: %w)", len(ids), serr, err)
+			}
+		}
+	}
+}
+
+// sleepCtx waits d, or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// progress reports how far a pre-flight got: a line like
+// "pre-flight: 12,300 / 200,000 instances" once every `every`, the first
+// only after `every` has passed, so short runs stay quiet; and a last line
+// when the pre-flight that printed ends. Safe for concurrent use.
+type progress struct {
+	w     io.Writer
+	total int
+	every time.Duration
+
+	mu                sync.Mutex
+	start, last       time.Time
+	done              int
+	printed, finished bool
+}
+
+// begin notes the start of a batch at now; the first one starts the clock.
+func (p *progress) begin(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.start.IsZero() {
+		p.start, p.last = now, now
+	}
+}
+
+// add counts n more instances described at now and prints when due.
+func (p *progress) add(n int, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done += n
+	switch {
+	case p.finished:
+	case p.done >= p.total && p.printed:
+		p.finished = true
+		fmt.Fprintf(p.w, "pre-flight: %s / %s instances in %s\n", thousands(p.done), thousands(p.total), now.Sub(p.start).Round(time.Second))
+	case p.done < p.total && now.Sub(p.last) >= p.every:
+		p.printed, p.last = true, now
+		fmt.Fprintf(p.w, "pre-flight: %s / %s instances\n", thousands(p.done), thousands(p.total))
+	}
+}
+
+// thousands formats n with commas: 200000 is "200,000".
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 // simFlags registers the simulator's knobs on fs with a prefix.
@@ -137,7 +355,8 @@ func startSim(ctx context.Context, sim *cvmsim.Server, addr string, log *slog.Lo
 }
 
 // loadPlanArg parses the flags, then loads and validates the one PLAN
-// argument: the shared prologue of run, plan and apply.
+// argument with the --api and --endpoint overrides applied: the shared
+// prologue of run, plan and apply.
 func loadPlanArg(env *Env, fs *flag.FlagSet, a *apiFlags, args []string, secrets bool) (*planner.Plan, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -149,7 +368,7 @@ func loadPlanArg(env *Env, fs *flag.FlagSet, a *apiFlags, args []string, secrets
 	if err := a.check(); err != nil {
 		return nil, err
 	}
-	plan, err := planner.Load(path, planner.Options{ResolveSecrets: secrets, LookupEnvFunc: env.lookupEnv()})
+	plan, err := planner.Load(path, a.planOptions(env, secrets))
 	if err != nil {
 		return nil, &ExitError{Code: exitFailed, Err: err}
 	}
