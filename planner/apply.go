@@ -187,6 +187,10 @@ type PreflightResult struct {
 	// Skipped and Refused map instance IDs to the reason.
 	Skipped map[string]string
 	Refused map[string]string
+	// Awaited maps instances with an operation running (a reinstall from
+	// an earlier rollout, say) to the reason: the workers wait for it and
+	// judge it, and reset only what it did not do.
+	Awaited map[string]string
 	// Images maps every found instance to its current image.
 	Images map[string]string
 	// Zones maps found instances to their zone.
@@ -216,7 +220,7 @@ func (p PreflightResult) RefusedSummary(n int) string {
 // Preflight checks every target of a plan with DescribeInstances, 100 per
 // call, and decides proceed, skip or refuse for each.
 func Preflight(ctx context.Context, plan *Plan, describe DescribeFunc) (PreflightResult, error) {
-	res := PreflightResult{Skipped: map[string]string{}, Refused: map[string]string{}, Images: map[string]string{}, Zones: map[string]string{}}
+	res := PreflightResult{Skipped: map[string]string{}, Refused: map[string]string{}, Awaited: map[string]string{}, Images: map[string]string{}, Zones: map[string]string{}}
 	const batch = 100
 	for start := 0; start < len(plan.Targets); start += batch {
 		chunk := plan.Targets[start:min(start+batch, len(plan.Targets))]
@@ -240,6 +244,8 @@ func Preflight(ctx context.Context, plan *Plan, describe DescribeFunc) (Prefligh
 				res.Skipped[t.InstanceID] = why
 			case rollout.Refuse:
 				res.Refused[t.InstanceID] = why
+			case rollout.Await:
+				res.Awaited[t.InstanceID] = why
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/fleetreset/fleetreset/ratelimit"
 	"github.com/fleetreset/fleetreset/rollout"
 )
 
@@ -40,8 +41,8 @@ const (
 	// operation in progress).
 	RetryAttemptsDefault = 20
 	// MaxRate is the highest rate a plan may ask for, even with
-	// unsafeAboveApiLimit: the fleet-wide limiter's ceiling (ratelimit.MaxRate).
-	MaxRate              = 1000
+	// unsafeAboveApiLimit: the fleet-wide limiter's ceiling.
+	MaxRate              = ratelimit.MaxRate
 	RetryDeadlineDefault = 30 * time.Minute
 	// OnBreachDefault is what a breached failure budget does: pause, so a
 	// human decides; "abort" must be asked for.

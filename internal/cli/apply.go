@@ -116,6 +116,9 @@ func printPreview(env *Env, plan *planner.Plan, p planner.Preview) {
 		for _, id := range sortedKeys(pf.Skipped) {
 			fmt.Fprintf(out, "  skip   %s: %s\n", id, pf.Skipped[id])
 		}
+		if n := len(pf.Awaited); n > 0 {
+			fmt.Fprintf(out, "  %s with an operation running: waited for and judged, never reset again while it runs\n", plural(n, "instance"))
+		}
 		for _, id := range sortedKeys(pf.Refused) {
 			fmt.Fprintf(out, "  refuse %s: %s\n", id, pf.Refused[id])
 		}

@@ -197,8 +197,8 @@ func describeWith(cfg describeConfig) planner.DescribeFunc {
 			list, err := cfg.api.DescribeInstances(ctx, ids)
 			if err == nil {
 				out := make(map[string]rollout.Observed, len(list))
-				for _, in := range list {
-					out[in.InstanceID] = rollout.Observed{Found: true, ImageID: in.ImageID, State: in.State, Resetting: in.Resetting(), Zone: in.Zone}
+				for i := range list {
+					out[list[i].InstanceID] = worker.Observe(&list[i])
 				}
 				if prog != nil {
 					prog.add(len(ids), cfg.clock.Now())
