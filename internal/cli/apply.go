@@ -11,6 +11,7 @@ import (
 
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/planner"
 	"github.com/fleetreset/fleetreset/ratelimit"
 	"github.com/fleetreset/fleetreset/worker"
@@ -165,6 +166,10 @@ func applyCmd(ctx context.Context, env *Env, args []string) error {
 		return &ExitError{Code: exitFailed, Err: err}
 	}
 	if !res.Created {
+		if res.State == ledger.Applying {
+			fmt.Fprintf(env.Stdout, "Rollout %s is being applied by another apply right now (or by one interrupted less than 2 minutes ago); nothing enqueued. If `fleetreset status %s` does not show it running soon, apply again.\n", plan.Spec.ID, plan.Spec.ID)
+			return nil
+		}
 		fmt.Fprintf(env.Stdout, "Rollout %s was already applied (state %s); nothing enqueued.\n", plan.Spec.ID, res.State)
 		return nil
 	}
