@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/internal/redisfit"
+	"github.com/fleetreset/fleetreset/internal/redistest"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/planner"
 )
@@ -183,4 +186,82 @@ func TestConcurrentAppliesResetOnce(t *testing.T) {
 		t.Fatalf("rollout %s (%s) with %+v; want all %d succeeded", r.State, r.Reason, r.Counters, n)
 	}
 	b.exactlyOnce(t, nil)
+}
+
+// TestOOMPausesOnceWritesWork: Redis reaches maxmemory (noeviction) in the
+// middle of a rollout. Tasks that meet the refused writes do not spin; once
+// Redis accepts writes again the rollout pauses, naming the cause, and no
+// instance was reset twice (issue 14).
+func TestOOMPausesOnceWritesWork(t *testing.T) {
+	t.Parallel()
+	r := redistest.Server(t, "--maxmemory", "16mb", "--maxmemory-policy", "noeviction")
+	b := setup(t, cvmsim.Config{ResetDuration: 3 * time.Second,
+		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}},
+		planOpts{n: 60, redis: r, extra: "rateLimit: {reset: 5, describe: 40}"})
+	b.apply(t)
+	b.startWorkers(t, 1, nil)
+	accepted := func() int {
+		n := 0
+		for _, c := range b.sim.Stats().AcceptedResets {
+			n += c
+		}
+		return n
+	}
+	if !eventually(30*time.Second, func() bool { return accepted() >= 3 }) {
+		t.Fatal("no reset was accepted")
+	}
+	ctx := t.Context()
+	// Fill Redis to maxmemory and keep it there (what the rollout frees,
+	// the filler takes), until a task has met the refusal.
+	fill := strings.Repeat("x", 16<<10)
+	var keys []string
+	full := make(chan struct{})
+	var fullOnce sync.Once
+	stop := make(chan struct{})
+	filled := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				filled <- nil
+				return
+			default:
+			}
+			k := fmt.Sprintf("%sfill:%d", r.Prefix, i)
+			err := r.Client.Set(ctx, k, fill, 0).Err()
+			switch {
+			case redisfit.IsOOM(err):
+				fullOnce.Do(func() { close(full) })
+			case err != nil:
+				filled <- err
+				return
+			default:
+				keys = append(keys, k)
+			}
+		}
+	}()
+	<-full
+	const said = "Redis refused a write (out of memory)"
+	met := eventually(30*time.Second, func() bool { return strings.Contains(b.logs.String(), said) })
+	close(stop)
+	if err := <-filled; err != nil {
+		t.Fatal(err)
+	}
+	if !met {
+		t.Fatalf("no task met the OOM:\n%s", b.logs.String())
+	}
+	for start := 0; start < len(keys); start += 500 {
+		if err := r.Client.Del(ctx, keys[start:min(start+500, len(keys))]...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := b.await(t, time.Minute, ledger.Paused, ledger.Completed, ledger.Aborted)
+	if got.State != ledger.Paused || !strings.Contains(got.Reason, "OOM") {
+		t.Errorf("rollout %s (%q); want paused, naming the OOM", got.State, got.Reason)
+	}
+	for id, n := range b.sim.Stats().AcceptedResets {
+		if n > 1 {
+			t.Errorf("%s reset %d times", id, n)
+		}
+	}
 }

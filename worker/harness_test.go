@@ -69,6 +69,8 @@ type planOpts struct {
 	missing  map[int]bool
 	// verifyTimeout is the plan's verify timeout (default 1m).
 	verifyTimeout string
+	// redis, when set, is the Redis to use instead of redistest.New's.
+	redis *redistest.Redis
 }
 
 const plantedPassword = "Pl4nted!Secr#77"
@@ -83,7 +85,10 @@ func ids(n int) []string {
 
 func setup(t *testing.T, simCfg cvmsim.Config, o planOpts) *bundle {
 	t.Helper()
-	r := redistest.New(t)
+	r := o.redis
+	if r == nil {
+		r = redistest.New(t)
+	}
 	ns := strings.TrimSuffix(r.Prefix, ":")
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
