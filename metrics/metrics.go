@@ -108,6 +108,7 @@ type Metrics struct {
 	rateWait      *prometheus.HistogramVec
 	resets        *prometheus.CounterVec
 	verifyLatency prometheus.Histogram
+	notServed     *prometheus.CounterVec
 }
 
 // New returns Metrics with a registry holding fleetreset's metrics, the
@@ -143,13 +144,17 @@ func New(cfg Config) *Metrics {
 			// Real reinstalls take minutes; the simulator takes seconds.
 			Buckets: []float64{.5, 1, 2, 5, 10, 20, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600},
 		}),
+		notServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleetreset_tasks_not_served_total",
+			Help: "Tasks this worker handed back because their rollout is stored for another API generation or endpoint than the worker's --api/--endpoint, by reason (api, endpoint).",
+		}, []string{"reason"}),
 	}
 	// Outcomes start at zero so that rate() and increase() work from the
 	// first scrape, before the first instance finishes.
 	for _, s := range terminalStates {
 		m.resets.WithLabelValues(string(s))
 	}
-	m.reg.MustRegister(m.apiCalls, m.apiDuration, m.rateWait, m.resets, m.verifyLatency,
+	m.reg.MustRegister(m.apiCalls, m.apiDuration, m.rateWait, m.resets, m.verifyLatency, m.notServed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cfg.RedisErrors != nil {
 		m.reg.MustRegister(cfg.RedisErrors.vec)
@@ -198,6 +203,13 @@ func (m *Metrics) Outcome(rollout string, state ledger.InstanceState, verifyLate
 	if verifyLatency > 0 {
 		m.verifyLatency.Observe(verifyLatency.Seconds())
 	}
+}
+
+// NotServed counts a task handed back because its rollout is stored for
+// another API generation or endpoint than this worker's (reason "api" or
+// "endpoint").
+func (m *Metrics) NotServed(rollout, reason string) {
+	m.notServed.WithLabelValues(labelValue(reason)).Inc()
 }
 
 // labelValue keeps a label to a short, safe alphabet: API action names and

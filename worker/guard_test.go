@@ -12,7 +12,9 @@ import (
 	"github.com/fleetreset/fleetreset/internal/redisfit"
 	"github.com/fleetreset/fleetreset/internal/redistest"
 	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/metrics"
 	"github.com/fleetreset/fleetreset/planner"
+	"github.com/fleetreset/fleetreset/worker"
 )
 
 // resetAtCloud resets every instance of the plan at the simulator, as a
@@ -264,4 +266,50 @@ func TestOOMPausesOnceWritesWork(t *testing.T) {
 			t.Errorf("%s reset %d times", id, n)
 		}
 	}
+}
+
+// TestWorkerServesOnlyItsEndpoint: a rollout keeps the endpoint it was
+// applied with; a worker started with another --endpoint calls nothing for
+// it, says so once, counts it, and leaves its tasks to a worker that
+// matches (issue 15: a worker without the apply's --endpoint sent the
+// rollout's calls to the real API).
+func TestWorkerServesOnlyItsEndpoint(t *testing.T) {
+	t.Parallel()
+	b := setup(t, cvmsim.Config{ResetDuration: 50 * time.Millisecond,
+		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}},
+		planOpts{n: 5, extra: fast})
+	b.apply(t)
+	m := metrics.New(metrics.Config{})
+	b.startWorkers(t, 1, func(c *worker.Config) { c.Endpoint = "http://127.0.0.1:9"; c.Observer = m })
+	const said = `not serving this rollout`
+	if !eventually(30*time.Second, func() bool { return strings.Contains(b.logs.String(), said) }) {
+		t.Fatalf("the worker did not say it does not serve the rollout:\n%s", b.logs.String())
+	}
+	if n := strings.Count(b.logs.String(), said); n != 1 {
+		t.Errorf("said %d times; want once", n)
+	}
+	if st := b.sim.Stats(); st.TotalCalls != 0 {
+		t.Errorf("%d API calls from a worker for another endpoint", st.TotalCalls)
+	}
+	fams, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := false
+	for _, f := range fams {
+		if f.GetName() == "fleetreset_tasks_not_served_total" {
+			for _, mm := range f.GetMetric() {
+				counted = counted || mm.GetCounter().GetValue() > 0
+			}
+		}
+	}
+	if !counted {
+		t.Error("fleetreset_tasks_not_served_total did not count the handed-back task")
+	}
+	b.startWorkers(t, 1, nil)
+	r := b.await(t, time.Minute, ledger.Completed, ledger.Paused, ledger.Aborted)
+	if r.State != ledger.Completed {
+		t.Fatalf("rollout %s (%s); want completed by the matching worker", r.State, r.Reason)
+	}
+	b.exactlyOnce(t, nil)
 }

@@ -139,7 +139,7 @@ func (w *Worker) request(spec rollout.Spec, in *ledger.Instance) (cvm.ResetReque
 		if err != nil {
 			return req, err
 		}
-		if err := secretref.CheckPassword(cmp.Or(w.cfg.API, spec.API), g.OS, pw); err != nil {
+		if err := secretref.CheckPassword(spec.API, g.OS, pw); err != nil {
 			return req, fmt.Errorf("password %s: %w", g.Password, err)
 		}
 		req.Password = cvm.Secret(pw)
@@ -279,7 +279,7 @@ func (w *Worker) reconcileCall(ctx context.Context, spec rollout.Spec, api cvm.A
 		return err
 	}
 	target := cmp.Or(spec.Groups[in.Group].ImageID, in.OldImage)
-	gen := cvm.Generation(cmp.Or(w.cfg.API, spec.API))
+	gen := cvm.Generation(spec.API)
 	verdict, requestID, why := reconcile(gen, target, in.OldImage, in.OldOpRequestID, obs)
 	switch verdict {
 	case landed:

@@ -81,7 +81,7 @@ func (w *Worker) verifyBatch(ctx context.Context, spec rollout.Spec, api cvm.API
 		}
 		return 0, err
 	}
-	gen := cvm.Generation(cmp.Or(w.cfg.API, spec.API))
+	gen := cvm.Generation(spec.API)
 	now := w.clock.Now()
 	left := 0
 	for _, in := range live {

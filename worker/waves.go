@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,10 +27,32 @@ func (w *Worker) spec(ctx context.Context, id string) (rollout.Spec, ledger.Roll
 		}
 		return spec, st, fmt.Errorf("worker: %w: %w", err, asynq.SkipRetry)
 	}
-	if err == nil {
-		w.gone.Delete(id)
+	if err != nil {
+		return spec, st, err
 	}
-	return spec, st, err
+	w.gone.Delete(id)
+	if reason, why := w.notServed(spec); reason != "" {
+		if _, seen := w.foreign.LoadOrStore(id, true); !seen {
+			w.log.Warn("not serving this rollout: "+why+"; its tasks are handed back for a worker started for it", "rollout", id)
+		}
+		if o := w.cfg.Observer; o != nil {
+			o.NotServed(id, reason)
+		}
+		return spec, st, &retryLater{In: 5 * time.Second, Cause: why}
+	}
+	return spec, st, nil
+}
+
+// notServed says why this worker does not serve a rollout: it was started
+// for another API generation or endpoint than the rollout was applied with.
+func (w *Worker) notServed(spec rollout.Spec) (reason, why string) {
+	if w.cfg.API != "" && w.cfg.API != spec.API {
+		return "api", fmt.Sprintf("rollout applied for api %s, worker started with --api %s", spec.API, w.cfg.API)
+	}
+	if w.cfg.Endpoint != "" && w.cfg.Endpoint != spec.Endpoint {
+		return "endpoint", fmt.Sprintf("rollout applied for endpoint %q, worker started with --endpoint %s", cmp.Or(spec.Endpoint, "the real API"), w.cfg.Endpoint)
+	}
+	return "", ""
 }
 
 // handleStartWave pre-flights the instances of a wave in batches of 100

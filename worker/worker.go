@@ -60,7 +60,11 @@ type Config struct {
 	// APIFunc builds the CVM client for a rollout. Defaults to cvm.New with
 	// credentials from the environment and Endpoint/API overrides applied.
 	APIFunc func(spec rollout.Spec) (cvm.API, error)
-	// Endpoint and API override the plan's (from --endpoint and --api).
+	// Endpoint and API, when set (from --endpoint and --api), limit the
+	// worker to rollouts stored with that endpoint and API generation. A
+	// rollout keeps the endpoint and API it was applied with (overrides
+	// included), so that no two workers judge one ledger entry against
+	// different APIs; a worker that does not match hands the task back.
 	Endpoint string
 	API      string
 	// Credentials for the default APIFunc. Defaults to cvm.CredentialsFromEnv.
@@ -108,6 +112,9 @@ type Observer interface {
 	APICall(action, code string, d time.Duration)
 	RateWait(action string, d time.Duration)
 	Outcome(rollout string, state ledger.InstanceState, verifyLatency time.Duration)
+	// NotServed counts a task handed back because its rollout is stored
+	// for another API generation or endpoint (reason "api", "endpoint").
+	NotServed(rollout, reason string)
 }
 
 // Worker serves fleetreset's tasks.
@@ -127,6 +134,8 @@ type Worker struct {
 	gone sync.Map
 	// oom holds rollouts whose task met a Redis OOM, to pause them.
 	oom sync.Map
+	// foreign holds rollouts this worker does not serve, said once each.
+	foreign sync.Map
 }
 
 // New checks cfg and returns a Worker.
@@ -176,8 +185,8 @@ func (w *Worker) defaultAPI(spec rollout.Spec) (cvm.API, error) {
 		creds = &c
 	}
 	return cvm.New(cvm.Config{
-		Generation:  cvm.Generation(cmp.Or(w.cfg.API, spec.API)),
-		Endpoint:    cmp.Or(w.cfg.Endpoint, spec.Endpoint),
+		Generation:  cvm.Generation(spec.API),
+		Endpoint:    spec.Endpoint,
 		Region:      spec.Region,
 		Credentials: *creds,
 		Timeout:     w.cfg.CallTimeout,
@@ -208,7 +217,7 @@ func (w *Worker) limiterKey(spec rollout.Spec, action string) string {
 	} else {
 		id = os.Getenv("TENCENTCLOUD_SECRET_ID")
 	}
-	return ratelimit.Key(action, cmp.Or(w.cfg.Endpoint, spec.Endpoint, "default")+"|"+spec.Region, id)
+	return ratelimit.Key(action, cmp.Or(spec.Endpoint, "default")+"|"+spec.Region, id)
 }
 
 // Handler returns the task mux.

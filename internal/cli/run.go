@@ -79,6 +79,8 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		if a.endpoint, err = startSim(simCtx, sim, "", log); err != nil {
 			return err
 		}
+		// The rollout keeps the endpoint it runs against.
+		plan.Spec.Endpoint = a.endpoint
 		creds = cvm.Credentials{SecretID: cmp.Or(simCfg.SecretID, cvmsim.SecretIDDefault), SecretKey: cvm.Secret(cmp.Or(simCfg.SecretKey, cvmsim.SecretKeyDefault))}
 		if *grace == 0 {
 			// The simulator answers at once: short calls allow a short grace.
