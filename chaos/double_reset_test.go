@@ -225,7 +225,7 @@ func TestDoubleResetRetryFailedAfterVerifyTimeout(t *testing.T) {
 		sim := slowSim(f.ids, 105, cvmsim.Config{})
 		url := newTap(sim, 0, 0, true).serve(t)
 		stateDir, logDir := t.TempDir(), t.TempDir()
-		args := []string{"run", "--endpoint", url, "--state-dir", stateDir, "--reconcile-grace", "3s", "--call-timeout", "2500ms", "--log-format", "json", f.path}
+		args := []string{"run", "--endpoint", url, "--state-dir", stateDir, "--reconcile-grace", "3s", "--call-timeout", "2500ms", "--api-replay-window", chaosReplay.String(), "--log-format", "json", f.path}
 
 		p := start(t, logDir, "run-1", baseEnv(), args...)
 		if code := p.wait(t, 3*time.Minute); code != 1 {
@@ -262,7 +262,7 @@ func TestDoubleResetRunKilledRerunElsewhere(t *testing.T) {
 	url := newTap(sim, 0, 0, true).serve(t)
 	logDir := t.TempDir()
 	args := func(stateDir string) []string {
-		return []string{"run", "--endpoint", url, "--state-dir", stateDir, "--reconcile-grace", "3s", "--call-timeout", "2500ms", "--log-format", "json", f.path}
+		return []string{"run", "--endpoint", url, "--state-dir", stateDir, "--reconcile-grace", "3s", "--call-timeout", "2500ms", "--api-replay-window", chaosReplay.String(), "--log-format", "json", f.path}
 	}
 	p := start(t, logDir, "run-A", baseEnv(), args(filepath.Join(t.TempDir(), "A"))...)
 	awaitAccepted(t, sim, n/2, 2*time.Minute)

@@ -97,8 +97,17 @@ failureBudget: %s
 	return fleet{path: path, ids: ids, plan: p}
 }
 
+// chaosReplay is the simulators' replay window in these tests, and what
+// the workers are told (--api-replay-window): after a call that left no
+// trace, a worker calls again only once the first request can no longer
+// land, which with the real API's 5 minutes would outlast the tests.
+const chaosReplay = 20 * time.Second
+
 // newSim returns a simulator holding the fleet's instances on the old image.
 func newSim(cfg cvmsim.Config, ids []string) *cvmsim.Server {
+	if cfg.ReplayWindow == 0 {
+		cfg.ReplayWindow = chaosReplay
+	}
 	sim := cvmsim.New(cfg)
 	zones := []string{"ap-guangzhou-3", "ap-guangzhou-4", "ap-guangzhou-6"}
 	for i, id := range ids {
@@ -440,7 +449,7 @@ func startWorkers(t *testing.T, n int, redisURL, ns, endpoint string, extra ...s
 	t.Helper()
 	w := &workers{t: t, dir: t.TempDir(), env: baseEnv(),
 		args: append([]string{"worker", "--redis", redisURL, "--namespace", ns, "--endpoint", endpoint,
-			"--reconcile-grace", "3s", "--call-timeout", "2500ms", "--log-format", "json"}, extra...)}
+			"--reconcile-grace", "3s", "--call-timeout", "2500ms", "--api-replay-window", chaosReplay.String(), "--log-format", "json"}, extra...)}
 	t.Cleanup(func() {
 		if t.Failed() {
 			w.dumpLogs()

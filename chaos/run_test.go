@@ -30,7 +30,7 @@ func TestRunKilledAndRerun(t *testing.T) {
 	tp := newTap(sim, 100*time.Millisecond, 300*time.Millisecond, true)
 	url := tp.serve(t)
 	stateDir, logDir := t.TempDir(), t.TempDir()
-	args := []string{"run", "--endpoint", url, "--state-dir", stateDir, "--reconcile-grace", "3s", "--call-timeout", "2500ms", "--log-format", "json", f.path}
+	args := []string{"run", "--endpoint", url, "--state-dir", stateDir, "--reconcile-grace", "3s", "--call-timeout", "2500ms", "--api-replay-window", chaosReplay.String(), "--log-format", "json", f.path}
 	var killed []string // instances whose call was in flight at a kill
 	for i := range kills {
 		p := start(t, logDir, fmt.Sprintf("run-%d", i), baseEnv(), args...)

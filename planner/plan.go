@@ -5,7 +5,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/fleetreset/fleetreset/ratelimit"
 	"github.com/fleetreset/fleetreset/rollout"
 )
 
@@ -41,8 +40,10 @@ const (
 	// operation in progress).
 	RetryAttemptsDefault = 20
 	// MaxRate is the highest rate a plan may ask for, even with
-	// unsafeAboveApiLimit: the fleet-wide limiter's ceiling.
-	MaxRate              = ratelimit.MaxRate
+	// unsafeAboveApiLimit: the fleet-wide limiter's ceiling,
+	// ratelimit.MaxRate (plan parsing imports no limiter; a test keeps the
+	// two equal).
+	MaxRate              = 1000
 	RetryDeadlineDefault = 30 * time.Minute
 	// OnBreachDefault is what a breached failure budget does: pause, so a
 	// human decides; "abort" must be asked for.

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/fleetreset/fleetreset/ratelimit"
 )
 
 const module = "github.com/fleetreset/fleetreset/"
@@ -77,5 +79,13 @@ func TestParseImports(t *testing.T) {
 				t.Errorf("%s imports %s; plan parsing may use only the stdlib, rollout, secretref and yaml.v3", file, path)
 			}
 		}
+	}
+}
+
+// TestMaxRateIsTheLimiters: a plan may ask for exactly what the workers'
+// limiter supports.
+func TestMaxRateIsTheLimiters(t *testing.T) {
+	if MaxRate != ratelimit.MaxRate {
+		t.Errorf("planner.MaxRate %v, ratelimit.MaxRate %v; they must agree", MaxRate, ratelimit.MaxRate)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/rollout"
@@ -34,12 +35,20 @@ func (w *Worker) describe(ctx context.Context, spec rollout.Spec, api cvm.API, i
 	return out, nil
 }
 
+// precallSpacing is the least time between two describe-before-call
+// requests of one rollout in one worker. Handlers arriving in between join
+// the next request, so these describes cost at most 1/precallSpacing
+// requests per second per worker and rollout, whatever the reset rate,
+// and the rest of the describe budget stays for pre-flight and
+// verification. A handler arriving after a quiet spell waits for nothing.
+const precallSpacing = 500 * time.Millisecond
+
 // describeOne describes one instance right before its reset call. Calls
 // of concurrent handlers of one rollout share DescribeInstances requests:
 // a handler joins the rollout's open batch, and the batch's first member
-// waits for the rollout's request in flight (if any) to end, closes the
-// batch and describes all of it at once. A lone handler waits for nothing;
-// under load one request serves up to 100 resets.
+// waits for the rollout's request in flight (if any) to end and for
+// precallSpacing after the last one to pass, closes the batch and
+// describes all of it at once (up to 100 instances).
 func (w *Worker) describeOne(ctx context.Context, spec rollout.Spec, api cvm.API, id string) (*cvm.Instance, error) {
 	b, lead := w.batches.join(spec.ID, id)
 	if lead {
@@ -62,6 +71,9 @@ func (w *Worker) describeOne(ctx context.Context, spec rollout.Spec, api cvm.API
 type batches struct {
 	mu    sync.Mutex
 	lanes map[string]*lane
+	// last keeps the start of the latest request of rollouts whose lane
+	// was dropped, while it still matters for precallSpacing.
+	last map[string]time.Time
 }
 
 // lane is one rollout's: the batch taking IDs, and a one-slot semaphore
@@ -71,6 +83,8 @@ type lane struct {
 	open *batch
 	sem  chan struct{}
 	refs int
+	// last is when the lane's latest request started (guarded by sem).
+	last time.Time
 }
 
 type batch struct {
@@ -90,7 +104,7 @@ func (bs *batches) join(rollout, id string) (b *batch, lead bool) {
 	}
 	l := bs.lanes[rollout]
 	if l == nil {
-		l = &lane{sem: make(chan struct{}, 1)}
+		l = &lane{sem: make(chan struct{}, 1), last: bs.last[rollout]}
 		bs.lanes[rollout] = l
 	}
 	if l.open == nil || len(l.open.ids) >= cvm.MaxDescribeIDs {
@@ -110,8 +124,14 @@ func (bs *batches) run(ctx context.Context, rollout string, b *batch, describe f
 	bs.mu.Unlock()
 	select {
 	case l.sem <- struct{}{}:
-		bs.seal(l, b)
-		b.found, b.err = describe(b.ids)
+		if err := sleep(ctx, time.Until(l.last.Add(precallSpacing))); err != nil {
+			bs.seal(l, b)
+			b.err = err
+		} else {
+			bs.seal(l, b)
+			l.last = time.Now()
+			b.found, b.err = describe(b.ids)
+		}
 		<-l.sem
 	case <-ctx.Done():
 		bs.seal(l, b)
@@ -122,6 +142,15 @@ func (bs *batches) run(ctx context.Context, rollout string, b *batch, describe f
 	defer bs.mu.Unlock()
 	if l.refs--; l.refs == 0 {
 		delete(bs.lanes, rollout)
+		if bs.last == nil {
+			bs.last = map[string]time.Time{}
+		}
+		bs.last[rollout] = l.last
+		for id, t := range bs.last {
+			if time.Since(t) > precallSpacing {
+				delete(bs.last, id)
+			}
+		}
 	}
 }
 
@@ -130,5 +159,20 @@ func (bs *batches) seal(l *lane, b *batch) {
 	defer bs.mu.Unlock()
 	if l.open == b {
 		l.open = nil
+	}
+}
+
+// sleep waits d (nothing when d <= 0), or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -248,6 +249,19 @@ func openJournal(env *Env, plan *planner.Plan, stateDir string, simulate, adopt 
 func openJournalAt(env *Env, plan *planner.Plan, dir string, simulate, adopt bool, scope journal.Scope) (*journal.Journal, ledger.CreateOptions, error) {
 	out := env.Stdout
 	path := absPath(journal.Path(dir, plan.Spec.ID, plan.Spec.PlanHash))
+	if _, err := os.Stat(path); !simulate && errors.Is(err, fs.ErrNotExist) {
+		// --api and --endpoint are part of the plan's hash, so a run of the
+		// same plan against another endpoint has a journal path of its
+		// own: check the journals of this rollout's other versions too.
+		others, _ := journal.Others(dir, plan.Spec.ID, plan.Spec.PlanHash)
+		for _, o := range others {
+			var se *journal.ScopeError
+			if errors.As(journal.CheckScope(o, scope), &se) {
+				path = absPath(o) // refused below, or adopted
+				break
+			}
+		}
+	}
 	if !simulate {
 		err := journal.CheckScope(path, scope)
 		var se *journal.ScopeError

@@ -125,12 +125,17 @@ func TestEvictingRedisRefused(t *testing.T) {
 	for _, args := range [][]string{
 		{"apply", "--no-preflight", plan},
 		{"worker"},
-		{"run", "--simulate", "--state-dir", dir, plan}, // run with an external REDIS_URL
+		// run with an external REDIS_URL (run --simulate always uses its own embedded Redis)
+		{"run", "--endpoint", "http://127.0.0.1:9", "--state-dir", dir, plan},
 		{"ui", "--listen", "127.0.0.1:0"},
 		{"pause", "evict"},
 		{"retry-failed", "evict"},
 	} {
 		t.Run(args[0], func(t *testing.T) {
+			if args[0] == "run" {
+				t.Setenv("TENCENTCLOUD_SECRET_ID", "AKIDtest")
+				t.Setenv("TENCENTCLOUD_SECRET_KEY", "test-key")
+			}
 			// A command that is not refused would run until cancelled.
 			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 			defer cancel()
