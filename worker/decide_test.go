@@ -60,6 +60,7 @@ func TestVerifyCheck(t *testing.T) {
 		{"v3-success-wrong-image", cvm.V3, early, &cvm.Instance{ImageID: "img-other", State: "RUNNING", LatestOperationState: "SUCCESS", LatestOperationRequestID: rid}, verifyFailed},
 		{"v3-success-still-booting", cvm.V3, early, &cvm.Instance{ImageID: target, State: "STARTING", LatestOperationState: "SUCCESS", LatestOperationRequestID: rid}, waitMore},
 		{"timeout", cvm.V3, late, &cvm.Instance{ImageID: "img-old", State: "RUNNING", LatestOperationState: "OPERATING", LatestOperationRequestID: rid}, verifyFailed},
+		{"late-sweep-sees-success", cvm.V3, late, &cvm.Instance{ImageID: target, State: "RUNNING", LatestOperationState: "SUCCESS", LatestOperationRequestID: rid}, verified},
 		{"not-returned-yet", cvm.V3, early, nil, waitMore},
 		{"v2-reinstalling", cvm.V2, early, &cvm.Instance{ImageID: "img-old", V2Status: 14, State: "RESETTING"}, waitMore},
 		{"v2-done", cvm.V2, early, &cvm.Instance{ImageID: target, V2Status: 2, State: "RUNNING"}, verified},

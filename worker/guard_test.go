@@ -280,7 +280,7 @@ func TestWorkerServesOnlyItsEndpoint(t *testing.T) {
 		planOpts{n: 5, extra: fast})
 	b.apply(t)
 	m := metrics.New(metrics.Config{})
-	b.startWorkers(t, 1, func(c *worker.Config) { c.Endpoint = "http://127.0.0.1:9"; c.Observer = m })
+	stopOther := b.startWorkers(t, 1, func(c *worker.Config) { c.Endpoint = "http://127.0.0.1:9"; c.Observer = m })
 	const said = `not serving this rollout`
 	if !eventually(30*time.Second, func() bool { return strings.Contains(b.logs.String(), said) }) {
 		t.Fatalf("the worker did not say it does not serve the rollout:\n%s", b.logs.String())
@@ -306,6 +306,9 @@ func TestWorkerServesOnlyItsEndpoint(t *testing.T) {
 	if !counted {
 		t.Error("fleetreset_tasks_not_served_total did not count the handed-back task")
 	}
+	// The tasks it handed back come back within 5 s to whoever asks; with
+	// the other worker gone, to the matching one.
+	stopOther()
 	b.startWorkers(t, 1, nil)
 	r := b.await(t, time.Minute, ledger.Completed, ledger.Paused, ledger.Aborted)
 	if r.State != ledger.Completed {

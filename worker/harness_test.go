@@ -150,8 +150,8 @@ func (b *bundle) apply(t *testing.T) {
 }
 
 // startWorkers runs n worker "processes" (separate Redis clients and
-// limiters) until the test ends.
-func (b *bundle) startWorkers(t *testing.T, n int, tweak func(*worker.Config)) {
+// limiters) until the test ends, or until the returned stop is called.
+func (b *bundle) startWorkers(t *testing.T, n int, tweak func(*worker.Config)) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -178,10 +178,15 @@ func (b *bundle) startWorkers(t *testing.T, n int, tweak func(*worker.Config)) {
 		}
 		wg.Go(func() { _ = w.Run(ctx) })
 	}
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // eventually polls cond until it holds or within passes; it reports
