@@ -138,7 +138,11 @@ func printStatus(out io.Writer, r *ledger.Rollout, is []*ledger.Instance, all bo
 		if w.Index < len(r.Spec.Waves) && r.Spec.Waves[w.Index].Approval && !w.Approved {
 			extra = append(extra, "manual approval after this wave")
 		}
-		row(mark, strconv.Itoa(w.Index+1), waves[w.Index], " "+strings.Join(extra, "; "))
+		note := strings.Join(extra, "; ")
+		if note != "" {
+			note = " " + note
+		}
+		row(mark, strconv.Itoa(w.Index+1), waves[w.Index], note)
 	}
 	row(" ", "total", total, "")
 	tw.Flush()
