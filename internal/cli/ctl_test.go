@@ -355,3 +355,18 @@ func TestReportFailedShowsNoNewImage(t *testing.T) {
 		t.Errorf("%d failed rows; want 2", failed)
 	}
 }
+
+// TestProgressText: the one-line progress names every outcome, zeros
+// included, and says "not finished" where the instances were not read.
+func TestProgressText(t *testing.T) {
+	r := &ledger.Rollout{State: ledger.Aborted, Wave: 1, Total: 40, Waves: make([]ledger.WaveStatus, 4),
+		Counters: ledger.Counters{Succeeded: 24, Failed: 2, Cancelled: 10, Terminal: 36}}
+	want := "[wave 2/4] █████████████████████░░░ 36/40 finished: ok 24, skipped 0, failed 2, ambiguous 0, cancelled 10, not finished 4 · aborted"
+	if got := progressText(r); got != want {
+		t.Errorf("progressText = %q; want %q", got, want)
+	}
+	open := tally{Size: 40, Counters: r.Counters, Open: true, InFlight: 3, Pending: 1}
+	if got, want := formatProgress(r, open), "in flight 3, pending 1 · aborted"; !strings.HasSuffix(got, want) {
+		t.Errorf("formatProgress with open counts = %q; want it to end %q", got, want)
+	}
+}
