@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/fleetreset/fleetreset/internal/clock"
@@ -252,13 +253,12 @@ func (c *Controller) Abort(ctx context.Context, id, reason string) (inFlight int
 // gate. It is idempotent, so a redelivered handler may call it again.
 func (c *Controller) AfterFinish(ctx context.Context, spec rollout.Spec, res ledger.FinishResult) error {
 	if res.WaveCounters.Failures() > 0 || res.Overall.Failures() > 0 {
-		var why string
-		if res.Wave < len(spec.Waves) && spec.Waves[res.Wave].Budget.Breached(res.WaveCounters.Failures(), res.WaveCounters.Judged()) {
-			why = fmt.Sprintf("wave %d failure budget exceeded: %d failed of %d finished", res.Wave+1, res.WaveCounters.Failures(), res.WaveCounters.Judged())
-		} else if spec.Budget.Breached(res.Overall.Failures(), res.Overall.Judged()) {
-			why = fmt.Sprintf("rollout failure budget exceeded: %d failed of %d finished", res.Overall.Failures(), res.Overall.Judged())
+		var whys []string
+		if res.Wave < len(spec.Waves) {
+			whys = appendBreach(whys, fmt.Sprintf("wave %d", res.Wave+1), spec.Waves[res.Wave].Budget, res.WaveCounters)
 		}
-		if why != "" {
+		whys = appendBreach(whys, "rollout", spec.Budget, res.Overall)
+		if why := strings.Join(whys, "; "); why != "" {
 			if err := c.breach(ctx, spec, res.Wave, why); err != nil {
 				return err
 			}
@@ -272,6 +272,31 @@ func (c *Controller) AfterFinish(ctx context.Context, spec rollout.Spec, res led
 		return nil
 	}
 	return c.CheckGate(ctx, spec)
+}
+
+// appendBreach appends to whys the reason scope's budget b is breached by
+// the counts c, if it is: the counts it judged and every limit they
+// exceed, e.g. "wave 2 failure budget exceeded: 3 failed of 10 finished
+// (max 2)", so an operator knows which number to look at.
+func appendBreach(whys []string, scope string, b rollout.Budget, c ledger.Counters) []string {
+	failed, judged := c.Failures(), c.Judged()
+	if !b.Breached(failed, judged) {
+		return whys
+	}
+	var limits []string
+	if b.Max >= 0 && failed > b.Max {
+		limits = append(limits, fmt.Sprintf("max %d", b.Max))
+	}
+	// The percentage alone, with the count switched off, tells whether it
+	// is the percentage that breached.
+	if pct := (rollout.Budget{Max: rollout.NoLimit, Percent: b.Percent, MinSample: b.MinSample}); b.Percent >= 0 && pct.Breached(failed, judged) {
+		l := fmt.Sprintf("max %g%%", b.Percent)
+		if b.MinSample > 0 {
+			l += fmt.Sprintf(" once %d finished", b.MinSample)
+		}
+		limits = append(limits, l)
+	}
+	return append(whys, fmt.Sprintf("%s failure budget exceeded: %d failed of %d finished (%s)", scope, failed, judged, strings.Join(limits, ", ")))
 }
 
 // CheckGate schedules the gate of the current wave when it is complete.

@@ -1,6 +1,7 @@
 package control_test
 
 import (
+	"fmt"
 	"sort"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/fleetreset/fleetreset/control"
 	"github.com/fleetreset/fleetreset/internal/redistest"
 	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/rollout"
 	"github.com/fleetreset/fleetreset/tasks"
 	"github.com/hibiken/asynq"
 )
@@ -59,5 +61,78 @@ func TestEnqueueVerifySharesAndFallsBack(t *testing.T) {
 	}
 	if got := scheduled(); len(got) != 3 || got[2] != first+20 {
 		t.Errorf("after a sweep's own enqueue: %v; want a third at %d", got, first+20)
+	}
+}
+
+// TestBreachReasonNamesTheLimit: the pause reason says which budget
+// breached (the wave's or the rollout's) and which limit (count or
+// percent), with the counts it judged.
+func TestBreachReasonNamesTheLimit(t *testing.T) {
+	tests := []struct {
+		name        string
+		wave, total rollout.Budget
+		outcomes    []ledger.InstanceState // in order, all in wave 2
+		want        string
+	}{
+		{"waveCount", rollout.Budget{Max: 2, Percent: rollout.NoLimit}, rollout.Budget{Max: rollout.NoLimit, Percent: rollout.NoLimit},
+			[]ledger.InstanceState{ledger.Failed, ledger.Succeeded, ledger.Failed, ledger.Failed},
+			"wave 2 failure budget exceeded: 3 failed of 4 finished (max 2)"},
+		{"wavePercent", rollout.Budget{Max: rollout.NoLimit, Percent: 25, MinSample: 4}, rollout.Budget{Max: rollout.NoLimit, Percent: rollout.NoLimit},
+			[]ledger.InstanceState{ledger.Succeeded, ledger.Failed, ledger.Succeeded, ledger.Ambiguous},
+			"wave 2 failure budget exceeded: 2 failed of 4 finished (max 25% once 4 finished)"},
+		{"rolloutCount", rollout.Budget{Max: rollout.NoLimit, Percent: rollout.NoLimit}, rollout.Budget{Max: 0, Percent: rollout.NoLimit},
+			[]ledger.InstanceState{ledger.Succeeded, ledger.Failed},
+			"rollout failure budget exceeded: 1 failed of 3 finished (max 0)"},
+		{"both", rollout.Budget{Max: 0, Percent: rollout.NoLimit}, rollout.Budget{Max: rollout.NoLimit, Percent: 10},
+			[]ledger.InstanceState{ledger.Failed},
+			"wave 2 failure budget exceeded: 1 failed of 1 finished (max 0); rollout failure budget exceeded: 1 failed of 2 finished (max 10%)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := redistest.New(t)
+			ctx := t.Context()
+			client := asynq.NewClient(r.ConnOpt())
+			defer client.Close()
+			l := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
+			ctl := control.New(control.Config{Ledger: l, Client: client, Namespace: r.Prefix[:len(r.Prefix)-1]})
+			spec := rollout.Spec{ID: "r", PlanHash: "h", API: "v3", Groups: []rollout.Group{{Name: "g", ImageID: "img-new00001"}},
+				Budget: tt.total, OnBreach: "pause",
+				Waves: []rollout.Wave{{Size: 1, Budget: rollout.Budget{Max: rollout.NoLimit, Percent: rollout.NoLimit}}, {Size: 10, Budget: tt.wave}}}
+			targets := []rollout.Target{{InstanceID: "ins-w0", Wave: 0}}
+			for i := range 10 {
+				targets = append(targets, rollout.Target{InstanceID: fmt.Sprintf("ins-w1%d", i), Wave: 1})
+			}
+			if _, err := l.Create(ctx, spec, targets, ledger.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Activate(ctx, spec); err != nil {
+				t.Fatal(err)
+			}
+			finish := func(id string, to ledger.InstanceState) ledger.FinishResult {
+				t.Helper()
+				res, err := l.Finish(ctx, "r", id, ledger.Outcome{From: []ledger.InstanceState{ledger.Pending}, To: to})
+				if err != nil || !res.Changed {
+					t.Fatalf("Finish(%s) = %+v, %v", id, res, err)
+				}
+				return res
+			}
+			finish("ins-w0", ledger.Succeeded)
+			if out, _, err := l.Advance(ctx, "r", 0, false, true, false); err != nil || out != ledger.AdvStarted {
+				t.Fatalf("Advance = %s, %v", out, err)
+			}
+			for i, st := range tt.outcomes {
+				res := finish(fmt.Sprintf("ins-w1%d", i), st)
+				if err := ctl.AfterFinish(ctx, spec, res); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := l.Get(ctx, "r")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.State != ledger.Paused || got.Reason != tt.want {
+				t.Errorf("after %v: %s, %q; want paused, %q", tt.outcomes, got.State, got.Reason, tt.want)
+			}
+		})
 	}
 }

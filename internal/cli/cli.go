@@ -40,6 +40,10 @@ type Env struct {
 	Interactive bool
 	// Hooks let tests observe a run; nil in production.
 	Hooks *Hooks
+
+	// declaring, when set, receives the flag set newFlags builds: Main
+	// reads a command's flags from it without running the command.
+	declaring *declaration
 }
 
 func (e *Env) getenv(k string) string {
@@ -97,39 +101,66 @@ func (e *ExitError) Error() string {
 func (e *ExitError) Unwrap() error { return e.Err }
 
 // Main runs the command line args (without the program name) and returns
-// the process exit code.
+// the process exit code: 0, the command's own code, 1 for an error, or 2
+// for every usage error (an unknown command or flag, a bad flag value, a
+// missing or extra argument). Help (-h, --help, help [COMMAND]) goes to
+// stdout with status 0. Flags may come before or after the arguments.
 func Main(ctx context.Context, env *Env, args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(env.Stderr)
-		if len(args) == 0 {
-			return 2
+		return exitUsage
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		if len(args) > 1 {
+			if _, ok := lookupCommand(args[1]); ok {
+				return Main(ctx, env, []string{args[1], "-h"})
+			}
 		}
+		usage(env.Stdout)
 		return 0
 	}
-	for _, c := range commands() {
-		if c.name != args[0] {
-			continue
-		}
-		err := c.run(ctx, env, args[1:])
-		if err == nil {
-			return 0
-		}
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		var ee *ExitError
-		if errors.As(err, &ee) {
-			if ee.Err != nil {
-				fmt.Fprintln(env.Stderr, "fleetreset:", ee.Err)
-			}
-			return ee.Code
-		}
-		fmt.Fprintln(env.Stderr, "fleetreset:", err)
-		return 1
+	c, ok := lookupCommand(args[0])
+	if !ok {
+		fmt.Fprintf(env.Stderr, "fleetreset: unknown command %q\n\n", args[0])
+		usage(env.Stderr)
+		return exitUsage
 	}
-	fmt.Fprintf(env.Stderr, "fleetreset: unknown command %q\n\n", args[0])
-	usage(env.Stderr)
-	return 2
+	d, err := declare(c)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "fleetreset:", err)
+		return exitFailed
+	}
+	argv, err := d.arrange(args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		d.help(env.Stdout)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "fleetreset: %v\nUsage: fleetreset %s %s (fleetreset %s -h lists its flags)\n", err, c.name, c.args, c.name)
+		return exitUsage
+	}
+	err = c.run(ctx, env, argv)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		if ee.Err != nil {
+			fmt.Fprintln(env.Stderr, "fleetreset:", ee.Err)
+		}
+		return ee.Code
+	}
+	fmt.Fprintln(env.Stderr, "fleetreset:", err)
+	return exitFailed
+}
+
+func lookupCommand(name string) (command, bool) {
+	for _, c := range commands() {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
 }
 
 func usage(w io.Writer) {
@@ -163,8 +194,12 @@ func newFlags(env *Env, name, args, short string) (*flag.FlagSet, *common) {
 	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal)")
 	fs.BoolVar(&c.verbose, "v", false, "verbose logs")
 	fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "Usage: fleetreset %s %s\n\n%s.\n\nFlags:\n", name, args, short)
+		// To fs.Output(), not env.Stderr: Main prints -h to stdout.
+		fmt.Fprintf(fs.Output(), "Usage: fleetreset %s %s\n\n%s.\n\nFlags (before or after the arguments):\n", name, args, short)
 		fs.PrintDefaults()
+	}
+	if d := env.declaring; d != nil {
+		d.fs, d.synopsis = fs, args
 	}
 	return fs, c
 }

@@ -9,15 +9,15 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/fleetreset/fleetreset/control"
 	"github.com/fleetreset/fleetreset/ledger"
-	"github.com/fleetreset/fleetreset/notify"
 )
 
 func listCmd(ctx context.Context, env *Env, args []string) error {
-	fs, c := newFlags(env, "list", "[flags]", "List rollouts with their state and progress")
+	fs, c := newFlags(env, "list", "[flags]", "List rollouts with their state and every outcome: succeeded, skipped, failed, ambiguous, cancelled and not finished")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -32,21 +32,26 @@ func listCmd(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	if *asJSON {
+		views := make([]rolloutJSON, 0, len(rs))
 		for _, r := range rs {
-			redact(r)
+			views = append(views, rolloutView(r, rolloutTally(r), nil))
 		}
-		return writeJSON(env.Stdout, rs)
+		return writeJSON(env.Stdout, views)
 	}
 	if len(rs) == 0 {
 		fmt.Fprintln(env.Stdout, "No rollouts.")
 		return nil
 	}
-	fmt.Fprintf(env.Stdout, "%-28s %-18s %-7s %-11s %s\n", "ROLLOUT", "STATE", "WAVE", "DONE", "CREATED")
+	// list reads no instance (a rollout may have 100k), so what has no
+	// outcome yet is one number: unfinished, in flight or pending alike.
+	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROLLOUT\tSTATE\tWAVE\tTOTAL\tOK\tSKIPPED\tFAILED\tAMBIGUOUS\tCANCELLED\tUNFINISHED\tCREATED")
 	for _, r := range rs {
-		fmt.Fprintf(env.Stdout, "%-28s %-18s %-7s %-11s %s\n", r.ID, r.State, fmt.Sprintf("%d/%d", min(r.Wave+1, len(r.Waves)), len(r.Waves)),
-			fmt.Sprintf("%d/%d", r.Counters.Terminal, r.Total), r.CreatedAt.Format(time.DateTime))
+		t := rolloutTally(r)
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", r.ID, r.State, min(r.Wave+1, len(r.Waves)), len(r.Waves),
+			t.Size, t.Succeeded, t.Skipped, t.Failed, t.Ambiguous, t.Cancelled, t.NotFinished(), humanTimeOf(r.CreatedAt))
 	}
-	return nil
+	return tw.Flush()
 }
 
 func statusCmd(ctx context.Context, env *Env, args []string) error {
@@ -83,11 +88,15 @@ func statusCmd(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		if *asJSON {
-			redact(r)
-			return writeJSON(env.Stdout, struct {
-				Rollout   *ledger.Rollout    `json:"rollout"`
-				Instances []*ledger.Instance `json:"instances"`
-			}{r, is})
+			total, waves := instanceTallies(r, is)
+			out := struct {
+				Rollout   rolloutJSON    `json:"rollout"`
+				Instances []instanceJSON `json:"instances"`
+			}{rolloutView(r, total, waves), make([]instanceJSON, 0, len(is))}
+			for _, in := range is {
+				out.Instances = append(out.Instances, instanceView(r, in))
+			}
+			return writeJSON(env.Stdout, out)
 		}
 		if *watchFlag && env.Interactive {
 			fmt.Fprint(env.Stdout, "\033[H\033[2J")
@@ -105,42 +114,44 @@ func statusCmd(ctx context.Context, env *Env, args []string) error {
 }
 
 func printStatus(out io.Writer, r *ledger.Rollout, is []*ledger.Instance, all bool) {
+	total, waves := instanceTallies(r, is)
 	fmt.Fprintf(out, "Rollout %s: %s", r.ID, r.State)
 	if r.Reason != "" {
 		fmt.Fprintf(out, " — %s", r.Reason)
 	}
-	fmt.Fprintf(out, "\n%s\n", progressLine(r))
-	fmt.Fprintf(out, "  failure budget: %s; on breach: %s; attempt %d\n", r.Spec.Budget.String(), r.Spec.OnBreach, r.Attempt)
+	fmt.Fprintf(out, "\n%s\n", formatProgress(r, total))
+	fmt.Fprintf(out, "  failure budget: %s; on breach: %s; attempt %d; created %s\n", r.Spec.Budget.String(), r.Spec.OnBreach, r.Attempt, humanTimeOf(r.CreatedAt))
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	row := func(mark, wave string, t tally, extra string) {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", mark, wave, t.Size, t.Succeeded, t.Skipped, t.Failed, t.Ambiguous, t.Cancelled, t.InFlight, t.Pending, extra)
+	}
+	fmt.Fprintln(tw, " \twave\tsize\tsucceeded\tskipped\tfailed\tambiguous\tcancelled\tin-flight\tpending\t")
 	for _, w := range r.Waves {
 		mark := " "
 		if w.Index == r.Wave && !r.State.Terminal() {
 			mark = "▶"
 		}
-		extra := ""
+		var extra []string
 		if !w.SoakUntil.IsZero() && w.SoakUntil.After(time.Now()) {
-			extra = " soaking until " + w.SoakUntil.Format(time.TimeOnly)
+			extra = append(extra, "soaking until "+humanTimeOf(w.SoakUntil))
 		}
 		if w.Index < len(r.Spec.Waves) && r.Spec.Waves[w.Index].Approval && !w.Approved {
-			extra += " (manual approval after this wave)"
+			extra = append(extra, "manual approval after this wave")
 		}
-		fmt.Fprintf(out, " %s wave %-3d %5d/%-5d ok %-5d skipped %-4d failed %-4d%s\n", mark, w.Index+1, w.Counters.Terminal, w.Size,
-			w.Counters.Succeeded, w.Counters.Skipped, w.Counters.Failures(), extra)
+		note := strings.Join(extra, "; ")
+		if note != "" {
+			note = " " + note
+		}
+		row(mark, strconv.Itoa(w.Index+1), waves[w.Index], note)
 	}
-	byState := map[ledger.InstanceState]int{}
+	row(" ", "total", total, "")
+	tw.Flush()
 	adopted := 0
 	for _, in := range is {
-		byState[in.State]++
 		if in.Adopted != "" {
 			adopted++
 		}
 	}
-	var parts []string
-	for _, st := range []ledger.InstanceState{ledger.Pending, ledger.Held, ledger.Calling, ledger.Resetting, ledger.Succeeded, ledger.Skipped, ledger.Failed, ledger.Ambiguous, ledger.Cancelled} {
-		if byState[st] > 0 {
-			parts = append(parts, fmt.Sprintf("%s %d", st, byState[st]))
-		}
-	}
-	fmt.Fprintf(out, "  instances: %s\n", strings.Join(parts, ", "))
 	if adopted > 0 {
 		fmt.Fprintf(out, "  adopted %d: judged from a reinstall the cloud already showed (running, or done since pre-flight), not called again\n", adopted)
 	}
@@ -155,6 +166,10 @@ func printStatus(out io.Writer, r *ledger.Rollout, is []*ledger.Instance, all bo
 		}
 		shown++
 		note := strings.TrimSpace(in.Code + " " + in.Error)
+		if _, seen := images(in); in.State == ledger.Failed && seen != "" && seen != targetImage(r, in) {
+			// Not "img-old → img-old": the target was never installed.
+			note = strings.TrimSpace(note + "; still on " + seen + ", target " + targetImage(r, in))
+		}
 		if in.Adopted != "" {
 			note = strings.TrimSpace("adopted: " + in.Adopted + "; " + note)
 		}
@@ -250,11 +265,15 @@ type ReportRow struct {
 	Zone       string `json:"zone,omitempty"`
 	Outcome    string `json:"outcome"`
 	OldImage   string `json:"old_image"`
-	NewImage   string `json:"new_image"`
-	Target     string `json:"target_image"`
-	RequestID  string `json:"request_id"`
-	Attempts   int    `json:"attempts"`
-	Resets     int    `json:"resets"`
+	// NewImage is the image an instance runs after its reset: set only
+	// when it runs its target (succeeded, skipped). A failed reset
+	// installed nothing; the image the cloud showed then is SeenImage.
+	NewImage  string `json:"new_image"`
+	Target    string `json:"target_image"`
+	SeenImage string `json:"seen_image,omitempty"`
+	RequestID string `json:"request_id"`
+	Attempts  int    `json:"attempts"`
+	Resets    int    `json:"resets"`
 	// Adopted, when set, says why the last reset was judged from what the
 	// cloud showed (a reinstall running or already done) instead of called.
 	Adopted    string    `json:"adopted,omitempty"`
@@ -277,8 +296,9 @@ func Report(ctx context.Context, l *ledger.Ledger, id string) ([]ReportRow, erro
 	}
 	rows := make([]ReportRow, 0, len(is))
 	for _, in := range is {
+		newImg, seen := images(in)
 		rows = append(rows, ReportRow{Rollout: id, InstanceID: in.ID, Wave: in.Wave + 1, Zone: in.Zone, Outcome: string(in.State),
-			OldImage: in.OldImage, NewImage: in.NewImage, Target: r.Spec.Groups[in.Group].ImageID, RequestID: in.RequestID,
+			OldImage: in.OldImage, NewImage: newImg, SeenImage: seen, Target: targetImage(r, in), RequestID: in.RequestID,
 			Attempts: in.Tries, Resets: in.Resets, Adopted: in.Adopted, Code: in.Code, Error: in.Error,
 			FirstTryAt: in.FirstTryAt, CalledAt: in.CalledAt, DoneAt: in.DoneAt})
 	}
@@ -309,7 +329,7 @@ func reportCmd(ctx context.Context, env *Env, args []string) error {
 		return writeJSON(env.Stdout, rows)
 	case "csv":
 		w := csv.NewWriter(env.Stdout)
-		_ = w.Write([]string{"rollout", "instance_id", "wave", "zone", "outcome", "old_image", "new_image", "target_image", "request_id", "attempts", "resets", "adopted", "code", "error", "first_try_at", "called_at", "done_at"})
+		_ = w.Write([]string{"rollout", "instance_id", "wave", "zone", "outcome", "old_image", "new_image", "target_image", "request_id", "attempts", "resets", "adopted", "code", "error", "first_try_at", "called_at", "done_at", "seen_image"})
 		ts := func(t time.Time) string {
 			if t.IsZero() {
 				return ""
@@ -318,20 +338,12 @@ func reportCmd(ctx context.Context, env *Env, args []string) error {
 		}
 		for _, r := range rows {
 			_ = w.Write([]string{r.Rollout, r.InstanceID, strconv.Itoa(r.Wave), r.Zone, r.Outcome, r.OldImage, r.NewImage, r.Target, r.RequestID,
-				strconv.Itoa(r.Attempts), strconv.Itoa(r.Resets), r.Adopted, r.Code, r.Error, ts(r.FirstTryAt), ts(r.CalledAt), ts(r.DoneAt)})
+				strconv.Itoa(r.Attempts), strconv.Itoa(r.Resets), r.Adopted, r.Code, r.Error, ts(r.FirstTryAt), ts(r.CalledAt), ts(r.DoneAt), r.SeenImage})
 		}
 		w.Flush()
 		return w.Error()
 	}
 	return &ExitError{Code: exitUsage, Err: fmt.Errorf("report: --format must be json or csv")}
-}
-
-// redact keeps only the host of a rollout's webhook: the rest of a webhook
-// URL is often a token, and JSON output ends up in terminals and CI logs.
-func redact(r *ledger.Rollout) {
-	if r.Spec.Webhook != "" {
-		r.Spec.Webhook = notify.Host(r.Spec.Webhook)
-	}
 }
 
 func writeJSON(w io.Writer, v any) error {

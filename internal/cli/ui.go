@@ -25,7 +25,7 @@ func uiCmd(ctx context.Context, env *Env, args []string) error {
 		"the same as JSON (/api/rollouts), the asynq queue UI (/monitoring/) and Prometheus metrics (/metrics). "+
 		"Read-only unless --allow-actions; listens on 127.0.0.1 unless --listen says otherwise")
 	listen := fs.String("listen", uiListenDefault, "address to listen on; anything but loopback exposes every rollout to the network, so add --basic-auth-env")
-	allow := fs.Bool("allow-actions", false, "show and permit the pause, resume, approve, abort and retry-failed buttons, and asynqmon's queue and task actions")
+	allow := fs.Bool("allow-actions", false, "show and permit the pause, resume, approve, abort and retry-failed buttons, and asynqmon's queue and task actions; beyond loopback only with --basic-auth-env")
 	authEnv := fs.String("basic-auth-env", "", "require HTTP basic auth with the user:password held in this environment variable (e.g. FLEETRESET_UI_AUTH)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -42,9 +42,24 @@ func uiCmd(ctx context.Context, env *Env, args []string) error {
 			return &ExitError{Code: exitUsage, Err: fmt.Errorf("--basic-auth-env: $%s must hold user:password", *authEnv)}
 		}
 	}
+	// Listen first: the address the socket is bound to, not the text of
+	// --listen (a host name, an empty host), says whether it is loopback.
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("ui: %w", err)
+	}
+	loopback := isLoopback(ln.Addr())
+	if *allow && !loopback && basic == "" {
+		// Anyone who reaches the address could abort rollouts and delete
+		// or run tasks in asynqmon: refuse rather than warn.
+		ln.Close()
+		return &ExitError{Code: exitUsage, Err: fmt.Errorf("ui: --allow-actions on %s, which is reachable beyond this machine, needs --basic-auth-env NAME ($NAME holding user:password); "+
+			"or listen on 127.0.0.1 and use an SSH tunnel, or drop --allow-actions for a read-only UI", ln.Addr())}
+	}
 	log := c.logger(env, false)
 	cn, err := c.open(ctx)
 	if err != nil {
+		ln.Close()
 		return err
 	}
 	defer cn.Close()
@@ -53,11 +68,6 @@ func uiCmd(ctx context.Context, env *Env, args []string) error {
 	defer insp.Close()
 	m := metrics.New(metrics.Config{Inspector: insp, Queues: []string{q.Reset, q.Control}, Ledger: cn.ledger, Logger: log, RedisErrors: cn.errs})
 
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("ui: %w", err)
-	}
-	loopback := isLoopback(ln.Addr())
 	var hosts []string
 	if loopback {
 		// Only names of this machine: a site whose DNS name is rebound to
@@ -72,7 +82,8 @@ func uiCmd(ctx context.Context, env *Env, args []string) error {
 	}
 	defer srv.Close()
 	if !loopback && basic == "" {
-		log.Warn("the UI listens beyond this machine without authentication: anyone who reaches it sees every rollout; set --basic-auth-env", "listen", ln.Addr().String(), "allow_actions", *allow)
+		// Read-only (actions were refused above): a warning is enough.
+		log.Warn("the UI listens beyond this machine without authentication: anyone who reaches it sees every rollout; set --basic-auth-env", "listen", ln.Addr().String())
 	}
 	mode := "read-only"
 	if *allow {

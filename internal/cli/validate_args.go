@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -11,133 +9,150 @@ import (
 	"strings"
 )
 
-// ValidateArgs checks that args (without the program name) name a real
-// command and that its flags and number of arguments are valid, without
-// running anything. Deployment files (docker-compose.yml) are tested with it.
+// A command's flags are declared once, in its flag.FlagSet, and its
+// arguments once, in its synopsis ("[flags] PLAN", "PLAN...", "[flags]
+// [ROLLOUT]"). Main, ValidateArgs and help read both from there as data:
+// the flag set's own flag.Flag values (names, and which are boolean), not
+// the text of -h.
 //
-// Each command builds its flag set inside its run function, and every one
-// of them parses before it does anything else, so `COMMAND -h` is free of
-// side effects and prints the command's real flag set: its usage line
-// (which gives the arguments) and flag.PrintDefaults (names, and which take
-// a value). ValidateArgs rebuilds the flag set from that and parses args
-// with it. This keeps the commands untouched; the cost is that flag values
-// are checked by kind (bool, int, float, duration) but not by each
-// command's own validation after parsing.
-func ValidateArgs(args []string) error {
-	if len(args) == 0 {
-		return errors.New("no command")
+// The flag set is built inside each command's run function (run, plan,
+// apply, worker, sim and validate live in files this one must leave
+// alone), so declare obtains it by running the command with -h under an
+// Env that captures it from newFlags: every command parses its flags
+// before it does anything else, so that run only builds the flag set and
+// returns flag.ErrHelp (TestEveryCommandDeclaresItsFlags holds every
+// command to that). Splitting each command into a flag declaration and a
+// run function would make this capture unnecessary.
+
+// declaration is what a command accepts: its flag set and its synopsis.
+type declaration struct {
+	name     string
+	fs       *flag.FlagSet
+	synopsis string
+}
+
+// declare builds c's flag set without running c.
+func declare(c command) (*declaration, error) {
+	d := &declaration{name: c.name}
+	env := &Env{Stdout: io.Discard, Stderr: io.Discard, Stdin: strings.NewReader(""),
+		Getenv: func(string) string { return "" }, LookupEnv: func(string) (string, bool) { return "", false }, declaring: d}
+	// A cancelled context, so that a command that did wait for something
+	// before parsing would return at once rather than hang.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := c.run(ctx, env, []string{"-h"}); d.fs == nil || !errors.Is(err, flag.ErrHelp) {
+		return nil, fmt.Errorf("%s does not declare its flags before it runs (it returned %v)", c.name, err)
 	}
-	spec, err := commandSpec(args[0])
-	if err != nil {
-		return err
-	}
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	for _, f := range spec.flags {
-		switch f.kind {
-		case "":
-			fs.Bool(f.name, false, "")
-		case "int":
-			fs.Int(f.name, 0, "")
-		case "uint":
-			fs.Uint(f.name, 0, "")
-		case "float":
-			fs.Float64(f.name, 0, "")
-		case "duration":
-			fs.Duration(f.name, 0, "")
-		default: // string, value or a backquoted name: any text
-			fs.String(f.name, "", "")
+	d.fs.SetOutput(io.Discard)
+	return d, nil
+}
+
+// help prints the command's usage and flags to w.
+func (d *declaration) help(w io.Writer) {
+	d.fs.SetOutput(w)
+	d.fs.Usage()
+	d.fs.SetOutput(io.Discard)
+}
+
+// arrange checks args (without the command name) against the declaration
+// and returns them with every flag, and its value, before the positional
+// arguments, separated by "--": the standard flag package stops at the
+// first positional argument, and people write `report ROLLOUT --format
+// csv`. A flag takes the next argument as its value unless it is boolean
+// or written -name=value, exactly as the flag package reads it; after
+// "--" everything is positional. The error is flag.ErrHelp for -h/--help,
+// else a usage error naming the command.
+func (d *declaration) arrange(args []string) ([]string, error) {
+	var flags, positional []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			positional = append(positional, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' { // "-" alone is an argument (stdin, by convention)
+			positional = append(positional, a)
+			continue
+		}
+		flags = append(flags, a)
+		name, _, hasValue := strings.Cut(strings.TrimPrefix(a[1:], "-"), "=")
+		// An unknown flag is left for Parse to report.
+		if f := d.fs.Lookup(name); f != nil && !hasValue && !isBoolFlag(f) && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
 		}
 	}
-	if err := fs.Parse(args[1:]); err != nil {
-		return fmt.Errorf("%s: %w", args[0], err)
+	argv := flags
+	if len(positional) > 0 {
+		argv = append(append(argv, "--"), positional...)
 	}
-	if n := fs.NArg(); n < spec.minArgs || (spec.maxArgs >= 0 && n > spec.maxArgs) {
-		return fmt.Errorf("%s: %d argument(s) %q; usage: fleetreset %s %s", args[0], n, fs.Args(), args[0], spec.usage)
+	if err := d.fs.Parse(argv); err != nil {
+		return nil, fmt.Errorf("%s: %w", d.name, err)
+	}
+	if err := d.checkArgs(d.fs.Args()); err != nil {
+		return nil, err
+	}
+	return argv, nil
+}
+
+// checkArgs checks the number of positional arguments against the
+// synopsis: NAME is required, [NAME] optional, NAME... one or more and
+// [NAME...] any number.
+func (d *declaration) checkArgs(args []string) error {
+	var required []string
+	optional, variadic := 0, false
+	for _, w := range strings.Fields(d.synopsis) {
+		switch {
+		case w == "[flags]":
+		case strings.HasPrefix(w, "[") && strings.HasSuffix(w, "...]"):
+			variadic = true
+		case strings.HasPrefix(w, "["):
+			optional++
+		case strings.HasSuffix(w, "..."):
+			required = append(required, strings.TrimSuffix(w, "..."))
+			variadic = true
+		default:
+			required = append(required, w)
+		}
+	}
+	if len(args) < len(required) {
+		return fmt.Errorf("%s: missing %s", d.name, strings.Join(required[len(args):], " "))
+	}
+	if most := len(required) + optional; !variadic && len(args) > most {
+		return fmt.Errorf("%s: unexpected argument %q (it takes %s)", d.name, args[most], takes(required, optional))
 	}
 	return nil
 }
 
-type argSpec struct {
-	usage            string
-	flags            []flagSpec
-	minArgs, maxArgs int // maxArgs -1: any number
+func takes(required []string, optional int) string {
+	switch {
+	case len(required) == 0 && optional == 0:
+		return "no arguments"
+	case optional == 0:
+		return strings.Join(required, " ")
+	}
+	return fmt.Sprintf("at most %d", len(required)+optional)
 }
 
-type flagSpec struct{ name, kind string }
-
-// commandSpec reads a command's flags and arguments from its -h output.
-func commandSpec(name string) (argSpec, error) {
-	for _, c := range commands() {
-		if c.name != name {
-			continue
-		}
-		var out bytes.Buffer
-		env := &Env{Stdout: io.Discard, Stderr: &out, Getenv: func(string) string { return "" },
-			LookupEnv: func(string) (string, bool) { return "", false }}
-		if err := c.run(context.Background(), env, []string{"-h"}); !errors.Is(err, flag.ErrHelp) {
-			return argSpec{}, fmt.Errorf("%s -h did not print help: %v", name, err)
-		}
-		return parseHelp(name, out.String())
+// ValidateArgs checks that args (without the program name) name a real
+// command and that its flags, their values and the number of arguments
+// are valid, exactly as Main checks them before it runs a command, without
+// running anything. Deployment files (docker-compose.yml) are tested with
+// it. Flag values are checked by each flag's own parser (numbers,
+// durations, the simulator's image list), not by a command's validation
+// after parsing.
+func ValidateArgs(args []string) error {
+	if len(args) == 0 {
+		return errors.New("no command")
 	}
-	return argSpec{}, fmt.Errorf("%q is not a fleetreset command", name)
-}
-
-// parseHelp reads the output of newFlags' Usage: "Usage: fleetreset NAME
-// ARGS" and flag.PrintDefaults' lines "  -name kind".
-func parseHelp(name, help string) (argSpec, error) {
-	var s argSpec
-	sc := bufio.NewScanner(strings.NewReader(help))
-	sawUsage := false
-	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, "Usage: fleetreset "+name); ok && !sawUsage {
-			sawUsage = true
-			s.usage = strings.TrimSpace(rest)
-			s.minArgs, s.maxArgs = argCount(s.usage)
-			continue
-		}
-		// PrintDefaults starts each flag with "  -"; its usage text
-		// continues on lines that start with four spaces and a tab.
-		if rest, ok := strings.CutPrefix(line, "  -"); ok {
-			// A one-letter flag without a value ("  -v\tusage") keeps its
-			// usage on the same line, after a tab.
-			rest, _, _ = strings.Cut(rest, "\t")
-			fields := strings.Fields(rest)
-			f := flagSpec{name: fields[0]}
-			if len(fields) > 1 {
-				f.kind = fields[1]
-			}
-			s.flags = append(s.flags, f)
-		}
+	c, ok := lookupCommand(args[0])
+	if !ok {
+		return fmt.Errorf("%q is not a fleetreset command", args[0])
 	}
-	if !sawUsage {
-		return s, fmt.Errorf("%s -h: no usage line", name)
+	d, err := declare(c)
+	if err != nil {
+		return err
 	}
-	return s, nil
-}
-
-// argCount reads the positional arguments of a usage synopsis such as
-// "[flags] PLAN", "PLAN...", "[flags] [ROLLOUT]".
-func argCount(usage string) (lo, hi int) {
-	for _, w := range strings.Fields(usage) {
-		switch {
-		case w == "[flags]":
-		case strings.HasPrefix(w, "[") && strings.HasSuffix(w, "...]"):
-			hi = -1
-		case strings.HasPrefix(w, "["):
-			if hi >= 0 {
-				hi++
-			}
-		case strings.HasSuffix(w, "..."):
-			lo++
-			hi = -1
-		default:
-			lo++
-			if hi >= 0 {
-				hi++
-			}
-		}
-	}
-	return lo, hi
+	_, err = d.arrange(args[1:])
+	return err
 }

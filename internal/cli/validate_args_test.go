@@ -1,6 +1,10 @@
 package cli
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
 	"strings"
 	"testing"
 )
@@ -16,18 +20,24 @@ func TestValidateArgs(t *testing.T) {
 		{"ui", []string{"ui", "--listen", "0.0.0.0:8090", "--allow-actions", "--basic-auth-env", "UI_AUTH"}, ""},
 		{"sim", []string{"sim", "--listen", "0.0.0.0:8080", "--plan", "plans/demo.yaml", "--reset-duration", "5s"}, ""},
 		{"apply", []string{"apply", "--endpoint", "http://sim:8080", "plans/demo.yaml"}, ""},
-		{"validateMany", []string{"validate", "a.yaml", "b.yaml"}, ""},
+		{"applyFlagAfter", []string{"apply", "plans/demo.yaml", "--endpoint", "http://sim:8080"}, ""},
+		{"reportFlagAfter", []string{"report", "web", "--format", "csv"}, ""},
+		{"boolFlagBeforeArgument", []string{"status", "--watch", "demo"}, ""}, // --watch takes no value: demo is the argument
+		{"doubleDash", []string{"status", "--", "-odd-name"}, ""},
+		{"validateMany", []string{"validate", "a.yaml", "--secrets=false", "b.yaml"}, ""},
 		{"statusOptional", []string{"status"}, ""},
-		{"statusOne", []string{"status", "--watch", "demo"}, ""},
 		{"unknownCommand", []string{"serve"}, "not a fleetreset command"},
 		{"unknownFlag", []string{"worker", "--metrics", ":9464"}, "flag provided but not defined: -metrics"},
+		{"unknownFlagAfter", []string{"status", "demo", "--bogus"}, "flag provided but not defined: -bogus"},
 		{"badDuration", []string{"worker", "--reconcile-grace", "soon"}, "invalid value"},
 		{"badInt", []string{"worker", "--concurrency", "ten"}, "invalid value"},
-		{"missingPlan", []string{"apply", "--endpoint", "http://sim:8080"}, "0 argument(s)"},
-		{"extraArg", []string{"worker", "extra"}, "1 argument(s)"},
-		{"validateNone", []string{"validate"}, "0 argument(s)"},
-		{"statusTwo", []string{"status", "a", "b"}, "2 argument(s)"},
+		{"badImages", []string{"sim", "--images", "nope"}, "invalid value"}, // the flag's own parser
+		{"missingPlan", []string{"apply", "--endpoint", "http://sim:8080"}, "apply: missing PLAN"},
+		{"extraArg", []string{"worker", "extra"}, `worker: unexpected argument "extra" (it takes no arguments)`},
+		{"validateNone", []string{"validate"}, "validate: missing PLAN"},
+		{"statusTwo", []string{"status", "a", "b"}, `status: unexpected argument "b" (it takes at most 1)`},
 		{"missingValue", []string{"ui", "--listen"}, "flag needs an argument"},
+		{"help", []string{"report", "--help"}, flag.ErrHelp.Error()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,20 +52,39 @@ func TestValidateArgs(t *testing.T) {
 	}
 }
 
-// TestValidateArgsKnowsEveryCommand makes sure every command answers -h
-// without side effects and with a usage line ValidateArgs understands.
-func TestValidateArgsKnowsEveryCommand(t *testing.T) {
+// TestEveryCommandDeclaresItsFlags: every command builds its flag set
+// before it does anything else, so running it with -h only declares (and
+// writes nothing but to its flag set's output), and its synopsis is the
+// one in the command table.
+func TestEveryCommandDeclaresItsFlags(t *testing.T) {
 	for _, c := range commands() {
-		spec, err := commandSpec(c.name)
-		if err != nil {
-			t.Errorf("%s: %v", c.name, err)
-			continue
-		}
-		if len(spec.flags) == 0 {
-			t.Errorf("%s: no flags read from -h", c.name)
-		}
-		if c.args != spec.usage {
-			t.Errorf("%s: usage %q in -h, %q in the command table", c.name, spec.usage, c.args)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			d, err := declare(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			d.fs.VisitAll(func(*flag.Flag) { n++ })
+			if n == 0 {
+				t.Errorf("no flags declared")
+			}
+			if d.synopsis != c.args {
+				t.Errorf("synopsis %q in newFlags, %q in the command table", d.synopsis, c.args)
+			}
+			var out, errb bytes.Buffer
+			var got declaration
+			env := &Env{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }, declaring: &got}
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel()
+			if err := c.run(ctx, env, []string{"-h"}); !errors.Is(err, flag.ErrHelp) {
+				t.Errorf("%s -h returned %v; want flag.ErrHelp", c.name, err)
+			}
+			if out.Len() != 0 {
+				t.Errorf("%s -h wrote to stdout before parsing: %q", c.name, out.String())
+			}
+			if !strings.HasPrefix(errb.String(), "Usage: fleetreset "+c.name+" ") {
+				t.Errorf("%s -h printed %q; want only its usage", c.name, errb.String())
+			}
+		})
 	}
 }
