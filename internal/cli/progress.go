@@ -83,9 +83,8 @@ func instanceTallies(r *ledger.Rollout, is []*ledger.Instance) (total tally, wav
 // progressText is the one-line progress of a rollout from its record
 // alone, e.g. "[wave 2/4] ███░░░ 26/40 finished: ok 24, skipped 0, failed
 // 2, ambiguous 0, cancelled 0, not finished 14 · running". It reads no
-// instance, so it is cheap enough to redraw every second; `run` should
-// print it instead of its own progressLine, which hides cancelled and
-// unfinished instances.
+// instance, so it is cheap enough to redraw every second; `run` and
+// `status` print it.
 func progressText(r *ledger.Rollout) string { return formatProgress(r, rolloutTally(r)) }
 
 // formatProgress is progressText with the tally t, which may count the

@@ -296,7 +296,7 @@ func watch(ctx context.Context, env *Env, ctl *control.Controller, id string, o 
 		if h := env.Hooks; h != nil && h.Progress != nil {
 			h.Progress(string(r.State))
 		}
-		line := progressLine(r)
+		line := progressText(r)
 		if env.Interactive {
 			fmt.Fprintf(env.Stderr, "\r\033[K%s", line)
 		} else if line != last && time.Since(lastPrint) > time.Second || r.State.Terminal() {
@@ -346,19 +346,6 @@ func watch(ctx context.Context, env *Env, ctl *control.Controller, id string, o 
 		case <-tick.C:
 		}
 	}
-}
-
-func progressLine(r *ledger.Rollout) string {
-	done := r.Counters.Terminal
-	width := 24
-	filled := 0
-	if r.Total > 0 {
-		filled = done * width / r.Total
-	}
-	bar := strings.Repeat("█", filled) + strings.Repeat("░", width-filled)
-	return fmt.Sprintf("[wave %d/%d] %s %d/%d  ok %d  skipped %d  failed %d  · %s",
-		min(r.Wave+1, len(r.Waves)), len(r.Waves), bar, done, r.Total,
-		r.Counters.Succeeded, r.Counters.Skipped, r.Counters.Failures(), r.State)
 }
 
 // printSummary prints every instance of r (insts, from the ledger) in one
