@@ -44,11 +44,20 @@ func (e *FieldError) Error() string {
 // errors.As finds the first *FieldError in it.
 type Errors []*FieldError
 
-// Error returns one error per line.
+// MaxShownErrors is how many mistakes Errors.Error lists before it says
+// how many more there are: a plan naming the wrong file must not flood a
+// terminal with thousands of lines.
+const MaxShownErrors = 50
+
+// Error returns one error per line, the first MaxShownErrors of them.
 func (es Errors) Error() string {
-	lines := make([]string, len(es))
+	lines := make([]string, 0, min(len(es), MaxShownErrors+1))
 	for i, e := range es {
-		lines[i] = e.Error()
+		if i == MaxShownErrors {
+			lines = append(lines, fmt.Sprintf("... and %d more", len(es)-MaxShownErrors))
+			break
+		}
+		lines = append(lines, e.Error())
 	}
 	return strings.Join(lines, "\n")
 }

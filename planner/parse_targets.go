@@ -2,6 +2,7 @@ package planner
 
 import (
 	"bytes"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -96,6 +97,17 @@ func (p *parser) inlineTargets(en entry, gi int, g *group) {
 
 // instanceIDProblem says what is wrong with an instance ID, or "".
 func (p *parser) instanceIDProblem(id string) string {
+	return p.idProblem(id, quote(id))
+}
+
+// fileIDProblem is instanceIDProblem for a word of an instances file,
+// which never echoes it: a plan may name any file (a password file by
+// mistake, /etc/shadow on purpose), and errors reach terminals and logs.
+func (p *parser) fileIDProblem(id string) string {
+	return p.idProblem(id, fmt.Sprintf("the first word (%d characters, not shown)", len(id)))
+}
+
+func (p *parser) idProblem(id, shown string) string {
 	switch {
 	case instanceRE.MatchString(id):
 		return ""
@@ -103,11 +115,11 @@ func (p *parser) instanceIDProblem(id string) string {
 		if p.api == "v2" {
 			return ""
 		}
-		return quote(id) + " is a legacy v2 instance id: api v3 needs the ins- id (unInstanceId)" + p.apiHint(", or set api: v2")
+		return shown + " is a legacy v2 instance id: api v3 needs the ins- id (unInstanceId)" + p.apiHint(", or set api: v2")
 	case p.api == "v2":
-		return quote(id) + " is not an instance id: want ins- and 8 lower-case letters or digits (or a legacy qcvm id of 32 hex digits)" + p.apiHint("")
+		return shown + " is not an instance id: want ins- and 8 lower-case letters or digits (or a legacy qcvm id of 32 hex digits)" + p.apiHint("")
 	}
-	return quote(id) + " is not an instance id: want ins- and 8 lower-case letters or digits"
+	return shown + " is not an instance id: want ins- and 8 lower-case letters or digits"
 }
 
 // quote quotes s for a message, shortening it so one long line in an
@@ -138,6 +150,10 @@ func (p *parser) fileTargets(en entry, gi int, g *group) bool {
 		p.at(en.val, en.field, "cannot read instances file: %v", err)
 		return false
 	}
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		p.at(en.val, en.field, "%s is not a text file of instance ids (a NUL byte at offset %d)", path, i)
+		return false
+	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a BOM from Windows editors
 	for n, line := range strings.Split(string(data), "\n") {
 		lineNo := n + 1
@@ -155,14 +171,14 @@ func (p *parser) fileTargets(en entry, gi int, g *group) bool {
 			fail("want an instance id and an optional zone, then nothing but a # comment")
 			continue
 		}
-		if msg := p.instanceIDProblem(words[0]); msg != "" {
+		if msg := p.fileIDProblem(words[0]); msg != "" {
 			fail(msg)
 			continue
 		}
 		t := target{id: words[0], group: gi, file: path, line: lineNo, col: 1, field: en.field}
 		if len(words) == 2 {
 			if msg := p.zoneOK(words[1]); msg != "" {
-				fail(msg)
+				fail("the second word is not an availability zone of region " + p.raw.region.v)
 				continue
 			}
 			t.zone = words[1]

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fleetreset/fleetreset/rollout"
+	"github.com/fleetreset/fleetreset/secretref"
 )
 
 // Version is the plan format version this package reads (`version: 1`).
@@ -61,7 +62,7 @@ type Options struct {
 	// LookupEnvFunc reads environment variables. Defaults to os.LookupEnv.
 	LookupEnvFunc func(string) (string, bool)
 	// ReadFileFunc reads the plan (Load), instances files and password
-	// files. Defaults to os.ReadFile.
+	// files. Defaults to secretref.ReadFile (regular files only, capped).
 	ReadFileFunc func(string) ([]byte, error)
 	// API, when its Value is set, replaces the plan's api ("v2" or "v3"):
 	// the plan is validated under that generation's rules (password rules,
@@ -120,7 +121,7 @@ func (o Options) readFile() func(string) ([]byte, error) {
 	if o.ReadFileFunc != nil {
 		return o.ReadFileFunc
 	}
-	return os.ReadFile
+	return secretref.ReadFile
 }
 
 // Plan is a parsed, validated and expanded plan.

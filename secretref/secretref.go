@@ -22,7 +22,7 @@ var (
 )
 
 // Resolve returns the secret ref names. lookupEnv and readFile default to
-// os.LookupEnv and os.ReadFile when nil. A file holds the secret on one
+// os.LookupEnv and ReadFile when nil. A file holds the secret on one
 // line; one trailing "\n" or "\r\n" is removed, and a second line is an
 // error (it is almost always a mistake, and no CVM password contains a line
 // break). Errors name the reference, never the value.
@@ -31,7 +31,7 @@ func Resolve(ref rollout.SecretRef, lookupEnv func(string) (string, bool), readF
 		lookupEnv = os.LookupEnv
 	}
 	if readFile == nil {
-		readFile = os.ReadFile
+		readFile = ReadFile
 	}
 	switch {
 	case (ref.Env == "") == (ref.File == ""):

@@ -24,6 +24,7 @@ import (
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/ratelimit"
 	"github.com/fleetreset/fleetreset/rollout"
+	"github.com/fleetreset/fleetreset/secretref"
 	"github.com/fleetreset/fleetreset/tasks"
 	"github.com/hibiken/asynq"
 )
@@ -93,7 +94,8 @@ type Config struct {
 	RetryBase, RetryCap time.Duration
 	// ShutdownTimeout lets calls in flight finish on SIGTERM. Defaults to 45s.
 	ShutdownTimeout time.Duration
-	// LookupEnv and ReadFile resolve password references. Default to the os package.
+	// LookupEnv and ReadFile resolve password references. Default to
+	// os.LookupEnv and secretref.ReadFile.
 	LookupEnv func(string) (string, bool)
 	ReadFile  func(string) ([]byte, error)
 	// Logger defaults to a discarding logger.
@@ -159,7 +161,7 @@ func New(cfg Config) (*Worker, error) {
 		cfg.LookupEnv = os.LookupEnv
 	}
 	if cfg.ReadFile == nil {
-		cfg.ReadFile = os.ReadFile
+		cfg.ReadFile = secretref.ReadFile
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Float64
