@@ -67,9 +67,9 @@ func TestRegressionVerifyPollsNotBatched(t *testing.T) {
 	// should take about n/100 more, and a 2 s reinstall polled every 1 s
 	// needs a few rounds. The describe right before each reset call is
 	// batched too: at most one request per worker and rollout every
-	// 500 ms, whatever the reset rate.
+	// 250 ms at this reset rate (20 handlers / (2 × 40/s)).
 	const workers = 2
-	precall := workers * (2*int(last.Sub(first).Seconds()) + 2)
+	precall := workers * (4*int(last.Sub(first).Seconds()) + 2)
 	if limit := n/10 + precall; describes > limit {
 		t.Errorf("%d DescribeInstances calls to verify %d instances in %s; want at most %d (batches of up to 100, and %d before calls)",
 			describes, n, last.Sub(first).Round(time.Millisecond), limit, precall)

@@ -35,24 +35,37 @@ func (w *Worker) describe(ctx context.Context, spec rollout.Spec, api cvm.API, i
 	return out, nil
 }
 
+// precallSpacingMax is the most time between two describe-before-call
+// requests of one rollout in one worker; see precallSpacing.
+const precallSpacingMax = 500 * time.Millisecond
+
 // precallSpacing is the least time between two describe-before-call
 // requests of one rollout in one worker. Handlers arriving in between join
-// the next request, so these describes cost at most 1/precallSpacing
-// requests per second per worker and rollout, whatever the reset rate,
-// and the rest of the describe budget stays for pre-flight and
-// verification. A handler arriving after a quiet spell waits for nothing.
-const precallSpacing = 500 * time.Millisecond
+// the next request, so these describes cost at most 1/spacing requests per
+// second per worker and rollout, and the rest of the describe budget stays
+// for pre-flight and verification. The spacing is 500 ms, shorter only
+// when the reset rate asks for more: each handler waits about one spacing
+// per reset, so a worker's Concurrency handlers must reach twice the
+// rollout's reset rate on their own (20 handlers at the API's 10/s: 500 ms;
+// at 1,000/s: 10 ms). A handler arriving after a quiet spell waits for
+// nothing.
+func (w *Worker) precallSpacing(resetRate float64) time.Duration {
+	if resetRate <= 0 {
+		return precallSpacingMax
+	}
+	return min(precallSpacingMax, time.Duration(float64(w.cfg.Concurrency)/(2*resetRate)*float64(time.Second)))
+}
 
 // describeOne describes one instance right before its reset call. Calls
 // of concurrent handlers of one rollout share DescribeInstances requests:
 // a handler joins the rollout's open batch, and the batch's first member
-// waits for the rollout's request in flight (if any) to end and for
-// precallSpacing after the last one to pass, closes the batch and
+// waits for the rollout's request in flight (if any) to end and for the
+// spacing after the last one to pass, closes the batch and
 // describes all of it at once (up to 100 instances).
 func (w *Worker) describeOne(ctx context.Context, spec rollout.Spec, api cvm.API, id string) (*cvm.Instance, error) {
 	b, lead := w.batches.join(spec.ID, id)
 	if lead {
-		w.batches.run(ctx, spec.ID, b, func(ids []string) (map[string]*cvm.Instance, error) {
+		w.batches.run(ctx, spec.ID, b, w.precallSpacing(spec.ResetRate), func(ids []string) (map[string]*cvm.Instance, error) {
 			return w.describe(ctx, spec, api, ids)
 		})
 	}
@@ -72,7 +85,7 @@ type batches struct {
 	mu    sync.Mutex
 	lanes map[string]*lane
 	// last keeps the start of the latest request of rollouts whose lane
-	// was dropped, while it still matters for precallSpacing.
+	// was dropped, while it still matters for the spacing.
 	last map[string]time.Time
 }
 
@@ -118,13 +131,13 @@ func (bs *batches) join(rollout, id string) (b *batch, lead bool) {
 
 // run waits for the lane, closes b to newcomers, describes it and wakes
 // its members.
-func (bs *batches) run(ctx context.Context, rollout string, b *batch, describe func([]string) (map[string]*cvm.Instance, error)) {
+func (bs *batches) run(ctx context.Context, rollout string, b *batch, spacing time.Duration, describe func([]string) (map[string]*cvm.Instance, error)) {
 	bs.mu.Lock()
 	l := bs.lanes[rollout]
 	bs.mu.Unlock()
 	select {
 	case l.sem <- struct{}{}:
-		if err := sleep(ctx, time.Until(l.last.Add(precallSpacing))); err != nil {
+		if err := sleep(ctx, time.Until(l.last.Add(spacing))); err != nil {
 			bs.seal(l, b)
 			b.err = err
 		} else {
@@ -147,7 +160,7 @@ func (bs *batches) run(ctx context.Context, rollout string, b *batch, describe f
 		}
 		bs.last[rollout] = l.last
 		for id, t := range bs.last {
-			if time.Since(t) > precallSpacing {
+			if time.Since(t) > precallSpacingMax {
 				delete(bs.last, id)
 			}
 		}
