@@ -201,13 +201,19 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("failures section: %q", f)
 	}
 
-	// The text filter hides rows in the page.
-	br.do(t, "type a filter", 10*time.Second, chromedp.SendKeys(css("#filter"), missingID))
-	if n := count("#instances tbody tr[data-state]:not(.hidden)"); n != 1 {
-		t.Errorf("filtering by %s leaves %d rows; want 1", missingID, n)
+	// The search form asks the server: one row for a whole ID, with a link
+	// to the instance's page, which shows its error code.
+	br.do(t, "type an instance ID", 10*time.Second, chromedp.SendKeys(css("#search input[name=id]"), missingID))
+	br.clickAndLoad(t, "#search-go")
+	if n, info := count("#instances tbody tr[data-state]"), text("#page-info"); n != 1 || !strings.Contains(info, "1–1 of 1") {
+		t.Errorf("searching for %s shows %d rows, %q; want 1 row of 1", missingID, n, info)
 	}
-	br.do(t, "clear the filter", 10*time.Second,
-		chromedp.Evaluate[chromedp.Void](`(f => { f.value = ""; f.dispatchEvent(new Event("input")) })(document.getElementById("filter"))`))
+	br.clickAndLoad(t, "#instances tbody tr[data-state] a")
+	if id, code := text("#instance-id"), text("#code"); id != missingID || code != "PreflightRefused" {
+		t.Errorf("the instance page shows %q with code %q", id, code)
+	}
+	br.screenshot(t, "instance.png")
+	br.do(t, "back to the rollout page", 20*time.Second, chromedp.Navigate(base+"/rollouts/webtest"), chromedp.WaitVisible(css("#rollout-id")))
 
 	// Pause with a real click, then resume.
 	br.do(t, "type a reason", 10*time.Second, chromedp.SendKeys(css("input[name=reason]"), "browser test"))

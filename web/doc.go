@@ -3,6 +3,13 @@
 // API of the same data, the asynq web UI (asynqmon) under /monitoring/, and
 // Prometheus /metrics when given a handler for it.
 //
+// A rollout page and /api/rollouts/NAME search and page a rollout's
+// instances on the server (id, wave, state, code, page, limit; see
+// search.go), and /rollouts/NAME/instances/ID shows one instance. A refresh
+// reads the rollout's counters, its in-flight and held sets and one page of
+// instances (ledger.Page), never every instance, so its cost stays the same
+// from a thousand instances to hundreds of thousands.
+//
 // Safe by default:
 //
 //   - Read-only unless Config.AllowActions: without it the pause, resume,

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fleetreset/fleetreset/control"
@@ -41,6 +43,9 @@ func parseTemplates() (map[string]*template.Template, error) {
 		"bar":      bar,
 		"fmtTime":  fmtTime,
 		"isoTime":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"zoneTime": zoneTime,
+		"instPath": instancePath,
+		"pathSeg":  url.PathEscape,
 		"label":    func(s string) string { return strings.ReplaceAll(s, "_", " ") },
 		"failures": func(c ledger.Counters) int { return c.Failures() },
 		"pct":      pct,
@@ -132,6 +137,17 @@ func pct(n, total int) float64 {
 	return float64(n) * 100 / float64(total)
 }
 
+// zoneTime shows an instant of an instance's history to the millisecond,
+// in the server's time zone with its offset, and for machines in UTC:
+// the instance page is read side by side with cloud console and API logs.
+func zoneTime(t time.Time) template.HTML {
+	if t.IsZero() {
+		return "—"
+	}
+	return template.HTML(`<time datetime="` + t.UTC().Format(time.RFC3339Nano) + `">` +
+		template.HTMLEscapeString(t.Local().Format("2006-01-02 15:04:05.000 -07:00 MST")) + `</time>`)
+}
+
 func fmtTime(t time.Time) string {
 	if t.IsZero() {
 		return "—"
@@ -160,6 +176,7 @@ type stateCount struct {
 	State  string
 	N      int
 	Active bool
+	Href   string
 }
 
 type flash struct {
@@ -174,30 +191,22 @@ type actionsView struct {
 }
 
 type rolloutData struct {
-	R         RolloutView
-	Flash     *flash
-	Actions   actionsView
-	InFlight  int
-	Chips     []stateCount
-	Filter    string
-	Total     int
-	Matching  int
-	Instances []InstanceView
-	Failures  []InstanceView
-	Ambiguous int
-}
-
-// load reads a rollout and all its instances.
-func (s *Server) load(r *http.Request, id string) (*ledger.Rollout, []*ledger.Instance, error) {
-	ro, err := s.cfg.Ledger.Get(r.Context(), id)
-	if err != nil {
-		return nil, nil, err
-	}
-	is, err := s.cfg.Ledger.AllInstances(r.Context(), ro)
-	if err != nil {
-		return nil, nil, err
-	}
-	return ro, is, nil
+	R        RolloutView
+	Flash    *flash
+	Actions  actionsView
+	InFlight int
+	Chips    []stateCount
+	// Search is the instance query; Page its answer; States and Limits
+	// the choices of the search form.
+	Search search
+	Page   pageView
+	States []string
+	Limits []limitChoice
+	// Failures lists the first failed and ambiguous instances; FailuresPartial
+	// says the list stopped at its scan bound (see failuresScan).
+	Failures        []InstanceView
+	FailuresPartial bool
+	Ambiguous       int
 }
 
 func (s *Server) loadError(w http.ResponseWriter, id string, err error) {
@@ -211,43 +220,25 @@ func (s *Server) loadError(w http.ResponseWriter, id string, err error) {
 
 func (s *Server) rolloutPage(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	ro, is, err := s.load(r, id)
+	ctx := r.Context()
+	ro, err := s.cfg.Ledger.Get(ctx, id)
 	if err != nil {
 		s.loadError(w, id, err)
 		return
 	}
-	d := rolloutData{R: rolloutView(ro, time.Now()), Total: len(is)}
-	filter := r.URL.Query().Get("state")
-	if !knownState(filter) {
-		filter = ""
+	// A page shows what it can of a query with a bad parameter: that
+	// parameter is left at its default and the form shows what applied.
+	se, _ := parseSearch(r.URL.Query(), s.cfg.MaxInstanceRows)
+	snap, err := s.snapshot(ctx, ro, se)
+	if err != nil {
+		s.loadError(w, id, err)
+		return
 	}
-	d.Filter = filter
-	byState := map[string]int{}
-	for _, in := range is {
-		byState[string(in.State)]++
-		if in.State == ledger.Calling || in.State == ledger.Resetting {
-			d.InFlight++
-			if in.Wave >= 0 && in.Wave < len(d.R.Waves) {
-				d.R.Waves[in.Wave].InFlight++
-			}
-		}
-		v := instanceView(ro, in)
-		if filter == "" || filter == v.State {
-			d.Matching++
-			if len(d.Instances) < s.cfg.MaxInstanceRows {
-				d.Instances = append(d.Instances, v)
-			}
-		}
-		if (in.State == ledger.Failed || in.State == ledger.Ambiguous) && len(d.Failures) < 200 {
-			d.Failures = append(d.Failures, v)
-		}
-	}
-	d.Ambiguous = byState[string(ledger.Ambiguous)]
-	d.Chips = append(d.Chips, stateCount{State: "", N: len(is), Active: filter == ""})
-	for _, st := range instanceStates {
-		if n := byState[string(st)]; n > 0 || string(st) == filter {
-			d.Chips = append(d.Chips, stateCount{State: string(st), N: n, Active: string(st) == filter})
-		}
+	d := rolloutData{R: snap.R, InFlight: snap.Activity.Resetting, Chips: chips(ro, snap.Activity, se), Search: se, Page: snap.Page,
+		States: stateNames(), Limits: limitChoices(se.Limit, s.cfg.MaxInstanceRows), Ambiguous: ro.Counters.Ambiguous}
+	if d.Failures, d.FailuresPartial, err = s.failures(ctx, ro); err != nil {
+		s.loadError(w, id, err)
+		return
 	}
 	switch ro.State {
 	case ledger.Running, ledger.Scheduled:
@@ -262,6 +253,92 @@ func (s *Server) rolloutPage(w http.ResponseWriter, r *http.Request) {
 	d.Actions.RetryAmbiguous = ro.Counters.Ambiguous > 0
 	d.Flash = flashFor(r.URL.Query(), ro)
 	s.render(w, http.StatusOK, "rollout", s.page(ro.ID, "rollouts", d))
+}
+
+// failures lists up to failuresShown failed and ambiguous instances, the
+// last wave first (the running wave's failures are the ones being
+// watched; later waves hold only failures of the pre-flight at apply), in
+// plan order within a wave. Waves without failures are not read (their
+// counters say so), and all waves together read at most failuresScan
+// positions; partial says the list stopped there.
+//
+// The list is cached per rollout under failuresKey: it is read again only
+// when a failure was added or retried, not on every refresh.
+func (s *Server) failures(ctx context.Context, ro *ledger.Rollout) (out []InstanceView, partial bool, err error) {
+	key := failuresKey(ro)
+	if e, ok := s.failCache.get(ro.ID, key); ok {
+		return e.list, e.partial, nil
+	}
+	budget := failuresScan
+	for k := len(ro.Waves) - 1; k >= 0 && len(out) < failuresShown; k-- {
+		if ro.Waves[k].Counters.Failures() == 0 {
+			continue
+		}
+		if budget <= 0 {
+			partial = true
+			break
+		}
+		p, err := s.cfg.Ledger.Page(ctx, ro, ledger.Query{Waves: []int{k}, States: []ledger.InstanceState{ledger.Failed, ledger.Ambiguous},
+			Limit: failuresShown - len(out), MaxScan: budget})
+		if err != nil {
+			return nil, false, err
+		}
+		for _, in := range p.Instances {
+			out = append(out, instanceView(ro, in))
+		}
+		budget -= p.Scanned
+		partial = partial || p.Partial
+	}
+	s.failCache.put(ro.ID, failuresEntry{key: key, list: out, partial: partial})
+	return out, partial, nil
+}
+
+// failuresKey names the set of failed and ambiguous instances of a
+// rollout. Within one attempt an instance never leaves those states
+// (finishing is one-way; only retry-failed reopens them, and it counts a
+// new attempt in the same script), so equal per-wave counts under the same
+// attempt mean the same instances, with the same recorded fields. The
+// creation time covers a rollout deleted and applied again.
+func failuresKey(ro *ledger.Rollout) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d/%d", ro.CreatedAt.UnixMilli(), ro.Attempt)
+	for _, w := range ro.Waves {
+		fmt.Fprintf(&b, "/%d,%d", w.Counters.Failed, w.Counters.Ambiguous)
+	}
+	return b.String()
+}
+
+// failuresCache holds the last Failures list of each rollout. It is safe
+// for concurrent use.
+type failuresCache struct {
+	mu sync.Mutex
+	m  map[string]failuresEntry // by rollout ID
+}
+
+type failuresEntry struct {
+	key     string
+	list    []InstanceView
+	partial bool
+}
+
+// failuresCacheMax bounds the rollouts remembered; past it the cache
+// starts over (a UI watches a handful at a time).
+const failuresCacheMax = 256
+
+func (c *failuresCache) get(rollout, key string) (failuresEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[rollout]
+	return e, ok && e.key == key
+}
+
+func (c *failuresCache) put(rollout string, e failuresEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= failuresCacheMax {
+		c.m = map[string]failuresEntry{}
+	}
+	c.m[rollout] = e
 }
 
 // flashFor turns the query of the redirect after an action into a message.
@@ -366,9 +443,20 @@ func (s *Server) apiList(w http.ResponseWriter, r *http.Request) {
 	}{views})
 }
 
+// apiRollout answers the rollout with its complete counters and one page
+// of its instances (see search.go for the query parameters).
 func (s *Server) apiRollout(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	ro, is, err := s.load(r, id)
+	se, err := parseSearch(r.URL.Query(), s.cfg.MaxInstanceRows)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	ro, err := s.cfg.Ledger.Get(r.Context(), id)
+	var snap snapshot
+	if err == nil {
+		snap, err = s.snapshot(r.Context(), ro, se)
+	}
 	if errors.Is(err, ledger.ErrNotFound) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such rollout"})
 		return
@@ -378,23 +466,15 @@ func (s *Server) apiRollout(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadGateway, map[string]string{"error": "redis did not answer"})
 		return
 	}
-	filter := r.URL.Query().Get("state")
-	v := rolloutView(ro, time.Now())
-	out := make([]InstanceView, 0, len(is))
-	for _, in := range is {
-		if in.State == ledger.Calling || in.State == ledger.Resetting {
-			if in.Wave >= 0 && in.Wave < len(v.Waves) {
-				v.Waves[in.Wave].InFlight++
-			}
-		}
-		if filter == "" || string(in.State) == filter {
-			out = append(out, instanceView(ro, in))
-		}
+	rows := snap.Page.Rows
+	if rows == nil {
+		rows = []InstanceView{}
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Rollout   RolloutView    `json:"rollout"`
 		Instances []InstanceView `json:"instances"`
-	}{v, out})
+		Page      PageInfo       `json:"page"`
+	}{snap.R, rows, snap.Page.Info})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -52,8 +52,10 @@ type WaveView struct {
 	Number   int             `json:"number"`
 	Size     int             `json:"size"`
 	Counters ledger.Counters `json:"counters"`
-	// InFlight counts instances being called or reinstalled; only the
-	// single-rollout views fill it (it needs every instance read).
+	// InFlight counts instances the cloud is reinstalling (accepted, not
+	// yet verified); only the single-rollout views fill it, from the
+	// rollout's resetting set. Instances in the middle of the call itself
+	// are not counted: no set records them.
 	InFlight int  `json:"in_flight"`
 	Complete bool `json:"complete"`
 	// Approval says a human must approve before the next wave starts.
@@ -69,21 +71,30 @@ type WaveView struct {
 
 // InstanceView is one instance's ledger entry.
 type InstanceView struct {
-	ID          string    `json:"instance_id"`
-	Wave        int       `json:"wave"`
-	Zone        string    `json:"zone,omitempty"`
-	State       string    `json:"state"`
-	Tries       int       `json:"tries"`
-	Resets      int       `json:"resets"`
-	RequestID   string    `json:"request_id,omitempty"`
-	Code        string    `json:"code,omitempty"`
-	Error       string    `json:"error,omitempty"`
-	OldImage    string    `json:"old_image,omitempty"`
-	NewImage    string    `json:"new_image,omitempty"`
-	TargetImage string    `json:"target_image,omitempty"`
-	FirstTryAt  time.Time `json:"first_try_at,omitzero"`
-	CalledAt    time.Time `json:"called_at,omitzero"`
-	DoneAt      time.Time `json:"done_at,omitzero"`
+	ID string `json:"instance_id"`
+	// Wave is 1-based; Group is the group's name.
+	Wave        int    `json:"wave"`
+	Group       string `json:"group,omitempty"`
+	Zone        string `json:"zone,omitempty"`
+	State       string `json:"state"`
+	Tries       int    `json:"tries"`
+	Resets      int    `json:"resets"`
+	RequestID   string `json:"request_id,omitempty"`
+	Code        string `json:"code,omitempty"`
+	Error       string `json:"error,omitempty"`
+	OldImage    string `json:"old_image,omitempty"`
+	NewImage    string `json:"new_image,omitempty"`
+	TargetImage string `json:"target_image,omitempty"`
+	// Adopted, when set, says why the last reset was adopted from what the
+	// cloud showed instead of called.
+	Adopted string `json:"adopted,omitempty"`
+	// FirstTryAt is the first intent of this generation, IntentAt the
+	// latest, CalledAt when the cloud accepted the reset, DoneAt when the
+	// instance reached its outcome.
+	FirstTryAt time.Time `json:"first_try_at,omitzero"`
+	IntentAt   time.Time `json:"intent_at,omitzero"`
+	CalledAt   time.Time `json:"called_at,omitzero"`
+	DoneAt     time.Time `json:"done_at,omitzero"`
 }
 
 func rolloutView(r *ledger.Rollout, now time.Time) RolloutView {
@@ -145,9 +156,10 @@ func waveStatus(r *ledger.Rollout, w ledger.WaveStatus, wv WaveView, now time.Ti
 
 func instanceView(r *ledger.Rollout, in *ledger.Instance) InstanceView {
 	v := InstanceView{ID: in.ID, Wave: in.Wave + 1, Zone: in.Zone, State: string(in.State), Tries: in.Tries, Resets: in.Resets,
-		RequestID: in.RequestID, Code: in.Code, Error: in.Error, OldImage: in.OldImage, NewImage: in.NewImage,
-		FirstTryAt: in.FirstTryAt, CalledAt: in.CalledAt, DoneAt: in.DoneAt}
+		RequestID: in.RequestID, Code: in.Code, Error: in.Error, OldImage: in.OldImage, NewImage: in.NewImage, Adopted: in.Adopted,
+		FirstTryAt: in.FirstTryAt, IntentAt: in.IntentAt, CalledAt: in.CalledAt, DoneAt: in.DoneAt}
 	if in.Group >= 0 && in.Group < len(r.Spec.Groups) {
+		v.Group = r.Spec.Groups[in.Group].Name
 		v.TargetImage = r.Spec.Groups[in.Group].ImageID
 	}
 	return v

@@ -33,8 +33,9 @@ const (
 // RefreshDefault is how often the pages refresh themselves.
 const RefreshDefault = 3 * time.Second
 
-// MaxInstanceRowsDefault caps the instance table of a rollout page.
-const MaxInstanceRowsDefault = 1000
+// MaxInstanceRowsDefault caps the page size of the instance table and of
+// the JSON API.
+const MaxInstanceRowsDefault = ledger.PageLimitMax
 
 // Config configures the UI.
 type Config struct {
@@ -65,8 +66,9 @@ type Config struct {
 	Metrics http.Handler
 	// Refresh is how often pages refresh themselves. Defaults to RefreshDefault.
 	Refresh time.Duration
-	// MaxInstanceRows caps the instance table of a rollout page (the JSON
-	// API has no cap). Defaults to MaxInstanceRowsDefault.
+	// MaxInstanceRows caps the page size (the limit parameter) of the
+	// instance table of a rollout page and of /api/rollouts/NAME, at most
+	// ledger.PageLimitMax. Defaults to MaxInstanceRowsDefault.
 	MaxInstanceRows int
 	// Logger logs actions and errors. Defaults to a discarding logger.
 	Logger *slog.Logger
@@ -85,6 +87,8 @@ type Server struct {
 	pages   map[string]*template.Template
 	handler http.Handler
 	mon     *asynqmon.HTTPHandler
+	// failCache spares each refresh the search for failed instances.
+	failCache failuresCache
 }
 
 // New checks cfg and returns the UI handler.
@@ -109,7 +113,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	cfg.Refresh = cmp.Or(cfg.Refresh, RefreshDefault)
-	cfg.MaxInstanceRows = cmp.Or(cfg.MaxInstanceRows, MaxInstanceRowsDefault)
+	cfg.MaxInstanceRows = min(cmp.Or(cfg.MaxInstanceRows, MaxInstanceRowsDefault), ledger.PageLimitMax)
 	s := &Server{cfg: cfg, log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))}
 	var err error
 	if s.pages, err = parseTemplates(); err != nil {
@@ -121,9 +125,11 @@ func New(cfg Config) (*Server, error) {
 	mux.Handle("GET /static/", http.StripPrefix("/static/", cacheFor(time.Hour, http.FileServerFS(static))))
 	mux.HandleFunc("GET /{$}", s.listPage)
 	mux.HandleFunc("GET /rollouts/{id}", s.rolloutPage)
+	mux.HandleFunc("GET /rollouts/{id}/instances/{iid}", s.instancePage)
 	mux.HandleFunc("POST /rollouts/{id}/{action}", s.action)
 	mux.HandleFunc("GET /api/rollouts", s.apiList)
 	mux.HandleFunc("GET /api/rollouts/{id}", s.apiRollout)
+	mux.HandleFunc("GET /api/rollouts/{id}/instances/{iid}", s.apiInstance)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	if cfg.Metrics != nil {
 		mux.Handle("GET "+PathMetrics, cfg.Metrics)

@@ -184,6 +184,16 @@ func TestRolloutDuringSimulatedRun(t *testing.T) {
 	for _, st := range []string{"succeeded", "failed", "skipped"} {
 		seen = append(seen, grab("/rollouts/webtest?state="+st, http.StatusOK))
 	}
+	// The search, its paging and the page of every instance, as HTML and JSON.
+	for _, q := range []string{"?id=ins-a&wave=2&limit=3&page=2", "?code=PreflightRefused", "?state=succeeded&limit=2", "?id=a00000"} {
+		seen = append(seen, grab("/rollouts/webtest"+q, http.StatusOK), grab("/api/rollouts/webtest"+q, http.StatusOK))
+	}
+	for _, id := range fleetIDs {
+		seen = append(seen, grab("/rollouts/webtest/instances/"+id, http.StatusOK), grab("/api/rollouts/webtest/instances/"+id, http.StatusOK))
+	}
+	if page := grab("/rollouts/webtest/instances/"+missingID, http.StatusOK); !strings.Contains(page, "PreflightRefused") {
+		t.Errorf("the page of %s does not show its error code", missingID)
+	}
 	seen = append(seen, scanMonitoring(t, b)...)
 	for _, s := range seen {
 		if strings.Contains(s, webhookToken) {

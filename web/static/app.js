@@ -1,12 +1,12 @@
-// fleetreset UI: refresh the live parts of a page in place, filter the
-// instance table, and confirm destructive buttons. No framework; the pages
-// work without this file, they only stop refreshing.
+// fleetreset UI: refresh the live parts of a page in place and confirm
+// destructive buttons. No framework; the pages work without this file,
+// they only stop refreshing. Searching instances is a plain GET form: the
+// server filters and pages, so a refresh re-reads the same page.
 (() => {
   "use strict";
   const every = Number(document.body.dataset.refresh) || 0;
   const live = document.getElementById("autorefresh");
   const status = document.getElementById("status");
-  const filter = document.getElementById("filter");
 
   if (live) {
     live.checked = localStorage.getItem("fleetreset.live") !== "off";
@@ -20,15 +20,6 @@
     ["done", "err", "n"].forEach((k) => url.searchParams.delete(k));
     history.replaceState(null, "", url.pathname + url.search);
   }
-
-  function applyFilter() {
-    if (!filter) return;
-    const q = filter.value.trim().toLowerCase();
-    document.querySelectorAll("#instances tbody tr[data-search]").forEach((tr) => {
-      tr.classList.toggle("hidden", q !== "" && !tr.dataset.search.toLowerCase().includes(q));
-    });
-  }
-  if (filter) filter.addEventListener("input", applyFilter);
 
   document.addEventListener("submit", (ev) => {
     const b = ev.submitter;
@@ -61,7 +52,6 @@
         const fresh = doc.getElementById(el.id);
         if (fresh && !busy(el) && fresh.innerHTML !== el.innerHTML) el.innerHTML = fresh.innerHTML;
       });
-      applyFilter();
       say("Updated " + new Date().toLocaleTimeString() + ".");
     } catch (e) {
       say("Refresh failed (" + e.message + "); retrying.", true);
