@@ -73,17 +73,20 @@ type WaveView struct {
 type InstanceView struct {
 	ID string `json:"instance_id"`
 	// Wave is 1-based; Group is the group's name.
-	Wave        int    `json:"wave"`
-	Group       string `json:"group,omitempty"`
-	Zone        string `json:"zone,omitempty"`
-	State       string `json:"state"`
-	Tries       int    `json:"tries"`
-	Resets      int    `json:"resets"`
-	RequestID   string `json:"request_id,omitempty"`
-	Code        string `json:"code,omitempty"`
-	Error       string `json:"error,omitempty"`
-	OldImage    string `json:"old_image,omitempty"`
+	Wave      int    `json:"wave"`
+	Group     string `json:"group,omitempty"`
+	Zone      string `json:"zone,omitempty"`
+	State     string `json:"state"`
+	Tries     int    `json:"tries"`
+	Resets    int    `json:"resets"`
+	RequestID string `json:"request_id,omitempty"`
+	Code      string `json:"code,omitempty"`
+	Error     string `json:"error,omitempty"`
+	OldImage  string `json:"old_image,omitempty"`
+	// NewImage is the image a succeeded or skipped instance runs; for
+	// other outcomes SeenImage is what the cloud showed at the end.
 	NewImage    string `json:"new_image,omitempty"`
+	SeenImage   string `json:"seen_image,omitempty"`
 	TargetImage string `json:"target_image,omitempty"`
 	// Adopted, when set, says why the last reset was adopted from what the
 	// cloud showed instead of called.
@@ -161,6 +164,11 @@ func instanceView(r *ledger.Rollout, in *ledger.Instance) InstanceView {
 	if in.Group >= 0 && in.Group < len(r.Spec.Groups) {
 		v.Group = r.Spec.Groups[in.Group].Name
 		v.TargetImage = r.Spec.Groups[in.Group].ImageID
+	}
+	if in.State != ledger.Succeeded && in.State != ledger.Skipped {
+		// The image the cloud showed when a reset failed is not a new
+		// image: "img-old → img-old" read as a reinstall that happened.
+		v.SeenImage, v.NewImage = v.NewImage, ""
 	}
 	return v
 }
