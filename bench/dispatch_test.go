@@ -65,6 +65,7 @@ func benchDispatch(b *testing.B, lim ratelimit.Limiter) {
 		sim, url := startSim(b, cvmsim.Config{ResetDuration: time.Nanosecond,
 			Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}}, f.ids)
 		l := ledger.New(r.Client, ledger.Config{Prefix: ns + ":"})
+		plan.Spec.Endpoint = url // the rollout keeps the endpoint its workers serve
 		_, err := planner.Apply(ctx, plan, planner.ApplyConfig{Ledger: l, Client: client, Namespace: ns})
 		must(b, err)
 		enqueueBare(b, client, bareQ, dispatchN, 32)

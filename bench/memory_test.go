@@ -199,6 +199,7 @@ func BenchmarkWorkerRSS(b *testing.B) {
 		b.StopTimer()
 		l := ledger.New(r.Client, ledger.Config{Prefix: ns + ":"})
 		cn := newProc(b, r.Addr, ns, url, 1, nil)
+		plan.Spec.Endpoint = url // the rollout keeps the endpoint its workers serve
 		_, err := planner.Apply(ctx, plan, planner.ApplyConfig{Ledger: l, Client: cn.client, Namespace: ns})
 		cn.close()
 		must(b, err)

@@ -62,6 +62,7 @@ func benchRate(b *testing.B, procs, budget int) {
 		sim, url := startSim(b, cvmsim.Config{ResetDuration: 200 * time.Millisecond,
 			Faults: cvmsim.Faults{ResetRateLimit: budget, DescribeRateLimit: cvmsim.DescribeRateLimitDefault}}, f.ids)
 		l := ledger.New(r.Client, ledger.Config{Prefix: ns + ":"})
+		plan.Spec.Endpoint = url // the rollout keeps the endpoint its workers serve
 		_, err := planner.Apply(ctx, plan, planner.ApplyConfig{Ledger: l, Client: client, Namespace: ns})
 		must(b, err)
 		b.StartTimer()

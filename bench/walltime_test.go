@@ -60,6 +60,7 @@ func BenchmarkWallTime(b *testing.B) {
 		sim, url := startSim(b, cvmsim.Config{ResetDuration: wallReset,
 			Faults: cvmsim.Faults{ResetRateLimit: rate, DescribeRateLimit: cvmsim.DescribeRateLimitDefault}}, f.ids)
 		l := ledger.New(r.Client, ledger.Config{Prefix: ns + ":"})
+		plan.Spec.Endpoint = url // the rollout keeps the endpoint its workers serve
 		_, err := planner.Apply(ctx, plan, planner.ApplyConfig{Ledger: l, Client: client, Namespace: ns})
 		must(b, err)
 		b.StartTimer()
