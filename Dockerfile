@@ -1,7 +1,8 @@
 # fleetreset: one static binary on a distroless base, run as non-root.
 #   docker build -t fleetreset .
 #   docker run --rm fleetreset --help
-FROM golang:1.26 AS build
+# The toolchain go.mod names (a test keeps them equal).
+FROM golang:1.26.8 AS build
 WORKDIR /src
 # Modules first, so that a source change does not download them again.
 COPY go.mod go.sum ./

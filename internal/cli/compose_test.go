@@ -40,6 +40,8 @@ type composeService struct {
 	} `yaml:"depends_on"`
 	Profiles    []string `yaml:"profiles"`
 	Healthcheck any      `yaml:"healthcheck"`
+	PullPolicy  string   `yaml:"pull_policy"`
+	Restart     string   `yaml:"restart"`
 }
 
 const composePath = "../../docker-compose.yml"
@@ -86,14 +88,21 @@ func hostPort(t *testing.T, what, hp string) (string, string) {
 func TestComposeFile(t *testing.T) {
 	c := loadCompose(t)
 	var redis, sim string
+	var builders []string
 	byCommand := map[string][]string{}
 	for name, s := range c.Services {
 		if strings.HasPrefix(s.Image, "redis:") {
 			redis = name
 			continue
 		}
-		if s.Image != "fleetreset:dev" || s.Build != "." {
-			t.Errorf("service %s: image %q, build %v; every fleetreset service must use image fleetreset:dev built from .", name, s.Image, s.Build)
+		if s.Image != "fleetreset:dev" || s.PullPolicy != "never" {
+			t.Errorf("service %s: image %q, pull_policy %q; every fleetreset service runs image fleetreset:dev, built here, never pulled", name, s.Image, s.PullPolicy)
+		}
+		if s.Build != nil {
+			builders = append(builders, name)
+			if s.Build != "." {
+				t.Errorf("service %s builds %v; want .", name, s.Build)
+			}
 		}
 		if len(s.Entrypoint) > 0 {
 			t.Errorf("service %s overrides the entrypoint; the image's is the fleetreset binary", name)
@@ -106,6 +115,15 @@ func TestComposeFile(t *testing.T) {
 		if s.Command[0] == "sim" {
 			sim = name
 		}
+	}
+	// The image is built once, not once per service.
+	if len(builders) != 1 {
+		t.Errorf("services %v build the image; want exactly one", builders)
+	}
+	// The simulator keeps its fleet in memory: a restart would reset every
+	// instance's image and the demo would reset them again.
+	if sim != "" && c.Services[sim].Restart != "no" {
+		t.Errorf("service %s restarts (%q); the in-memory simulator must not", sim, c.Services[sim].Restart)
 	}
 	if redis == "" || sim == "" {
 		t.Fatalf("want a redis service and a sim service; have %v", slices.Sorted(maps.Keys(c.Services)))
@@ -264,7 +282,7 @@ func TestDockerfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	goVer := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(mod)
+	goVer := regexp.MustCompile(`(?m)^go (\d+\.\d+(?:\.\d+)?)`).FindSubmatch(mod)
 	if goVer == nil {
 		t.Fatal("go.mod has no go line")
 	}
@@ -295,7 +313,8 @@ func TestDockerfile(t *testing.T) {
 	if len(froms) < 2 {
 		t.Fatalf("Dockerfile has %d stages; want a build stage and a runtime stage", len(froms))
 	}
-	if want := "golang:" + string(goVer[1]); froms[0] != want && !strings.HasPrefix(froms[0], want+".") && !strings.HasPrefix(froms[0], want+"-") {
+	// Pinned to go.mod's toolchain: a build with another Go is not the one tested.
+	if want := "golang:" + string(goVer[1]); froms[0] != want && !strings.HasPrefix(froms[0], want+"-") {
 		t.Errorf("build stage FROM %s; go.mod wants Go %s (%s)", froms[0], goVer[1], want)
 	}
 	last := froms[len(froms)-1]
