@@ -35,7 +35,7 @@ func Start(addr string) (*Redis, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded: start redis: %w", err)
 	}
-	if err := mr.Server().Register("CONFIG", configCmd); err != nil {
+	if err := AnswerConfig(mr); err != nil {
 		mr.Close()
 		return nil, fmt.Errorf("embedded: start redis: %w", err)
 	}
@@ -63,6 +63,13 @@ func Start(addr string) (*Redis, error) {
 // memory limit and never evicts a key, which is what noeviction promises;
 // saying so lets the CLI's eviction check pass without a special case.
 var config = map[string]string{"maxmemory-policy": "noeviction", "maxmemory": "0"}
+
+// AnswerConfig teaches mr to answer CONFIG GET as a Redis that never
+// evicts (see config). The test Redis of internal/redistest uses it too, so
+// that tests see what users of the embedded Redis see.
+func AnswerConfig(mr *miniredis.Miniredis) error {
+	return mr.Server().Register("CONFIG", configCmd)
+}
 
 // configCmd serves CONFIG GET pattern... (miniredis has no CONFIG at all).
 func configCmd(c *server.Peer, _ string, args []string) {

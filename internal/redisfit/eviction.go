@@ -69,7 +69,7 @@ func CheckEviction(ctx context.Context, c redis.Cmdable, addr string, log *slog.
 	case errors.Is(err, ErrPolicyUnknown):
 		if log != nil {
 			log.Warn("cannot read the Redis eviction policy (CONFIG GET and INFO memory do not tell); make sure it is maxmemory-policy noeviction, since an evicting Redis silently corrupts rollouts",
-				"component", "redis", "addr", addr)
+				"addr", addr)
 		}
 		return nil
 	case err != nil:

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/fleetreset/fleetreset/internal/embedded"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
@@ -69,6 +70,9 @@ func New(t testing.TB) *Redis {
 	mr := miniredis.NewMiniRedis()
 	if err := mr.Start(); err != nil {
 		t.Fatalf("redistest: start miniredis: %v", err)
+	}
+	if err := embedded.AnswerConfig(mr); err != nil {
+		t.Fatalf("redistest: %v", err)
 	}
 	// miniredis TTLs only move with FastForward; asynq relies on TTLs for
 	// heartbeats and unique locks, so keep them moving with the wall clock.
