@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetreset/fleetreset/control"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/cvmsim"
 	"github.com/fleetreset/fleetreset/internal/redistest"
@@ -123,7 +123,7 @@ var simCreds = cvm.Credentials{SecretID: cvmsim.SecretIDDefault, SecretKey: cvm.
 type proc struct {
 	rdb    *redis.Client
 	client *asynq.Client
-	ctl    *control.Controller
+	ctl    *engine.Engine
 	w      *worker.Worker
 }
 
@@ -145,13 +145,13 @@ func newProc(tb testing.TB, addr, ns, endpoint string, concurrency int, lim rate
 	opt := asynq.RedisClientOpt{Addr: addr, PoolSize: 64}
 	client := asynq.NewClient(opt)
 	l := ledger.New(rdb, ledger.Config{Prefix: ns + ":"})
-	ctl := control.New(control.Config{Ledger: l, Client: client, Namespace: ns})
+	ctl := engine.New(engine.Config{Ledger: l, Client: client, Namespace: ns})
 	creds := simCreds
 	if lim == nil {
 		lim = ratelimit.NewRedis(rdb, ratelimit.Config{Prefix: ns + ":"})
 	}
 	w, err := worker.New(worker.Config{
-		Redis: opt, Controller: ctl,
+		Redis: opt, Engine: ctl,
 		Limiter:  lim,
 		Endpoint: endpoint, Credentials: &creds, Concurrency: concurrency,
 		// A benchmark process is never killed, so no call is ever left

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetreset/fleetreset/control"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/cvmsim"
 	"github.com/fleetreset/fleetreset/internal/redistest"
@@ -30,7 +30,7 @@ import (
 // TestRegressionVerifyPollsNotBatched: verification polls are meant to be
 // aggregated per rollout into one DescribeInstances call per 100
 // instances (issue 4), but every poll is enqueued with ProcessIn(interval)
-// (tasks.NewVerify, control.EnqueueVerify from worker.accepted and
+// (tasks.NewVerify, engine.EnqueueVerify from worker.accepted and
 // worker.verify). asynq v0.26.0 aggregates only tasks enqueued into a
 // group directly: a scheduled task's hash has no "group" field, so the
 // forwarder (internal/rdb forwardCmd) moves it to pending, and
@@ -183,7 +183,7 @@ func TestRegressionResetTaskArchivedOnLedgerError(t *testing.T) {
 	defer client.Close()
 	l := ledger.New(rdb, ledger.Config{Prefix: ns + ":"})
 	creds := cvm.Credentials{SecretID: cvmsim.SecretIDDefault, SecretKey: cvm.Secret(cvmsim.SecretKeyDefault)}
-	w, err := worker.New(worker.Config{Redis: opt, Controller: control.New(control.Config{Ledger: l, Client: client, Namespace: ns}),
+	w, err := worker.New(worker.Config{Redis: opt, Engine: engine.New(engine.Config{Ledger: l, Client: client, Namespace: ns}),
 		Limiter: ratelimit.NewRedis(rdb, ratelimit.Config{Prefix: ns + ":"}), Endpoint: url, Credentials: &creds, ReconcileGrace: 3 * time.Second, ReplayWindow: chaosReplay})
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetreset/fleetreset/control"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/cvmsim"
 	"github.com/fleetreset/fleetreset/internal/redistest"
@@ -65,7 +65,7 @@ type testBundle struct {
 	ns     string
 	l      *ledger.Ledger
 	client *asynq.Client
-	ctl    *control.Controller
+	ctl    *engine.Engine
 	sim    *cvmsim.Server
 	simURL string
 	// hookURL is a local webhook receiver whose path holds a token, as
@@ -107,7 +107,7 @@ func setup(t *testing.T, o setupOpts) *testBundle {
 	b.l = ledger.New(r.Client, ledger.Config{Prefix: ns + ":"})
 	b.client = asynq.NewClient(r.ConnOpt())
 	t.Cleanup(func() { b.client.Close() })
-	b.ctl = control.New(control.Config{Ledger: b.l, Client: b.client, Namespace: ns, Logger: b.log})
+	b.ctl = engine.New(engine.Config{Ledger: b.l, Client: b.client, Namespace: ns, Logger: b.log})
 
 	b.sim = cvmsim.New(cvmsim.Config{ResetDuration: 300 * time.Millisecond,
 		// Every instance's first reset answers SystemBusy, so the API-call
@@ -136,7 +136,7 @@ func setup(t *testing.T, o setupOpts) *testBundle {
 	t.Cleanup(func() { insp.Close() })
 	q := b.ctl.Queues()
 	b.metrics = metrics.New(metrics.Config{Inspector: insp, Queues: []string{q.Reset, q.Control}, Ledger: b.l, Logger: b.log})
-	ui, err := web.New(web.Config{Ledger: b.l, Controller: b.ctl, RedisConnOpt: r.ConnOpt(), AllowActions: o.allowActions,
+	ui, err := web.New(web.Config{Ledger: b.l, Engine: b.ctl, RedisConnOpt: r.ConnOpt(), AllowActions: o.allowActions,
 		BasicAuth: o.basicAuth, Hosts: []string{"127.0.0.1", "localhost", "::1"}, Metrics: b.metrics.Handler(),
 		Refresh: time.Second, Logger: b.log})
 	if err != nil {
@@ -197,7 +197,7 @@ func (b *testBundle) startWorkers(t *testing.T, n int) {
 	var wg sync.WaitGroup
 	for range n {
 		w, err := worker.New(worker.Config{
-			Redis: b.r.ConnOpt(), Controller: b.ctl,
+			Redis: b.r.ConnOpt(), Engine: b.ctl,
 			Limiter:     ratelimit.NewRedis(b.r.Client, ratelimit.Config{Prefix: b.ns + ":"}),
 			Credentials: &creds, Concurrency: 5, ReconcileGrace: time.Second,
 			RetryBase: 50 * time.Millisecond, RetryCap: 200 * time.Millisecond,

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fleetreset/fleetreset/control"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
 )
 
@@ -385,7 +385,7 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request) {
 	if reason != "" {
 		reason += " (web UI)"
 	}
-	ctl := s.cfg.Controller
+	ctl := s.cfg.Engine
 	ctx := r.Context()
 	n := 0
 	var err error
@@ -412,7 +412,7 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request) {
 	}
 	target := "/rollouts/" + url.PathEscape(id)
 	switch {
-	case errors.Is(err, control.ErrNotChanged):
+	case errors.Is(err, engine.ErrNotChanged):
 		s.log.Info("web: action did not apply", "rollout", id, "action", act)
 		http.Redirect(w, r, target+"?err=notchanged", http.StatusSeeOther)
 	case errors.Is(err, ledger.ErrNotFound):

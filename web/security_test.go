@@ -159,7 +159,7 @@ func TestNewValidates(t *testing.T) {
 		want string
 	}{
 		{"noLedger", web.Config{}, "Ledger is required"},
-		{"actionsWithoutController", web.Config{Ledger: b.l, AllowActions: true}, "Controller is required"},
+		{"actionsWithoutController", web.Config{Ledger: b.l, AllowActions: true}, "Engine is required"},
 		{"basicAuthWithoutColon", web.Config{Ledger: b.l, BasicAuth: "justapassword"}, "user:password"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

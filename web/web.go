@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fleetreset/fleetreset/control"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/tasks"
 	"github.com/hibiken/asynq"
@@ -41,14 +41,14 @@ const MaxInstanceRowsDefault = ledger.PageLimitMax
 type Config struct {
 	// Ledger is read for every page. Required.
 	Ledger *ledger.Ledger
-	// Controller carries out the buttons. Required when AllowActions.
-	Controller *control.Controller
+	// Engine carries out the buttons. Required when AllowActions.
+	Engine *engine.Engine
 	// RedisConnOpt is the Redis of the asynq queues, for asynqmon under
 	// /monitoring/.
 	// Defaults to nil: no asynq UI.
 	RedisConnOpt asynq.RedisConnOpt
 	// Queues names the namespace's queues, for links into asynqmon.
-	// Defaults to the Controller's queues, else tasks.QueuesFor("").
+	// Defaults to the Engine's queues, else tasks.QueuesFor("").
 	Queues tasks.Queues
 	// AllowActions shows and permits pause, resume, approve, abort and
 	// retry-failed, and lets asynqmon change queues and tasks.
@@ -96,8 +96,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Ledger == nil {
 		return nil, errors.New("web: Config.Ledger is required")
 	}
-	if cfg.AllowActions && cfg.Controller == nil {
-		return nil, errors.New("web: Config.Controller is required with AllowActions")
+	if cfg.AllowActions && cfg.Engine == nil {
+		return nil, errors.New("web: Config.Engine is required with AllowActions")
 	}
 	if cfg.BasicAuth != "" {
 		if u, p, ok := strings.Cut(cfg.BasicAuth, ":"); !ok || u == "" || p == "" {
@@ -106,8 +106,8 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	if cfg.Queues == (tasks.Queues{}) {
-		if cfg.Controller != nil {
-			cfg.Queues = cfg.Controller.Queues()
+		if cfg.Engine != nil {
+			cfg.Queues = cfg.Engine.Queues()
 		} else {
 			cfg.Queues = tasks.QueuesFor("")
 		}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetreset/fleetreset/control"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/cvmsim"
 	"github.com/fleetreset/fleetreset/internal/redistest"
@@ -50,7 +50,7 @@ type bundle struct {
 	ns     string
 	l      *ledger.Ledger
 	client *asynq.Client
-	ctl    *control.Controller
+	ctl    *engine.Engine
 	sim    *cvmsim.Server
 	url    string
 	creds  cvm.Credentials
@@ -97,7 +97,7 @@ func setup(t *testing.T, simCfg cvmsim.Config, o planOpts) *bundle {
 		client: asynq.NewClient(r.ConnOpt()),
 	}
 	t.Cleanup(func() { b.client.Close() })
-	b.ctl = control.New(control.Config{Ledger: b.l, Client: b.client, Namespace: ns, Logger: log})
+	b.ctl = engine.New(engine.Config{Ledger: b.l, Client: b.client, Namespace: ns, Logger: log})
 	// A short replay window, told to the workers too, keeps the wait
 	// before a re-call after a lost request (ReplayWindow) test-sized.
 	simCfg.ReplayWindow = cmp.Or(simCfg.ReplayWindow, 3*time.Second)
@@ -157,7 +157,7 @@ func (b *bundle) startWorkers(t *testing.T, n int, tweak func(*worker.Config)) (
 	var wg sync.WaitGroup
 	for range n {
 		cfg := worker.Config{
-			Redis: b.r.ConnOpt(), Controller: b.ctl,
+			Redis: b.r.ConnOpt(), Engine: b.ctl,
 			Limiter:     ratelimit.NewRedis(b.r.Client, ratelimit.Config{Prefix: b.ns + ":"}),
 			Credentials: &b.creds, Concurrency: 10, ReconcileGrace: time.Second, ReplayWindow: b.replay,
 			RetryBase: 100 * time.Millisecond, RetryCap: time.Second,

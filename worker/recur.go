@@ -34,7 +34,7 @@ func (w *Worker) scheduleNext(ctx context.Context, spec rollout.Spec) error {
 	if err != nil {
 		return err
 	}
-	if _, err := w.cfg.Controller.Client().EnqueueContext(ctx, t); err != nil && !tasks.IsConflict(err) {
+	if _, err := w.cfg.Engine.Client().EnqueueContext(ctx, t); err != nil && !tasks.IsConflict(err) {
 		return fmt.Errorf("worker: schedule next occurrence of %s: %w", spec.ID, err)
 	}
 	w.log.Info("next occurrence scheduled", "rollout", spec.ID, "at", next)

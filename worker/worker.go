@@ -2,7 +2,7 @@
 // batched pre-flight, resets instances under the fleet-wide rate limit with
 // an intent recorded before every call, reconciles redelivered tasks
 // against the cloud instead of calling twice, verifies instances in batches
-// of up to 100, and drives the wave gates through package control.
+// of up to 100, and drives the wave gates through package engine.
 package worker
 
 import (
@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fleetreset/fleetreset/control"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/internal/clock"
 	"github.com/fleetreset/fleetreset/internal/redisfit"
@@ -53,8 +53,8 @@ type Journal interface {
 type Config struct {
 	// Redis is where asynq keeps its queues.
 	Redis asynq.RedisConnOpt
-	// Controller reaches the ledger and enqueues follow-up tasks. Required.
-	Controller *control.Controller
+	// Engine reaches the ledger and enqueues follow-up tasks. Required.
+	Engine *engine.Engine
 	// Limiter is the API rate limiter (ratelimit.Redis across processes,
 	// ratelimit.Local in one). Required.
 	Limiter ratelimit.Limiter
@@ -122,7 +122,7 @@ type Observer interface {
 // Worker serves fleetreset's tasks.
 type Worker struct {
 	cfg   Config
-	ctl   *control.Controller
+	ctl   *engine.Engine
 	l     *ledger.Ledger
 	q     tasks.Queues
 	log   *slog.Logger
@@ -142,8 +142,8 @@ type Worker struct {
 
 // New checks cfg and returns a Worker.
 func New(cfg Config) (*Worker, error) {
-	if cfg.Controller == nil || cfg.Limiter == nil {
-		return nil, errors.New("worker: Controller and Limiter are required")
+	if cfg.Engine == nil || cfg.Limiter == nil {
+		return nil, errors.New("worker: Engine and Limiter are required")
 	}
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, ConcurrencyDefault)
 	cfg.ReconcileGrace = cmp.Or(cfg.ReconcileGrace, ReconcileGraceDefault)
@@ -167,7 +167,7 @@ func New(cfg Config) (*Worker, error) {
 		cfg.Rand = rand.Float64
 	}
 	w := &Worker{
-		cfg: cfg, ctl: cfg.Controller, l: cfg.Controller.Ledger(), q: cfg.Controller.Queues(),
+		cfg: cfg, ctl: cfg.Engine, l: cfg.Engine.Ledger(), q: cfg.Engine.Queues(),
 		log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)), clock: clock.Or(cfg.Clock),
 		apis: map[string]cvm.API{},
 	}

@@ -203,7 +203,7 @@ func workerCmd(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	a.timeout = callTimeout(a.timeout, *grace)
-	wcfg := worker.Config{Redis: cn.opt, Controller: cn.controller(c.namespace, log),
+	wcfg := worker.Config{Redis: cn.opt, Engine: cn.controller(c.namespace, log),
 		Limiter: ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix}), APIFunc: apiFactory(a, creds),
 		Endpoint: a.endpoint, API: a.api, Credentials: &creds, Concurrency: *concurrency,
 		ReconcileGrace: *grace, CallTimeout: a.timeout, ReplayWindow: a.replay, ShutdownTimeout: *shutdown, Logger: log, LookupEnv: env.lookupEnv()}

@@ -19,7 +19,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fleetreset/fleetreset/control"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/internal/redisfit"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/metrics"
@@ -386,8 +386,8 @@ func (c *conn) Close() {
 	c.rdb.Close()
 }
 
-func (c *conn) controller(namespace string, log *slog.Logger) *control.Controller {
-	return control.New(control.Config{Ledger: c.ledger, Client: c.client, Namespace: namespace, Logger: log})
+func (c *conn) controller(namespace string, log *slog.Logger) *engine.Engine {
+	return engine.New(engine.Config{Ledger: c.ledger, Client: c.client, Namespace: namespace, Logger: log})
 }
 
 // oneArg returns the only positional argument.

@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/fleetreset/fleetreset/control"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
 )
 
@@ -180,7 +180,7 @@ func printStatus(out io.Writer, r *ledger.Rollout, is []*ledger.Instance, all bo
 	}
 }
 
-func simpleCtl(name, short string, do func(ctx context.Context, env *Env, ctl *control.Controller, id string, extra *ctlFlags) error) func(context.Context, *Env, []string) error {
+func simpleCtl(name, short string, do func(ctx context.Context, env *Env, ctl *engine.Engine, id string, extra *ctlFlags) error) func(context.Context, *Env, []string) error {
 	return func(ctx context.Context, env *Env, args []string) error {
 		fs, c := newFlags(env, name, "[flags] ROLLOUT", short)
 		var x ctlFlags
@@ -201,7 +201,7 @@ func simpleCtl(name, short string, do func(ctx context.Context, env *Env, ctl *c
 		}
 		defer cn.Close()
 		err = do(ctx, env, cn.controller(c.namespace, c.logger(env, true)), id, &x)
-		if errors.Is(err, control.ErrNotChanged) {
+		if errors.Is(err, engine.ErrNotChanged) {
 			st, _, _ := cn.ledger.State(ctx, id)
 			return &ExitError{Code: exitFailed, Err: fmt.Errorf("%s: rollout %s is %s", name, id, st)}
 		}
@@ -215,14 +215,14 @@ type ctlFlags struct {
 }
 
 var (
-	pauseCmd = simpleCtl("pause", "Stop starting new resets; calls already in flight finish and are verified", func(ctx context.Context, env *Env, ctl *control.Controller, id string, x *ctlFlags) error {
+	pauseCmd = simpleCtl("pause", "Stop starting new resets; calls already in flight finish and are verified", func(ctx context.Context, env *Env, ctl *engine.Engine, id string, x *ctlFlags) error {
 		if err := ctl.Pause(ctx, id, x.reason); err != nil {
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "Rollout %s paused. Resume with: fleetreset resume %s\n", id, id)
 		return nil
 	})
-	resumeCmd = simpleCtl("resume", "Resume a paused rollout; parked instances are queued again and nothing that succeeded is called again", func(ctx context.Context, env *Env, ctl *control.Controller, id string, x *ctlFlags) error {
+	resumeCmd = simpleCtl("resume", "Resume a paused rollout; parked instances are queued again and nothing that succeeded is called again", func(ctx context.Context, env *Env, ctl *engine.Engine, id string, x *ctlFlags) error {
 		res, err := ctl.Resume(ctx, id)
 		if err != nil {
 			return err
@@ -230,7 +230,7 @@ var (
 		fmt.Fprintf(env.Stdout, "Rollout %s resumed at wave %d (%d parked instances queued again).\n", id, res.Wave+1, len(res.Requeue))
 		return nil
 	})
-	approveCmd = simpleCtl("approve", "Approve the manual gate so the next wave starts", func(ctx context.Context, env *Env, ctl *control.Controller, id string, x *ctlFlags) error {
+	approveCmd = simpleCtl("approve", "Approve the manual gate so the next wave starts", func(ctx context.Context, env *Env, ctl *engine.Engine, id string, x *ctlFlags) error {
 		res, err := ctl.Approve(ctx, id)
 		if err != nil {
 			return err
@@ -238,7 +238,7 @@ var (
 		fmt.Fprintf(env.Stdout, "Rollout %s: gate after wave %d approved.\n", id, res.Wave+1)
 		return nil
 	})
-	abortCmd = simpleCtl("abort", "Stop a rollout for good: nothing new starts, calls in flight finish (the overshoot is shown)", func(ctx context.Context, env *Env, ctl *control.Controller, id string, x *ctlFlags) error {
+	abortCmd = simpleCtl("abort", "Stop a rollout for good: nothing new starts, calls in flight finish (the overshoot is shown)", func(ctx context.Context, env *Env, ctl *engine.Engine, id string, x *ctlFlags) error {
 		n, err := ctl.Abort(ctx, id, x.reason)
 		if err != nil {
 			return err
@@ -246,7 +246,7 @@ var (
 		fmt.Fprintf(env.Stdout, "Rollout %s aborted; %d reset(s) already in flight will finish and be verified.\n", id, n)
 		return nil
 	})
-	retryFailedCmd = simpleCtl("retry-failed", "Give failed instances a new attempt; succeeded instances are never called again", func(ctx context.Context, env *Env, ctl *control.Controller, id string, x *ctlFlags) error {
+	retryFailedCmd = simpleCtl("retry-failed", "Give failed instances a new attempt; succeeded instances are never called again", func(ctx context.Context, env *Env, ctl *engine.Engine, id string, x *ctlFlags) error {
 		res, err := ctl.RetryFailed(ctx, id, x.ambiguous)
 		if err != nil {
 			return err

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fleetreset/fleetreset/control"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/journal"
 	"github.com/fleetreset/fleetreset/ledger"
@@ -192,7 +192,7 @@ func refuseApplied(ctx context.Context, url, ns, id string) error {
 // recheckBudgets judges the failure budgets of an existing rollout again,
 // from its counters: failures from an earlier run (remembered by the
 // journal or by Redis) keep a breached rollout stopped.
-func recheckBudgets(ctx context.Context, ctl *control.Controller, plan *planner.Plan) error {
+func recheckBudgets(ctx context.Context, ctl *engine.Engine, plan *planner.Plan) error {
 	r, err := ctl.Ledger().Get(ctx, plan.Spec.ID)
 	if err != nil || r.Wave >= len(r.Waves) {
 		return nil

@@ -22,7 +22,7 @@ func serveWorkerMetrics(ctx context.Context, addr string, cn *conn, cfg *worker.
 	if addr == "" {
 		return nil
 	}
-	q := cfg.Controller.Queues()
+	q := cfg.Engine.Queues()
 	insp := asynq.NewInspector(cn.opt)
 	m := metrics.New(metrics.Config{Inspector: insp, Queues: []string{q.Reset, q.Control}, Ledger: cn.ledger, Logger: log, RedisErrors: cn.errs})
 	cfg.Observer = m

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fleetreset/fleetreset/control"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/cvmsim"
 	"github.com/fleetreset/fleetreset/internal/embedded"
@@ -143,7 +143,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		lim = ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cmp.Or(c.namespace, tasks.DefaultNamespace) + ":"})
 	}
 	ctl := cn.controller(ns, log)
-	wcfg := worker.Config{Redis: cn.opt, Controller: ctl, Limiter: lim, APIFunc: apiFor,
+	wcfg := worker.Config{Redis: cn.opt, Engine: ctl, Limiter: lim, APIFunc: apiFor,
 		Endpoint: a.endpoint, API: a.api, Credentials: &creds, Concurrency: *concurrency,
 		ReconcileGrace: *grace, CallTimeout: a.timeout, ReplayWindow: a.replay, Logger: log, LookupEnv: env.lookupEnv()}
 	if err := serveWorkerMetrics(ctx, *metricsAddr, cn, &wcfg, log); err != nil {
@@ -192,7 +192,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(out, "Rollout %s: %s in %s.\n", id, plural(len(plan.Targets), "instance"), plural(len(plan.Spec.Waves), "wave"))
 	if *retryFailed {
 		rr, err := ctl.RetryFailed(ctx, id, false)
-		if err != nil && !errors.Is(err, control.ErrNotChanged) {
+		if err != nil && !errors.Is(err, engine.ErrNotChanged) {
 			return err
 		}
 		fmt.Fprintf(out, "Retrying %s that failed before.\n", plural(len(rr.Requeue), "instance"))
@@ -235,7 +235,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	if pausedHere && jrnl == nil {
 		// In Redis the pause would outlive this process: give the rollout
 		// back as it was, so that the same command continues it.
-		if _, err := ctl.Resume(bg, id); err != nil && !errors.Is(err, control.ErrNotChanged) {
+		if _, err := ctl.Resume(bg, id); err != nil && !errors.Is(err, engine.ErrNotChanged) {
 			return err
 		}
 		if err := recheckBudgets(bg, ctl, plan); err != nil {
@@ -275,7 +275,7 @@ type watchOpts struct {
 
 // watch shows progress until the rollout ends, or stops where nobody can
 // answer it (a pause without --wait, an approval without a terminal).
-func watch(ctx context.Context, env *Env, ctl *control.Controller, id string, o watchOpts) (*ledger.Rollout, error) {
+func watch(ctx context.Context, env *Env, ctl *engine.Engine, id string, o watchOpts) (*ledger.Rollout, error) {
 	cn := ctl.Ledger()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()

@@ -74,7 +74,7 @@ func uiCmd(ctx context.Context, env *Env, args []string) error {
 		// 127.0.0.1 sends its own name and is refused.
 		hosts = []string{"localhost", "127.0.0.1", "::1"}
 	}
-	srv, err := web.New(web.Config{Ledger: cn.ledger, Controller: cn.controller(c.namespace, log), RedisConnOpt: cn.opt, Queues: q,
+	srv, err := web.New(web.Config{Ledger: cn.ledger, Engine: cn.controller(c.namespace, log), RedisConnOpt: cn.opt, Queues: q,
 		AllowActions: *allow, BasicAuth: basic, Hosts: hosts, Metrics: m.Handler(), Logger: log})
 	if err != nil {
 		ln.Close()

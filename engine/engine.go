@@ -3,7 +3,7 @@
 // follows a finished instance, and the status and report views. The CLI,
 // the web UI and the workers share it, so a command has the same effect
 // from any machine that reaches Redis.
-package control
+package engine
 
 import (
 	"cmp"
@@ -22,7 +22,7 @@ import (
 	"github.com/hibiken/asynq"
 )
 
-// Config configures a Controller.
+// Config configures a Engine.
 type Config struct {
 	Ledger *ledger.Ledger
 	// Client enqueues tasks.
@@ -39,8 +39,8 @@ type Config struct {
 	ResetTimeout time.Duration
 }
 
-// Controller changes rollouts. It is safe for concurrent use.
-type Controller struct {
+// Engine changes rollouts. It is safe for concurrent use.
+type Engine struct {
 	l      *ledger.Ledger
 	client *asynq.Client
 	q      tasks.Queues
@@ -50,9 +50,9 @@ type Controller struct {
 	resetT time.Duration
 }
 
-// New returns a Controller.
-func New(cfg Config) *Controller {
-	return &Controller{
+// New returns a Engine.
+func New(cfg Config) *Engine {
+	return &Engine{
 		l: cfg.Ledger, client: cfg.Client, q: tasks.QueuesFor(cfg.Namespace),
 		log:    cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 		clock:  clock.Or(cfg.Clock),
@@ -62,19 +62,19 @@ func New(cfg Config) *Controller {
 }
 
 // Ledger returns the ledger the controller writes.
-func (c *Controller) Ledger() *ledger.Ledger { return c.l }
+func (c *Engine) Ledger() *ledger.Ledger { return c.l }
 
 // Client returns the asynq client the controller enqueues with.
-func (c *Controller) Client() *asynq.Client { return c.client }
+func (c *Engine) Client() *asynq.Client { return c.client }
 
 // Queues returns the queue names the controller enqueues into.
-func (c *Controller) Queues() tasks.Queues { return c.q }
+func (c *Engine) Queues() tasks.Queues { return c.q }
 
 // ErrNotChanged is returned when a command does not apply to the rollout's
 // current state (e.g. resume of a running rollout).
 var ErrNotChanged = errors.New("control: rollout not in a state this command applies to")
 
-func (c *Controller) enqueue(ctx context.Context, t *asynq.Task, err error) error {
+func (c *Engine) enqueue(ctx context.Context, t *asynq.Task, err error) error {
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,7 @@ func (c *Controller) enqueue(ctx context.Context, t *asynq.Task, err error) erro
 }
 
 // EnqueueReset enqueues the reset task of one instance generation.
-func (c *Controller) EnqueueReset(ctx context.Context, rolloutID string, rq ledger.Requeue) error {
+func (c *Engine) EnqueueReset(ctx context.Context, rolloutID string, rq ledger.Requeue) error {
 	t, err := tasks.NewReset(c.q, tasks.ResetPayload{Rollout: rolloutID, InstanceID: rq.ID, Wave: rq.Wave, Gen: rq.Gen}, c.resetT)
 	return c.enqueue(ctx, t, err)
 }
@@ -95,7 +95,7 @@ func (c *Controller) EnqueueReset(ctx context.Context, rolloutID string, rq ledg
 // or, when that sweep is already taken (running: clocks of machines differ),
 // at the end of the next one. after, when set, is a sweep time the new one
 // must come after: a sweep scheduling its successor passes its own time.
-func (c *Controller) EnqueueVerify(ctx context.Context, rolloutID string, interval time.Duration, after time.Time) error {
+func (c *Engine) EnqueueVerify(ctx context.Context, rolloutID string, interval time.Duration, after time.Time) error {
 	at := tasks.SweepAt(c.clock.Now(), interval)
 	if !after.Before(at) {
 		at = tasks.SweepAt(after, interval)
@@ -118,19 +118,19 @@ func (c *Controller) EnqueueVerify(ctx context.Context, rolloutID string, interv
 }
 
 // EnqueueStartWave enqueues the start of wave k.
-func (c *Controller) EnqueueStartWave(ctx context.Context, rolloutID string, k, seq int, at time.Time) error {
+func (c *Engine) EnqueueStartWave(ctx context.Context, rolloutID string, k, seq int, at time.Time) error {
 	t, err := tasks.NewStartWave(c.q, tasks.WavePayload{Rollout: rolloutID, Wave: k, Seq: seq}, at)
 	return c.enqueue(ctx, t, err)
 }
 
 // EnqueueAdvance enqueues the gate after wave k.
-func (c *Controller) EnqueueAdvance(ctx context.Context, rolloutID string, k, seq int, delay time.Duration) error {
+func (c *Engine) EnqueueAdvance(ctx context.Context, rolloutID string, k, seq int, delay time.Duration) error {
 	t, err := tasks.NewAdvance(c.q, tasks.WavePayload{Rollout: rolloutID, Wave: k, Seq: seq}, delay)
 	return c.enqueue(ctx, t, err)
 }
 
 // Notify posts an event to the rollout's webhook, logging failures.
-func (c *Controller) Notify(ctx context.Context, spec rollout.Spec, kind string, wave int, reason string) {
+func (c *Engine) Notify(ctx context.Context, spec rollout.Spec, kind string, wave int, reason string) {
 	if spec.Webhook == "" {
 		return
 	}
@@ -144,7 +144,7 @@ func (c *Controller) Notify(ctx context.Context, spec rollout.Spec, kind string,
 }
 
 // Pause stops new calls of a running rollout; calls in flight finish.
-func (c *Controller) Pause(ctx context.Context, id, reason string) error {
+func (c *Engine) Pause(ctx context.Context, id, reason string) error {
 	spec, _, err := c.l.Spec(ctx, id)
 	if err != nil {
 		return err
@@ -163,7 +163,7 @@ func (c *Controller) Pause(ctx context.Context, id, reason string) error {
 
 // Resume sets a paused rollout running: parked instances get new tasks and
 // the current wave and its gate are looked at again.
-func (c *Controller) Resume(ctx context.Context, id string) (ledger.ResumeResult, error) {
+func (c *Engine) Resume(ctx context.Context, id string) (ledger.ResumeResult, error) {
 	res, err := c.l.Resume(ctx, id)
 	if err != nil {
 		return res, err
@@ -176,7 +176,7 @@ func (c *Controller) Resume(ctx context.Context, id string) (ledger.ResumeResult
 }
 
 // Approve lets the next wave start after a manual gate.
-func (c *Controller) Approve(ctx context.Context, id string) (ledger.ResumeResult, error) {
+func (c *Engine) Approve(ctx context.Context, id string) (ledger.ResumeResult, error) {
 	res, err := c.l.Approve(ctx, id)
 	if err != nil {
 		return res, err
@@ -190,7 +190,7 @@ func (c *Controller) Approve(ctx context.Context, id string) (ledger.ResumeResul
 
 // RetryFailed gives failed instances (and ambiguous ones, when asked) a new
 // attempt; succeeded instances are never called again.
-func (c *Controller) RetryFailed(ctx context.Context, id string, includeAmbiguous bool) (ledger.ResumeResult, error) {
+func (c *Engine) RetryFailed(ctx context.Context, id string, includeAmbiguous bool) (ledger.ResumeResult, error) {
 	res, err := c.l.RetryFailed(ctx, id, includeAmbiguous)
 	if err != nil {
 		return res, err
@@ -204,7 +204,7 @@ func (c *Controller) RetryFailed(ctx context.Context, id string, includeAmbiguou
 
 // kick re-enqueues what a resumed rollout needs: parked instances, a rescan
 // of the current wave (for anything whose task was lost), and its gate.
-func (c *Controller) kick(ctx context.Context, id string, res ledger.ResumeResult) error {
+func (c *Engine) kick(ctx context.Context, id string, res ledger.ResumeResult) error {
 	for _, rq := range res.Requeue {
 		if err := c.EnqueueReset(ctx, id, rq); err != nil {
 			return err
@@ -218,7 +218,7 @@ func (c *Controller) kick(ctx context.Context, id string, res ledger.ResumeResul
 
 // Abort stops a rollout for good. Calls already in flight finish and are
 // verified; the returned overshoot counts them.
-func (c *Controller) Abort(ctx context.Context, id, reason string) (inFlight int, err error) {
+func (c *Engine) Abort(ctx context.Context, id, reason string) (inFlight int, err error) {
 	r, err := c.l.Get(ctx, id)
 	if err != nil {
 		return 0, err
@@ -251,7 +251,7 @@ func (c *Controller) Abort(ctx context.Context, id, reason string) (inFlight int
 // AfterFinish runs the consequences of a terminal outcome: a breached
 // failure budget pauses (or aborts) the rollout; a complete wave gets its
 // gate. It is idempotent, so a redelivered handler may call it again.
-func (c *Controller) AfterFinish(ctx context.Context, spec rollout.Spec, res ledger.FinishResult) error {
+func (c *Engine) AfterFinish(ctx context.Context, spec rollout.Spec, res ledger.FinishResult) error {
 	if res.WaveCounters.Failures() > 0 || res.Overall.Failures() > 0 {
 		var whys []string
 		if res.Wave < len(spec.Waves) {
@@ -300,7 +300,7 @@ func appendBreach(whys []string, scope string, b rollout.Budget, c ledger.Counte
 }
 
 // CheckGate schedules the gate of the current wave when it is complete.
-func (c *Controller) CheckGate(ctx context.Context, spec rollout.Spec) error {
+func (c *Engine) CheckGate(ctx context.Context, spec rollout.Spec) error {
 	r, err := c.l.Get(ctx, spec.ID)
 	if err != nil {
 		return err
@@ -311,7 +311,7 @@ func (c *Controller) CheckGate(ctx context.Context, spec rollout.Spec) error {
 	return nil
 }
 
-func (c *Controller) breach(ctx context.Context, spec rollout.Spec, wave int, why string) error {
+func (c *Engine) breach(ctx context.Context, spec rollout.Spec, wave int, why string) error {
 	if spec.OnBreach == "abort" {
 		ok, err := c.l.Abort(ctx, spec.ID, why)
 		if err != nil || !ok {
@@ -338,7 +338,7 @@ func (c *Controller) breach(ctx context.Context, spec rollout.Spec, wave int, wh
 
 // PauseFatal pauses a rollout because the cloud answered an error that no
 // retry can fix (credentials, balance). It reports whether it changed state.
-func (c *Controller) PauseFatal(ctx context.Context, spec rollout.Spec, wave int, why string) error {
+func (c *Engine) PauseFatal(ctx context.Context, spec rollout.Spec, wave int, why string) error {
 	ok, err := c.l.SetState(ctx, spec.ID, []ledger.RolloutState{ledger.Running, ledger.AwaitingApproval, ledger.Scheduled}, ledger.Paused, why)
 	if err != nil || !ok {
 		return err
@@ -349,7 +349,7 @@ func (c *Controller) PauseFatal(ctx context.Context, spec rollout.Spec, wave int
 }
 
 // gate schedules the gate of complete wave k after its soak.
-func (c *Controller) gate(ctx context.Context, spec rollout.Spec, r *ledger.Rollout, k int) error {
+func (c *Engine) gate(ctx context.Context, spec rollout.Spec, r *ledger.Rollout, k int) error {
 	var soak time.Duration
 	if k < len(spec.Waves) {
 		soak = spec.Waves[k].Soak

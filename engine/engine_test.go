@@ -1,4 +1,4 @@
-package control_test
+package engine_test
 
 import (
 	"fmt"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetreset/fleetreset/control"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/internal/redistest"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/rollout"
@@ -29,7 +29,7 @@ func TestEnqueueVerifySharesAndFallsBack(t *testing.T) {
 	insp := asynq.NewInspector(r.ConnOpt())
 	defer insp.Close()
 	clk := &fixedClock{time.Now().Add(time.Hour).Truncate(10 * time.Second).Add(time.Second)}
-	ctl := control.New(control.Config{Ledger: ledger.New(r.Client, ledger.Config{Prefix: r.Prefix}), Client: client, Namespace: ns, Clock: clk})
+	ctl := engine.New(engine.Config{Ledger: ledger.New(r.Client, ledger.Config{Prefix: r.Prefix}), Client: client, Namespace: ns, Clock: clk})
 	const interval = 10 * time.Second
 	for range 3 {
 		if err := ctl.EnqueueVerify(t.Context(), "r", interval, time.Time{}); err != nil {
@@ -94,7 +94,7 @@ func TestBreachReasonNamesTheLimit(t *testing.T) {
 			client := asynq.NewClient(r.ConnOpt())
 			defer client.Close()
 			l := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
-			ctl := control.New(control.Config{Ledger: l, Client: client, Namespace: r.Prefix[:len(r.Prefix)-1]})
+			ctl := engine.New(engine.Config{Ledger: l, Client: client, Namespace: r.Prefix[:len(r.Prefix)-1]})
 			spec := rollout.Spec{ID: "r", PlanHash: "h", API: "v3", Groups: []rollout.Group{{Name: "g", ImageID: "img-new00001"}},
 				Budget: tt.total, OnBreach: "pause",
 				Waves: []rollout.Wave{{Size: 1, Budget: rollout.Budget{Max: rollout.NoLimit, Percent: rollout.NoLimit}}, {Size: 10, Budget: tt.wave}}}
