@@ -17,8 +17,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/cvm"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/internal/clock"
 	"github.com/fleetreset/fleetreset/internal/redisfit"
 	"github.com/fleetreset/fleetreset/ledger"

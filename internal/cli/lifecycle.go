@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/cvm"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/journal"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/planner"

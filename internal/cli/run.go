@@ -11,9 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/internal/embedded"
 	"github.com/fleetreset/fleetreset/journal"
 	"github.com/fleetreset/fleetreset/ledger"
