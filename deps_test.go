@@ -21,7 +21,7 @@ func TestDependencyArrows(t *testing.T) {
 		{"rollout", []string{"github.com/hibiken/asynq", "github.com/redis/go-redis", mod + "cvm", mod + "ledger", "net/http"}, "wave math is pure"},
 		{"ledger", []string{"github.com/hibiken/asynq", mod + "worker", mod + "planner", mod + "cvm"}, "the ledger is storage only"},
 		{"ratelimit", []string{"github.com/hibiken/asynq", mod + "tasks", mod + "cvm"}, "the limiter knows nothing of tasks"},
-		{"planner", []string{mod + "worker", mod + "cvm", mod + "cvmsim"}, "planning never calls the API itself; the CLI hands it a describe function"},
+		{"planner", []string{mod + "worker", mod + "cvm", mod + "cvmsim", mod + "ledger", mod + "engine", mod + "tasks", "github.com/hibiken/asynq", "github.com/redis/go-redis"}, "planning is parse and validate: it reads files and writes nothing"},
 		{"worker", []string{mod + "planner", mod + "cvmsim", mod + "internal/cli"}, "workers run tasks, not plans"},
 		{"engine", []string{mod + "worker", mod + "planner", mod + "cvm"}, "engine commands work without an API client"},
 		{"secretref", []string{"github.com/hibiken/asynq", "github.com/redis/go-redis"}, "secrets never go near Redis"},

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/planner"
 	"github.com/hibiken/asynq"
@@ -19,7 +20,7 @@ const applyN = 100_000
 // start task) and, in the same iteration, enqueues 100,000 minimal tasks
 // with bare asynq from 32 goroutines. Metrics, medians over iterations:
 //
-//	apply-s     planner.Load + planner.Apply (no API pre-flight)
+//	apply-s     planner.Load + engine.Apply (no API pre-flight)
 //	load-s      planner.Load alone, part of apply-s
 //	bare-s      bare asynq enqueue of as many tasks
 //	ratio       apply-s / bare-s (below 1: the planner beats enqueueing a task per instance)
@@ -43,7 +44,7 @@ func BenchmarkApply(b *testing.B) {
 		must(b, err)
 		loaded := time.Now()
 		l := ledger.New(r.Client, ledger.Config{Prefix: ns + ":"})
-		res, err := planner.Apply(ctx, plan, planner.ApplyConfig{Ledger: l, Client: client, Namespace: ns})
+		res, err := engine.New(engine.Config{Ledger: l, Client: client, Namespace: ns}).Apply(ctx, engine.ApplyRequest{Spec: plan.Spec, Targets: plan.Targets})
 		must(b, err)
 		applied := time.Now()
 		if !res.Created || len(plan.Targets) != applyN {

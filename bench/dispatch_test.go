@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/planner"
 	"github.com/fleetreset/fleetreset/ratelimit"
@@ -66,7 +67,7 @@ func benchDispatch(b *testing.B, lim ratelimit.Limiter) {
 			Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}}, f.ids)
 		l := ledger.New(r.Client, ledger.Config{Prefix: ns + ":"})
 		plan.Spec.Endpoint = url // the rollout keeps the endpoint its workers serve
-		_, err := planner.Apply(ctx, plan, planner.ApplyConfig{Ledger: l, Client: client, Namespace: ns})
+		_, err := engine.New(engine.Config{Ledger: l, Client: client, Namespace: ns}).Apply(ctx, engine.ApplyRequest{Spec: plan.Spec, Targets: plan.Targets})
 		must(b, err)
 		enqueueBare(b, client, bareQ, dispatchN, 32)
 		b.StartTimer()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/planner"
 )
@@ -200,7 +201,7 @@ func BenchmarkWorkerRSS(b *testing.B) {
 		l := ledger.New(r.Client, ledger.Config{Prefix: ns + ":"})
 		cn := newProc(b, r.Addr, ns, url, 1, nil)
 		plan.Spec.Endpoint = url // the rollout keeps the endpoint its workers serve
-		_, err := planner.Apply(ctx, plan, planner.ApplyConfig{Ledger: l, Client: cn.client, Namespace: ns})
+		_, err := engine.New(engine.Config{Ledger: l, Client: cn.client, Namespace: ns}).Apply(ctx, engine.ApplyRequest{Spec: plan.Spec, Targets: plan.Targets})
 		cn.close()
 		must(b, err)
 		b.StartTimer()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/planner"
 	"github.com/hibiken/asynq"
@@ -61,7 +62,7 @@ func BenchmarkWallTime(b *testing.B) {
 			Faults: cvmsim.Faults{ResetRateLimit: rate, DescribeRateLimit: cvmsim.DescribeRateLimitDefault}}, f.ids)
 		l := ledger.New(r.Client, ledger.Config{Prefix: ns + ":"})
 		plan.Spec.Endpoint = url // the rollout keeps the endpoint its workers serve
-		_, err := planner.Apply(ctx, plan, planner.ApplyConfig{Ledger: l, Client: client, Namespace: ns})
+		_, err := engine.New(engine.Config{Ledger: l, Client: client, Namespace: ns}).Apply(ctx, engine.ApplyRequest{Spec: plan.Spec, Targets: plan.Targets})
 		must(b, err)
 		b.StartTimer()
 

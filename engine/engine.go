@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/fleetreset/fleetreset/internal/clock"
@@ -253,12 +252,7 @@ func (c *Engine) Abort(ctx context.Context, id, reason string) (inFlight int, er
 // gate. It is idempotent, so a redelivered handler may call it again.
 func (c *Engine) AfterFinish(ctx context.Context, spec rollout.Spec, res ledger.FinishResult) error {
 	if res.WaveCounters.Failures() > 0 || res.Overall.Failures() > 0 {
-		var whys []string
-		if res.Wave < len(spec.Waves) {
-			whys = appendBreach(whys, fmt.Sprintf("wave %d", res.Wave+1), spec.Waves[res.Wave].Budget, res.WaveCounters)
-		}
-		whys = appendBreach(whys, "rollout", spec.Budget, res.Overall)
-		if why := strings.Join(whys, "; "); why != "" {
+		if why := rollout.BreachReason(spec, res.Wave, counts(res.WaveCounters), counts(res.Overall)); why != "" {
 			if err := c.breach(ctx, spec, res.Wave, why); err != nil {
 				return err
 			}
@@ -274,29 +268,8 @@ func (c *Engine) AfterFinish(ctx context.Context, spec rollout.Spec, res ledger.
 	return c.CheckGate(ctx, spec)
 }
 
-// appendBreach appends to whys the reason scope's budget b is breached by
-// the counts c, if it is: the counts it judged and every limit they
-// exceed, e.g. "wave 2 failure budget exceeded: 3 failed of 10 finished
-// (max 2)", so an operator knows which number to look at.
-func appendBreach(whys []string, scope string, b rollout.Budget, c ledger.Counters) []string {
-	failed, judged := c.Failures(), c.Judged()
-	if !b.Breached(failed, judged) {
-		return whys
-	}
-	var limits []string
-	if b.Max >= 0 && failed > b.Max {
-		limits = append(limits, fmt.Sprintf("max %d", b.Max))
-	}
-	// The percentage alone, with the count switched off, tells whether it
-	// is the percentage that breached.
-	if pct := (rollout.Budget{Max: rollout.NoLimit, Percent: b.Percent, MinSample: b.MinSample}); b.Percent >= 0 && pct.Breached(failed, judged) {
-		l := fmt.Sprintf("max %g%%", b.Percent)
-		if b.MinSample > 0 {
-			l += fmt.Sprintf(" once %d finished", b.MinSample)
-		}
-		limits = append(limits, l)
-	}
-	return append(whys, fmt.Sprintf("%s failure budget exceeded: %d failed of %d finished (%s)", scope, failed, judged, strings.Join(limits, ", ")))
+func counts(c ledger.Counters) rollout.Counts {
+	return rollout.Counts{Failed: c.Failures(), Judged: c.Judged()}
 }
 
 // CheckGate schedules the gate of the current wave when it is complete.
@@ -350,17 +323,14 @@ func (c *Engine) PauseFatal(ctx context.Context, spec rollout.Spec, wave int, wh
 
 // gate schedules the gate of complete wave k after its soak.
 func (c *Engine) gate(ctx context.Context, spec rollout.Spec, r *ledger.Rollout, k int) error {
-	var soak time.Duration
-	if k < len(spec.Waves) {
-		soak = spec.Waves[k].Soak
-	}
+	now := c.clock.Now()
+	soak := rollout.SoakLeft(spec, k, r.Waves[k].SoakUntil, now)
 	if soak > 0 && r.Waves[k].SoakUntil.IsZero() {
-		if err := c.l.SetSoak(ctx, spec.ID, k, c.clock.Now().Add(soak)); err != nil {
+		// Recorded once, so that a gate rescheduled later (a resume, a
+		// redelivery) waits out what is left, not the whole soak again.
+		if err := c.l.SetSoak(ctx, spec.ID, k, now.Add(soak)); err != nil {
 			return err
 		}
-	}
-	if !r.Waves[k].SoakUntil.IsZero() {
-		soak = max(0, r.Waves[k].SoakUntil.Sub(c.clock.Now()))
 	}
 	return c.EnqueueAdvance(ctx, spec.ID, k, r.Seq, soak)
 }

@@ -183,7 +183,7 @@ func (b *testBundle) apply(t *testing.T, name string) {
 		t.Fatalf("plan: %v", err)
 	}
 	b.plan = plan
-	res, err := planner.Apply(t.Context(), plan, planner.ApplyConfig{Ledger: b.l, Client: b.client, Namespace: b.ns})
+	res, err := engine.New(engine.Config{Ledger: b.l, Client: b.client, Namespace: b.ns}).Apply(t.Context(), engine.ApplyRequest{Spec: plan.Spec, Targets: plan.Targets})
 	if err != nil || !res.Created {
 		t.Fatalf("Apply = %+v, %v", res, err)
 	}

@@ -9,11 +9,11 @@ import (
 
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/internal/redisfit"
 	"github.com/fleetreset/fleetreset/internal/redistest"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/metrics"
-	"github.com/fleetreset/fleetreset/planner"
 	"github.com/fleetreset/fleetreset/worker"
 )
 
@@ -174,7 +174,7 @@ func TestConcurrentAppliesResetOnce(t *testing.T) {
 	created := make(chan bool, 20)
 	for range 20 {
 		wg.Go(func() {
-			res, err := planner.Apply(t.Context(), b.plan, planner.ApplyConfig{Ledger: b.l, Client: b.client, Namespace: b.ns})
+			res, err := engine.New(engine.Config{Ledger: b.l, Client: b.client, Namespace: b.ns}).Apply(t.Context(), engine.ApplyRequest{Spec: b.plan.Spec, Targets: b.plan.Targets})
 			if err != nil {
 				t.Errorf("Apply: %v", err)
 			}

@@ -143,7 +143,7 @@ func setup(t *testing.T, simCfg cvmsim.Config, o planOpts) *bundle {
 
 func (b *bundle) apply(t *testing.T) {
 	t.Helper()
-	res, err := planner.Apply(t.Context(), b.plan, planner.ApplyConfig{Ledger: b.l, Client: b.client, Namespace: b.ns})
+	res, err := engine.New(engine.Config{Ledger: b.l, Client: b.client, Namespace: b.ns}).Apply(t.Context(), engine.ApplyRequest{Spec: b.plan.Spec, Targets: b.plan.Targets})
 	if err != nil || !res.Created {
 		t.Fatalf("Apply = %+v, %v", res, err)
 	}

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/fleetreset/fleetreset/cvm"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/rollout"
 	"github.com/fleetreset/fleetreset/secretref"
@@ -157,21 +159,11 @@ func (w *Worker) call(ctx context.Context, spec rollout.Spec, api cvm.API, in *l
 	log := w.log.With("rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID, "task_id", taskID, "attempt", in.Tries+1)
 	req, err := w.request(spec, in)
 	if err != nil {
-		// A worker that cannot read the password cannot reset anything:
-		// stop the rollout rather than fail instance after instance.
-		dctx, cancel := detached(ctx)
-		defer cancel()
-		if rerr := w.l.Release(dctx, spec.ID, in.ID, token, ledger.Held, "SecretUnavailable", err.Error()); rerr != nil {
-			return rerr
-		}
-		return w.ctl.PauseFatal(dctx, spec, in.Wave, "worker cannot resolve the password: "+err.Error())
+		return w.afterCall(ctx, spec, in, token, time.Time{}, rollout.SecretUnavailable, err, log)
 	}
 	if j := w.cfg.Journal; j != nil {
 		if err := j.Intent(ctx, spec.ID, in.ID, token, in.OldImage, in.OldOpRequestID); err != nil {
-			dctx, cancel := detached(ctx)
-			defer cancel()
-			_ = w.l.Release(dctx, spec.ID, in.ID, token, ledger.Pending, "JournalError", err.Error())
-			return fmt.Errorf("worker: journal intent of %s: %w", in.ID, err)
+			return w.afterCall(ctx, spec, in, token, time.Time{}, rollout.JournalFailed, err, log)
 		}
 	}
 	if w.clock.Now().Sub(slot) > slotSlack {
@@ -192,61 +184,98 @@ func (w *Worker) call(ctx context.Context, spec rollout.Spec, api cvm.API, in *l
 	start := w.clock.Now()
 	requestID, err := api.ResetInstance(ctx, req)
 	w.observeCall("ResetInstance", err, start)
-	// From here on the ledger must learn the outcome even if ctx ends.
-	dctx, cancel := detached(ctx)
-	defer cancel()
 	if err == nil {
+		// From here on the ledger must learn the outcome even if ctx ends.
+		dctx, cancel := detached(ctx)
+		defer cancel()
 		return w.accepted(dctx, spec, in, token, requestID, log)
 	}
-	code := ErrorCode(err)
+	return w.afterCall(ctx, spec, in, token, start, answerOf(err), err, log)
+}
+
+// answerOf classifies the error of a reset call for rollout.AfterCall.
+func answerOf(err error) rollout.Answer {
 	switch {
+	case err == nil:
+		return rollout.Accepted
 	case cvm.MayHaveLanded(err):
+		return rollout.MayHaveLanded
+	case cvm.IsThrottled(err):
+		return rollout.Throttled
+	}
+	switch cvm.Classify(err) {
+	case cvm.Retryable:
+		return rollout.Busy
+	case cvm.Fatal:
+		return rollout.Fatal
+	}
+	return rollout.Permanent
+}
+
+// afterCall carries out rollout.AfterCall's decision on an attempt that
+// did not end accepted: err is the call's error (or why nothing was sent),
+// start when the call was made (zero: not made).
+func (w *Worker) afterCall(ctx context.Context, spec rollout.Spec, in *ledger.Instance, token int64, start time.Time, answer rollout.Answer, err error, log *slog.Logger) error {
+	// The ledger must learn the outcome even if ctx ends.
+	dctx, cancel := detached(ctx)
+	defer cancel()
+	code := ErrorCode(err)
+	switch answer {
+	case rollout.SecretUnavailable:
+		code = "SecretUnavailable"
+	case rollout.JournalFailed:
+		code = "JournalError"
+	}
+	action, why := rollout.AfterCall(rollout.CallFacts{Answer: answer, Tries: in.Tries, Attempts: spec.RetryAttempts,
+		Deadline: spec.RetryDeadline, FirstTry: cmp.Or(in.FirstTryAt, start), Now: w.clock.Now()})
+	switch action {
+	case rollout.Reconcile:
 		// The answer was lost, not refused: the call may have reached the
 		// cloud. Leave the intent in place; the task comes back after the
 		// grace period and reconciles instead of calling again.
 		log.Warn("reset outcome unknown, will reconcile", "err", err)
 		return &retryLater{In: w.cfg.ReconcileGrace, Cause: "outcome unknown: " + err.Error()}
-	case cvm.IsThrottled(err):
+	case rollout.RetryThrottled:
 		_ = w.cfg.Limiter.Throttled(dctx, w.limiterKey(spec, "ResetInstance"))
 		if err := w.l.Release(dctx, spec.ID, in.ID, token, ledger.Pending, code, err.Error()); err != nil {
 			return fmt.Errorf("worker: %w", err)
 		}
 		return &retryLater{In: w.backoff(1), Cause: "throttled"}
-	}
-	switch cvm.Classify(err) {
-	case cvm.Retryable:
-		now := w.clock.Now()
-		first := cmp.Or(in.FirstTryAt, start)
-		if in.Tries+1 >= spec.RetryAttempts || now.Sub(first) >= spec.RetryDeadline {
-			log.Error("reset failed: retry budget used up", "err", err, "tries", in.Tries+1)
-			return w.finish(dctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: token,
-				To: ledger.Failed, Code: code, Message: fmt.Sprintf("gave up after %d tries: %v", in.Tries+1, err)})
+	case rollout.Retry:
+		if rerr := w.l.Release(dctx, spec.ID, in.ID, token, ledger.Pending, code, err.Error()); rerr != nil {
+			return fmt.Errorf("worker: %w", rerr)
 		}
-		if err := w.l.Release(dctx, spec.ID, in.ID, token, ledger.Pending, code, err.Error()); err != nil {
-			return fmt.Errorf("worker: %w", err)
+		if answer == rollout.JournalFailed {
+			return fmt.Errorf("worker: journal intent of %s: %w", in.ID, err)
 		}
 		log.Debug("reset refused, will retry", "err", err)
 		return &retryLater{In: w.backoff(in.Tries), Cause: code}
-	case cvm.Fatal:
-		if err := w.l.Release(dctx, spec.ID, in.ID, token, ledger.Held, code, err.Error()); err != nil {
-			return fmt.Errorf("worker: %w", err)
+	case rollout.FailExhausted:
+		log.Error("reset failed: retry budget used up", "err", err, "tries", in.Tries+1)
+		return w.finish(dctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: token,
+			To: ledger.Failed, Code: code, Message: fmt.Sprintf("%s: %v", why, err)})
+	case rollout.HoldAndPause:
+		if rerr := w.l.Release(dctx, spec.ID, in.ID, token, ledger.Held, code, err.Error()); rerr != nil {
+			return fmt.Errorf("worker: %w", rerr)
+		}
+		if answer == rollout.SecretUnavailable {
+			// A worker that cannot read the password cannot reset
+			// anything: stop the rollout rather than fail instance after
+			// instance.
+			return w.ctl.PauseFatal(dctx, spec, in.Wave, "worker cannot resolve the password: "+err.Error())
 		}
 		return w.ctl.PauseFatal(dctx, spec, in.Wave, fmt.Sprintf("%s: %v (fix the cause, then resume)", code, err))
-	default:
-		log.Error("reset failed", "err", err)
-		if ferr := w.finish(dctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: token,
-			To: ledger.Failed, Code: code, Message: err.Error()}); ferr != nil {
-			return ferr
-		}
-		return fmt.Errorf("worker: reset %s: %w: %w", in.ID, err, asynq.SkipRetry)
 	}
+	log.Error("reset failed", "err", err)
+	if ferr := w.finish(dctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: token,
+		To: ledger.Failed, Code: code, Message: err.Error()}); ferr != nil {
+		return ferr
+	}
+	return fmt.Errorf("worker: reset %s: %w: %w", in.ID, err, asynq.SkipRetry)
 }
 
 // accepted records an accepted call and schedules its verification.
-func (w *Worker) accepted(ctx context.Context, spec rollout.Spec, in *ledger.Instance, token int64, requestID string, log interface {
-	Info(string, ...any)
-	Error(string, ...any)
-}) error {
+func (w *Worker) accepted(ctx context.Context, spec rollout.Spec, in *ledger.Instance, token int64, requestID string, log *slog.Logger) error {
 	if err := w.l.Called(ctx, spec.ID, in.ID, token, requestID); err != nil {
 		if errors.Is(err, ledger.ErrFenced) {
 			log.Error("reset accepted but another worker took the instance over", "request_id", requestID)
@@ -319,19 +348,26 @@ func (w *Worker) finish(ctx context.Context, spec rollout.Spec, id string, o led
 // finishLatency is finish for a verified outcome; changed reports whether
 // this call made the transition (another worker may have made it first).
 func (w *Worker) finishLatency(ctx context.Context, spec rollout.Spec, id string, o ledger.Outcome, verifyLatency time.Duration) (changed bool, err error) {
-	res, err := w.l.Finish(ctx, spec.ID, id, o)
-	if err != nil {
-		return false, err
-	}
-	if res.Changed {
-		if j := w.cfg.Journal; j != nil {
-			if err := j.Outcome(ctx, spec.ID, id, o.To, o.Code, o.Message, o.NewImage); err != nil {
-				w.log.Error("journal write failed", "instance_id", id, "err", err)
-			}
+	ad := engine.Adapter{Finished: func(ctx context.Context, spec rollout.Spec, id string, o ledger.Outcome) {
+		w.record(ctx, spec, id, o, verifyLatency)
+	}}
+	res, err := w.ctl.Finish(ctx, spec, id, o, ad)
+	return res.Changed, err
+}
+
+// finished hears outcomes the engine recorded for this worker.
+func (w *Worker) finished(ctx context.Context, spec rollout.Spec, id string, o ledger.Outcome) {
+	w.record(ctx, spec, id, o, 0)
+}
+
+// record writes an outcome this worker recorded to the journal and metrics.
+func (w *Worker) record(ctx context.Context, spec rollout.Spec, id string, o ledger.Outcome, verifyLatency time.Duration) {
+	if j := w.cfg.Journal; j != nil {
+		if err := j.Outcome(ctx, spec.ID, id, o.To, o.Code, o.Message, o.NewImage); err != nil {
+			w.log.Error("journal write failed", "instance_id", id, "err", err)
 		}
-		if ob := w.cfg.Observer; ob != nil {
-			ob.Outcome(spec.ID, o.To, verifyLatency)
-		}
 	}
-	return res.Changed, w.ctl.AfterFinish(ctx, spec, res)
+	if ob := w.cfg.Observer; ob != nil {
+		ob.Outcome(spec.ID, o.To, verifyLatency)
+	}
 }

@@ -11,9 +11,11 @@ import (
 
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/planner"
 	"github.com/fleetreset/fleetreset/ratelimit"
+	"github.com/fleetreset/fleetreset/rollout"
 	"github.com/fleetreset/fleetreset/worker"
 )
 
@@ -60,7 +62,7 @@ func planCmd(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var pf *planner.PreflightResult
+	var pf *rollout.PreflightReport
 	if !*offline {
 		creds, err := cvm.DefaultCredentials()
 		if err != nil {
@@ -71,7 +73,7 @@ func planCmd(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		lim, key := previewLimiter(ctx, c, plan.Spec.Region, cmp.Or(a.endpoint, plan.Spec.Endpoint, "default"), creds.SecretID)
-		res, err := planner.Preflight(ctx, plan, preflightDescribe(env, plan, api, lim, key))
+		res, err := rollout.PreflightAll(ctx, plan.Spec, plan.Targets, preflightDescribe(env, plan, api, lim, key))
 		if err != nil {
 			return err
 		}
@@ -147,7 +149,7 @@ func applyCmd(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer cn.Close()
-	cfg := planner.ApplyConfig{Ledger: cn.ledger, Client: cn.client, Namespace: c.namespace}
+	req := engine.ApplyRequest{Spec: plan.Spec, Targets: plan.Targets, Overrides: plan.Overrides}
 	if !*noPreflight {
 		creds, err := cvm.DefaultCredentials()
 		if err != nil {
@@ -159,9 +161,9 @@ func applyCmd(ctx context.Context, env *Env, args []string) error {
 		}
 		lim := ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix})
 		key := ratelimit.Key("DescribeInstances", cmp.Or(a.endpoint, plan.Spec.Endpoint, "default")+"|"+plan.Spec.Region, creds.SecretID)
-		cfg.Describe = preflightDescribe(env, plan, api, lim, key)
+		req.Describe = preflightDescribe(env, plan, api, lim, key)
 	}
-	res, err := planner.Apply(ctx, plan, cfg)
+	res, err := cn.controller(c.namespace, c.logger(env, true)).Apply(ctx, req)
 	if err != nil {
 		return &ExitError{Code: exitFailed, Err: err}
 	}

@@ -175,8 +175,8 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := planner.Apply(ctx, plan, planner.ApplyConfig{
-		Ledger: cn.ledger, Client: cn.client, Namespace: ns, Recovered: recovered,
+	res, err := ctl.Apply(ctx, engine.ApplyRequest{
+		Spec: plan.Spec, Targets: plan.Targets, Overrides: plan.Overrides, Recovered: recovered,
 		Describe: describeFunc(api, lim, ratelimit.Key("DescribeInstances", cmp.Or(a.endpoint, plan.Spec.Endpoint, "default")+"|"+plan.Spec.Region, creds.SecretID), plan.Spec.DescribeRate),
 	})
 	if err != nil && ctx.Err() != nil {

@@ -145,13 +145,13 @@ type describeConfig struct {
 
 // describeFunc adapts a CVM client to the planner's pre-flight, under the
 // describe budget, retrying what may pass (see describeWith).
-func describeFunc(api cvm.API, lim ratelimit.Limiter, key string, rate float64) planner.DescribeFunc {
+func describeFunc(api cvm.API, lim ratelimit.Limiter, key string, rate float64) rollout.DescribeFunc {
 	return describeWith(describeConfig{api: api, lim: lim, key: key, rate: rate})
 }
 
 // preflightDescribe is the DescribeFunc of plan and apply: describeFunc's
 // retries, with the test hooks, and progress on stderr for a long run.
-func preflightDescribe(env *Env, plan *planner.Plan, api cvm.API, lim ratelimit.Limiter, key string) planner.DescribeFunc {
+func preflightDescribe(env *Env, plan *planner.Plan, api cvm.API, lim ratelimit.Limiter, key string) rollout.DescribeFunc {
 	cfg := describeConfig{api: api, lim: lim, key: key, rate: plan.Spec.DescribeRate,
 		progress: env.Stderr, total: len(plan.Targets)}
 	if h := env.Hooks; h != nil {
@@ -168,7 +168,7 @@ func preflightDescribe(env *Env, plan *planner.Plan, api cvm.API, lim ratelimit.
 // Permanent and fatal errors fail at once. A describe is always safe to
 // repeat: unlike a reset, whether an earlier try landed does not matter.
 // The DescribeFunc is safe for concurrent use.
-func describeWith(cfg describeConfig) planner.DescribeFunc {
+func describeWith(cfg describeConfig) rollout.DescribeFunc {
 	cfg.tries = cmp.Or(cfg.tries, preflightTriesDefault)
 	cfg.deadline = cmp.Or(cfg.deadline, preflightDeadlineDefault)
 	cfg.base = cmp.Or(cfg.base, preflightBaseDefault)

@@ -1,0 +1,267 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/rollout"
+	"github.com/fleetreset/fleetreset/tasks"
+)
+
+// ErrRefused is returned (wrapped) when pre-flight or claims refuse a plan.
+var ErrRefused = errors.New("engine: plan refused")
+
+// ApplyRequest is a validated plan to apply: what planner.Load produced,
+// as data, so that the engine never parses YAML.
+type ApplyRequest struct {
+	Spec    rollout.Spec
+	Targets []rollout.Target
+	// Overrides names the Spec fields a command-line override changed and
+	// where from (planner.Plan.Overrides); used to explain a refusal.
+	Overrides map[string]string
+	// Describe, when set, pre-flights every target before anything is
+	// written: missing or unresettable instances refuse the whole apply;
+	// instances already on the target image are skipped.
+	Describe rollout.DescribeFunc
+	// Recovered carries the state an earlier run left in a local journal.
+	Recovered ledger.CreateOptions
+}
+
+// ApplyResult says what Apply did.
+type ApplyResult struct {
+	// Created is false when the same plan was already applied (by this
+	// apply earlier, a concurrent one, or a scheduled occurrence): nothing
+	// new was written or enqueued.
+	Created bool
+	// Skipped maps instances already on their target image to the reason.
+	Skipped map[string]string
+	State   ledger.RolloutState
+}
+
+// Apply records the rollout of a validated plan and enqueues its first
+// wave. It is all or nothing: a refused pre-flight or an instance claimed
+// by another active rollout changes nothing. Applying the same plan again,
+// or at the same moment from another process, changes nothing and
+// enqueues nothing: exactly one apply creates the rollout.
+//
+// `fleetreset apply`, `fleetreset run` and every scheduled occurrence
+// (StartOccurrence) go through here.
+func (c *Engine) Apply(ctx context.Context, req ApplyRequest) (ApplyResult, error) {
+	spec := req.Spec
+	res := ApplyResult{Skipped: map[string]string{}}
+	if spec.Schedule != "" {
+		// A schedule without a start time first runs at its next occurrence.
+		spec.Series = spec.ID
+		if spec.StartAt.IsZero() {
+			next, err := tasks.NextOccurrence(spec.Schedule, c.clock.Now())
+			if err != nil {
+				return res, err
+			}
+			spec.StartAt = next
+		}
+	}
+	l := c.l
+	if _, st, err := l.Spec(ctx, spec.ID); err == nil && st != ledger.Applying {
+		r, err := l.Get(ctx, spec.ID)
+		if err != nil {
+			return res, err
+		}
+		if r.Spec.PlanHash != spec.PlanHash {
+			return res, planChanged(r.Spec, spec, req.Overrides)
+		}
+		res.State = r.State
+		return res, nil
+	} else if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		return res, err
+	}
+	opts := req.Recovered
+	if opts.Seeds == nil {
+		opts.Seeds = map[string]ledger.Seed{}
+	}
+	if req.Describe != nil {
+		pf, err := rollout.PreflightAll(ctx, spec, req.Targets, req.Describe)
+		if err != nil {
+			return res, fmt.Errorf("engine: %w", err)
+		}
+		if len(pf.Refused) > 0 {
+			return res, fmt.Errorf("%w: %s", ErrRefused, pf.RefusedSummary(10))
+		}
+		for id, why := range pf.Skipped {
+			if _, known := opts.Seeds[id]; !known {
+				opts.Seeds[id] = ledger.Seed{State: ledger.Skipped, Code: "AlreadyOnTarget", Error: why, OldImage: pf.Images[id], NewImage: pf.Images[id]}
+				res.Skipped[id] = why
+			}
+		}
+	}
+	created, err := c.create(ctx, spec, req.Targets, opts)
+	if err != nil {
+		var ce *claimError
+		if errors.As(err, &ce) {
+			return res, fmt.Errorf("%w: %s: %s; finish or abort that rollout first", ErrRefused, spec.PlanFile, ce.Error())
+		}
+		return res, err
+	}
+	res.Created = created
+	res.State, _, _ = l.State(ctx, spec.ID)
+	return res, nil
+}
+
+// claimError lists the instances another active rollout holds.
+type claimError struct{ conflicts []ledger.Conflict }
+
+func (e *claimError) Error() string {
+	var b strings.Builder
+	for i, c := range e.conflicts {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s is in active rollout %q", c.InstanceID, c.Rollout)
+	}
+	return b.String()
+}
+
+// create claims the targets, writes the rollout and enqueues its first
+// wave, in the order that makes a crash at any point recoverable: the
+// start task exists before the rollout is activated, and its task ID makes
+// every re-enqueue a no-op. created is false when another creator (a
+// concurrent apply, a redelivered occurrence) got there first.
+func (c *Engine) create(ctx context.Context, spec rollout.Spec, targets []rollout.Target, opts ledger.CreateOptions) (created bool, err error) {
+	ids := make([]string, len(targets))
+	for i, t := range targets {
+		ids[i] = t.InstanceID
+	}
+	conflicts, err := c.l.Claim(ctx, spec.ID, ids)
+	if err != nil {
+		return false, err
+	}
+	if len(conflicts) > 0 {
+		return false, &claimError{conflicts}
+	}
+	created, err = c.l.Create(ctx, spec, targets, opts)
+	if errors.Is(err, ledger.ErrApplying) || (err == nil && !created) {
+		// Another creator got there first and owns the rest; its claims
+		// are ours too.
+		return false, nil
+	}
+	if err != nil {
+		_ = c.l.Unclaim(ctx, spec.ID, ids)
+		return false, err
+	}
+	if err := c.EnqueueStartWave(ctx, spec.ID, opts.Wave, opts.Seq, spec.StartAt); err != nil {
+		return false, fmt.Errorf("engine: enqueue first wave of %s: %w", spec.ID, err)
+	}
+	if err := c.l.Activate(ctx, spec); errors.Is(err, ledger.ErrApplying) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// planChanged explains why spec cannot be applied over the stored rollout
+// of the same name. The effective API and endpoint are part of the plan's
+// hash, so an --api or --endpoint that contradicts the rollout lands here
+// too; naming the field beats "a different version of the plan" when the
+// YAML did not change at all.
+func planChanged(stored, spec rollout.Spec, overrides map[string]string) error {
+	// source says where the new value of key comes from.
+	source := func(key string) string {
+		if from := overrides[key]; from != "" {
+			return "from " + from
+		}
+		return "the plan's"
+	}
+	endpoint := func(e string) string {
+		if e == "" {
+			return "the default endpoint"
+		}
+		return "endpoint " + e
+	}
+	var was, now []string
+	if stored.API != spec.API {
+		was = append(was, "api "+stored.API)
+		now = append(now, fmt.Sprintf("api %s (%s)", spec.API, source("api")))
+	}
+	if stored.Endpoint != spec.Endpoint {
+		was = append(was, endpoint(stored.Endpoint))
+		now = append(now, fmt.Sprintf("%s (%s)", endpoint(spec.Endpoint), source("endpoint")))
+	}
+	if len(was) == 0 {
+		return fmt.Errorf("%w: rollout %q exists from a different version of the plan; give the plan a new name", ledger.ErrPlanChanged, spec.ID)
+	}
+	return fmt.Errorf("%w: rollout %q was applied with %s, and this apply has %s; a rollout keeps the API and endpoint it was applied with: apply with the same ones, or give the plan a new name",
+		ledger.ErrPlanChanged, spec.ID, strings.Join(was, " and "), strings.Join(now, " and "))
+}
+
+// OccurrenceID names the occurrence of a series scheduled at t.
+func OccurrenceID(series string, t time.Time) string {
+	return series + "-" + strings.ToLower(t.UTC().Format("20060102t1504"))
+}
+
+// ScheduleNext enqueues the next occurrence of a completed scheduled
+// rollout. Recurrence is driven by the workers through asynq's ProcessAt,
+// so no scheduler daemon has to run; the task ID starts each occurrence once.
+func (c *Engine) ScheduleNext(ctx context.Context, spec rollout.Spec) error {
+	if spec.Schedule == "" {
+		return nil
+	}
+	next, err := tasks.NextOccurrence(spec.Schedule, c.clock.Now())
+	if err != nil {
+		return err
+	}
+	t, err := tasks.NewRecur(c.q, tasks.RecurPayload{Rollout: spec.ID, At: next.Unix()})
+	if err := c.enqueue(ctx, t, err); err != nil {
+		return fmt.Errorf("engine: schedule next occurrence of %s: %w", spec.ID, err)
+	}
+	c.log.Info("next occurrence scheduled", "rollout", spec.ID, "at", next)
+	return nil
+}
+
+// ErrGone is returned (wrapped) when a rollout a task names no longer
+// exists.
+var ErrGone = ledger.ErrNotFound
+
+// StartOccurrence creates the occurrence of a series due at `at` from the
+// one that completed (prev): the same targets, waves and settings, as a
+// new rollout, through the same creation path as Apply. An occurrence
+// whose instances another active rollout holds is skipped, announced, and
+// the one after it scheduled.
+func (c *Engine) StartOccurrence(ctx context.Context, prev string, at time.Time) error {
+	r, err := c.l.Get(ctx, prev)
+	if err != nil {
+		return err
+	}
+	is, err := c.l.AllInstances(ctx, r)
+	if err != nil {
+		return err
+	}
+	spec := r.Spec
+	spec.Series = cmp.Or(spec.Series, spec.ID)
+	spec.ID = OccurrenceID(spec.Series, at)
+	spec.StartAt = time.Time{}
+	targets := make([]rollout.Target, len(is))
+	for i, in := range is {
+		targets[i] = rollout.Target{InstanceID: in.ID, Group: in.Group, Wave: in.Wave, Zone: in.Zone}
+	}
+	created, err := c.create(ctx, spec, targets, ledger.CreateOptions{})
+	var ce *claimError
+	if errors.As(err, &ce) {
+		why := fmt.Sprintf("occurrence %s skipped: %s is in active rollout %s", spec.ID, ce.conflicts[0].InstanceID, ce.conflicts[0].Rollout)
+		c.log.Error("scheduled occurrence skipped", "rollout", spec.ID, "reason", why)
+		c.Notify(ctx, r.Spec, eventOccurrenceSkipped, 0, why)
+		return c.ScheduleNext(ctx, spec)
+	}
+	if err != nil || !created {
+		return err // !created: a redelivery of this task, or another worker, got there first
+	}
+	c.log.Info("scheduled occurrence started", "rollout", spec.ID, "series", spec.Series)
+	return nil
+}
+
+// eventOccurrenceSkipped is the webhook kind of a skipped occurrence.
+const eventOccurrenceSkipped = "occurrence_skipped"
