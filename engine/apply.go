@@ -160,6 +160,9 @@ func (c *Engine) create(ctx context.Context, spec rollout.Spec, targets []rollou
 	} else if err != nil {
 		return false, err
 	}
+	if st, _, err := c.l.State(ctx, spec.ID); err == nil {
+		c.changed(spec.ID, st, "applied")
+	}
 	return true, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fleetreset/fleetreset/internal/clock"
+	"github.com/fleetreset/fleetreset/internal/testsignal"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/notify"
 	"github.com/fleetreset/fleetreset/rollout"
@@ -40,6 +41,10 @@ type Config struct {
 
 // Engine changes rollouts. It is safe for concurrent use.
 type Engine struct {
+	// TestSignals let tests await the engine's state changes instead of
+	// polling Redis; inert unless a test arms them.
+	TestSignals TestSignals
+
 	l      *ledger.Ledger
 	client *asynq.Client
 	q      tasks.Queues
@@ -58,6 +63,23 @@ func New(cfg Config) *Engine {
 		poster: cmp.Or(cfg.Poster, &notify.Poster{}),
 		resetT: cmp.Or(cfg.ResetTimeout, 5*time.Minute),
 	}
+}
+
+// StateEvent is a rollout state change this engine made.
+type StateEvent struct {
+	Rollout string
+	State   ledger.RolloutState
+	Reason  string
+}
+
+// TestSignals are the events tests can await (internal/testsignal).
+type TestSignals struct {
+	State testsignal.Signal[StateEvent]
+}
+
+// changed announces a state change to armed test signals.
+func (c *Engine) changed(id string, st ledger.RolloutState, reason string) {
+	c.TestSignals.State.Signal(StateEvent{Rollout: id, State: st, Reason: reason})
 }
 
 // Ledger returns the ledger the controller writes.
@@ -157,7 +179,23 @@ func (c *Engine) Pause(ctx context.Context, id, reason string) error {
 	}
 	c.log.Info("rollout paused", "rollout", id, "reason", reason)
 	c.Notify(ctx, spec, notify.RolloutPaused, 0, reason)
+	c.changed(id, ledger.Paused, reason)
 	return nil
+}
+
+// Interrupt pauses a running or scheduled rollout because the process
+// driving it is stopping (`fleetreset run` on Ctrl-C or SIGTERM): new calls
+// stop at the ledger while calls in flight finish and are verified. It
+// reports whether it paused the rollout; no webhook is sent, the run that
+// stops says so itself.
+func (c *Engine) Interrupt(ctx context.Context, id, reason string) (bool, error) {
+	ok, err := c.l.SetState(ctx, id, []ledger.RolloutState{ledger.Running, ledger.Scheduled}, ledger.Paused, reason)
+	if err != nil || !ok {
+		return ok, err
+	}
+	c.log.Info("rollout paused", "rollout", id, "reason", reason)
+	c.changed(id, ledger.Paused, reason)
+	return true, nil
 }
 
 // Resume sets a paused rollout running: parked instances get new tasks and
@@ -171,7 +209,11 @@ func (c *Engine) Resume(ctx context.Context, id string) (ledger.ResumeResult, er
 		return res, ErrNotChanged
 	}
 	c.log.Info("rollout resumed", "rollout", id, "requeued", len(res.Requeue))
-	return res, c.kick(ctx, id, res)
+	if err := c.kick(ctx, id, res); err != nil {
+		return res, err
+	}
+	c.changed(id, ledger.Running, "resumed")
+	return res, nil
 }
 
 // Approve lets the next wave start after a manual gate.
@@ -184,7 +226,11 @@ func (c *Engine) Approve(ctx context.Context, id string) (ledger.ResumeResult, e
 		return res, ErrNotChanged
 	}
 	c.log.Info("wave approved", "rollout", id, "wave", res.Wave+1)
-	return res, c.kick(ctx, id, res)
+	if err := c.kick(ctx, id, res); err != nil {
+		return res, err
+	}
+	c.changed(id, ledger.Running, "approved")
+	return res, nil
 }
 
 // RetryFailed gives failed instances (and ambiguous ones, when asked) a new
@@ -198,7 +244,11 @@ func (c *Engine) RetryFailed(ctx context.Context, id string, includeAmbiguous bo
 		return res, ErrNotChanged
 	}
 	c.log.Info("retrying failed instances", "rollout", id, "instances", len(res.Requeue))
-	return res, c.kick(ctx, id, res)
+	if err := c.kick(ctx, id, res); err != nil {
+		return res, err
+	}
+	c.changed(id, ledger.Running, "retry-failed")
+	return res, nil
 }
 
 // kick re-enqueues what a resumed rollout needs: parked instances, a rescan
@@ -244,6 +294,7 @@ func (c *Engine) Abort(ctx context.Context, id, reason string) (inFlight int, er
 	}
 	c.log.Warn("rollout aborted", "rollout", id, "reason", reason, "in_flight", inFlight)
 	c.Notify(ctx, r.Spec, notify.RolloutAborted, r.Wave, reason)
+	c.changed(id, ledger.Aborted, reason)
 	return inFlight, nil
 }
 
@@ -298,7 +349,11 @@ func (c *Engine) breach(ctx context.Context, spec rollout.Spec, wave int, why st
 			// take (see ledger.Claim): nothing is blocked for good.
 			return err
 		}
-		return c.l.UnclaimAll(ctx, r)
+		if err := c.l.UnclaimAll(ctx, r); err != nil {
+			return err
+		}
+		c.changed(spec.ID, ledger.Aborted, why)
+		return nil
 	}
 	ok, err := c.l.SetState(ctx, spec.ID, []ledger.RolloutState{ledger.Running, ledger.AwaitingApproval, ledger.Scheduled}, ledger.Paused, why)
 	if err != nil || !ok {
@@ -306,6 +361,7 @@ func (c *Engine) breach(ctx context.Context, spec rollout.Spec, wave int, why st
 	}
 	c.log.Error("rollout paused", "rollout", spec.ID, "wave", wave+1, "reason", why)
 	c.Notify(ctx, spec, notify.RolloutPaused, wave, why)
+	c.changed(spec.ID, ledger.Paused, why)
 	return nil
 }
 
@@ -318,6 +374,7 @@ func (c *Engine) PauseFatal(ctx context.Context, spec rollout.Spec, wave int, wh
 	}
 	c.log.Error("rollout paused", "rollout", spec.ID, "wave", wave+1, "reason", why)
 	c.Notify(ctx, spec, notify.RolloutPaused, wave, why)
+	c.changed(spec.ID, ledger.Paused, why)
 	return nil
 }
 

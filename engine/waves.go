@@ -55,8 +55,10 @@ func (c *Engine) StartWave(ctx context.Context, spec rollout.Spec, st ledger.Rol
 		if wait > 0 {
 			return &Later{In: wait, Cause: "outside the maintenance window"}
 		}
-		if _, err := c.l.SetState(ctx, spec.ID, []ledger.RolloutState{ledger.Scheduled}, ledger.Running, ""); err != nil {
+		if ok, err := c.l.SetState(ctx, spec.ID, []ledger.RolloutState{ledger.Scheduled}, ledger.Running, ""); err != nil {
 			return err
+		} else if ok {
+			c.changed(spec.ID, ledger.Running, "started")
 		}
 		st = ledger.Running
 	}
@@ -231,7 +233,10 @@ func (c *Engine) Advance(ctx context.Context, spec rollout.Spec, k int) (Advance
 		res.Passed = true
 		c.log.Info("wave passed", "rollout", spec.ID, "wave", k+1)
 		c.Notify(ctx, spec, notify.WavePassed, k, "")
-		return res, c.EnqueueStartWave(ctx, spec.ID, cur, 0, time.Time{})
+		if err := c.EnqueueStartWave(ctx, spec.ID, cur, 0, time.Time{}); err != nil {
+			return res, err
+		}
+		c.changed(spec.ID, ledger.Running, fmt.Sprintf("wave %d passed", k+1))
 	case ledger.AdvStale:
 		// A crash between the gate and the enqueue of the next wave: the
 		// start task's ID makes this idempotent.
@@ -241,6 +246,7 @@ func (c *Engine) Advance(ctx context.Context, spec rollout.Spec, k int) (Advance
 	case ledger.AdvAwaiting:
 		c.log.Warn("waiting for approval", "rollout", spec.ID, "wave", k+2)
 		c.Notify(ctx, spec, notify.AwaitingApproval, k+1, fmt.Sprintf("wave %d awaits `fleetreset approve %s`", k+2, spec.ID))
+		c.changed(spec.ID, ledger.AwaitingApproval, "")
 	case ledger.AdvWindow:
 		c.log.Info("outside the maintenance window", "rollout", spec.ID, "wave", k+2, "opens", g.Opens)
 		return res, &Later{In: g.Opens.Sub(now), Cause: "outside the maintenance window"}
@@ -255,7 +261,11 @@ func (c *Engine) Advance(ctx context.Context, spec rollout.Spec, k int) (Advance
 			return res, err
 		}
 		c.Notify(ctx, spec, notify.RolloutCompleted, k, "")
-		return res, c.ScheduleNext(ctx, spec)
+		if err := c.ScheduleNext(ctx, spec); err != nil {
+			return res, err
+		}
+		// Announced when everything completion does is done.
+		c.changed(spec.ID, ledger.Completed, "")
 	}
 	return res, nil
 }

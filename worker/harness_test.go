@@ -98,6 +98,7 @@ func setup(t *testing.T, simCfg cvmsim.Config, o planOpts) *bundle {
 	}
 	t.Cleanup(func() { b.client.Close() })
 	b.ctl = engine.New(engine.Config{Ledger: b.l, Client: b.client, Namespace: ns, Logger: log})
+	b.ctl.TestSignals.State.Init(t, 10000)
 	// A short replay window, told to the workers too, keeps the wait
 	// before a re-call after a lost request (ReplayWindow) test-sized.
 	simCfg.ReplayWindow = cmp.Or(simCfg.ReplayWindow, 3*time.Second)
@@ -205,22 +206,26 @@ func eventually(within time.Duration, cond func() bool) bool {
 	}
 }
 
-// await polls the ledger until the rollout reaches one of want.
+// await waits, on the engine's test signal, until the rollout reaches one
+// of want, and returns it as the ledger has it then.
 func (b *bundle) await(t *testing.T, within time.Duration, want ...ledger.RolloutState) *ledger.Rollout {
 	t.Helper()
-	var last *ledger.Rollout
-	ok := eventually(within, func() bool {
+	deadline := time.Now().Add(within)
+	for {
 		r, err := b.l.Get(t.Context(), b.plan.Spec.ID)
-		if err != nil {
-			return false
+		if err == nil && slices.Contains(want, r.State) {
+			return r
 		}
-		last = r
-		return slices.Contains(want, r.State)
-	})
-	if !ok {
-		t.Fatalf("rollout did not reach %v within %s; last: %+v", want, within, last)
+		left := time.Until(deadline)
+		if left <= 0 {
+			t.Fatalf("rollout did not reach %v within %s; last: %+v (err %v)", want, within, r, err)
+		}
+		// An event is a hint to look again: one from before this wait
+		// (already superseded) only costs a ledger read.
+		b.ctl.TestSignals.State.WaitFor(left, func(e engine.StateEvent) bool {
+			return e.Rollout == b.plan.Spec.ID && slices.Contains(want, e.State)
+		})
 	}
-	return last
 }
 
 // exactlyOnce checks the simulator's count of accepted resets per instance.

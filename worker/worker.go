@@ -147,9 +147,7 @@ func New(cfg Config) (*Worker, error) {
 	}
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, ConcurrencyDefault)
 	cfg.ReconcileGrace = cmp.Or(cfg.ReconcileGrace, ReconcileGraceDefault)
-	if cfg.CallTimeout == 0 {
-		cfg.CallTimeout = min(cvm.TimeoutDefault, cfg.ReconcileGrace/2)
-	}
+	cfg.CallTimeout = CallTimeout(cfg.CallTimeout, cfg.ReconcileGrace)
 	if cfg.ReconcileGrace <= cfg.CallTimeout {
 		return nil, fmt.Errorf("worker: ReconcileGrace (%s) must exceed CallTimeout (%s): a reconcile must never race a call still in flight", cfg.ReconcileGrace, cfg.CallTimeout)
 	}
@@ -310,6 +308,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	<-ctx.Done()
 	srv.Shutdown()
 	return nil
+}
+
+// CallTimeout is the API call timeout for a reconcile grace (zero: the
+// default grace): the one asked for, or cvm.TimeoutDefault or half the
+// grace, whichever is shorter, so that a reconcile never races a call
+// still in flight.
+func CallTimeout(asked, grace time.Duration) time.Duration {
+	if asked > 0 {
+		return asked
+	}
+	return min(cvm.TimeoutDefault, cmp.Or(grace, ReconcileGraceDefault)/2)
 }
 
 // callWindow is how long after its intent a reset call may still be

@@ -215,7 +215,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(out, "\nStopping (%s): no new reset starts; calls in flight finish.\n", context.Cause(ctx))
 		// A pause stops new calls at the ledger, the one place every
 		// handler asks before it calls, while verification goes on.
-		if pausedHere, err = cn.ledger.SetState(bg, id, []ledger.RolloutState{ledger.Running, ledger.Scheduled}, ledger.Paused, interruptedReason); err != nil {
+		if pausedHere, err = ctl.Interrupt(bg, id, interruptedReason); err != nil {
 			return err
 		}
 	}

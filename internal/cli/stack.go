@@ -375,14 +375,8 @@ func loadPlanArg(env *Env, fs *flag.FlagSet, a *apiFlags, args []string, secrets
 	return plan, nil
 }
 
-// callTimeout is the API call timeout for a reconcile grace: the one asked
-// for, or 30s or half the grace, whichever is shorter (see worker.Config).
+// callTimeout is the API call timeout for a reconcile grace; the worker
+// owns the rule (worker.CallTimeout).
 func callTimeout(asked, grace time.Duration) time.Duration {
-	if asked > 0 {
-		return asked
-	}
-	if grace == 0 {
-		grace = worker.ReconcileGraceDefault
-	}
-	return min(cvm.TimeoutDefault, grace/2)
+	return worker.CallTimeout(asked, grace)
 }

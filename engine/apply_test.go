@@ -1,0 +1,137 @@
+package engine_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetreset/fleetreset/engine"
+	"github.com/fleetreset/fleetreset/internal/redistest"
+	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/rollout"
+	"github.com/hibiken/asynq"
+)
+
+func fleetSpec(id, hash string, n int) (rollout.Spec, []rollout.Target) {
+	spec := rollout.Spec{ID: id, PlanHash: hash, API: "v3", Groups: []rollout.Group{{Name: "g", ImageID: "img-new00001"}},
+		Waves:  []rollout.Wave{{Size: n, Budget: rollout.Budget{Max: rollout.NoLimit, Percent: rollout.NoLimit}}},
+		Budget: rollout.Budget{Max: rollout.NoLimit, Percent: rollout.NoLimit}}
+	targets := make([]rollout.Target, n)
+	for i := range targets {
+		targets[i] = rollout.Target{InstanceID: fmt.Sprintf("ins-%08d", i)}
+	}
+	return spec, targets
+}
+
+// TestApplyRacesOccurrence: applies of a plan racing the scheduled
+// occurrence of a series over the same instances. Whoever claims first
+// owns every instance; the others change nothing: no half-written
+// rollout, no claim split between two rollouts.
+func TestApplyRacesOccurrence(t *testing.T) {
+	r := redistest.New(t)
+	ns := r.Prefix[:len(r.Prefix)-1]
+	client := asynq.NewClient(r.ConnOpt())
+	defer client.Close()
+	l := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
+	eng := engine.New(engine.Config{Ledger: l, Client: client, Namespace: ns})
+	ctx := t.Context()
+	const n = 300
+	series, targets := fleetSpec("nightly", "h-series", n)
+	if _, err := eng.Apply(ctx, engine.ApplyRequest{Spec: series, Targets: targets}); err != nil {
+		t.Fatal(err)
+	}
+	// The series' first occurrence completed and let its instances go.
+	if _, err := l.SetState(ctx, series.ID, []ledger.RolloutState{ledger.Scheduled, ledger.Running}, ledger.Completed, ""); err != nil {
+		t.Fatal(err)
+	}
+	prev, err := l.Get(ctx, series.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.UnclaimAll(ctx, prev); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := fleetSpec("hotfix", "h-hotfix", n)
+	at := time.Date(2026, 12, 3, 1, 0, 0, 0, time.UTC)
+	occ := engine.OccurrenceID(series.ID, at)
+
+	var (
+		wg               sync.WaitGroup
+		mu               sync.Mutex
+		created, refused int
+		unexpected       []error
+	)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if i%2 == 0 {
+				var res engine.ApplyResult
+				res, err = eng.Apply(ctx, engine.ApplyRequest{Spec: other, Targets: targets})
+				mu.Lock()
+				if res.Created {
+					created++
+				}
+				mu.Unlock()
+			} else {
+				err = eng.StartOccurrence(ctx, series.ID, at)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, engine.ErrRefused):
+				refused++
+			case err != nil:
+				unexpected = append(unexpected, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(unexpected) > 0 {
+		t.Fatalf("unexpected errors: %v", unexpected)
+	}
+	_, errApply := l.Get(ctx, other.ID)
+	_, errOcc := l.Get(ctx, occ)
+	applyExists, occExists := errApply == nil, errOcc == nil
+	if applyExists == occExists {
+		t.Fatalf("apply's rollout exists: %v, occurrence exists: %v; want exactly one", applyExists, occExists)
+	}
+	winner := occ
+	if applyExists {
+		winner = other.ID
+		if created != 1 {
+			t.Errorf("%d applies said created; want 1", created)
+		}
+	} else if created != 0 || refused != 10 {
+		t.Errorf("occurrence won, yet %d applies created and %d were refused; want 0 and 10", created, refused)
+	}
+	// Every instance is claimed by the winner: nobody else can take one.
+	// (Claim names at most 10 conflicts: ask one instance at a time.)
+	for _, id := range idsOf(targets) {
+		conflicts, err := l.Claim(ctx, "third", []string{id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(conflicts) != 1 || conflicts[0].Rollout != winner {
+			t.Fatalf("%s: conflicts %+v; want it claimed by %s", id, conflicts, winner)
+		}
+	}
+	w, err := l.Get(ctx, winner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Total != n {
+		t.Errorf("winner %s holds %d instances; want %d", winner, w.Total, n)
+	}
+}
+
+func idsOf(ts []rollout.Target) []string {
+	ids := make([]string, len(ts))
+	for i, t := range ts {
+		ids[i] = t.InstanceID
+	}
+	return ids
+}
