@@ -122,7 +122,7 @@
 //	wrong signature                  AuthFailure.SignatureFailure                    4100     AuthFailure.SignatureFailure [U]
 //	malformed Authorization/no key   AuthFailure.InvalidAuthorization                4100     AuthFailure.InvalidAuthorization [U]
 //	unknown SecretId                 AuthFailure.SecretIdNotFound                    4104     AuthFailure.SecretIdNotFound [U]
-//	token sent (no STS here)         AuthFailure.TokenFailure                        4100     AuthFailure.TokenFailure [U]
+//	token wrong, expired, misplaced  AuthFailure.TokenFailure                        4100     AuthFailure.TokenFailure [U]
 //	timestamp outside window         AuthFailure.SignatureExpire                     4200     AuthFailure.SignatureExpire [U]
 //	nonce reused                     InvalidRequest.ReplayAttack [U, transitional]   4500     InvalidRequest.ReplayAttack [U]
 //	unknown action                   InvalidAction                                   6100     InvalidAction [U]
