@@ -115,7 +115,11 @@ type Config struct {
 	Endpoint string
 	// Region, e.g. ap-guangzhou. Required.
 	Region string
-	// Credentials; see CredentialsFromEnv.
+	// Provider supplies the credentials of each request; see
+	// DefaultProvider. When nil, Credentials are used as a static key.
+	Provider CredentialProvider
+	// Credentials is a static key, used when Provider is nil; see
+	// CredentialsFromEnv.
 	Credentials Credentials
 	// SignatureMethod for V2: "HmacSHA256" (the default) or "HmacSHA1".
 	// V3 always signs with TC3-HMAC-SHA256 and accepts only "" or that.

@@ -26,7 +26,8 @@ const (
 
 // New returns a client for cfg.Generation. It fills defaults, then checks
 // cfg; the error names the offending field. The client is safe for
-// concurrent use.
+// concurrent use. It asks cfg.Provider for credentials before every
+// request, so one client serves for as long as the provider does.
 func New(cfg Config) (API, error) {
 	cfg.Generation = cmp.Or(cfg.Generation, GenerationDefault)
 	switch cfg.Generation {
@@ -77,11 +78,14 @@ func validate(cfg *Config) (*url.URL, error) {
 	if cfg.Region == "" {
 		return nil, errors.New("Region: required")
 	}
-	if cfg.Credentials.SecretID == "" {
-		return nil, errors.New("Credentials.SecretID: required")
-	}
-	if cfg.Credentials.SecretKey == "" {
-		return nil, errors.New("Credentials.SecretKey: required")
+	if cfg.Provider == nil {
+		if cfg.Credentials.SecretID == "" {
+			return nil, errors.New("Credentials.SecretID: required (or a Provider)")
+		}
+		if cfg.Credentials.SecretKey == "" {
+			return nil, errors.New("Credentials.SecretKey: required (or a Provider)")
+		}
+		cfg.Provider = StaticProvider(cfg.Credentials)
 	}
 	switch {
 	case cfg.Generation == V2 && cfg.SignatureMethod != "HmacSHA256" && cfg.SignatureMethod != "HmacSHA1":

@@ -1,9 +1,11 @@
 package cvm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
 )
@@ -18,6 +20,50 @@ const (
 
 // ErrNoCredentials is returned when no source yields credentials.
 var ErrNoCredentials = errors.New("cvm: no credentials")
+
+// CredentialProvider supplies the credentials each request is signed with.
+// A client asks it before every request, so credentials that rotate (a CVM
+// role, STS) are picked up without building a new client. Implementations
+// are safe for concurrent use; their errors never contain a secret.
+type CredentialProvider interface {
+	// Credentials returns the credentials to sign a request with now.
+	Credentials(ctx context.Context) (Credentials, error)
+	// Identity names the account key in a way that does not change when
+	// the credentials rotate: the SecretID of a static key, "role:<name>"
+	// for a CVM role. Rate-limit budgets are keyed by it. It is not a
+	// secret, but callers hash it before storing it.
+	Identity() string
+}
+
+// Refresher is implemented by providers whose credentials rotate. A client
+// calls Refresh after the cloud refused credentials for a reason rotation
+// explains (token expired, key unknown), passing the credentials it signed
+// with: Refresh returns newer ones, fetching them if the provider has none
+// newer than stale. It returns stale itself when the source has nothing
+// newer either, and the client then gives up.
+type Refresher interface {
+	Refresh(ctx context.Context, stale Credentials) (Credentials, error)
+}
+
+// StaticProvider returns a provider of fixed credentials; its Identity is
+// c.SecretID.
+func StaticProvider(c Credentials) CredentialProvider { return staticProvider{c} }
+
+type staticProvider struct{ c Credentials }
+
+func (p staticProvider) Credentials(context.Context) (Credentials, error) { return p.c, nil }
+func (p staticProvider) Identity() string                                 { return p.c.SecretID }
+
+// EnvProvider reads TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY and
+// TENCENTCLOUD_SESSION_TOKEN on every call (see CredentialsFromEnv). Its
+// Identity is the SecretID in the environment.
+type EnvProvider struct{}
+
+// Credentials returns CredentialsFromEnv.
+func (EnvProvider) Credentials(context.Context) (Credentials, error) { return CredentialsFromEnv() }
+
+// Identity returns the SecretID in the environment.
+func (EnvProvider) Identity() string { return os.Getenv(EnvSecretID) }
 
 // CredentialsFromEnv reads TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY
 // and, optionally, TENCENTCLOUD_SESSION_TOKEN. It fails, wrapping
@@ -34,29 +80,54 @@ func CredentialsFromEnv() (Credentials, error) {
 	return Credentials{SecretID: id, SecretKey: Secret(key), Token: Secret(os.Getenv(EnvSessionToken))}, nil
 }
 
-// DefaultCredentials tries CredentialsFromEnv, then the SDK's profile file
+// ProfileProvider reads the SDK's profile file once
 // (TENCENTCLOUD_CREDENTIALS_FILE or ~/.tencentcloud/credentials, section
-// default), then the CVM instance role from the metadata service (only
-// reachable on a CVM instance). Role credentials are temporary: the result
-// is a snapshot, so a process running longer than their lifetime (hours)
-// must fetch again. Errors never contain secret values.
-func DefaultCredentials() (Credentials, error) {
-	if c, err := CredentialsFromEnv(); err == nil {
-		return c, nil
-	}
-	chain := common.NewProviderChain([]common.Provider{
-		common.DefaultProfileProvider(),
-		common.DefaultCvmRoleProvider(),
-	})
-	cred, err := chain.GetCredential()
+// default) and returns a static provider of its key.
+func ProfileProvider() (CredentialProvider, error) {
+	cred, err := common.DefaultProfileProvider().GetCredential()
 	if err != nil {
-		// SDK credential errors describe the source (file path, metadata
-		// failure), not the secret.
-		return Credentials{}, fmt.Errorf("%w: environment, profile file and CVM role: %v", ErrNoCredentials, err)
+		// SDK profile errors name the file, not the secret.
+		return nil, fmt.Errorf("%w: profile file: %v", ErrNoCredentials, err)
 	}
 	id, key, token := cred.GetCredential()
 	if id == "" || key == "" {
-		return Credentials{}, fmt.Errorf("%w: provider returned an empty key", ErrNoCredentials)
+		return nil, fmt.Errorf("%w: profile file has an empty key", ErrNoCredentials)
 	}
-	return Credentials{SecretID: id, SecretKey: Secret(key), Token: Secret(token)}, nil
+	return StaticProvider(Credentials{SecretID: id, SecretKey: Secret(key), Token: Secret(token)}), nil
+}
+
+// DefaultProvider returns the first source that yields credentials: the
+// environment (EnvProvider, when TENCENTCLOUD_SECRET_ID and _KEY are set),
+// the SDK's profile file, then the CVM instance role from the metadata
+// service (a RoleProvider with default settings, which refreshes the
+// role's temporary credentials before they expire). The error names every
+// source tried, never a secret.
+func DefaultProvider(ctx context.Context) (CredentialProvider, error) {
+	envErr := error(nil)
+	if _, envErr = CredentialsFromEnv(); envErr == nil {
+		return EnvProvider{}, nil
+	}
+	p, profErr := ProfileProvider()
+	if profErr == nil {
+		return p, nil
+	}
+	r, roleErr := NewRoleProvider(ctx, RoleConfig{})
+	if roleErr == nil {
+		return r, nil
+	}
+	return nil, fmt.Errorf("%w: environment: %s; %s; CVM role: %s", ErrNoCredentials,
+		strings.TrimPrefix(envErr.Error(), ErrNoCredentials.Error()+": "),
+		strings.TrimPrefix(profErr.Error(), ErrNoCredentials.Error()+": "),
+		strings.TrimPrefix(roleErr.Error(), ErrNoCredentials.Error()+": "))
+}
+
+// DefaultCredentials returns one snapshot of DefaultProvider's credentials.
+// Role credentials are temporary: a process running longer than their
+// lifetime (hours) must use DefaultProvider instead.
+func DefaultCredentials() (Credentials, error) {
+	p, err := DefaultProvider(context.Background())
+	if err != nil {
+		return Credentials{}, err
+	}
+	return p.Credentials(context.Background())
 }

@@ -32,6 +32,22 @@
 // Config.Endpoint may point at a simulator (http://127.0.0.1:port); the
 // signature covers the host and port as sent.
 //
+// # Credentials
+//
+// A client asks its CredentialProvider (Config.Provider; Config.Credentials
+// is a static one) for credentials before every request, so one client
+// lives as long as the process. DefaultProvider tries the environment, the
+// SDK's profile file, then the CVM role (RoleProvider: temporary
+// credentials from the metadata service, cached and fetched again ahead of
+// expiry by one fetch that concurrent callers share). A call the cloud
+// refuses for a reason rotation explains (AuthFailure.TokenFailure,
+// SecretIdNotFound, SignatureFailure, UnauthorizedOperation.InvalidToken)
+// is sent once more, within the same Timeout, when the provider has other
+// credentials by then (a Refresher is asked to fetch them); the refusal
+// proves the first request did nothing. A provider that fails gives an
+// APIError with CodeCredentialError (Fatal, never sent). Identity names
+// the credentials stably across rotations, for rate-limit keys.
+//
 // # Errors
 //
 // A method returns one of:

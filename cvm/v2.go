@@ -177,11 +177,19 @@ func v2State(status int) string {
 
 // do signs and POSTs one v2 call and decodes the success body into out.
 // passwords are sent in params; they, the credentials and the signature
-// are kept out of every error do returns.
+// are kept out of every error do returns. Each request is signed with the
+// provider's credentials of the moment (see keyring.call).
 func (c *v2Client) do(ctx context.Context, action string, params map[string]string, out any, passwords ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
+	_, err := keyring{c.cfg.Provider}.call(ctx, V2, action, func(cred Credentials) error {
+		return c.send(ctx, cred, action, params, out, passwords...)
+	})
+	return err
+}
 
+// send signs one request with cred and POSTs it.
+func (c *v2Client) send(ctx context.Context, cred Credentials, action string, params map[string]string, out any, passwords ...string) error {
 	p := make(map[string]string, len(params)+8)
 	for k, v := range params {
 		p[k] = v
@@ -190,15 +198,15 @@ func (c *v2Client) do(ctx context.Context, action string, params map[string]stri
 	p["Region"] = c.cfg.Region
 	p["Timestamp"] = strconv.FormatInt(c.now().Unix(), 10)
 	p["Nonce"] = strconv.FormatUint(c.nonce(), 10)
-	p["SecretId"] = c.cfg.Credentials.SecretID
+	p["SecretId"] = cred.SecretID
 	p["SignatureMethod"] = c.cfg.SignatureMethod
-	if tok := c.cfg.Credentials.Token.Reveal(); tok != "" {
+	if tok := cred.Token.Reveal(); tok != "" {
 		p["Token"] = tok
 	}
-	sig := signV2(http.MethodPost, c.url.Host, c.url.Path, p, c.cfg.Credentials.SecretKey.Reveal(), c.cfg.SignatureMethod)
+	sig := signV2(http.MethodPost, c.url.Host, c.url.Path, p, cred.SecretKey.Reveal(), c.cfg.SignatureMethod)
 	p["Signature"] = sig
 
-	r := newRedactor(c.cfg.Credentials, passwords...).withSignature(sig)
+	r := newRedactor(cred, passwords...).withSignature(sig)
 
 	form := url.Values{}
 	for k, v := range p {

@@ -3,6 +3,7 @@ package cvm
 import (
 	"context"
 	"net/url"
+	"sync"
 
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
 	tchttp "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/http"
@@ -16,11 +17,16 @@ const v3Version = "2017-03-12"
 // POSTs signed with TC3-HMAC-SHA256, {"Response":{...}} bodies.
 type v3Client struct {
 	cfg Config
-	sdk *common.Client
+	cpf *profile.ClientProfile
+
+	// The SDK client holds one credential; it is rebuilt when the
+	// provider's credentials change (rarely: a rotation).
+	mu      sync.Mutex
+	sdkCred Credentials
+	sdk     *common.Client
 }
 
 func newV3(cfg Config, u *url.URL) (*v3Client, error) {
-	cred := common.NewTokenCredential(cfg.Credentials.SecretID, cfg.Credentials.SecretKey.Reveal(), cfg.Credentials.Token.Reveal())
 	cpf := profile.NewClientProfile()
 	cpf.SignMethod = "TC3-HMAC-SHA256"
 	cpf.Language = "en-US"
@@ -43,9 +49,20 @@ func newV3(cfg Config, u *url.URL) (*v3Client, error) {
 	cpf.UnsafeRetryOnConnectionFailure = false
 	// The region breaker would redirect calls to a backup host.
 	cpf.DisableRegionBreaker = true
-	sdk := common.NewCommonClient(cred, cfg.Region, cpf).
-		WithHttpTransport(captureTransport{base: cfg.Transport})
-	return &v3Client{cfg: cfg, sdk: sdk}, nil
+	return &v3Client{cfg: cfg, cpf: cpf}, nil
+}
+
+// client returns the SDK client that signs with cred.
+func (c *v3Client) client(cred Credentials) *common.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sdk == nil || c.sdkCred != cred {
+		tok := common.NewTokenCredential(cred.SecretID, cred.SecretKey.Reveal(), cred.Token.Reveal())
+		c.sdk = common.NewCommonClient(tok, c.cfg.Region, c.cpf).
+			WithHttpTransport(captureTransport{base: c.cfg.Transport})
+		c.sdkCred = cred
+	}
+	return c.sdk
 }
 
 // Generation returns V3.
@@ -72,7 +89,7 @@ func (c *v3Client) ResetInstance(ctx context.Context, req ResetRequest) (string,
 			RequestID string `json:"RequestId"`
 		} `json:"Response"`
 	}
-	if err := c.do(ctx, action, params, &out, req.Password.Reveal()); err != nil {
+	if _, err := c.do(ctx, action, params, &out, req.Password.Reveal()); err != nil {
 		return "", err
 	}
 	return out.Response.RequestID, nil
@@ -163,10 +180,11 @@ func (c *v3Client) DescribeInstances(ctx context.Context, ids []string) ([]Insta
 			} `json:"InstanceSet"`
 		} `json:"Response"`
 	}
-	if err := c.do(ctx, action, params, &out); err != nil {
+	cred, err := c.do(ctx, action, params, &out)
+	if err != nil {
 		return nil, err
 	}
-	r := newRedactor(c.cfg.Credentials)
+	r := newRedactor(cred)
 	res := make([]Instance, 0, len(out.Response.InstanceSet))
 	for _, in := range out.Response.InstanceSet {
 		res = append(res, Instance{
@@ -187,10 +205,19 @@ func (c *v3Client) DescribeInstances(ctx context.Context, ids []string) ([]Insta
 // do sends one API 3.0 call through the SDK and decodes the success body,
 // exactly as received, into out. passwords are sent in params; they, the
 // credentials and the signature are kept out of every error do returns.
-func (c *v3Client) do(ctx context.Context, action string, params map[string]any, out any, passwords ...string) error {
+// Each request is signed with the provider's credentials of the moment
+// (see keyring.call), which do returns.
+func (c *v3Client) do(ctx context.Context, action string, params map[string]any, out any, passwords ...string) (Credentials, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	r := newRedactor(c.cfg.Credentials, passwords...)
+	return keyring{c.cfg.Provider}.call(ctx, V3, action, func(cred Credentials) error {
+		return c.send(ctx, cred, action, params, out, passwords...)
+	})
+}
+
+// send signs one request with cred and sends it.
+func (c *v3Client) send(ctx context.Context, cred Credentials, action string, params map[string]any, out any, passwords ...string) error {
+	r := newRedactor(cred, passwords...)
 	if err := ctx.Err(); err != nil {
 		return &TransportError{Op: "v3 " + action, Err: err, Sent: false, text: err.Error()}
 	}
@@ -202,7 +229,7 @@ func (c *v3Client) do(ctx context.Context, action string, params map[string]any,
 	x := &exchange{}
 	req.SetContext(withExchange(ctx, x))
 	resp := tchttp.NewCommonResponse()
-	body, err := x.result(V3, action, c.sdk.Send(req, resp), r)
+	body, err := x.result(V3, action, c.client(cred).Send(req, resp), r)
 	if err != nil {
 		return err
 	}

@@ -64,6 +64,19 @@
 // requests are accepted, because the Go SDK re-sends the very same signed
 // request when it retries (§4.3).
 //
+// # Temporary credentials
+//
+// Config.SecretID is a permanent key: a token sent with it is refused.
+// Server.AcceptCredentials adds a temporary key (as a CVM role or STS
+// issues it): requests under its SecretId must carry its token (v2 and
+// signature v1 parameter Token, TC3 header X-TC-Token) and are refused with
+// AuthFailure.TokenFailure from its expiry on (Stats.TokenRejected).
+// Metadata is a stand-in for the CVM metadata service's role credentials
+// (mount it on its own httptest server; the client's metadata URL is that
+// server's URL plus MetadataPath): it issues credentials to its Server,
+// hands out new ones past half their lifetime, and Metadata.Rotate issues
+// new ones at once, optionally revoking the old.
+//
 // # Instances and the reinstall state machine
 //
 // An accepted reset sets LatestOperation "ResetInstance",
@@ -122,7 +135,7 @@
 //	wrong signature                  AuthFailure.SignatureFailure                    4100     AuthFailure.SignatureFailure [U]
 //	malformed Authorization/no key   AuthFailure.InvalidAuthorization                4100     AuthFailure.InvalidAuthorization [U]
 //	unknown SecretId                 AuthFailure.SecretIdNotFound                    4104     AuthFailure.SecretIdNotFound [U]
-//	token sent (no STS here)         AuthFailure.TokenFailure                        4100     AuthFailure.TokenFailure [U]
+//	token wrong, expired, misplaced  AuthFailure.TokenFailure                        4100     AuthFailure.TokenFailure [U]
 //	timestamp outside window         AuthFailure.SignatureExpire                     4200     AuthFailure.SignatureExpire [U]
 //	nonce reused                     InvalidRequest.ReplayAttack [U, transitional]   4500     InvalidRequest.ReplayAttack [U]
 //	unknown action                   InvalidAction                                   6100     InvalidAction [U]

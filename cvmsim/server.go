@@ -56,7 +56,8 @@ type Server struct {
 	legacy    map[string]string // v2 qcvm ID -> instance ID
 	images    map[string]bool   // nil: any well-formed image exists
 
-	nonces     map[string]time.Time // SecretId/Nonce -> arrival
+	temp       map[string]tempCredential // temporary SecretId -> key, token, expiry
+	nonces     map[string]time.Time      // SecretId/Nonce -> arrival
 	nonceQueue []nonceEntry
 	passed     map[string]map[int64]int // action -> arrival second -> calls let through
 	accepted   int                      // accepted resets fleet-wide

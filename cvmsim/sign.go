@@ -104,6 +104,58 @@ func tc3Date(timestamp int64) string {
 	return time.Unix(timestamp, 0).UTC().Format("2006-01-02")
 }
 
+// tempCredential is a temporary key the simulator accepts until expires.
+type tempCredential struct {
+	key, token string
+	expires    time.Time
+}
+
+// AcceptCredentials makes the simulator accept temporary credentials (as a
+// CVM role or STS issues them): requests signed with key under id must carry
+// token, and are refused with AuthFailure.TokenFailure (v2 code 4100) from
+// expires on. Calling it again for an id replaces that credential; earlier
+// ids stay accepted until their own expiry. Config.SecretID stays accepted
+// without a token.
+func (s *Server) AcceptCredentials(id, key, token string, expires time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.temp == nil {
+		s.temp = map[string]tempCredential{}
+	}
+	s.temp[id] = tempCredential{key: key, token: token, expires: expires}
+	// Forget credentials expired long ago: a long run rotates many.
+	now := s.cfg.Clock.Now()
+	for k, c := range s.temp {
+		if now.Sub(c.expires) > time.Hour {
+			delete(s.temp, k)
+		}
+	}
+}
+
+// secretKey returns the key signatures by id are checked with, or the
+// refusal: an unknown id, a token where none belongs, a wrong or expired
+// token. Tokens are compared in constant time.
+func (s *Server) secretKey(id, token string, now time.Time) (string, *apiErr) {
+	if id == s.cfg.SecretID {
+		if token != "" {
+			return "", newErr(errTokenFailure, "a token was sent with a permanent key")
+		}
+		return s.cfg.SecretKey, nil
+	}
+	c, ok := s.temp[id]
+	switch {
+	case !ok:
+		return "", newErr(errSecretIDNotFound, "SecretId not found")
+	case !hmac.Equal([]byte(token), []byte(c.token)):
+		s.stats.TokenRejected++
+		return "", newErr(errTokenFailure, "the token is invalid for this SecretId")
+	case !now.Before(c.expires):
+		s.stats.TokenRejected++
+		return "", newErr(errTokenFailure, "the token has expired")
+	}
+	return c.key, nil
+}
+
 // checkSkew rejects a timestamp further than the replay window from now.
 func (s *Server) checkSkew(ts int64, now time.Time) *apiErr {
 	skew := now.Sub(time.Unix(ts, 0))
@@ -131,11 +183,9 @@ func (s *Server) authV1(method, host, path string, p url.Values, now time.Time) 
 	case p.Get("Nonce") == "":
 		return newErr(errMissingParameter, "missing Nonce")
 	}
-	if p.Get("SecretId") != s.cfg.SecretID {
-		return newErr(errSecretIDNotFound, "SecretId not found")
-	}
-	if p.Get("Token") != "" {
-		return newErr(errTokenFailure, "the simulator has no temporary credentials")
+	secretKey, e := s.secretKey(p.Get("SecretId"), p.Get("Token"), now)
+	if e != nil {
+		return e
 	}
 	ts, err := strconv.ParseInt(p.Get("Timestamp"), 10, 64)
 	if err != nil {
@@ -148,7 +198,7 @@ func (s *Server) authV1(method, host, path string, p url.Values, now time.Time) 
 	if e := s.checkSkew(ts, now); e != nil {
 		return e
 	}
-	want := v1Signature(p.Get("SignatureMethod"), s.cfg.SecretKey, v1StringToSign(method, host, path, p))
+	want := v1Signature(p.Get("SignatureMethod"), secretKey, v1StringToSign(method, host, path, p))
 	if !hmac.Equal([]byte(want), []byte(p.Get("Signature"))) {
 		s.stats.SignatureRejected++
 		return newErr(errSignatureFailure, "signature mismatch: check the string to sign (method, host with port, path, sorted raw parameters) and SignatureMethod")
@@ -204,11 +254,9 @@ func (s *Server) authTC3(r *http.Request, body []byte, now time.Time) *apiErr {
 		return newErr(errInvalidAuthorization, "Authorization needs Credential=<id>/<date>/<service>/tc3_request, SignedHeaders and Signature")
 	}
 	id, date, service, term := scope[0], scope[1], scope[2], scope[3]
-	if id != s.cfg.SecretID {
-		return newErr(errSecretIDNotFound, "SecretId not found")
-	}
-	if r.Header.Get("X-TC-Token") != "" {
-		return newErr(errTokenFailure, "the simulator has no temporary credentials")
+	secretKey, e := s.secretKey(id, r.Header.Get("X-TC-Token"), now)
+	if e != nil {
+		return e
 	}
 	tsText := r.Header.Get("X-TC-Timestamp")
 	if tsText == "" {
@@ -243,7 +291,7 @@ func (s *Server) authTC3(r *http.Request, body []byte, now time.Time) *apiErr {
 		query = r.URL.RawQuery
 	}
 	canonical := tc3CanonicalRequest(r.Method, r.URL.Path, query, headers.String(), fields["SignedHeaders"], payloadHash)
-	want := tc3Signature(s.cfg.SecretKey, date, service, tc3StringToSign(ts, date, service, canonical))
+	want := tc3Signature(secretKey, date, service, tc3StringToSign(ts, date, service, canonical))
 	if service != tc3Service || term != "tc3_request" || date != tc3Date(ts) ||
 		!hmac.Equal([]byte(want), []byte(fields["Signature"])) {
 		s.stats.SignatureRejected++

@@ -36,6 +36,9 @@ type Stats struct {
 	Errors map[string]int `json:"errors"`
 	// SignatureRejected counts wrong signatures.
 	SignatureRejected int `json:"signature_rejected"`
+	// TokenRejected counts temporary credentials refused for a wrong or
+	// expired token (see Server.AcceptCredentials).
+	TokenRejected int `json:"token_rejected"`
 	// ReplayRejected counts reused nonces.
 	ReplayRejected int `json:"replay_rejected"`
 	// ExpiredRejected counts timestamps outside the replay window.

@@ -40,6 +40,48 @@ func TestKey(t *testing.T) {
 	}
 }
 
+// TestAccountKey: one key per (action, endpoint, region, identity), the
+// same key the worker and CLI built by hand before, and never the identity
+// in clear text.
+func TestAccountKey(t *testing.T) {
+	const (
+		action = "ResetInstance"
+		ep     = "http://127.0.0.1:8080"
+		region = "ap-guangzhou"
+		role   = "role:deployer"
+	)
+	base := AccountKey(action, ep, region, role)
+	if want := Key(action, ep+"|"+region, role); base != want {
+		t.Errorf("AccountKey = %q; want the hand-built %q (running workers share budgets across an upgrade)", base, want)
+	}
+	if got, want := AccountKey(action, "", region, role), Key(action, "default|"+region, role); got != want {
+		t.Errorf("AccountKey with the default endpoint = %q; want %q", got, want)
+	}
+	for _, tc := range []struct {
+		name                           string
+		action, endpoint, region, cred string
+		same                           bool
+	}{
+		{name: "deterministic", action: action, endpoint: ep, region: region, cred: role, same: true},
+		{name: "endpoint_case", action: action, endpoint: "HTTP://127.0.0.1:8080", region: region, cred: role, same: true},
+		{name: "other_action", action: "DescribeInstances", endpoint: ep, region: region, cred: role},
+		{name: "other_endpoint", action: action, endpoint: "http://127.0.0.1:8081", region: region, cred: role},
+		{name: "default_endpoint", action: action, endpoint: "", region: region, cred: role},
+		{name: "other_region", action: action, endpoint: ep, region: "ap-shanghai", cred: role},
+		{name: "other_identity", action: action, endpoint: ep, region: region, cred: "role:other"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := AccountKey(tc.action, tc.endpoint, tc.region, tc.cred)
+			if (got == base) != tc.same {
+				t.Errorf("AccountKey(%q, %q, %q, %q) = %q; base %q; want same = %v", tc.action, tc.endpoint, tc.region, tc.cred, got, base, tc.same)
+			}
+			if strings.Contains(got, "deployer") {
+				t.Errorf("AccountKey = %q holds the identity in clear text", got)
+			}
+		})
+	}
+}
+
 // TestCredentialNotInRedis plants a credential ID, uses both methods on its
 // key, and greps everything the limiter wrote.
 func TestCredentialNotInRedis(t *testing.T) {

@@ -274,6 +274,20 @@ func multiplier(m float64, at, now time.Time, recovery float64) float64 {
 	return min(1, m+recovery*max(0, now.Sub(at).Seconds()))
 }
 
+// AccountKey names the budget of one API action for one account target:
+// the endpoint as given (empty means the API's default host, written
+// "default"), the region, and the credential identity (a static key's
+// SecretID, or "role:<name>" for a CVM role: stable when temporary
+// credentials rotate). Every process that calls the API with the same
+// target builds the same key, so they share one budget. The identity is
+// hashed (see Key).
+func AccountKey(action, endpoint, region, identity string) string {
+	if endpoint == "" {
+		endpoint = "default"
+	}
+	return Key(action, endpoint+"|"+region, identity)
+}
+
 // Key names the budget of one API action in one region endpoint for one
 // credential, e.g. Key("ResetInstance", "cvm.ap-guangzhou.tencentcloudapi.com",
 // secretID). The credential ID is hashed so that it never reaches Redis in

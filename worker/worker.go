@@ -59,7 +59,9 @@ type Config struct {
 	// ratelimit.Local in one). Required.
 	Limiter ratelimit.Limiter
 	// APIFunc builds the CVM client for a rollout. Defaults to cvm.New with
-	// credentials from the environment and Endpoint/API overrides applied.
+	// Provider and the rollout's API, endpoint and region. A client is
+	// built once per rollout and kept, so it must read credentials per
+	// request (cvm.Config.Provider) rather than hold a snapshot.
 	APIFunc func(spec rollout.Spec) (cvm.API, error)
 	// Endpoint and API, when set (from --endpoint and --api), limit the
 	// worker to rollouts stored with that endpoint and API generation. A
@@ -68,7 +70,11 @@ type Config struct {
 	// different APIs; a worker that does not match hands the task back.
 	Endpoint string
 	API      string
-	// Credentials for the default APIFunc. Defaults to cvm.CredentialsFromEnv.
+	// Provider supplies the credentials of the default APIFunc, and its
+	// Identity keys the rate budgets (ratelimit.AccountKey). Defaults to
+	// a static provider of Credentials when set, else cvm.EnvProvider.
+	Provider cvm.CredentialProvider
+	// Credentials is a static key, used when Provider is nil.
 	Credentials *cvm.Credentials
 	// Journal, when set, records every intent durably before the call.
 	Journal Journal
@@ -127,6 +133,7 @@ type Worker struct {
 	q     tasks.Queues
 	log   *slog.Logger
 	clock clock.Clock
+	creds cvm.CredentialProvider
 
 	mu   sync.Mutex
 	apis map[string]cvm.API
@@ -164,10 +171,17 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Float64
 	}
+	switch {
+	case cfg.Provider != nil:
+	case cfg.Credentials != nil:
+		cfg.Provider = cvm.StaticProvider(*cfg.Credentials)
+	default:
+		cfg.Provider = cvm.EnvProvider{}
+	}
 	w := &Worker{
 		cfg: cfg, ctl: cfg.Engine, l: cfg.Engine.Ledger(), q: cfg.Engine.Queues(),
 		log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)), clock: clock.Or(cfg.Clock),
-		apis: map[string]cvm.API{},
+		creds: cfg.Provider, apis: map[string]cvm.API{},
 	}
 	if cfg.APIFunc == nil {
 		w.cfg.APIFunc = w.defaultAPI
@@ -176,20 +190,12 @@ func New(cfg Config) (*Worker, error) {
 }
 
 func (w *Worker) defaultAPI(spec rollout.Spec) (cvm.API, error) {
-	creds := w.cfg.Credentials
-	if creds == nil {
-		c, err := cvm.CredentialsFromEnv()
-		if err != nil {
-			return nil, err
-		}
-		creds = &c
-	}
 	return cvm.New(cvm.Config{
-		Generation:  cvm.Generation(spec.API),
-		Endpoint:    spec.Endpoint,
-		Region:      spec.Region,
-		Credentials: *creds,
-		Timeout:     w.cfg.CallTimeout,
+		Generation: cvm.Generation(spec.API),
+		Endpoint:   spec.Endpoint,
+		Region:     spec.Region,
+		Provider:   w.creds,
+		Timeout:    w.cfg.CallTimeout,
 	})
 }
 
@@ -209,15 +215,10 @@ func (w *Worker) api(spec rollout.Spec) (cvm.API, error) {
 }
 
 // limiterKey names the rate budget of one action for a rollout's endpoint
-// and credential: rollouts sharing an account share the budget.
+// and region and the credential identity: rollouts sharing an account
+// share the budget, and rotating role credentials keep it.
 func (w *Worker) limiterKey(spec rollout.Spec, action string) string {
-	id := ""
-	if w.cfg.Credentials != nil {
-		id = w.cfg.Credentials.SecretID
-	} else {
-		id = os.Getenv("TENCENTCLOUD_SECRET_ID")
-	}
-	return ratelimit.Key(action, cmp.Or(spec.Endpoint, "default")+"|"+spec.Region, id)
+	return ratelimit.AccountKey(action, spec.Endpoint, spec.Region, w.creds.Identity())
 }
 
 // Handler returns the task mux.

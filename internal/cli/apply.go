@@ -64,7 +64,7 @@ func planCmd(ctx context.Context, env *Env, args []string) error {
 	}
 	var pf *rollout.PreflightReport
 	if !*offline {
-		creds, err := cvm.DefaultCredentials()
+		creds, err := cvm.DefaultProvider(ctx)
 		if err != nil {
 			return err
 		}
@@ -72,7 +72,7 @@ func planCmd(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		lim, key := previewLimiter(ctx, c, plan.Spec.Region, cmp.Or(a.endpoint, plan.Spec.Endpoint, "default"), creds.SecretID)
+		lim, key := previewLimiter(ctx, c, plan.Spec.Region, cmp.Or(a.endpoint, plan.Spec.Endpoint), creds.Identity())
 		res, err := rollout.PreflightAll(ctx, plan.Spec, plan.Targets, preflightDescribe(env, plan, api, lim, key))
 		if err != nil {
 			return err
@@ -88,8 +88,8 @@ func planCmd(ctx context.Context, env *Env, args []string) error {
 
 // previewLimiter shares the fleet's describe budget when REDIS_URL is set,
 // so a preview does not starve running workers; else it limits locally.
-func previewLimiter(ctx context.Context, c *common, region, endpoint, secretID string) (ratelimit.Limiter, string) {
-	key := ratelimit.Key("DescribeInstances", endpoint+"|"+region, secretID)
+func previewLimiter(ctx context.Context, c *common, region, endpoint, identity string) (ratelimit.Limiter, string) {
+	key := ratelimit.AccountKey("DescribeInstances", endpoint, region, identity)
 	if c.redisURL != "" {
 		if cn, err := c.open(ctx); err == nil {
 			return ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix}), key
@@ -151,7 +151,7 @@ func applyCmd(ctx context.Context, env *Env, args []string) error {
 	defer cn.Close()
 	req := engine.ApplyRequest{Spec: plan.Spec, Targets: plan.Targets, Overrides: plan.Overrides}
 	if !*noPreflight {
-		creds, err := cvm.DefaultCredentials()
+		creds, err := cvm.DefaultProvider(ctx)
 		if err != nil {
 			return err
 		}
@@ -160,7 +160,7 @@ func applyCmd(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		lim := ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix})
-		key := ratelimit.Key("DescribeInstances", cmp.Or(a.endpoint, plan.Spec.Endpoint, "default")+"|"+plan.Spec.Region, creds.SecretID)
+		key := ratelimit.AccountKey("DescribeInstances", cmp.Or(a.endpoint, plan.Spec.Endpoint), plan.Spec.Region, creds.Identity())
 		req.Describe = preflightDescribe(env, plan, api, lim, key)
 	}
 	res, err := cn.controller(c.namespace, c.logger(env, true)).Apply(ctx, req)
@@ -200,14 +200,14 @@ func workerCmd(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer cn.Close()
-	creds, err := cvm.DefaultCredentials()
+	creds, err := cvm.DefaultProvider(ctx)
 	if err != nil {
 		return err
 	}
 	a.timeout = callTimeout(a.timeout, *grace)
 	wcfg := worker.Config{Redis: cn.opt, Engine: cn.controller(c.namespace, log),
 		Limiter: ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix}), APIFunc: apiFactory(a, creds),
-		Endpoint: a.endpoint, API: a.api, Credentials: &creds, Concurrency: *concurrency,
+		Endpoint: a.endpoint, API: a.api, Provider: creds, Concurrency: *concurrency,
 		ReconcileGrace: *grace, CallTimeout: a.timeout, ReplayWindow: a.replay, ShutdownTimeout: *shutdown, Logger: log, LookupEnv: env.lookupEnv()}
 	if err := serveWorkerMetrics(ctx, *metricsAddr, cn, &wcfg, log); err != nil {
 		return err

@@ -203,7 +203,8 @@ func recheckBudgets(ctx context.Context, ctl *engine.Engine, plan *planner.Plan)
 
 // scopeOf is what the calls of a run go to: the effective endpoint, the
 // region and the key's SecretId (none for temporary credentials).
-func scopeOf(a apiFlags, plan *planner.Plan, creds cvm.Credentials) journal.Scope {
+func scopeOf(ctx context.Context, a apiFlags, plan *planner.Plan, prov cvm.CredentialProvider) journal.Scope {
+	creds, _ := prov.Credentials(ctx) // a provider that fails here fails every call anyway
 	gen := cvm.Generation(cmp.Or(a.api, plan.Spec.API, string(cvm.GenerationDefault)))
 	def := cvm.EndpointV3Default
 	if gen == cvm.V2 {

@@ -69,7 +69,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	}
 
 	// The API: a simulator, or the real one with credentials from the environment.
-	var creds cvm.Credentials
+	var creds cvm.CredentialProvider
 	var sim *cvmsim.Server
 	if *simulate {
 		sim = cvmsim.New(simCfg)
@@ -81,7 +81,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		}
 		// The rollout keeps the endpoint it runs against.
 		plan.Spec.Endpoint = a.endpoint
-		creds = cvm.Credentials{SecretID: cmp.Or(simCfg.SecretID, cvmsim.SecretIDDefault), SecretKey: cvm.Secret(cmp.Or(simCfg.SecretKey, cvmsim.SecretKeyDefault))}
+		creds = cvm.StaticProvider(cvm.Credentials{SecretID: cmp.Or(simCfg.SecretID, cvmsim.SecretIDDefault), SecretKey: cvm.Secret(cmp.Or(simCfg.SecretKey, cvmsim.SecretKeyDefault))})
 		if *grace == 0 {
 			// The simulator answers at once: short calls allow a short grace.
 			*grace = 5 * time.Second
@@ -91,7 +91,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		if h := env.Hooks; h != nil && h.Simulator != nil {
 			h.Simulator(sim, a.endpoint)
 		}
-	} else if creds, err = cvm.DefaultCredentials(); err != nil {
+	} else if creds, err = cvm.DefaultProvider(ctx); err != nil {
 		return err
 	}
 	a.timeout = callTimeout(a.timeout, *grace)
@@ -110,7 +110,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		defer er.Close()
 		url = er.URL()
 		var closeJournal func()
-		if jrnl, recovered, closeJournal, err = openJournal(env, plan, *stateDir, *simulate, *adoptJournal, scopeOf(a, plan, creds)); err != nil {
+		if jrnl, recovered, closeJournal, err = openJournal(env, plan, *stateDir, *simulate, *adoptJournal, scopeOf(ctx, a, plan, creds)); err != nil {
 			return err
 		}
 		defer closeJournal()
@@ -144,7 +144,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	}
 	ctl := cn.controller(ns, log)
 	wcfg := worker.Config{Redis: cn.opt, Engine: ctl, Limiter: lim, APIFunc: apiFor,
-		Endpoint: a.endpoint, API: a.api, Credentials: &creds, Concurrency: *concurrency,
+		Endpoint: a.endpoint, API: a.api, Provider: creds, Concurrency: *concurrency,
 		ReconcileGrace: *grace, CallTimeout: a.timeout, ReplayWindow: a.replay, Logger: log, LookupEnv: env.lookupEnv()}
 	if err := serveWorkerMetrics(ctx, *metricsAddr, cn, &wcfg, log); err != nil {
 		return err
@@ -177,7 +177,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	}
 	res, err := ctl.Apply(ctx, engine.ApplyRequest{
 		Spec: plan.Spec, Targets: plan.Targets, Overrides: plan.Overrides, Recovered: recovered,
-		Describe: describeFunc(api, lim, ratelimit.Key("DescribeInstances", cmp.Or(a.endpoint, plan.Spec.Endpoint, "default")+"|"+plan.Spec.Region, creds.SecretID), plan.Spec.DescribeRate),
+		Describe: describeFunc(api, lim, ratelimit.AccountKey("DescribeInstances", cmp.Or(a.endpoint, plan.Spec.Endpoint), plan.Spec.Region, creds.Identity()), plan.Spec.DescribeRate),
 	})
 	if err != nil && ctx.Err() != nil {
 		// Apply is all or nothing: an interrupted one started nothing.

@@ -82,14 +82,14 @@ func (a *apiFlags) check() error {
 }
 
 // apiFactory builds CVM clients for rollouts with the overrides applied.
-func apiFactory(a apiFlags, creds cvm.Credentials) func(spec rollout.Spec) (cvm.API, error) {
+func apiFactory(a apiFlags, creds cvm.CredentialProvider) func(spec rollout.Spec) (cvm.API, error) {
 	return func(spec rollout.Spec) (cvm.API, error) {
 		return cvm.New(cvm.Config{
-			Generation:  cvm.Generation(cmp.Or(a.api, spec.API)),
-			Endpoint:    cmp.Or(a.endpoint, spec.Endpoint),
-			Region:      spec.Region,
-			Credentials: creds,
-			Timeout:     a.timeout,
+			Generation: cvm.Generation(cmp.Or(a.api, spec.API)),
+			Endpoint:   cmp.Or(a.endpoint, spec.Endpoint),
+			Region:     spec.Region,
+			Provider:   creds,
+			Timeout:    a.timeout,
 		})
 	}
 }
