@@ -20,6 +20,12 @@ type Spec struct {
 	Endpoint string `json:"endpoint,omitempty"`
 	// API is "v2" or "v3".
 	API string `json:"api"`
+	// Identity names the credential the rollout was applied with (an API
+	// key's SecretId, or role:NAME for a CVM role; never a secret), when
+	// the applying process had one. Workers of another identity hand the
+	// rollout's tasks back, and its rate budgets are keyed by it. Resolved
+	// at apply, not part of PlanHash.
+	Identity string `json:"identity,omitempty"`
 	// Groups hold per-group image and login settings; Target.Group indexes it.
 	Groups []Group `json:"groups"`
 	// Waves in order; wave 0 is the canary.

@@ -275,12 +275,35 @@ func TestOOMPausesOnceWritesWork(t *testing.T) {
 // rollout's calls to the real API).
 func TestWorkerServesOnlyItsEndpoint(t *testing.T) {
 	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		// identity is stored with the rollout at apply.
+		identity string
+		// other makes the worker that must not serve the rollout.
+		other func(b *bundle, c *worker.Config)
+	}{
+		{name: "endpoint", other: func(_ *bundle, c *worker.Config) { c.Endpoint = "http://127.0.0.1:9" }},
+		{name: "identity", identity: cvmsim.SecretIDDefault, other: func(b *bundle, c *worker.Config) {
+			// A worker holding another account's key (the simulator
+			// would even accept it): it must not judge this rollout.
+			c.Credentials = &cvm.Credentials{SecretID: "AKIDanotheraccount", SecretKey: b.creds.SecretKey}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			testServesOnly(t, tt.identity, tt.other)
+		})
+	}
+}
+
+func testServesOnly(t *testing.T, identity string, other func(*bundle, *worker.Config)) {
 	b := setup(t, cvmsim.Config{ResetDuration: 50 * time.Millisecond,
 		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}},
 		planOpts{n: 5, extra: fast})
+	b.plan.Spec.Identity = identity
 	b.apply(t)
 	m := metrics.New(metrics.Config{})
-	stopOther := b.startWorkers(t, 1, func(c *worker.Config) { c.Endpoint = "http://127.0.0.1:9"; c.Observer = m })
+	stopOther := b.startWorkers(t, 1, func(c *worker.Config) { other(b, c); c.Observer = m })
 	const said = `not serving this rollout`
 	if !eventually(30*time.Second, func() bool { return strings.Contains(b.logs.String(), said) }) {
 		t.Fatalf("the worker did not say it does not serve the rollout:\n%s", b.logs.String())

@@ -44,15 +44,19 @@ func (w *Worker) spec(ctx context.Context, id string) (rollout.Spec, ledger.Roll
 }
 
 // notServed says why this worker does not serve a rollout: it was started
-// for another API generation or endpoint than the rollout was applied with.
+// for another API generation or endpoint, or holds another credential,
+// than the rollout was applied with (rollout.Account.Serves).
 func (w *Worker) notServed(spec rollout.Spec) (reason, why string) {
-	if w.cfg.API != "" && w.cfg.API != spec.API {
-		return "api", fmt.Sprintf("rollout applied for api %s, worker started with --api %s", spec.API, w.cfg.API)
+	a := spec.Account()
+	switch reason = a.Serves(rollout.Account{API: w.cfg.API, Endpoint: w.cfg.Endpoint, Identity: w.creds.Identity()}); reason {
+	case "api":
+		why = fmt.Sprintf("rollout applied for api %s, worker started with --api %s", spec.API, w.cfg.API)
+	case "endpoint":
+		why = fmt.Sprintf("rollout applied for endpoint %q, worker started with --endpoint %s", cmp.Or(spec.Endpoint, "the real API"), w.cfg.Endpoint)
+	case "identity":
+		why = fmt.Sprintf("rollout applied with credential %s, this worker has %s", a.Identity, cmp.Or(w.creds.Identity(), "none"))
 	}
-	if w.cfg.Endpoint != "" && w.cfg.Endpoint != spec.Endpoint {
-		return "endpoint", fmt.Sprintf("rollout applied for endpoint %q, worker started with --endpoint %s", cmp.Or(spec.Endpoint, "the real API"), w.cfg.Endpoint)
-	}
-	return "", ""
+	return reason, why
 }
 
 // handleStartWave starts or rescans a wave through the engine.

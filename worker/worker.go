@@ -218,7 +218,7 @@ func (w *Worker) api(spec rollout.Spec) (cvm.API, error) {
 // and region and the credential identity: rollouts sharing an account
 // share the budget, and rotating role credentials keep it.
 func (w *Worker) limiterKey(spec rollout.Spec, action string) string {
-	return ratelimit.AccountKey(action, spec.Endpoint, spec.Region, w.creds.Identity())
+	return ratelimit.AccountKey(action, spec.Endpoint, spec.Region, spec.Account().LimiterIdentity(w.creds.Identity()))
 }
 
 // Handler returns the task mux.

@@ -162,6 +162,9 @@ func applyCmd(ctx context.Context, env *Env, args []string) error {
 		lim := ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix})
 		key := ratelimit.AccountKey("DescribeInstances", cmp.Or(a.endpoint, plan.Spec.Endpoint), plan.Spec.Region, creds.Identity())
 		req.Describe = preflightDescribe(env, plan, api, lim, key)
+		// The rollout keeps the credential identity it was applied with
+		// (rollout.Account): workers holding another hand its tasks back.
+		req.Spec.Identity = creds.Identity()
 	}
 	res, err := cn.controller(c.namespace, c.logger(env, true)).Apply(ctx, req)
 	if err != nil {

@@ -95,6 +95,9 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	a.timeout = callTimeout(a.timeout, *grace)
+	// The rollout keeps the credential identity it was applied with
+	// (rollout.Account): workers holding another hand its tasks back.
+	plan.Spec.Identity = creds.Identity()
 	apiFor := apiFactory(a, creds)
 
 	// Redis: an embedded one with a journal on disk, or REDIS_URL under a
