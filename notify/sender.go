@@ -90,6 +90,10 @@ type Sender struct {
 	running int
 	wg      sync.WaitGroup
 
+	// closing is closed by Close: the attempts left are made without
+	// waiting out their backoff.
+	closing   chan struct{}
+	closeOnce sync.Once
 	// stop cancels posts and backoffs in progress when Close's deadline ends.
 	stop   context.Context
 	cancel context.CancelFunc
@@ -114,7 +118,7 @@ func NewSender(cfg SenderConfig) *Sender {
 		cfg.After = time.After
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
-	s := &Sender{cfg: cfg, queue: make(chan item, cfg.Queue)}
+	s := &Sender{cfg: cfg, queue: make(chan item, cfg.Queue), closing: make(chan struct{})}
 	s.stop, s.cancel = context.WithCancel(context.Background())
 	for _, r := range LostReasons {
 		s.lost.Store(r, new(atomic.Int64))
@@ -195,6 +199,7 @@ func (s *Sender) deliver(it item) {
 		s.cfg.Logger.Debug("webhook attempt failed; retrying", "rollout", it.e.Rollout, "kind", it.e.Kind, "attempt", attempt, "retry_in", wait, "err", err)
 		select {
 		case <-s.cfg.After(wait):
+		case <-s.closing:
 		case <-s.stop.Done():
 		}
 		wait *= 2
@@ -210,13 +215,16 @@ func (s *Sender) drop(reason string, e Event, err error) {
 }
 
 // Close stops taking events and waits until every queued event is
-// delivered or dropped. When ctx ends first, posts and backoffs in
-// progress are cancelled, the events left are counted lost (LostClosed)
-// and Close returns ctx's error. Calling Close again waits the same way.
+// delivered or dropped. Attempts left are made without waiting out their
+// backoff, so that a process does not linger for a receiver that refuses
+// connections. When ctx ends first, posts in progress are cancelled, the
+// events left are counted lost (LostClosed) and Close returns ctx's
+// error. Calling Close again waits the same way.
 func (s *Sender) Close(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+	s.closeOnce.Do(func() { close(s.closing) })
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()

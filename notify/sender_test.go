@@ -295,20 +295,24 @@ func TestCloseDeadline(t *testing.T) {
 	wantLost(t, s, map[string]int64{notify.LostClosed: 5})
 }
 
-// TestBackoffCancelledByClose: an event waiting for its retry is dropped
-// at Close's deadline, not after its backoff.
-func TestBackoffCancelledByClose(t *testing.T) {
-	rv := newReceiver(t, func(int) int { return http.StatusServiceUnavailable })
+// TestCloseSkipsBackoff: Close makes the attempts left at once instead of
+// waiting out their backoff (a process should not linger 30 s for a
+// receiver that refuses connections), and still delivers.
+func TestCloseSkipsBackoff(t *testing.T) {
+	rv := newReceiver(t, func(n int) int { return []int{503, 503, 200}[n-1] })
 	never := func(time.Duration) <-chan time.Time { return nil }
 	s := notify.NewSender(notify.SenderConfig{After: never})
 	s.Send(rv.srv.URL, notify.Event{})
-	<-rv.arrived // first attempt made; the retry waits forever
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	if err := s.Close(ctx); err == nil {
-		t.Fatal("Close = nil; want the context's error")
+	<-rv.arrived // first attempt made; the retry's backoff never ends
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close = %v; want the attempts left made at once", err)
 	}
-	wantLost(t, s, map[string]int64{notify.LostClosed: 1})
+	if rv.calls.Load() != 3 || s.SentCount() != 1 {
+		t.Errorf("posted %d times, sent %d; want 3 and 1", rv.calls.Load(), s.SentCount())
+	}
+	wantLost(t, s, nil)
 }
 
 // TestRetryable classifies errors.
