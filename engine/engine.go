@@ -33,8 +33,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock defaults to the wall clock.
 	Clock clock.Clock
-	// Poster delivers webhook notifications. Defaults to a plain Poster.
-	Poster *notify.Poster
+	// Webhooks queues webhook notifications and posts them in the
+	// background; its owner closes it on shutdown to drain the queue.
+	// Defaults to a Sender of notify's defaults that nobody closes (its
+	// goroutines end when its queue is empty).
+	Webhooks *notify.Sender
 	// ResetTimeout is the asynq Timeout of reset tasks. Defaults to 5m.
 	ResetTimeout time.Duration
 }
@@ -50,17 +53,18 @@ type Engine struct {
 	q      tasks.Queues
 	log    *slog.Logger
 	clock  clock.Clock
-	poster *notify.Poster
+	hooks  *notify.Sender
 	resetT time.Duration
 }
 
 // New returns a Engine.
 func New(cfg Config) *Engine {
+	log := cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	return &Engine{
 		l: cfg.Ledger, client: cfg.Client, q: tasks.QueuesFor(cfg.Namespace),
-		log:    cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+		log:    log,
 		clock:  clock.Or(cfg.Clock),
-		poster: cmp.Or(cfg.Poster, &notify.Poster{}),
+		hooks:  cmp.Or(cfg.Webhooks, notify.NewSender(notify.SenderConfig{Logger: log})),
 		resetT: cmp.Or(cfg.ResetTimeout, 5*time.Minute),
 	}
 }
@@ -150,7 +154,9 @@ func (c *Engine) EnqueueAdvance(ctx context.Context, rolloutID string, k, seq in
 	return c.enqueue(ctx, t, err)
 }
 
-// Notify posts an event to the rollout's webhook, logging failures.
+// Notify queues an event for the rollout's webhook and returns at once: a
+// slow or failing receiver never holds up the caller (a gate). The Sender
+// retries, and logs and counts what it cannot deliver.
 func (c *Engine) Notify(ctx context.Context, spec rollout.Spec, kind string, wave int, reason string) {
 	if spec.Webhook == "" {
 		return
@@ -159,9 +165,7 @@ func (c *Engine) Notify(ctx context.Context, spec rollout.Spec, kind string, wav
 	if r, err := c.l.Get(ctx, spec.ID); err == nil {
 		e.State, e.Succeeded, e.Failed, e.Total = string(r.State), r.Counters.Succeeded+r.Counters.Skipped, r.Counters.Failures(), r.Total
 	}
-	if err := c.poster.Post(ctx, spec.Webhook, e); err != nil {
-		c.log.Warn("webhook failed", "rollout", spec.ID, "kind", kind, "err", err)
-	}
+	c.hooks.Send(spec.Webhook, e)
 }
 
 // Pause stops new calls of a running rollout; calls in flight finish.

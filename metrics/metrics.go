@@ -10,11 +10,15 @@
 //     time under the metric names of asynq's own exporter (asynq_queue_size,
 //     asynq_tasks_enqueued_total{state}, ...), so existing asynq dashboards and
 //     asynqmon's charts work unchanged;
-//   - a collector of the ledger, read at scrape time:
-//     fleetreset_instances{rollout,wave,state} and fleetreset_rollout_state;
+//   - a collector of the ledger, read at scrape time from the counters the
+//     ledger's scripts keep (a few commands per rollout and wave, none per
+//     instance): fleetreset_instances{rollout,wave,state},
+//     fleetreset_instances_held{rollout} and fleetreset_rollout_state;
 //   - when given a RedisErrors, fleetreset_redis_errors_total{kind}: the
 //     Redis commands of this process that failed, counted by a go-redis
-//     hook (internal/redisfit) from the moment the connection opened.
+//     hook (internal/redisfit) from the moment the connection opened;
+//   - when given a webhook sender, fleetreset_webhooks_sent_total and
+//     fleetreset_webhooks_lost_total{reason}.
 //
 // Counters are per process (each worker counts its own calls; sum them).
 // Queue and ledger gauges describe the shared Redis, so every process that
@@ -68,6 +72,18 @@ type Config struct {
 	// RedisErrors is exported as fleetreset_redis_errors_total.
 	// Defaults to nil: no such metric.
 	RedisErrors *RedisErrors
+	// Webhooks is read at scrape time for fleetreset_webhooks_sent_total
+	// and fleetreset_webhooks_lost_total (a *notify.Sender).
+	// Defaults to nil: no webhook metrics.
+	Webhooks WebhookCounts
+}
+
+// WebhookCounts reports the webhook events a process delivered and lost;
+// *notify.Sender implements it.
+type WebhookCounts interface {
+	SentCount() int64
+	// LostCounts returns losses by reason, every reason present.
+	LostCounts() map[string]int64
 }
 
 // RedisErrors counts failed Redis commands by kind (oom, timeout,
@@ -159,6 +175,9 @@ func New(cfg Config) *Metrics {
 	if cfg.RedisErrors != nil {
 		m.reg.MustRegister(cfg.RedisErrors.vec)
 	}
+	if cfg.Webhooks != nil {
+		m.reg.MustRegister(webhookCollector{cfg.Webhooks})
+	}
 	if cfg.Inspector != nil || cfg.Ledger != nil {
 		rc := &redisCollector{}
 		if cfg.Inspector != nil {
@@ -228,6 +247,28 @@ func labelValue(s string) string {
 		}
 	}
 	return s
+}
+
+var (
+	descWebhooksSent = prometheus.NewDesc("fleetreset_webhooks_sent_total",
+		"Webhook events this process delivered (a 2xx answer, after retries if any).", nil, nil)
+	descWebhooksLost = prometheus.NewDesc("fleetreset_webhooks_lost_total",
+		"Webhook events this process dropped, by reason: queue_full (the send queue was full), rejected (a 4xx other than 429), retries_exhausted (network errors, 5xx or 429 on every attempt), closed (still undelivered when the process stopped).", []string{"reason"}, nil)
+)
+
+// webhookCollector reads a webhook sender's counters at scrape time.
+type webhookCollector struct{ w WebhookCounts }
+
+func (c webhookCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descWebhooksSent
+	ch <- descWebhooksLost
+}
+
+func (c webhookCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descWebhooksSent, prometheus.CounterValue, float64(c.w.SentCount()))
+	for reason, n := range c.w.LostCounts() {
+		ch <- prometheus.MustNewConstMetric(descWebhooksLost, prometheus.CounterValue, float64(n), labelValue(reason))
+	}
 }
 
 // redisCollector reads the queues and the ledger at scrape time; one
@@ -344,7 +385,10 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-// ledgerCollector reports instances per rollout, wave and state.
+// ledgerCollector reports instances per rollout, wave and state. A scrape
+// costs a few commands per rollout and wave, whatever the fleet's size: it
+// reads the counters the ledger's scripts keep and the sets of instances
+// in flight, never the instances themselves.
 type ledgerCollector struct {
 	l       *ledger.Ledger
 	timeout time.Duration
@@ -353,17 +397,20 @@ type ledgerCollector struct {
 
 var (
 	descInstances = prometheus.NewDesc("fleetreset_instances",
-		"Instances of a rollout by wave (1-based, as in the CLI and UI) and ledger state.", []string{"rollout", "wave", "state"}, nil)
+		"Instances of a rollout by wave (1-based, as in the CLI and UI) and state: the terminal states (succeeded, skipped, failed, ambiguous, cancelled), resetting (the cloud accepted the reset, not verified yet) and pending (everything else not finished: waiting, held, or in a call).", []string{"rollout", "wave", "state"}, nil)
+	descHeld = prometheus.NewDesc("fleetreset_instances_held",
+		"Instances of a rollout parked because it was not running when their turn came (part of fleetreset_instances{state=\"pending\"}); they go on when it resumes.", []string{"rollout"}, nil)
 	descRolloutState = prometheus.NewDesc("fleetreset_rollout_state",
 		"1 for a rollout's current state (applying, scheduled, running, paused, awaiting_approval, completed, aborted).", []string{"rollout", "state"}, nil)
 )
 
-// instanceStates are every ledger state, in protocol order.
-var instanceStates = []ledger.InstanceState{ledger.Pending, ledger.Held, ledger.Calling, ledger.Resetting,
+// waveStates are the states fleetreset_instances reports per wave.
+var waveStates = []ledger.InstanceState{ledger.Pending, ledger.Resetting,
 	ledger.Succeeded, ledger.Skipped, ledger.Failed, ledger.Ambiguous, ledger.Cancelled}
 
 func (c *ledgerCollector) describe(ch chan<- *prometheus.Desc) {
 	ch <- descInstances
+	ch <- descHeld
 	ch <- descRolloutState
 }
 
@@ -380,46 +427,39 @@ func (c *ledgerCollector) collect(ch chan<- prometheus.Metric) {
 	}
 	for _, r := range rs {
 		ch <- prometheus.MustNewConstMetric(descRolloutState, prometheus.GaugeValue, 1, r.ID, string(r.State))
-		counts, err := c.counts(ctx, r)
-		if err != nil {
-			c.log.Warn("metrics: read rollout instances", "rollout", r.ID, "err", err)
-			up = 0
-			continue
+		var act ledger.Activity
+		if !r.State.Terminal() {
+			if act, err = c.l.Activity(ctx, r); err != nil {
+				c.log.Warn("metrics: read rollout activity", "rollout", r.ID, "err", err)
+				up = 0
+				continue
+			}
 		}
-		for k, byState := range counts {
-			for _, s := range instanceStates {
+		for k, byState := range counts(r, act) {
+			for _, s := range waveStates {
 				ch <- prometheus.MustNewConstMetric(descInstances, prometheus.GaugeValue, float64(byState[s]), r.ID, strconv.Itoa(k+1), string(s))
 			}
 		}
+		ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, float64(act.Held), r.ID)
 	}
 }
 
-// counts returns instance counts per wave and state. A finished rollout is
-// counted from its counters (cheap: no instance is read); instances not yet
-// terminal (calls an abort let finish) count as pending until they are. A live rollout's instances are all read, since only terminal
-// states have counters.
-func (c *ledgerCollector) counts(ctx context.Context, r *ledger.Rollout) ([]map[ledger.InstanceState]int, error) {
+// counts returns instance counts per wave and state from the wave counters
+// (terminal states) and act (instances resetting; zero for a finished
+// rollout, whose in-flight sets are not read). Everything else not yet
+// terminal counts as pending: waiting, held, or calling, states only a
+// per-instance read could tell apart.
+func counts(r *ledger.Rollout, act ledger.Activity) []map[ledger.InstanceState]int {
 	out := make([]map[ledger.InstanceState]int, len(r.Waves))
-	for k := range out {
-		out[k] = map[ledger.InstanceState]int{}
-	}
-	if r.State.Terminal() {
-		for k, w := range r.Waves {
-			m := out[k]
-			m[ledger.Succeeded], m[ledger.Skipped], m[ledger.Failed] = w.Counters.Succeeded, w.Counters.Skipped, w.Counters.Failed
-			m[ledger.Ambiguous], m[ledger.Cancelled] = w.Counters.Ambiguous, w.Counters.Cancelled
-			m[ledger.Pending] = max(0, w.Size-w.Counters.Terminal)
+	for k, w := range r.Waves {
+		m := map[ledger.InstanceState]int{}
+		m[ledger.Succeeded], m[ledger.Skipped], m[ledger.Failed] = w.Counters.Succeeded, w.Counters.Skipped, w.Counters.Failed
+		m[ledger.Ambiguous], m[ledger.Cancelled] = w.Counters.Ambiguous, w.Counters.Cancelled
+		if k < len(act.ResettingByWave) {
+			m[ledger.Resetting] = act.ResettingByWave[k]
 		}
-		return out, nil
+		m[ledger.Pending] = max(0, w.Size-w.Counters.Terminal-m[ledger.Resetting])
+		out[k] = m
 	}
-	is, err := c.l.AllInstances(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	for _, in := range is {
-		if in.Wave >= 0 && in.Wave < len(out) {
-			out[in.Wave][in.State]++
-		}
-	}
-	return out, nil
+	return out
 }

@@ -2,9 +2,11 @@ package metrics_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/fleetreset/fleetreset/internal/redistest"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/metrics"
+	"github.com/fleetreset/fleetreset/notify"
 	"github.com/fleetreset/fleetreset/rollout"
 	"github.com/fleetreset/fleetreset/tasks"
 	"github.com/fleetreset/fleetreset/worker"
@@ -269,3 +272,124 @@ func TestRedisDown(t *testing.T) {
 		t.Errorf("the process's own counters are missing when Redis is down")
 	}
 }
+
+// TestLedgerCollectorInFlight: a live rollout reports instances resetting
+// in their wave from the in-flight set, pending as what is neither
+// terminal nor resetting, and held instances per rollout.
+func TestLedgerCollectorInFlight(t *testing.T) {
+	r := redistest.New(t)
+	ctx := t.Context()
+	l := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
+	spec := rollout.Spec{ID: "web-2", PlanHash: "h", Groups: []rollout.Group{{Name: "g", ImageID: "img-new00001"}},
+		Waves: []rollout.Wave{{Size: 3}, {Size: 2}}}
+	var targets []rollout.Target
+	for i := range 5 {
+		targets = append(targets, rollout.Target{InstanceID: fmt.Sprintf("ins-0000000%d", i), Wave: min(i/3, 1)})
+	}
+	if _, err := l.Create(ctx, spec, targets, ledger.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Activate(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	// ins-0: accepted by the cloud (resetting); ins-1: succeeded.
+	res, err := l.Begin(ctx, spec.ID, "ins-00000000", 0)
+	if err != nil || res.Action != ledger.ActProceed {
+		t.Fatalf("Begin = %+v, %v", res, err)
+	}
+	if err := l.Called(ctx, spec.ID, "ins-00000000", res.Token, "req-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Finish(ctx, spec.ID, "ins-00000001", ledger.Outcome{From: []ledger.InstanceState{ledger.Pending}, To: ledger.Succeeded}); err != nil {
+		t.Fatal(err)
+	}
+	// ins-2's turn comes while the rollout is paused: held.
+	if ok, err := l.SetState(ctx, spec.ID, []ledger.RolloutState{ledger.Running}, ledger.Paused, "test"); err != nil || !ok {
+		t.Fatalf("pause = %v, %v", ok, err)
+	}
+	if res, err := l.Begin(ctx, spec.ID, "ins-00000002", 0); err != nil || res.Action != ledger.ActHeld {
+		t.Fatalf("Begin = %+v, %v; want held", res, err)
+	}
+	fams, _ := scrape(t, metrics.New(metrics.Config{Ledger: l}))
+	for _, c := range []struct {
+		wave, state string
+		want        float64
+	}{
+		{"1", "resetting", 1}, {"1", "succeeded", 1}, {"1", "pending", 1},
+		{"2", "resetting", 0}, {"2", "pending", 2}, {"2", "succeeded", 0},
+	} {
+		mustValue(t, fams, "fleetreset_instances", map[string]string{"rollout": "web-2", "wave": c.wave, "state": c.state}, c.want)
+	}
+	mustValue(t, fams, "fleetreset_instances_held", map[string]string{"rollout": "web-2"}, 1)
+	mustValue(t, fams, "fleetreset_rollout_state", map[string]string{"rollout": "web-2", "state": "paused"}, 1)
+}
+
+// commandCounter counts the commands a Redis client sends, pipelines
+// included.
+type commandCounter struct{ n atomic.Int64 }
+
+func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { c.n.Add(1); return next(ctx, cmd) }
+}
+func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { c.n.Add(int64(len(cmds))); return next(ctx, cmds) }
+}
+
+// TestScrapeCostIndependentOfFleet: a scrape of a live rollout sends as
+// many Redis commands at 5,000 instances as at 10 (it used to read every
+// instance).
+func TestScrapeCostIndependentOfFleet(t *testing.T) {
+	cmds := map[int]int64{}
+	for _, n := range []int{10, 5000} {
+		r := redistest.New(t)
+		var counter commandCounter
+		rdb := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1})
+		defer rdb.Close()
+		rdb.AddHook(&counter)
+		l := ledger.New(rdb, ledger.Config{Prefix: r.Prefix})
+		spec := rollout.Spec{ID: "big", PlanHash: "h", Groups: []rollout.Group{{Name: "g", ImageID: "img-new00001"}},
+			Waves: []rollout.Wave{{Size: n / 10}, {Size: n - n/10}}}
+		targets := make([]rollout.Target, n)
+		for i := range targets {
+			targets[i] = rollout.Target{InstanceID: fmt.Sprintf("ins-%08d", i), Wave: min(i/(n/10), 1)}
+		}
+		if _, err := l.Create(t.Context(), spec, targets, ledger.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Activate(t.Context(), spec); err != nil {
+			t.Fatal(err)
+		}
+		m := metrics.New(metrics.Config{Ledger: l})
+		before := counter.n.Load()
+		fams, _ := scrape(t, m)
+		cmds[n] = counter.n.Load() - before
+		mustValue(t, fams, "fleetreset_instances", map[string]string{"rollout": "big", "wave": "2", "state": "pending"}, float64(n-n/10))
+	}
+	if cmds[5000] != cmds[10] {
+		t.Errorf("a scrape sent %d commands at 10 instances and %d at 5,000; want the same", cmds[10], cmds[5000])
+	}
+}
+
+type fakeWebhooks struct{}
+
+func (fakeWebhooks) SentCount() int64 { return 7 }
+func (fakeWebhooks) LostCounts() map[string]int64 {
+	return map[string]int64{"queue_full": 2, "rejected": 0, "retries_exhausted": 1, "closed": 0}
+}
+
+// TestWebhookMetrics: the sender's counters are exported, zero reasons
+// included, so that increase() works from the first loss.
+func TestWebhookMetrics(t *testing.T) {
+	fams, _ := scrape(t, metrics.New(metrics.Config{Webhooks: fakeWebhooks{}}))
+	mustValue(t, fams, "fleetreset_webhooks_sent_total", nil, 7)
+	mustValue(t, fams, "fleetreset_webhooks_lost_total", map[string]string{"reason": "queue_full"}, 2)
+	mustValue(t, fams, "fleetreset_webhooks_lost_total", map[string]string{"reason": "retries_exhausted"}, 1)
+	mustValue(t, fams, "fleetreset_webhooks_lost_total", map[string]string{"reason": "rejected"}, 0)
+	if _, ok := fams["fleetreset_webhooks_sent_total"]; !ok {
+		t.Error("no fleetreset_webhooks_sent_total")
+	}
+}
+
+// A notify.Sender is what the CLI hands to Config.Webhooks.
+var _ metrics.WebhookCounts = (*notify.Sender)(nil)

@@ -1,6 +1,8 @@
 // Package notify posts rollout events as JSON to an operator's webhook.
 // Delivery is best effort: a webhook that fails is logged and never stops
-// a rollout.
+// a rollout. A Poster posts one event and waits for the answer; a Sender
+// queues events and posts them in the background, with retries, so that a
+// slow receiver never holds up the task handler that announces an event.
 package notify
 
 import (
@@ -38,6 +40,12 @@ type Event struct {
 	Total     int `json:"total"`
 }
 
+// Errors a retry cannot fix.
+var (
+	errEncode  = errors.New("cannot encode the event")
+	errRequest = errors.New("invalid webhook URL")
+)
+
 // Poster delivers events to webhooks.
 type Poster struct {
 	// Client sends the requests. Defaults to a client with a 10s timeout.
@@ -51,11 +59,12 @@ func (p *Poster) Post(ctx context.Context, url string, e Event) error {
 	}
 	body, err := json.Marshal(e)
 	if err != nil {
-		return fmt.Errorf("notify: encode: %w", err)
+		return fmt.Errorf("notify: %w: %w", errEncode, err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("notify: %s: %w", e.Kind, err)
+		// The error quotes the URL: name only the host.
+		return fmt.Errorf("notify: %s: %w for %s", e.Kind, errRequest, Host(url))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	c := p.Client
@@ -74,7 +83,7 @@ func (p *Poster) Post(ctx context.Context, url string, e Event) error {
 	}
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("notify: %s: webhook at %s answered %s", e.Kind, Host(url), resp.Status)
+		return fmt.Errorf("notify: %s: webhook at %s %w", e.Kind, Host(url), &StatusError{Code: resp.StatusCode, Status: resp.Status})
 	}
 	return nil
 }

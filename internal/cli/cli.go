@@ -23,6 +23,7 @@ import (
 	"github.com/fleetreset/fleetreset/internal/redisfit"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/metrics"
+	"github.com/fleetreset/fleetreset/notify"
 	"github.com/fleetreset/fleetreset/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -253,6 +254,9 @@ type conn struct {
 	// errs counts the failed commands of rdb and of every client asynq
 	// makes from opt, for fleetreset_redis_errors_total.
 	errs *metrics.RedisErrors
+	// hooks posts the webhooks of the engines made from this connection;
+	// Close drains it.
+	hooks *notify.Sender
 }
 
 // open opens REDIS_URL for a command that may write: it refuses a Redis
@@ -382,12 +386,28 @@ func (o hookedConnOpt) MakeRedisClient() any {
 }
 
 func (c *conn) Close() {
+	if c.hooks != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), webhookDrain)
+		_ = c.hooks.Close(ctx) // what is left is logged and counted lost
+		cancel()
+	}
 	c.client.Close()
 	c.rdb.Close()
 }
 
+// webhookDrain bounds how long a command waits on exit for its webhooks.
+const webhookDrain = 10 * time.Second
+
 func (c *conn) controller(namespace string, log *slog.Logger) *engine.Engine {
-	return engine.New(engine.Config{Ledger: c.ledger, Client: c.client, Namespace: namespace, Logger: log})
+	return engine.New(engine.Config{Ledger: c.ledger, Client: c.client, Namespace: namespace, Logger: log, Webhooks: c.webhooks(log)})
+}
+
+// webhooks returns the connection's webhook sender, made on first use.
+func (c *conn) webhooks(log *slog.Logger) *notify.Sender {
+	if c.hooks == nil {
+		c.hooks = notify.NewSender(notify.SenderConfig{Logger: log})
+	}
+	return c.hooks
 }
 
 // oneArg returns the only positional argument.

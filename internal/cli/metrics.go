@@ -24,7 +24,7 @@ func serveWorkerMetrics(ctx context.Context, addr string, cn *conn, cfg *worker.
 	}
 	q := cfg.Engine.Queues()
 	insp := asynq.NewInspector(cn.opt)
-	m := metrics.New(metrics.Config{Inspector: insp, Queues: []string{q.Reset, q.Control}, Ledger: cn.ledger, Logger: log, RedisErrors: cn.errs})
+	m := metrics.New(metrics.Config{Inspector: insp, Queues: []string{q.Reset, q.Control}, Ledger: cn.ledger, Logger: log, RedisErrors: cn.errs, Webhooks: cn.webhooks(log)})
 	cfg.Observer = m
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

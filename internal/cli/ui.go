@@ -66,7 +66,7 @@ func uiCmd(ctx context.Context, env *Env, args []string) error {
 	q := tasks.QueuesFor(c.namespace)
 	insp := asynq.NewInspector(cn.opt)
 	defer insp.Close()
-	m := metrics.New(metrics.Config{Inspector: insp, Queues: []string{q.Reset, q.Control}, Ledger: cn.ledger, Logger: log, RedisErrors: cn.errs})
+	m := metrics.New(metrics.Config{Inspector: insp, Queues: []string{q.Reset, q.Control}, Ledger: cn.ledger, Logger: log, RedisErrors: cn.errs, Webhooks: cn.webhooks(log)})
 
 	var hosts []string
 	if loopback {
