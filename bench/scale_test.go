@@ -15,6 +15,7 @@ import (
 
 	"github.com/fleetreset/fleetreset/cvmsim"
 	"github.com/fleetreset/fleetreset/internal/redistest"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/metrics"
 	"github.com/fleetreset/fleetreset/planner"
@@ -229,7 +230,7 @@ func BenchmarkCommands(b *testing.B) {
 
 		must(b, r.Client.ConfigResetStat(ctx).Err())
 		own.n.Store(0)
-		_, err := planner.Apply(ctx, plan, planner.ApplyConfig{Ledger: ledger.New(r.Client, ledger.Config{Prefix: ns + ":"}), Client: client, Namespace: ns})
+		_, err := engine.New(engine.Config{Ledger: ledger.New(r.Client, ledger.Config{Prefix: ns + ":"}), Client: client, Namespace: ns}).Apply(ctx, engine.ApplyRequest{Spec: plan.Spec, Targets: plan.Targets})
 		must(b, err)
 		stop := runProcs(b, commandsProcs, r.Addr, ns, url, commandsConcurrency, nil)
 		res := awaitRollout(b, ledger.New(poll, ledger.Config{Prefix: ns + ":"}), plan.Spec.ID, 5*time.Minute)

@@ -257,7 +257,10 @@ func (c *Engine) StartOccurrence(ctx context.Context, prev string, at time.Time)
 		why := fmt.Sprintf("occurrence %s skipped: %s is in active rollout %s", spec.ID, ce.conflicts[0].InstanceID, ce.conflicts[0].Rollout)
 		c.log.Error("scheduled occurrence skipped", "rollout", spec.ID, "reason", why)
 		c.Notify(ctx, r.Spec, eventOccurrenceSkipped, 0, why)
-		return c.ScheduleNext(ctx, spec)
+		// The series goes on from the rollout that exists: the skipped
+		// occurrence was never created, and a recur task naming it would
+		// find nothing and end the schedule.
+		return c.ScheduleNext(ctx, r.Spec)
 	}
 	if err != nil || !created {
 		return err // !created: a redelivery of this task, or another worker, got there first

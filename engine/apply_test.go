@@ -3,6 +3,7 @@ package engine_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/fleetreset/fleetreset/internal/redistest"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/rollout"
+	"github.com/fleetreset/fleetreset/tasks"
 	"github.com/hibiken/asynq"
 )
 
@@ -134,4 +136,60 @@ func idsOf(ts []rollout.Target) []string {
 		ids[i] = t.InstanceID
 	}
 	return ids
+}
+
+// TestSkippedOccurrenceKeepsTheSeries: an occurrence whose instances
+// another rollout holds is skipped, and the series goes on from the
+// rollout that exists (a recur task naming the skipped, never created
+// occurrence would find nothing and end the schedule).
+func TestSkippedOccurrenceKeepsTheSeries(t *testing.T) {
+	r := redistest.New(t)
+	ns := r.Prefix[:len(r.Prefix)-1]
+	client := asynq.NewClient(r.ConnOpt())
+	defer client.Close()
+	insp := asynq.NewInspector(r.ConnOpt())
+	defer insp.Close()
+	l := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
+	eng := engine.New(engine.Config{Ledger: l, Client: client, Namespace: ns})
+	ctx := t.Context()
+	series, targets := fleetSpec("nightly", "h-series", 5)
+	series.Schedule = "0 3 * * *"
+	series.StartAt = time.Now()
+	if _, err := eng.Apply(ctx, engine.ApplyRequest{Spec: series, Targets: targets}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.SetState(ctx, series.ID, []ledger.RolloutState{ledger.Scheduled, ledger.Running}, ledger.Completed, ""); err != nil {
+		t.Fatal(err)
+	}
+	prev, err := l.Get(ctx, series.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.UnclaimAll(ctx, prev); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := fleetSpec("hotfix", "h-hotfix", 5)
+	if res, err := eng.Apply(ctx, engine.ApplyRequest{Spec: other, Targets: targets}); err != nil || !res.Created {
+		t.Fatalf("hotfix: %+v, %v", res, err)
+	}
+	at := time.Now().Add(time.Hour).Truncate(time.Minute)
+	if err := eng.StartOccurrence(ctx, series.ID, at); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Get(ctx, engine.OccurrenceID(series.ID, at)); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("skipped occurrence exists: %v", err)
+	}
+	scheduled, err := insp.ListScheduledTasks(eng.Queues().Control)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recurs []string
+	for _, ti := range scheduled {
+		if ti.Type == tasks.TypeRecur {
+			recurs = append(recurs, string(ti.Payload))
+		}
+	}
+	if len(recurs) != 1 || !strings.Contains(recurs[0], `"`+series.ID+`"`) {
+		t.Fatalf("recur tasks %v; want one naming %s", recurs, series.ID)
+	}
 }
