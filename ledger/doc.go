@@ -19,5 +19,6 @@
 // ambiguous (the outcome could not be established; a human decides) and
 // cancelled (the rollout was aborted before the instance was called).
 //
-// Keys live under Config.Prefix (default "fleetreset:"); scripts.go lists them.
+// Keys live under Config.Prefix (default "fleetreset:"); scripts.go lists them,
+// retention.go those of retention (Prune).
 package ledger

@@ -748,6 +748,9 @@ func (l *Ledger) SetState(ctx context.Context, rollout string, from []RolloutSta
 	if err != nil {
 		return false, fmt.Errorf("ledger: set state of %s: %w", rollout, err)
 	}
+	if prev != "" && to.Terminal() {
+		l.noteFinished(ctx, rollout)
+	}
 	return prev != "", nil
 }
 
@@ -775,6 +778,9 @@ func (l *Ledger) Advance(ctx context.Context, rollout string, k int, approval, w
 	}
 	out, _ := res[0].(string)
 	cur, _ := res[1].(int64)
+	if AdvanceOutcome(out) == AdvCompleted {
+		l.noteFinished(ctx, rollout)
+	}
 	return AdvanceOutcome(out), int(cur), nil
 }
 
@@ -864,6 +870,7 @@ func (l *Ledger) Abort(ctx context.Context, rollout, reason string) (bool, error
 	if err != nil {
 		return false, fmt.Errorf("ledger: abort %s: %w", rollout, err)
 	}
+	l.noteFinished(ctx, rollout)
 	return prev != "", nil
 }
 
@@ -877,6 +884,7 @@ func (l *Ledger) RetryFailed(ctx context.Context, rollout string, includeAmbiguo
 	if len(res) < 2 || toInt(res[0]) == 0 {
 		return ResumeResult{}, nil
 	}
+	l.noteFinished(ctx, rollout) // reopened: no longer finished
 	return ResumeResult{Changed: true, Seq: toInt(res[0]), Wave: toInt(res[1]), Requeue: requeues(res[2:])}, nil
 }
 

@@ -112,6 +112,10 @@ type Config struct {
 	Rand func() float64
 	// Observer, when set, is told about API calls and outcomes (metrics).
 	Observer Observer
+	// Retention is how long finished rollouts are kept before the hourly
+	// prune deletes them (see prune.go). Zero means ledger.DefaultRetention
+	// (30 days); negative keeps them forever.
+	Retention time.Duration
 }
 
 // Observer receives events for metrics. Implementations must be fast and
@@ -228,6 +232,7 @@ func (w *Worker) Handler() asynq.Handler {
 	mux.HandleFunc(tasks.TypeAdvance, w.handleAdvance)
 	mux.HandleFunc(tasks.TypeReset, w.handleReset)
 	mux.HandleFunc(tasks.TypeRecur, w.handleRecur)
+	mux.HandleFunc(tasks.TypePrune, w.handlePrune)
 	mux.HandleFunc(tasks.TypeVerify, w.handleVerify)
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		var p struct {
@@ -306,6 +311,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := srv.Start(w.Handler()); err != nil {
 		return fmt.Errorf("worker: start: %w", err)
 	}
+	w.startPrune(ctx)
 	<-ctx.Done()
 	srv.Shutdown()
 	return nil

@@ -191,6 +191,7 @@ func workerCmd(ctx context.Context, env *Env, args []string) error {
 	grace := fs.Duration("reconcile-grace", worker.ReconcileGraceDefault, "how long after an unanswered reset call to wait before asking the API whether it landed; must exceed --call-timeout")
 	shutdown := fs.Duration("shutdown-timeout", worker.ShutdownTimeoutDefault, "how long calls in flight may take to finish on SIGTERM")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9464)")
+	retention := fs.Duration("retention", ledger.DefaultRetention, "delete finished rollouts this long after they ended, hourly (negative: keep them forever)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -211,7 +212,7 @@ func workerCmd(ctx context.Context, env *Env, args []string) error {
 	wcfg := worker.Config{Redis: cn.opt, Engine: cn.controller(c.namespace, log),
 		Limiter: ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix}), APIFunc: apiFactory(a, creds),
 		Endpoint: a.endpoint, API: a.api, Provider: creds, Concurrency: *concurrency,
-		ReconcileGrace: *grace, CallTimeout: a.timeout, ReplayWindow: a.replay, ShutdownTimeout: *shutdown, Logger: log, LookupEnv: env.lookupEnv()}
+		ReconcileGrace: *grace, CallTimeout: a.timeout, ReplayWindow: a.replay, ShutdownTimeout: *shutdown, Logger: log, LookupEnv: env.lookupEnv(), Retention: *retention}
 	if err := serveWorkerMetrics(ctx, *metricsAddr, cn, &wcfg, log); err != nil {
 		return err
 	}

@@ -81,6 +81,7 @@ func commands() []command {
 		{"approve", "[flags] ROLLOUT", "let the next wave start after a manual gate", approveCmd},
 		{"abort", "[flags] ROLLOUT", "stop a rollout for good (calls in flight finish)", abortCmd},
 		{"retry-failed", "[flags] ROLLOUT", "give failed instances a new attempt", retryFailedCmd},
+		{"prune", "[flags]", "delete finished rollouts older than --older-than (workers do it hourly)", pruneCmd},
 		{"report", "[flags] ROLLOUT", "every instance with images, request IDs, attempts, outcome (JSON or CSV)", reportCmd},
 		{"ui", "[flags]", "serve the web UI: rollouts, waves, instances, the asynq queues and /metrics", uiCmd},
 	}
