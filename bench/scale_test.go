@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/fleetreset/fleetreset/cvmsim"
-	"github.com/fleetreset/fleetreset/internal/redistest"
 	"github.com/fleetreset/fleetreset/engine"
+	"github.com/fleetreset/fleetreset/internal/redistest"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/metrics"
 	"github.com/fleetreset/fleetreset/planner"
