@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/fleetreset/fleetreset/internal/clock"
@@ -55,6 +56,9 @@ type Engine struct {
 	clock  clock.Clock
 	hooks  *notify.Sender
 	resetT time.Duration
+	// sweeps maps a rollout to the latest verify sweep time this engine
+	// scheduled: asking again before it ran costs no Redis command.
+	sweeps sync.Map
 }
 
 // New returns a Engine.
@@ -104,7 +108,7 @@ func (c *Engine) enqueue(ctx context.Context, t *asynq.Task, err error) error {
 		return err
 	}
 	if _, err := c.client.EnqueueContext(ctx, t); err != nil && !tasks.IsConflict(err) {
-		return fmt.Errorf("control: enqueue %s: %w", t.Type(), err)
+		return fmt.Errorf("engine: enqueue %s: %w", t.Type(), err)
 	}
 	return nil
 }
@@ -120,8 +124,17 @@ func (c *Engine) EnqueueReset(ctx context.Context, rolloutID string, rq ledger.R
 // or, when that sweep is already taken (running: clocks of machines differ),
 // at the end of the next one. after, when set, is a sweep time the new one
 // must come after: a sweep scheduling its successor passes its own time.
+//
+// A sweep this engine scheduled and that has not run yet serves every later
+// caller: every reset accepted before it runs is verified by it.
 func (c *Engine) EnqueueVerify(ctx context.Context, rolloutID string, interval time.Duration, after time.Time) error {
-	at := tasks.SweepAt(c.clock.Now(), interval)
+	now := c.clock.Now()
+	if v, ok := c.sweeps.Load(rolloutID); ok {
+		if x := v.(time.Time); x.After(now) && x.After(after) {
+			return nil
+		}
+	}
+	at := tasks.SweepAt(now, interval)
 	if !after.Before(at) {
 		at = tasks.SweepAt(after, interval)
 	}
@@ -132,14 +145,19 @@ func (c *Engine) EnqueueVerify(ctx context.Context, rolloutID string, interval t
 	}
 	if _, err := c.client.EnqueueContext(ctx, t); err == nil || !tasks.IsConflict(err) {
 		if err != nil {
-			return fmt.Errorf("control: enqueue %s: %w", t.Type(), err)
+			return fmt.Errorf("engine: enqueue %s: %w", t.Type(), err)
 		}
+		c.sweeps.Store(rolloutID, at)
 		return nil
 	}
 	next := tasks.SweepAt(at, interval)
 	p.At = next.Unix()
 	t, err = tasks.NewVerify(c.q, p, next)
-	return c.enqueue(ctx, t, err)
+	if err := c.enqueue(ctx, t, err); err != nil {
+		return err
+	}
+	c.sweeps.Store(rolloutID, next)
+	return nil
 }
 
 // EnqueueStartWave enqueues the start of wave k.

@@ -19,8 +19,10 @@ type fixedClock struct{ t time.Time }
 func (c *fixedClock) Now() time.Time { return c.t }
 
 // TestEnqueueVerifySharesAndFallsBack: every caller within one interval
-// gets the same sweep; when that sweep's ID is taken, the next interval's
-// sweep is scheduled, so no accepted instance is left without one.
+// gets the same sweep; when that sweep's ID is taken (by another process:
+// an engine asks Redis only once per sweep it scheduled), the next
+// interval's sweep is scheduled, so no accepted instance is left without
+// one.
 func TestEnqueueVerifySharesAndFallsBack(t *testing.T) {
 	r := redistest.New(t)
 	ns := r.Prefix[:len(r.Prefix)-1]
@@ -29,14 +31,19 @@ func TestEnqueueVerifySharesAndFallsBack(t *testing.T) {
 	insp := asynq.NewInspector(r.ConnOpt())
 	defer insp.Close()
 	clk := &fixedClock{time.Now().Add(time.Hour).Truncate(10 * time.Second).Add(time.Second)}
-	ctl := engine.New(engine.Config{Ledger: ledger.New(r.Client, ledger.Config{Prefix: r.Prefix}), Client: client, Namespace: ns, Clock: clk})
+	newEngine := func() *engine.Engine {
+		return engine.New(engine.Config{Ledger: ledger.New(r.Client, ledger.Config{Prefix: r.Prefix}), Client: client, Namespace: ns, Clock: clk})
+	}
+	ctl := newEngine()
 	const interval = 10 * time.Second
-	for range 3 {
-		if err := ctl.EnqueueVerify(t.Context(), "r", interval, time.Time{}); err != nil {
+	// Three processes, and the first asking again.
+	for _, e := range []*engine.Engine{ctl, ctl, newEngine(), newEngine()} {
+		if err := e.EnqueueVerify(t.Context(), "r", interval, time.Time{}); err != nil {
 			t.Fatal(err)
 		}
 		clk.t = clk.t.Add(time.Second)
 	}
+	clk.t = clk.t.Add(-time.Second)
 	scheduled := func() []int64 {
 		ts, err := insp.ListScheduledTasks(tasks.QueuesFor(ns).Control)
 		if err != nil {
@@ -51,8 +58,8 @@ func TestEnqueueVerifySharesAndFallsBack(t *testing.T) {
 	}
 	first := tasks.SweepAt(clk.t, interval).Unix()
 	if got := scheduled(); len(got) != 2 || got[0] != first || got[1] != first+10 {
-		// The first call scheduled the sweep; the next two found it taken
-		// and scheduled the following one, once.
+		// The first call scheduled the sweep; the other processes found
+		// it taken and scheduled the following one, once.
 		t.Errorf("sweeps at %v; want [%d %d]", got, first, first+10)
 	}
 	// A sweep scheduling its successor passes its own time.
