@@ -92,31 +92,6 @@ func TestScheduleValidationMatchesRuntime(t *testing.T) {
 	}
 }
 
-// TestScheduleIsUTCWithoutZone: the runtime reads a schedule without
-// CRON_TZ in UTC whatever the zone of the time it is asked from (it used
-// the zone of that time, the machine's for time.Now).
-func TestScheduleIsUTCWithoutZone(t *testing.T) {
-	shanghai, err := time.LoadLocation("Asia/Shanghai")
-	if err != nil {
-		t.Fatal(err)
-	}
-	from := time.Date(2026, 3, 1, 12, 0, 0, 0, shanghai) // 04:00 UTC
-	tests := []struct {
-		schedule string
-		want     time.Time
-	}{
-		{"0 2 * * *", time.Date(2026, 3, 2, 2, 0, 0, 0, time.UTC)},
-		{"@daily", time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)},
-		{"CRON_TZ=Asia/Shanghai 0 2 * * *", time.Date(2026, 3, 2, 2, 0, 0, 0, shanghai)},
-	}
-	for _, tt := range tests {
-		got, err := tasks.NextOccurrence(tt.schedule, from)
-		if err != nil || !got.Equal(tt.want) {
-			t.Errorf("NextOccurrence(%q, %v) = %v, %v; want %v", tt.schedule, from, got, err, tt.want)
-		}
-	}
-}
-
 func TestClockMinutes(t *testing.T) {
 	tests := []struct {
 		in    string
