@@ -1,12 +1,12 @@
 package planner
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/fleetreset/fleetreset/rollout"
+	"github.com/fleetreset/fleetreset/tasks/schedule"
 )
 
 // timing reads startAt, schedule and window.
@@ -24,7 +24,9 @@ func (p *parser) timing(f fields) {
 	}
 	if en, ok := f.get("schedule"); ok {
 		if s, ok := p.str(en.val, en.field, `a cron expression like "0 2 * * 6"`); ok {
-			if err := checkCron(s); err != nil {
+			// The runtime's own parser: a plan validates exactly when
+			// its occurrences can be computed.
+			if _, err := schedule.Parse(s); err != nil {
 				p.at(en.val, en.field, "%v", err)
 			} else {
 				r.schedule = s
@@ -152,101 +154,4 @@ var weekdays = map[string]int{
 func weekday(s string) (int, bool) {
 	d, ok := weekdays[strings.ToLower(s)]
 	return d, ok
-}
-
-// cronFields describes the five fields of a cron expression.
-var cronFields = []struct {
-	name     string
-	min, max int
-	names    []string // names for min, min+1, ...
-}{
-	{name: "minute", min: 0, max: 59},
-	{name: "hour", min: 0, max: 23},
-	{name: "day of month", min: 1, max: 31},
-	{name: "month", min: 1, max: 12, names: []string{"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}},
-	// 0-6 only: robfig/cron (what asynq's scheduler uses) rejects 7.
-	{name: "day of week", min: 0, max: 6, names: []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}},
-}
-
-// cronMacros are the accepted @-shorthands.
-var cronMacros = map[string]bool{"@yearly": true, "@annually": true, "@monthly": true, "@weekly": true, "@daily": true, "@midnight": true, "@hourly": true}
-
-// checkCron checks a standard 5-field cron expression: each field is *, a
-// value, a range a-b, any of those with /step, or a comma list of them;
-// months and weekdays may be names. An optional "CRON_TZ=Zone " prefix sets
-// the time zone (the expression is in UTC without it). This is the subset
-// robfig/cron's ParseStandard reads the same way.
-func checkCron(expr string) error {
-	body := expr
-	if rest, ok := strings.CutPrefix(expr, "CRON_TZ="); ok {
-		zone, after, _ := strings.Cut(rest, " ")
-		if zone == "" || zone == "Local" {
-			return fmt.Errorf("%s: CRON_TZ needs a zone name like Asia/Shanghai", quote(expr))
-		}
-		if _, err := time.LoadLocation(zone); err != nil {
-			return fmt.Errorf("%s: unknown time zone %s in CRON_TZ", quote(expr), quote(zone))
-		}
-		body = strings.TrimSpace(after)
-	}
-	if cronMacros[body] {
-		return nil
-	}
-	parts := strings.Fields(body)
-	if len(parts) != 5 {
-		return fmt.Errorf("%s: want 5 cron fields (minute hour day-of-month month day-of-week), like \"CRON_TZ=Asia/Shanghai 0 2 * * 6\", not %d", quote(expr), len(parts))
-	}
-	for i, part := range parts {
-		fd := cronFields[i]
-		for item := range strings.SplitSeq(part, ",") {
-			if err := checkCronItem(item, fd.min, fd.max, fd.names); err != nil {
-				return fmt.Errorf("%s: %s field %s: %v", quote(expr), fd.name, quote(part), err)
-			}
-		}
-	}
-	return nil
-}
-
-func checkCronItem(item string, min, max int, names []string) error {
-	rng, step, hasStep := strings.Cut(item, "/")
-	if hasStep {
-		n, err := strconv.Atoi(step)
-		if err != nil || n < 1 || !digits(step) {
-			return fmt.Errorf("step %s must be a positive number", quote(step))
-		}
-	}
-	if rng == "*" {
-		return nil
-	}
-	lo, hi, isRange := strings.Cut(rng, "-")
-	a, err := cronValue(lo, min, max, names)
-	if err != nil {
-		return err
-	}
-	if !isRange {
-		return nil // a value; with a step, "5/15" means from 5 every 15
-	}
-	b, err := cronValue(hi, min, max, names)
-	if err != nil {
-		return err
-	}
-	if b < a {
-		return fmt.Errorf("range %s runs backwards", quote(rng))
-	}
-	return nil
-}
-
-func cronValue(s string, min, max int, names []string) (int, error) {
-	for i, n := range names {
-		if strings.EqualFold(s, n) {
-			return min + i, nil
-		}
-	}
-	v, err := strconv.Atoi(s)
-	if err != nil || !digits(s) {
-		return 0, fmt.Errorf("%s is not a number", quote(s))
-	}
-	if v < min || v > max {
-		return 0, fmt.Errorf("%d is out of range %d-%d", v, min, max)
-	}
-	return v, nil
 }

@@ -1,19 +1,25 @@
 package tasks
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
-	"github.com/robfig/cron/v3"
+	"github.com/fleetreset/fleetreset/tasks/schedule"
 )
 
-// NextOccurrence is when a cron schedule fires after t. The dialect is
-// robfig/cron's standard one, which asynq's scheduler uses: five fields,
-// optionally prefixed by CRON_TZ=Zone (UTC otherwise).
-func NextOccurrence(schedule string, t time.Time) (time.Time, error) {
-	s, err := cron.ParseStandard(schedule)
+// errNoOccurrence is returned for a schedule with no occurrence ahead.
+var errNoOccurrence = errors.New("no occurrence within five years")
+
+// NextOccurrence is when a schedule (see schedule.Parse) fires after t.
+func NextOccurrence(spec string, t time.Time) (time.Time, error) {
+	s, err := schedule.Parse(spec)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("tasks: schedule %q: %w", schedule, err)
+		return time.Time{}, fmt.Errorf("tasks: schedule %w", err)
 	}
-	return s.Next(t), nil
+	next := s.Next(t)
+	if next.IsZero() {
+		return time.Time{}, fmt.Errorf("tasks: schedule %q: %w after %s", spec, errNoOccurrence, t.UTC().Format(time.RFC3339))
+	}
+	return next, nil
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os/signal"
 	"syscall"
@@ -19,24 +20,22 @@ import (
 	"github.com/fleetreset/fleetreset/worker"
 )
 
-func validateCmd(ctx context.Context, env *Env, args []string) error {
-	fs, _ := newFlags(env, "validate", "PLAN...", "Check plans without touching Redis or the API; every mistake is printed as file:line: field: reason")
-	secrets := fs.Bool("secrets", true, "resolve password references and check them against the API's password rules")
-	var a apiFlags
-	a.registerOverrides(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return &ExitError{Code: exitUsage}
-	}
-	if err := a.check(); err != nil {
-		return err
-	}
+type validateOpts struct {
+	common
+	api     apiFlags
+	secrets bool
+}
+
+func (o *validateOpts) flags() []flagDef {
+	return append(append(o.common.flags(), o.api.overrideFlags()...),
+		boolFlag(&o.secrets, "secrets", true, "resolve password references and check them against the API's password rules"))
+}
+
+func validateCmd(ctx context.Context, env *Env, o *validateOpts) error {
+	a := &o.api
 	bad := 0
-	for _, path := range fs.Args() {
-		plan, err := planner.Load(path, a.planOptions(env, *secrets))
+	for _, path := range o.args {
+		plan, err := planner.Load(path, a.planOptions(env, o.secrets))
 		if err != nil {
 			fmt.Fprintln(env.Stderr, err)
 			bad++
@@ -53,17 +52,25 @@ func validateCmd(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
-func planCmd(ctx context.Context, env *Env, args []string) error {
-	fs, c := newFlags(env, "plan", "[flags] PLAN", "Dry run: check every target against the API (exists, state allows a reset, not mid-operation, not already on the target image), then print the waves, per-zone counts, skipped instances, API calls per action and the minimum wall time. Enqueues nothing")
-	var a apiFlags
-	a.register(fs)
-	offline := fs.Bool("offline", false, "skip the API pre-flight")
-	plan, err := loadPlanArg(env, fs, &a, args, true)
+type planOpts struct {
+	common
+	api     apiFlags
+	offline bool
+}
+
+func (o *planOpts) flags() []flagDef {
+	return append(append(o.common.flags(), o.api.flags()...),
+		boolFlag(&o.offline, "offline", false, "skip the API pre-flight"))
+}
+
+func planCmd(ctx context.Context, env *Env, o *planOpts) error {
+	c, a := &o.common, o.api
+	plan, err := loadPlan(env, &a, o.arg(0), true)
 	if err != nil {
 		return err
 	}
 	var pf *rollout.PreflightReport
-	if !*offline {
+	if !o.offline {
 		creds, err := cvm.DefaultProvider(ctx)
 		if err != nil {
 			return err
@@ -134,13 +141,22 @@ func printPreview(env *Env, plan *planner.Plan, p planner.Preview) {
 	fmt.Fprintln(out, "Nothing was enqueued.")
 }
 
-func applyCmd(ctx context.Context, env *Env, args []string) error {
-	fs, c := newFlags(env, "apply", "[flags] PLAN", "Validate a plan, pre-flight its targets and enqueue its rollout into REDIS_URL; workers (fleetreset worker) do the rest. Applying the same plan again enqueues nothing")
-	var a apiFlags
-	a.register(fs)
-	noPreflight := fs.Bool("no-preflight", false, "do not check targets against the API before enqueueing")
-	secrets := fs.Bool("secrets", true, "resolve password references here too (turn off when only the workers' hosts hold them)")
-	plan, err := loadPlanArg(env, fs, &a, args, *secrets)
+type applyOpts struct {
+	common
+	api         apiFlags
+	noPreflight bool
+	secrets     bool
+}
+
+func (o *applyOpts) flags() []flagDef {
+	return append(append(o.common.flags(), o.api.flags()...),
+		boolFlag(&o.noPreflight, "no-preflight", false, "do not check targets against the API before enqueueing"),
+		boolFlag(&o.secrets, "secrets", true, "resolve password references here too (turn off when only the workers' hosts hold them)"))
+}
+
+func applyCmd(ctx context.Context, env *Env, o *applyOpts) error {
+	c, a := &o.common, o.api
+	plan, err := loadPlan(env, &a, o.arg(0), o.secrets)
 	if err != nil {
 		return err
 	}
@@ -150,7 +166,7 @@ func applyCmd(ctx context.Context, env *Env, args []string) error {
 	}
 	defer cn.Close()
 	req := engine.ApplyRequest{Spec: plan.Spec, Targets: plan.Targets, Overrides: plan.Overrides}
-	if !*noPreflight {
+	if !o.noPreflight {
 		creds, err := cvm.DefaultProvider(ctx)
 		if err != nil {
 			return err
@@ -183,21 +199,28 @@ func applyCmd(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
-func workerCmd(ctx context.Context, env *Env, args []string) error {
-	fs, c := newFlags(env, "worker", "[flags]", "Serve rollouts from REDIS_URL until SIGINT/SIGTERM. Run as many as you like on as many machines: they share one API rate budget through Redis. Credentials come from TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY (or the SDK's profile file or CVM role)")
-	var a apiFlags
-	a.register(fs)
-	concurrency := fs.Int("concurrency", worker.ConcurrencyDefault, "tasks handled at once")
-	grace := fs.Duration("reconcile-grace", worker.ReconcileGraceDefault, "how long after an unanswered reset call to wait before asking the API whether it landed; must exceed --call-timeout")
-	shutdown := fs.Duration("shutdown-timeout", worker.ShutdownTimeoutDefault, "how long calls in flight may take to finish on SIGTERM")
-	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9464)")
-	retention := fs.Duration("retention", ledger.DefaultRetention, "delete finished rollouts this long after they ended, hourly (negative: keep them forever)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := a.check(); err != nil {
-		return err
-	}
+type workerOpts struct {
+	common
+	api         apiFlags
+	concurrency int
+	grace       time.Duration
+	shutdown    time.Duration
+	metricsAddr string
+	retention   time.Duration
+}
+
+func (o *workerOpts) flags() []flagDef {
+	return append(append(o.common.flags(), o.api.flags()...),
+		intFlag(&o.concurrency, "concurrency", worker.ConcurrencyDefault, "tasks handled at once"),
+		durationFlag(&o.grace, "reconcile-grace", worker.ReconcileGraceDefault, "how long after an unanswered reset call to wait before asking the API whether it landed; must exceed --call-timeout"),
+		durationFlag(&o.shutdown, "shutdown-timeout", worker.ShutdownTimeoutDefault, "how long calls in flight may take to finish on SIGTERM"),
+		stringFlag(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9464)"),
+		durationFlag(&o.retention, "retention", ledger.DefaultRetention, "delete finished rollouts this long after they ended, hourly (negative: keep them forever)"))
+}
+
+func workerCmd(ctx context.Context, env *Env, o *workerOpts) error {
+	c, a := &o.common, o.api
+	concurrency, grace, shutdown, metricsAddr, retention := &o.concurrency, &o.grace, &o.shutdown, &o.metricsAddr, &o.retention
 	log := c.logger(env, false)
 	cn, err := c.open(ctx)
 	if err != nil {
@@ -226,16 +249,25 @@ func workerCmd(ctx context.Context, env *Env, args []string) error {
 	return w.Run(sctx)
 }
 
-func simCmd(ctx context.Context, env *Env, args []string) error {
-	fs, c := newFlags(env, "sim", "[flags]", "Serve the CVM API simulator: API 3.0 at / and the legacy v2 API at /v2/index.php, with admin JSON at /admin/stats and /admin/instances. Its credentials are -secret-id/-secret-key (export them as TENCENTCLOUD_SECRET_ID/KEY for apply and workers)")
-	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
-	fleet := fs.Int("fleet", 0, "generate this many instances (mixed Linux/Windows, on old images)")
-	planPath := fs.String("plan", "", "seed the simulator with the instances of this plan")
-	var cfg cvmsim.Config
-	cvmsim.RegisterFlags(fs, &cfg)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
+type simOpts struct {
+	common
+	listen   string
+	fleet    int
+	planPath string
+	sim      cvmsim.Config
+}
+
+func (o *simOpts) flags() []flagDef {
+	return append(append(o.common.flags(),
+		stringFlag(&o.listen, "listen", "127.0.0.1:8080", "address to listen on"),
+		intFlag(&o.fleet, "fleet", 0, "generate this many instances (mixed Linux/Windows, on old images)"),
+		stringFlag(&o.planPath, "plan", "", "seed the simulator with the instances of this plan")),
+		importFlags("", func(fs *flag.FlagSet) { cvmsim.RegisterFlags(fs, &o.sim) })...)
+}
+
+func simCmd(ctx context.Context, env *Env, o *simOpts) error {
+	c, cfg := &o.common, o.sim
+	listen, fleet, planPath := &o.listen, &o.fleet, &o.planPath
 	if err := cfg.Validate(); err != nil {
 		return &ExitError{Code: exitUsage, Err: err}
 	}

@@ -41,10 +41,6 @@ type Env struct {
 	Interactive bool
 	// Hooks let tests observe a run; nil in production.
 	Hooks *Hooks
-
-	// declaring, when set, receives the flag set newFlags builds: Main
-	// reads a command's flags from it without running the command.
-	declaring *declaration
 }
 
 func (e *Env) getenv(k string) string {
@@ -61,29 +57,74 @@ func (e *Env) lookupEnv() func(string) (string, bool) {
 	return os.LookupEnv
 }
 
+// command is one fleetreset command, declared as data (see flags.go):
+// its flags are its options type's flags().
 type command struct {
-	name, args, short string
-	run               func(ctx context.Context, env *Env, args []string) error
+	name string
+	// summary is its line in `fleetreset -h`; usage the paragraph of its
+	// own -h.
+	summary, usage string
+	args           []argDef
+	bind           bindFunc
 }
+
+var (
+	planArg    = []argDef{{name: "PLAN"}}
+	rolloutArg = []argDef{{name: "ROLLOUT"}}
+)
 
 func commands() []command {
 	return []command{
-		{"run", "[flags] PLAN", "run a whole rollout in this process (embedded Redis unless REDIS_URL is set)", runCmd},
-		{"validate", "PLAN...", "check plans and print every mistake as file:line: field: reason", validateCmd},
-		{"plan", "[flags] PLAN", "dry run: pre-flight every target and preview waves, API calls and wall time", planCmd},
-		{"apply", "[flags] PLAN", "validate a plan and enqueue its rollout into REDIS_URL", applyCmd},
-		{"worker", "[flags]", "serve rollouts from REDIS_URL (run several, on several machines)", workerCmd},
-		{"sim", "[flags]", "serve the local CVM API simulator", simCmd},
-		{"list", "[flags]", "list rollouts", listCmd},
-		{"status", "[flags] [ROLLOUT]", "show a rollout per wave and per instance", statusCmd},
-		{"pause", "[flags] ROLLOUT", "stop starting new resets (calls in flight finish)", pauseCmd},
-		{"resume", "[flags] ROLLOUT", "resume a paused rollout", resumeCmd},
-		{"approve", "[flags] ROLLOUT", "let the next wave start after a manual gate", approveCmd},
-		{"abort", "[flags] ROLLOUT", "stop a rollout for good (calls in flight finish)", abortCmd},
-		{"retry-failed", "[flags] ROLLOUT", "give failed instances a new attempt", retryFailedCmd},
-		{"prune", "[flags]", "delete finished rollouts older than --older-than (workers do it hourly)", pruneCmd},
-		{"report", "[flags] ROLLOUT", "every instance with images, request IDs, attempts, outcome (JSON or CSV)", reportCmd},
-		{"ui", "[flags]", "serve the web UI: rollouts, waves, instances, the asynq queues and /metrics", uiCmd},
+		{name: "run", args: planArg, bind: bind(runCmd),
+			summary: "run a whole rollout in this process (embedded Redis unless REDIS_URL is set)",
+			usage:   "Run a whole rollout in this process: an embedded Redis (unless REDIS_URL is set; with --simulate always), in-process workers and, with --simulate, an in-process simulator seeded with the plan's instances. Exit status: 0 when every instance was reset and verified, 1 when any failed or the rollout was aborted, 3 when it paused or was stopped by Ctrl-C or SIGTERM"},
+		{name: "validate", args: []argDef{{name: "PLAN", variadic: true}}, bind: bind(validateCmd),
+			summary: "check plans and print every mistake as file:line: field: reason",
+			usage:   "Check plans without touching Redis or the API; every mistake is printed as file:line: field: reason"},
+		{name: "plan", args: planArg, bind: bind(planCmd),
+			summary: "dry run: pre-flight every target and preview waves, API calls and wall time",
+			usage:   "Dry run: check every target against the API (exists, state allows a reset, not mid-operation, not already on the target image), then print the waves, per-zone counts, skipped instances, API calls per action and the minimum wall time. Enqueues nothing"},
+		{name: "apply", args: planArg, bind: bind(applyCmd),
+			summary: "validate a plan and enqueue its rollout into REDIS_URL",
+			usage:   "Validate a plan, pre-flight its targets and enqueue its rollout into REDIS_URL; workers (fleetreset worker) do the rest. Applying the same plan again enqueues nothing"},
+		{name: "worker", bind: bind(workerCmd),
+			summary: "serve rollouts from REDIS_URL (run several, on several machines)",
+			usage:   "Serve rollouts from REDIS_URL until SIGINT/SIGTERM. Run as many as you like on as many machines: they share one API rate budget through Redis. Credentials come from TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY (or the SDK's profile file or CVM role)"},
+		{name: "sim", bind: bind(simCmd),
+			summary: "serve the local CVM API simulator",
+			usage:   "Serve the CVM API simulator: API 3.0 at / and the legacy v2 API at /v2/index.php, with admin JSON at /admin/stats and /admin/instances. Its credentials are -secret-id/-secret-key (export them as TENCENTCLOUD_SECRET_ID/KEY for apply and workers)"},
+		{name: "list", bind: bind(listCmd),
+			summary: "list rollouts",
+			usage:   "List rollouts with their state and every outcome: succeeded, skipped, failed, ambiguous, cancelled and not finished"},
+		{name: "status", args: []argDef{{name: "ROLLOUT", optional: true}}, bind: bind(statusCmd),
+			summary: "show a rollout per wave and per instance",
+			usage:   "Show a rollout per wave and per instance (the newest rollout when none is named)"},
+		{name: "pause", args: rolloutArg, bind: bind(pauseCmd),
+			summary: "stop starting new resets (calls in flight finish)",
+			usage:   "Stop starting new resets; calls already in flight finish and are verified"},
+		{name: "resume", args: rolloutArg, bind: bind(resumeCmd),
+			summary: "resume a paused rollout",
+			usage:   "Resume a paused rollout; parked instances are queued again and nothing that succeeded is called again"},
+		{name: "approve", args: rolloutArg, bind: bind(approveCmd),
+			summary: "let the next wave start after a manual gate",
+			usage:   "Approve the manual gate so the next wave starts"},
+		{name: "abort", args: rolloutArg, bind: bind(abortCmd),
+			summary: "stop a rollout for good (calls in flight finish)",
+			usage:   "Stop a rollout for good: nothing new starts, calls in flight finish (the overshoot is shown)"},
+		{name: "retry-failed", args: rolloutArg, bind: bind(retryFailedCmd),
+			summary: "give failed instances a new attempt",
+			usage:   "Give failed instances a new attempt; succeeded instances are never called again"},
+		{name: "prune", bind: bind(pruneCmd),
+			summary: "delete finished rollouts older than --older-than (workers do it hourly)",
+			usage:   "Delete every key of rollouts that finished (completed or aborted) longer than --older-than ago, in bounded chunks; a scheduled series keeps its last --keep occurrences and always its latest. Workers do the same hourly (worker --retention)"},
+		{name: "report", args: rolloutArg, bind: bind(reportCmd),
+			summary: "every instance with images, request IDs, attempts, outcome (JSON or CSV)",
+			usage:   "Print every instance of a rollout: old and new image, RequestId, attempts, outcome and times. Never a secret"},
+		{name: "ui", bind: bind(uiCmd),
+			summary: "serve the web UI: rollouts, waves, instances, the asynq queues and /metrics",
+			usage: "Serve the web UI from REDIS_URL until SIGINT/SIGTERM: rollouts with their waves, progress bars, per-instance state and failures (/), " +
+				"the same as JSON (/api/rollouts), the asynq queue UI (/monitoring/) and Prometheus metrics (/metrics). " +
+				"Read-only unless --allow-actions; listens on 127.0.0.1 unless --listen says otherwise"},
 	}
 }
 
@@ -132,16 +173,16 @@ func Main(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "fleetreset:", err)
 		return exitFailed
 	}
-	argv, err := d.arrange(args[1:])
+	err = d.parse(env, args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		d.help(env.Stdout)
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "fleetreset: %v\nUsage: fleetreset %s %s (fleetreset %s -h lists its flags)\n", err, c.name, c.args, c.name)
+		fmt.Fprintf(env.Stderr, "fleetreset: %v\nUsage: fleetreset %s %s (fleetreset %s -h lists its flags)\n", err, c.name, d.synopsis(), c.name)
 		return exitUsage
 	}
-	err = c.run(ctx, env, argv)
+	err = d.run(ctx, env)
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -169,13 +210,14 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "fleetreset reinstalls the OS of Tencent Cloud CVM fleets in staged waves.")
 	fmt.Fprintln(w, "\nUsage: fleetreset COMMAND [flags] [args]\n\nCommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.short)
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nEnvironment: REDIS_URL (redis://host:6379/0), TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY,")
 	fmt.Fprintln(w, "TENCENTCLOUD_SESSION_TOKEN. Run 'fleetreset COMMAND -h' for a command's flags.")
 }
 
-// common holds the flags most commands share.
+// common holds the flags every command shares, and what Main tells every
+// command about its own parse.
 type common struct {
 	redisURL  string
 	namespace string
@@ -183,27 +225,34 @@ type common struct {
 	verbose   bool
 
 	env *Env
+	// name is the command's; fs its parsed flag set (which flags were
+	// given); args its positional arguments, checked against its
+	// declaration.
+	name string
+	fs   *flag.FlagSet
+	args []string
 	// routed says libraries' own logs already go to this command's logger.
 	routed bool
 }
 
-func newFlags(env *Env, name, args, short string) (*flag.FlagSet, *common) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	c := &common{env: env}
-	fs.StringVar(&c.redisURL, "redis", env.getenv("REDIS_URL"), "Redis URL (default $REDIS_URL)")
-	fs.StringVar(&c.namespace, "namespace", cmp.Or(env.getenv("FLEETRESET_NAMESPACE"), tasks.DefaultNamespace), "queue and key namespace, to run separate fleets on one Redis")
-	fs.StringVar(&c.logFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal)")
-	fs.BoolVar(&c.verbose, "v", false, "verbose logs")
-	fs.Usage = func() {
-		// To fs.Output(), not env.Stderr: Main prints -h to stdout.
-		fmt.Fprintf(fs.Output(), "Usage: fleetreset %s %s\n\n%s.\n\nFlags (before or after the arguments):\n", name, args, short)
-		fs.PrintDefaults()
+func (c *common) base() *common { return c }
+
+func (c *common) flags() []flagDef {
+	return []flagDef{
+		stringFlag(&c.redisURL, "redis", "", "Redis URL").fromEnv("REDIS_URL"),
+		stringFlag(&c.namespace, "namespace", tasks.DefaultNamespace, "queue and key namespace, to run separate fleets on one Redis").fromEnv("FLEETRESET_NAMESPACE"),
+		stringFlag(&c.logFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal)"),
+		boolFlag(&c.verbose, "v", false, "verbose logs"),
 	}
-	if d := env.declaring; d != nil {
-		d.fs, d.synopsis = fs, args
+}
+
+// arg is the i-th positional argument, or "" when there is none (an
+// optional argument left out).
+func (c *common) arg(i int) string {
+	if i < len(c.args) {
+		return c.args[i]
 	}
-	return fs, c
+	return ""
 }
 
 func (c *common) logger(env *Env, quiet bool) *slog.Logger {
@@ -409,15 +458,6 @@ func (c *conn) webhooks(log *slog.Logger) *notify.Sender {
 		c.hooks = notify.NewSender(notify.SenderConfig{Logger: log})
 	}
 	return c.hooks
-}
-
-// oneArg returns the only positional argument.
-func oneArg(fs *flag.FlagSet, what string) (string, error) {
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return "", &ExitError{Code: 2, Err: fmt.Errorf("%s: need exactly one %s", fs.Name(), what)}
-	}
-	return fs.Arg(0), nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

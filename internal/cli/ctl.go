@@ -16,12 +16,17 @@ import (
 	"github.com/fleetreset/fleetreset/ledger"
 )
 
-func listCmd(ctx context.Context, env *Env, args []string) error {
-	fs, c := newFlags(env, "list", "[flags]", "List rollouts with their state and every outcome: succeeded, skipped, failed, ambiguous, cancelled and not finished")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
+type listOpts struct {
+	common
+	asJSON bool
+}
+
+func (o *listOpts) flags() []flagDef {
+	return append(o.common.flags(), boolFlag(&o.asJSON, "json", false, "print JSON"))
+}
+
+func listCmd(ctx context.Context, env *Env, o *listOpts) error {
+	c, asJSON := &o.common, &o.asJSON
 	cn, err := c.openReadOnly(ctx)
 	if err != nil {
 		return err
@@ -54,20 +59,26 @@ func listCmd(ctx context.Context, env *Env, args []string) error {
 	return tw.Flush()
 }
 
-func statusCmd(ctx context.Context, env *Env, args []string) error {
-	fs, c := newFlags(env, "status", "[flags] [ROLLOUT]", "Show a rollout per wave and per instance (the newest rollout when none is named)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	watchFlag := fs.Bool("watch", false, "redraw every second until the rollout ends")
-	all := fs.Bool("instances", false, "list every instance, not only the ones that need attention")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
+type statusOpts struct {
+	common
+	asJSON, watch, all bool
+}
+
+func (o *statusOpts) flags() []flagDef {
+	return append(o.common.flags(),
+		boolFlag(&o.asJSON, "json", false, "print JSON"),
+		boolFlag(&o.watch, "watch", false, "redraw every second until the rollout ends"),
+		boolFlag(&o.all, "instances", false, "list every instance, not only the ones that need attention"))
+}
+
+func statusCmd(ctx context.Context, env *Env, o *statusOpts) error {
+	c, asJSON, watchFlag, all := &o.common, &o.asJSON, &o.watch, &o.all
 	cn, err := c.openReadOnly(ctx)
 	if err != nil {
 		return err
 	}
 	defer cn.Close()
-	id := fs.Arg(0)
+	id := o.arg(0)
 	if id == "" {
 		rs, err := cn.ledger.List(ctx)
 		if err != nil {
@@ -180,27 +191,40 @@ func printStatus(out io.Writer, r *ledger.Rollout, is []*ledger.Instance, all bo
 	}
 }
 
-func simpleCtl(name, short string, do func(ctx context.Context, env *Env, ctl *engine.Engine, id string, extra *ctlFlags) error) func(context.Context, *Env, []string) error {
-	return func(ctx context.Context, env *Env, args []string) error {
-		fs, c := newFlags(env, name, "[flags] ROLLOUT", short)
-		var x ctlFlags
-		fs.StringVar(&x.reason, "reason", "", "why (shown in status, the UI and notifications)")
-		if name == "retry-failed" {
-			fs.BoolVar(&x.ambiguous, "ambiguous", false, "also retry ambiguous instances (only after checking they were not reset)")
-		}
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		id, err := oneArg(fs, "ROLLOUT")
-		if err != nil {
-			return err
-		}
+// ctlOpts are the options of pause, resume, approve and abort.
+type ctlOpts struct {
+	common
+	reason    string
+	ambiguous bool // retry-failed only (retryOpts)
+}
+
+func (o *ctlOpts) flags() []flagDef {
+	return append(o.common.flags(), stringFlag(&o.reason, "reason", "", "why (shown in status, the UI and notifications)"))
+}
+
+func (o *ctlOpts) ctl() *ctlOpts { return o }
+
+// retryOpts are retry-failed's: ctlOpts and --ambiguous.
+type retryOpts struct{ ctlOpts }
+
+func (o *retryOpts) flags() []flagDef {
+	return append(o.ctlOpts.flags(), boolFlag(&o.ambiguous, "ambiguous", false, "also retry ambiguous instances (only after checking they were not reset)"))
+}
+
+// simpleCtl makes a command that calls the engine on one rollout.
+func simpleCtl[P interface {
+	options
+	ctl() *ctlOpts
+}](do func(ctx context.Context, env *Env, ctl *engine.Engine, id string, extra *ctlOpts) error) func(context.Context, *Env, P) error {
+	return func(ctx context.Context, env *Env, o P) error {
+		x := o.ctl()
+		c, name, id := &x.common, x.name, x.arg(0)
 		cn, err := c.open(ctx)
 		if err != nil {
 			return err
 		}
 		defer cn.Close()
-		err = do(ctx, env, cn.controller(c.namespace, c.logger(env, true)), id, &x)
+		err = do(ctx, env, cn.controller(c.namespace, c.logger(env, true)), id, x)
 		if errors.Is(err, engine.ErrNotChanged) {
 			st, _, _ := cn.ledger.State(ctx, id)
 			return &ExitError{Code: exitFailed, Err: fmt.Errorf("%s: rollout %s is %s", name, id, st)}
@@ -209,20 +233,15 @@ func simpleCtl(name, short string, do func(ctx context.Context, env *Env, ctl *e
 	}
 }
 
-type ctlFlags struct {
-	reason    string
-	ambiguous bool
-}
-
 var (
-	pauseCmd = simpleCtl("pause", "Stop starting new resets; calls already in flight finish and are verified", func(ctx context.Context, env *Env, ctl *engine.Engine, id string, x *ctlFlags) error {
+	pauseCmd = simpleCtl[*ctlOpts](func(ctx context.Context, env *Env, ctl *engine.Engine, id string, x *ctlOpts) error {
 		if err := ctl.Pause(ctx, id, x.reason); err != nil {
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "Rollout %s paused. Resume with: fleetreset resume %s\n", id, id)
 		return nil
 	})
-	resumeCmd = simpleCtl("resume", "Resume a paused rollout; parked instances are queued again and nothing that succeeded is called again", func(ctx context.Context, env *Env, ctl *engine.Engine, id string, x *ctlFlags) error {
+	resumeCmd = simpleCtl[*ctlOpts](func(ctx context.Context, env *Env, ctl *engine.Engine, id string, x *ctlOpts) error {
 		res, err := ctl.Resume(ctx, id)
 		if err != nil {
 			return err
@@ -230,7 +249,7 @@ var (
 		fmt.Fprintf(env.Stdout, "Rollout %s resumed at wave %d (%d parked instances queued again).\n", id, res.Wave+1, len(res.Requeue))
 		return nil
 	})
-	approveCmd = simpleCtl("approve", "Approve the manual gate so the next wave starts", func(ctx context.Context, env *Env, ctl *engine.Engine, id string, x *ctlFlags) error {
+	approveCmd = simpleCtl[*ctlOpts](func(ctx context.Context, env *Env, ctl *engine.Engine, id string, x *ctlOpts) error {
 		res, err := ctl.Approve(ctx, id)
 		if err != nil {
 			return err
@@ -238,7 +257,7 @@ var (
 		fmt.Fprintf(env.Stdout, "Rollout %s: gate after wave %d approved.\n", id, res.Wave+1)
 		return nil
 	})
-	abortCmd = simpleCtl("abort", "Stop a rollout for good: nothing new starts, calls in flight finish (the overshoot is shown)", func(ctx context.Context, env *Env, ctl *engine.Engine, id string, x *ctlFlags) error {
+	abortCmd = simpleCtl[*ctlOpts](func(ctx context.Context, env *Env, ctl *engine.Engine, id string, x *ctlOpts) error {
 		n, err := ctl.Abort(ctx, id, x.reason)
 		if err != nil {
 			return err
@@ -246,7 +265,7 @@ var (
 		fmt.Fprintf(env.Stdout, "Rollout %s aborted; %d reset(s) already in flight will finish and be verified.\n", id, n)
 		return nil
 	})
-	retryFailedCmd = simpleCtl("retry-failed", "Give failed instances a new attempt; succeeded instances are never called again", func(ctx context.Context, env *Env, ctl *engine.Engine, id string, x *ctlFlags) error {
+	retryFailedCmd = simpleCtl[*retryOpts](func(ctx context.Context, env *Env, ctl *engine.Engine, id string, x *ctlOpts) error {
 		res, err := ctl.RetryFailed(ctx, id, x.ambiguous)
 		if err != nil {
 			return err
@@ -305,16 +324,17 @@ func Report(ctx context.Context, l *ledger.Ledger, id string) ([]ReportRow, erro
 	return rows, nil
 }
 
-func reportCmd(ctx context.Context, env *Env, args []string) error {
-	fs, c := newFlags(env, "report", "[flags] ROLLOUT", "Print every instance of a rollout: old and new image, RequestId, attempts, outcome and times. Never a secret")
-	format := fs.String("format", "json", "json or csv")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	id, err := oneArg(fs, "ROLLOUT")
-	if err != nil {
-		return err
-	}
+type reportOpts struct {
+	common
+	format string
+}
+
+func (o *reportOpts) flags() []flagDef {
+	return append(o.common.flags(), enumFlag(&o.format, "format", "json", []string{"json", "csv"}, "print `json|csv`"))
+}
+
+func reportCmd(ctx context.Context, env *Env, o *reportOpts) error {
+	c, format, id := &o.common, &o.format, o.arg(0)
 	cn, err := c.openReadOnly(ctx)
 	if err != nil {
 		return err

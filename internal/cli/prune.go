@@ -5,19 +5,28 @@ import (
 	"errors"
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/tasks"
 )
 
-func pruneCmd(ctx context.Context, env *Env, args []string) error {
-	fs, c := newFlags(env, "prune", "[flags]", "Delete every key of the finished (completed or aborted) rollouts that ended longer ago than --older-than: records, counters, waves, instances, claims. A rollout that is not finished is never touched; a scheduled series keeps its last --keep finished occurrences and always its latest. Workers do the same every hour (worker --retention)")
-	olderThan := fs.Duration("older-than", ledger.DefaultRetention, "delete rollouts that finished longer ago than this")
-	keep := fs.Int("keep", ledger.DefaultKeepPerSeries, "finished occurrences of each scheduled series kept whatever their age (0: none but the latest, which is always kept)")
-	dryRun := fs.Bool("dry-run", false, "print what would be deleted and delete nothing")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
+type pruneOpts struct {
+	common
+	olderThan time.Duration
+	keep      int
+	dryRun    bool
+}
+
+func (o *pruneOpts) flags() []flagDef {
+	return append(o.common.flags(),
+		durationFlag(&o.olderThan, "older-than", ledger.DefaultRetention, "delete rollouts that finished longer ago than this"),
+		intFlag(&o.keep, "keep", ledger.DefaultKeepPerSeries, "finished occurrences of each scheduled series kept whatever their age (0: none but the latest, which is always kept)"),
+		boolFlag(&o.dryRun, "dry-run", false, "print what would be deleted and delete nothing"))
+}
+
+func pruneCmd(ctx context.Context, env *Env, o *pruneOpts) error {
+	c, olderThan, keep, dryRun := &o.common, &o.olderThan, &o.keep, &o.dryRun
 	if *olderThan <= 0 || *keep < 0 {
 		return &ExitError{Code: exitUsage, Err: errors.New("prune: --older-than must be positive and --keep not negative")}
 	}

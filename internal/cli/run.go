@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -30,25 +31,45 @@ const (
 	exitStopped = 3 // paused, awaiting approval with nobody to answer, or stopped by Ctrl-C or SIGTERM
 )
 
-func runCmd(ctx context.Context, env *Env, args []string) error {
-	fs, c := newFlags(env, "run", "[flags] PLAN", "Run a whole rollout in this process: an embedded Redis (unless REDIS_URL is set; with --simulate always), in-process workers and, with --simulate, an in-process simulator seeded with the plan's instances. Exit status: 0 when every instance was reset and verified, 1 when any failed or the rollout was aborted, 3 when it paused or was stopped by Ctrl-C or SIGTERM")
-	var a apiFlags
-	a.register(fs)
-	simulate := fs.Bool("simulate", false, "run against an in-process CVM simulator seeded with the plan's instances (always on an embedded Redis: REDIS_URL is ignored)")
-	autoApprove := fs.Bool("auto-approve", false, "approve manual gates without asking")
-	retryFailed := fs.Bool("retry-failed", false, "give instances that failed in an earlier run of this plan a new attempt (with the journal, or on REDIS_URL)")
-	wait := fs.Bool("wait", false, "keep waiting when the rollout pauses (resume it from another terminal) instead of exiting with status 3")
-	concurrency := fs.Int("concurrency", worker.ConcurrencyDefault, "reset tasks handled at once")
-	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics on this address while the rollout runs (e.g. 127.0.0.1:9464)")
-	stateDir := fs.String("state-dir", ".fleetreset", "directory of the crash-safety journal, relative to the current directory (embedded Redis only; with --simulate a temporary one, since the simulator itself is gone after the run)")
-	adoptJournal := fs.Bool("adopt-journal", false, "resume from a journal written against another endpoint or SecretId: the same fleet reached by another URL, or a rotated key")
-	drainTimeout := fs.Duration("drain-timeout", 0, "after a pause, Ctrl-C or SIGTERM, how long to wait for reinstalls the cloud accepted to be verified before exiting (default: the plan's verify timeout)")
-	grace := fs.Duration("reconcile-grace", 0, "how long after an unanswered call to wait before asking the API whether it landed (default 2m; 5s with --simulate)")
+type runOpts struct {
+	common
+	api          apiFlags
+	simulate     bool
+	autoApprove  bool
+	retryFailed  bool
+	wait         bool
+	concurrency  int
+	metricsAddr  string
+	stateDir     string
+	adoptJournal bool
+	drainTimeout time.Duration
+	grace        time.Duration
+	sim          cvmsim.Config
+}
+
+func (o *runOpts) flags() []flagDef {
 	// The demo's simulator accepts a request 30 s after signing, not 5 min,
 	// so that a lost request is retried within the demo's patience.
-	simCfg := cvmsim.Config{ResetDuration: 2 * time.Second, ReplayWindow: 30 * time.Second}
-	simFlags(fs, &simCfg, "sim-")
-	plan, err := loadPlanArg(env, fs, &a, args, true)
+	o.sim = cvmsim.Config{ResetDuration: 2 * time.Second, ReplayWindow: 30 * time.Second}
+	return append(append(append(o.common.flags(), o.api.flags()...),
+		boolFlag(&o.simulate, "simulate", false, "run against an in-process CVM simulator seeded with the plan's instances (always on an embedded Redis: REDIS_URL is ignored)"),
+		boolFlag(&o.autoApprove, "auto-approve", false, "approve manual gates without asking"),
+		boolFlag(&o.retryFailed, "retry-failed", false, "give instances that failed in an earlier run of this plan a new attempt (with the journal, or on REDIS_URL)"),
+		boolFlag(&o.wait, "wait", false, "keep waiting when the rollout pauses (resume it from another terminal) instead of exiting with status 3"),
+		intFlag(&o.concurrency, "concurrency", worker.ConcurrencyDefault, "reset tasks handled at once"),
+		stringFlag(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address while the rollout runs (e.g. 127.0.0.1:9464)"),
+		stringFlag(&o.stateDir, "state-dir", ".fleetreset", "directory of the crash-safety journal, relative to the current directory (embedded Redis only; with --simulate a temporary one, since the simulator itself is gone after the run)"),
+		boolFlag(&o.adoptJournal, "adopt-journal", false, "resume from a journal written against another endpoint or SecretId: the same fleet reached by another URL, or a rotated key"),
+		durationFlag(&o.drainTimeout, "drain-timeout", 0, "after a pause, Ctrl-C or SIGTERM, how long to wait for reinstalls the cloud accepted to be verified before exiting (default: the plan's verify timeout)"),
+		durationFlag(&o.grace, "reconcile-grace", 0, "how long after an unanswered call to wait before asking the API whether it landed (default 2m; 5s with --simulate)")),
+		importFlags("sim-", func(fs *flag.FlagSet) { cvmsim.RegisterFlags(fs, &o.sim) })...)
+}
+
+func runCmd(ctx context.Context, env *Env, o *runOpts) error {
+	fs, c, a, simCfg := o.fs, &o.common, o.api, o.sim
+	simulate, autoApprove, retryFailed, wait, concurrency, metricsAddr := &o.simulate, &o.autoApprove, &o.retryFailed, &o.wait, &o.concurrency, &o.metricsAddr
+	stateDir, adoptJournal, drainTimeout, grace := &o.stateDir, &o.adoptJournal, &o.drainTimeout, &o.grace
+	plan, err := loadPlan(env, &a, o.arg(0), true)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package cli
 import (
 	"cmp"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -51,17 +50,19 @@ type apiFlags struct {
 	replay time.Duration
 }
 
-func (a *apiFlags) register(fs *flag.FlagSet) {
-	a.registerOverrides(fs)
-	fs.DurationVar(&a.timeout, "call-timeout", 0, "timeout of one API call (default 30s, or half of --reconcile-grace where that is shorter)")
-	fs.DurationVar(&a.replay, "api-replay-window", 0, "how long the API accepts a signed request (default 5m, Tencent Cloud's; set a simulator's): after a reset call whose outcome is unknown and left no trace, the reset is called again only once the first request can no longer land")
+func (a *apiFlags) flags() []flagDef {
+	return append(a.overrideFlags(),
+		durationFlag(&a.timeout, "call-timeout", 0, "timeout of one API call (default 30s, or half of --reconcile-grace where that is shorter)"),
+		durationFlag(&a.replay, "api-replay-window", 0, "how long the API accepts a signed request (default 5m, Tencent Cloud's; set a simulator's): after a reset call whose outcome is unknown and left no trace, the reset is called again only once the first request can no longer land"))
 }
 
-// registerOverrides registers only the flags that override the plan
-// (validate makes no call, so it has no --call-timeout).
-func (a *apiFlags) registerOverrides(fs *flag.FlagSet) {
-	fs.StringVar(&a.endpoint, "endpoint", "", "API base URL, overriding the plan's (e.g. http://127.0.0.1:8080 for a simulator)")
-	fs.StringVar(&a.api, "api", "", "API generation v2 or v3, overriding the plan's (the plan is validated under its rules)")
+// overrideFlags are only the flags that override the plan (validate makes
+// no call, so it has no --call-timeout).
+func (a *apiFlags) overrideFlags() []flagDef {
+	return []flagDef{
+		stringFlag(&a.endpoint, "endpoint", "", "API base URL, overriding the plan's (e.g. http://127.0.0.1:8080 for a simulator)"),
+		enumFlag(&a.api, "api", "", []string{"", "v2", "v3"}, "API generation `v2|v3`, overriding the plan's (the plan is validated under its rules)"),
+	}
 }
 
 // planOptions returns the planner options that read a plan as these flags
@@ -71,14 +72,6 @@ func (a *apiFlags) planOptions(env *Env, secrets bool) planner.Options {
 	return planner.Options{ResolveSecrets: secrets, LookupEnvFunc: env.lookupEnv(),
 		API:      planner.Override{Value: a.api, From: "--api"},
 		Endpoint: planner.Override{Value: a.endpoint, From: "--endpoint"}}
-}
-
-func (a *apiFlags) check() error {
-	switch a.api {
-	case "", "v2", "v3":
-		return nil
-	}
-	return &ExitError{Code: 2, Err: fmt.Errorf("--api must be v2 or v3, not %q", a.api)}
 }
 
 // apiFactory builds CVM clients for rollouts with the overrides applied.
@@ -304,15 +297,6 @@ func thousands(n int) string {
 	return b.String()
 }
 
-// simFlags registers the simulator's knobs on fs with a prefix.
-func simFlags(fs *flag.FlagSet, cfg *cvmsim.Config, prefix string) {
-	tmp := flag.NewFlagSet("sim", flag.ContinueOnError)
-	cvmsim.RegisterFlags(tmp, cfg)
-	tmp.VisitAll(func(f *flag.Flag) {
-		fs.Var(f.Value, prefix+f.Name, f.Usage)
-	})
-}
-
 // fleetFromPlan builds simulated instances for every target of a plan, on
 // an image other than their target so that each needs a reset.
 func fleetFromPlan(p *planner.Plan) []cvmsim.Instance {
@@ -354,20 +338,9 @@ func startSim(ctx context.Context, sim *cvmsim.Server, addr string, log *slog.Lo
 	return "http://" + ln.Addr().String(), nil
 }
 
-// loadPlanArg parses the flags, then loads and validates the one PLAN
-// argument with the --api and --endpoint overrides applied: the shared
-// prologue of run, plan and apply.
-func loadPlanArg(env *Env, fs *flag.FlagSet, a *apiFlags, args []string, secrets bool) (*planner.Plan, error) {
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	path, err := oneArg(fs, "PLAN")
-	if err != nil {
-		return nil, err
-	}
-	if err := a.check(); err != nil {
-		return nil, err
-	}
+// loadPlan loads and validates the plan at path with the --api and
+// --endpoint overrides applied: the shared prologue of run, plan and apply.
+func loadPlan(env *Env, a *apiFlags, path string, secrets bool) (*planner.Plan, error) {
 	plan, err := planner.Load(path, a.planOptions(env, secrets))
 	if err != nil {
 		return nil, &ExitError{Code: exitFailed, Err: err}

@@ -20,20 +20,22 @@ import (
 // uiListenDefault keeps the UI on the loopback interface unless told otherwise.
 const uiListenDefault = "127.0.0.1:8090"
 
-func uiCmd(ctx context.Context, env *Env, args []string) error {
-	fs, c := newFlags(env, "ui", "[flags]", "Serve the web UI from REDIS_URL until SIGINT/SIGTERM: rollouts with their waves, progress bars, per-instance state and failures (/), "+
-		"the same as JSON (/api/rollouts), the asynq queue UI (/monitoring/) and Prometheus metrics (/metrics). "+
-		"Read-only unless --allow-actions; listens on 127.0.0.1 unless --listen says otherwise")
-	listen := fs.String("listen", uiListenDefault, "address to listen on; anything but loopback exposes every rollout to the network, so add --basic-auth-env")
-	allow := fs.Bool("allow-actions", false, "show and permit the pause, resume, approve, abort and retry-failed buttons, and asynqmon's queue and task actions; beyond loopback only with --basic-auth-env")
-	authEnv := fs.String("basic-auth-env", "", "require HTTP basic auth with the user:password held in this environment variable (e.g. FLEETRESET_UI_AUTH)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return &ExitError{Code: exitUsage, Err: fmt.Errorf("ui: unexpected argument %q", fs.Arg(0))}
-	}
+type uiOpts struct {
+	common
+	listen  string
+	allow   bool
+	authEnv string
+}
+
+func (o *uiOpts) flags() []flagDef {
+	return append(o.common.flags(),
+		stringFlag(&o.listen, "listen", uiListenDefault, "address to listen on; anything but loopback exposes every rollout to the network, so add --basic-auth-env"),
+		boolFlag(&o.allow, "allow-actions", false, "show and permit the pause, resume, approve, abort and retry-failed buttons, and asynqmon's queue and task actions; beyond loopback only with --basic-auth-env"),
+		stringFlag(&o.authEnv, "basic-auth-env", "", "require HTTP basic auth with the user:password held in this environment variable (e.g. FLEETRESET_UI_AUTH)"))
+}
+
+func uiCmd(ctx context.Context, env *Env, o *uiOpts) error {
+	c, listen, allow, authEnv := &o.common, &o.listen, &o.allow, &o.authEnv
 	var basic string
 	if *authEnv != "" {
 		basic = env.getenv(*authEnv)

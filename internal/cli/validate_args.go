@@ -9,60 +9,82 @@ import (
 	"strings"
 )
 
-// A command's flags are declared once, in its flag.FlagSet, and its
-// arguments once, in its synopsis ("[flags] PLAN", "PLAN...", "[flags]
-// [ROLLOUT]"). Main, ValidateArgs and help read both from there as data:
-// the flag set's own flag.Flag values (names, and which are boolean), not
-// the text of -h.
-//
-// The flag set is built inside each command's run function (run, plan,
-// apply, worker, sim and validate live in files this one must leave
-// alone), so declare obtains it by running the command with -h under an
-// Env that captures it from newFlags: every command parses its flags
-// before it does anything else, so that run only builds the flag set and
-// returns flag.ErrHelp (TestEveryCommandDeclaresItsFlags holds every
-// command to that). Splitting each command into a flag declaration and a
-// run function would make this capture unnecessary.
-
-// declaration is what a command accepts: its flag set and its synopsis.
+// declaration is what a command accepts, built from its entry in
+// commands() and its options type (see flags.go): the flag set, bound to
+// a fresh options value, and the positional arguments.
 type declaration struct {
-	name     string
-	fs       *flag.FlagSet
-	synopsis string
+	cmd  command
+	fs   *flag.FlagSet
+	defs []flagDef
+	opts options
+	run  func(ctx context.Context, env *Env) error
 }
 
-// declare builds c's flag set without running c.
+// declare builds c's flag set over a fresh options value, without running
+// anything. The flag set writes nowhere: Main prints help and errors.
 func declare(c command) (*declaration, error) {
-	d := &declaration{name: c.name}
-	env := &Env{Stdout: io.Discard, Stderr: io.Discard, Stdin: strings.NewReader(""),
-		Getenv: func(string) string { return "" }, LookupEnv: func(string) (string, bool) { return "", false }, declaring: d}
-	// A cancelled context, so that a command that did wait for something
-	// before parsing would return at once rather than hang.
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := c.run(ctx, env, []string{"-h"}); d.fs == nil || !errors.Is(err, flag.ErrHelp) {
-		return nil, fmt.Errorf("%s does not declare its flags before it runs (it returned %v)", c.name, err)
-	}
+	opts, run := c.bind()
+	d := &declaration{cmd: c, fs: flag.NewFlagSet(c.name, flag.ContinueOnError), defs: opts.flags(), opts: opts, run: run}
 	d.fs.SetOutput(io.Discard)
+	for _, f := range d.defs {
+		if d.fs.Lookup(f.name) != nil {
+			return nil, fmt.Errorf("%s: flag -%s declared twice", c.name, f.name)
+		}
+		d.fs.Var(f.value, f.name, f.usage())
+	}
+	d.fs.Usage = func() { d.help(d.fs.Output()) }
 	return d, nil
 }
 
+// synopsis is the command's arguments as usage shows them.
+func (d *declaration) synopsis() string { return synopsis(d.cmd.args) }
+
 // help prints the command's usage and flags to w.
 func (d *declaration) help(w io.Writer) {
+	fmt.Fprintf(w, "Usage: fleetreset %s %s\n\n%s.\n\nFlags (before or after the arguments):\n", d.cmd.name, d.synopsis(), d.cmd.usage)
+	out := d.fs.Output()
 	d.fs.SetOutput(w)
-	d.fs.Usage()
-	d.fs.SetOutput(io.Discard)
+	d.fs.PrintDefaults()
+	d.fs.SetOutput(out)
 }
 
-// arrange checks args (without the command name) against the declaration
-// and returns them with every flag, and its value, before the positional
-// arguments, separated by "--": the standard flag package stops at the
+// parse checks args (without the command name) as arrange does, then
+// fills the options: a flag not given takes its environment variable when
+// that is set, and the common part learns the command, its flag set and
+// its positional arguments.
+func (d *declaration) parse(env *Env, args []string) error {
+	if err := d.arrange(args); err != nil {
+		return err
+	}
+	given := map[string]bool{}
+	d.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, f := range d.defs {
+		if f.env == "" || given[f.name] {
+			continue
+		}
+		if v := env.getenv(f.env); v != "" {
+			// Value.Set, not fs.Set: a value from the environment is not
+			// one given on the command line (continueCommand repeats only
+			// those, and never the environment's REDIS_URL password).
+			if err := f.value.Set(v); err != nil {
+				return fmt.Errorf("%s: $%s: %w", d.cmd.name, f.env, err)
+			}
+		}
+	}
+	c := d.opts.base()
+	c.env, c.name, c.fs, c.args = env, d.cmd.name, d.fs, d.fs.Args()
+	return nil
+}
+
+// arrange parses args (without the command name) into the declaration's
+// flag set, with every flag, and its value, moved before the positional
+// arguments, separated by "--" (the standard flag package stops at the
 // first positional argument, and people write `report ROLLOUT --format
-// csv`. A flag takes the next argument as its value unless it is boolean
+// csv`), and checks the number of arguments. A flag takes the next argument as its value unless it is boolean
 // or written -name=value, exactly as the flag package reads it; after
 // "--" everything is positional. The error is flag.ErrHelp for -h/--help,
 // else a usage error naming the command.
-func (d *declaration) arrange(args []string) ([]string, error) {
+func (d *declaration) arrange(args []string) error {
 	var flags, positional []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -87,39 +109,29 @@ func (d *declaration) arrange(args []string) ([]string, error) {
 		argv = append(append(argv, "--"), positional...)
 	}
 	if err := d.fs.Parse(argv); err != nil {
-		return nil, fmt.Errorf("%s: %w", d.name, err)
+		return fmt.Errorf("%s: %w", d.cmd.name, err)
 	}
-	if err := d.checkArgs(d.fs.Args()); err != nil {
-		return nil, err
-	}
-	return argv, nil
+	return d.checkArgs(d.fs.Args())
 }
 
 // checkArgs checks the number of positional arguments against the
-// synopsis: NAME is required, [NAME] optional, NAME... one or more and
-// [NAME...] any number.
+// command's declared ones.
 func (d *declaration) checkArgs(args []string) error {
 	var required []string
 	optional, variadic := 0, false
-	for _, w := range strings.Fields(d.synopsis) {
-		switch {
-		case w == "[flags]":
-		case strings.HasPrefix(w, "[") && strings.HasSuffix(w, "...]"):
-			variadic = true
-		case strings.HasPrefix(w, "["):
+	for _, a := range d.cmd.args {
+		if a.optional {
 			optional++
-		case strings.HasSuffix(w, "..."):
-			required = append(required, strings.TrimSuffix(w, "..."))
-			variadic = true
-		default:
-			required = append(required, w)
+		} else {
+			required = append(required, a.name)
 		}
+		variadic = variadic || a.variadic
 	}
 	if len(args) < len(required) {
-		return fmt.Errorf("%s: missing %s", d.name, strings.Join(required[len(args):], " "))
+		return fmt.Errorf("%s: missing %s", d.cmd.name, strings.Join(required[len(args):], " "))
 	}
 	if most := len(required) + optional; !variadic && len(args) > most {
-		return fmt.Errorf("%s: unexpected argument %q (it takes %s)", d.name, args[most], takes(required, optional))
+		return fmt.Errorf("%s: unexpected argument %q (it takes %s)", d.cmd.name, args[most], takes(required, optional))
 	}
 	return nil
 }
@@ -139,8 +151,8 @@ func takes(required []string, optional int) string {
 // are valid, exactly as Main checks them before it runs a command, without
 // running anything. Deployment files (docker-compose.yml) are tested with
 // it. Flag values are checked by each flag's own parser (numbers,
-// durations, the simulator's image list), not by a command's validation
-// after parsing.
+// durations, the choices of --api and --format, the simulator's image
+// list), not by a command's validation after parsing.
 func ValidateArgs(args []string) error {
 	if len(args) == 0 {
 		return errors.New("no command")
@@ -153,6 +165,5 @@ func ValidateArgs(args []string) error {
 	if err != nil {
 		return err
 	}
-	_, err = d.arrange(args[1:])
-	return err
+	return d.arrange(args[1:])
 }
