@@ -10,6 +10,7 @@ import (
 	"github.com/fleetreset/fleetreset/internal/redistest"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/rollout"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestConcurrentCreatesCreateOnce races twenty creations of one rollout
@@ -87,5 +88,69 @@ func TestConcurrentCreatesCreateOnce(t *testing.T) {
 		if tok, err := l.Retake(t.Context(), spec.ID, "ins-00000000", in.Token); err != nil || tok <= in.Token {
 			t.Fatalf("round %d: next token %d after %d (%v): the fencing counter went back", round, tok, in.Token, err)
 		}
+	}
+}
+
+// TestCreateTakesOverADeadCreation: a creation whose creator died (its
+// lease ran out before Activate) is redone by the next Create, once, and
+// the dead creator can no longer activate it.
+func TestCreateTakesOverADeadCreation(t *testing.T) {
+	r := redistest.New(t)
+	dead := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
+	next := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
+	spec := rollout.Spec{ID: "r1", PlanHash: "h1", Groups: []rollout.Group{{Name: "g"}}, Waves: []rollout.Wave{{Size: 2500}}}
+	var targets []rollout.Target
+	for i := range 2500 {
+		targets = append(targets, rollout.Target{InstanceID: fmt.Sprintf("ins-%08d", i)})
+	}
+	ctx := t.Context()
+	if ok, err := dead.Create(ctx, spec, targets, ledger.CreateOptions{}); err != nil || !ok {
+		t.Fatalf("first Create = %v, %v", ok, err)
+	}
+	if _, err := next.Create(ctx, spec, targets, ledger.CreateOptions{}); !errors.Is(err, ledger.ErrApplying) {
+		t.Fatalf("Create while the first creator holds its lease = %v; want ErrApplying", err)
+	}
+	// The first creator dies: its lease runs out.
+	if err := r.Client.HSet(ctx, r.Prefix+"{r1}:r", "lease", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := next.Create(ctx, spec, targets, ledger.CreateOptions{}); err != nil || !ok {
+		t.Fatalf("Create after the lease ran out = %v, %v; want true, nil", ok, err)
+	}
+	if err := dead.Activate(ctx, spec); !errors.Is(err, ledger.ErrApplying) {
+		t.Errorf("Activate by the creator that lost its creation = %v; want ErrApplying", err)
+	}
+	if err := next.Activate(ctx, spec); err != nil {
+		t.Fatalf("Activate = %v", err)
+	}
+	if ids, err := next.WaveInstances(ctx, spec.ID, 0); err != nil || len(ids) != 2500 {
+		t.Errorf("wave list of %d instances (%v); want 2500, each once", len(ids), err)
+	}
+	if ok, err := dead.Create(ctx, spec, targets, ledger.CreateOptions{}); err != nil || ok {
+		t.Errorf("Create after activation = %v, %v; want false, nil", ok, err)
+	}
+}
+
+// TestClientSettings: the ledger requires a client that does not retry
+// commands by itself, and the tests run with that production setting.
+func TestClientSettings(t *testing.T) {
+	r := redistest.New(t)
+	if err := ledger.CheckClient(r.Client); err != nil {
+		t.Errorf("the test Redis client: %v; tests must use the production setting", err)
+	}
+	retrying := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer retrying.Close()
+	if err := ledger.CheckClient(retrying); !errors.Is(err, ledger.ErrClientRetries) {
+		t.Errorf("CheckClient of a go-redis default client = %v; want ErrClientRetries", err)
+	}
+	fixed := redis.NewClient(ledger.RedisOptions(&redis.Options{Addr: r.Addr}))
+	defer fixed.Close()
+	if err := ledger.CheckClient(fixed); err != nil {
+		t.Errorf("CheckClient of a client made with RedisOptions = %v", err)
+	}
+	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{r.Addr}})
+	defer cluster.Close()
+	if err := ledger.CheckClient(cluster); !errors.Is(err, ledger.ErrClientRetries) {
+		t.Errorf("CheckClient of a default cluster client = %v; want ErrClientRetries", err)
 	}
 }

@@ -128,14 +128,16 @@ func RedisOptions(opt *redis.Options) *redis.Options {
 
 // CheckClient returns ErrClientRetries when rdb retries commands by itself.
 // go-redis normalizes MaxRetries when a client is made: -1 becomes 0 (no
-// retries) and 0 becomes the default of 3. Clients of other types pass.
+// retries) and 0 becomes the default of 3. A cluster client also re-sends
+// a command that timed out, up to MaxRedirects times. Clients of other
+// types pass.
 func CheckClient(rdb redis.UniversalClient) error {
 	retries := 0
 	switch c := rdb.(type) {
 	case *redis.Client:
 		retries = c.Options().MaxRetries
 	case *redis.ClusterClient:
-		retries = c.Options().MaxRetries
+		retries = max(c.Options().MaxRetries, c.Options().MaxRedirects)
 	case *redis.Ring:
 		retries = c.Options().MaxRetries
 	}

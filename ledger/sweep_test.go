@@ -1,6 +1,7 @@
 package ledger_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -223,4 +224,195 @@ func TestRetryFailedOverManyChunks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSweepsHoldRedisOneChunkAtATime: no abort or retry-failed script call
+// examines more than one chunk of instances, and together they examine
+// each instance once.
+func TestSweepsHoldRedisOneChunkAtATime(t *testing.T) {
+	for _, op := range []string{"abort", "retry-failed"} {
+		t.Run(op, func(t *testing.T) {
+			m := setupMixed(t)
+			var calls, most, total int
+			ledger.ObserveSweeps(m.l, func(n int) {
+				calls++
+				most = max(most, n)
+				total += n
+			})
+			var err error
+			if op == "abort" {
+				_, err = m.l.Abort(t.Context(), m.spec.ID, "test")
+			} else {
+				_, err = m.l.RetryFailed(t.Context(), m.spec.ID, true)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if most > ledger.SweepChunk || total != len(m.ids) || calls < len(m.ids)/ledger.SweepChunk {
+				t.Errorf("%d script calls examined %d instances, at most %d in one call; want each of %d once, at most %d per call",
+					calls, total, most, len(m.ids), ledger.SweepChunk)
+			}
+		})
+	}
+}
+
+// consistent checks that the counters of the rollout are what its
+// instances' states add up to.
+func (m mixed) consistent(t *testing.T) snapshot {
+	t.Helper()
+	got := m.snapshot(t)
+	want := got
+	m.recount(&want)
+	if diff := cmp.Diff(want.Counters, got.Counters); diff != "" {
+		t.Errorf("overall counters do not add up (-from the instances +counted):\n%s", diff)
+	}
+	if diff := cmp.Diff(want.Waves, got.Waves); diff != "" {
+		t.Errorf("wave counters do not add up (-from the instances +counted):\n%s", diff)
+	}
+	return got
+}
+
+// TestAbortInterruptedWhileWorkersFinish: an abort whose sweep is
+// interrupted after two chunks, while workers finish calls in flight and
+// take pending instances (which Begin cancels), is completed by a second
+// Abort; every instance not called is cancelled and counted once.
+func TestAbortInterruptedWhileWorkersFinish(t *testing.T) {
+	m := setupMixed(t)
+	ctx := t.Context()
+	before := m.snapshot(t)
+	var resetting, pending []string
+	for _, id := range m.ids {
+		switch before.Instances[id].State {
+		case ledger.Resetting:
+			resetting = append(resetting, id)
+		case ledger.Pending:
+			pending = append(pending, id)
+		}
+	}
+	// Between chunks, workers act on instances of every wave.
+	calls := 0
+	first, cancel := context.WithCancel(ctx)
+	ledger.ObserveSweeps(m.l, func(int) {
+		calls++
+		for _, id := range every(resetting, calls%7, 7) {
+			if _, err := m.l.Finish(ctx, m.spec.ID, id, ledger.Outcome{From: []ledger.InstanceState{ledger.Resetting}, To: ledger.Succeeded}); err != nil {
+				t.Error(err)
+			}
+		}
+		for _, id := range every(pending, calls%50, 50) {
+			if _, err := m.l.Begin(ctx, m.spec.ID, id, 0); err != nil {
+				t.Error(err)
+			}
+		}
+		if calls == 2 {
+			cancel()
+		}
+	})
+	if _, err := m.l.Abort(first, m.spec.ID, "test"); err == nil {
+		t.Fatal("Abort with its context cancelled during the sweep returned no error")
+	}
+	mid := m.consistent(t)
+	if mid.State != ledger.Aborted {
+		t.Fatalf("rollout %s after an interrupted abort; want aborted", mid.State)
+	}
+	if ok, err := m.l.Abort(ctx, m.spec.ID, "again"); err != nil || ok {
+		t.Fatalf("second Abort = %v, %v; want false (already aborted), nil", ok, err)
+	}
+	got := m.consistent(t)
+	for _, id := range m.ids {
+		was, is := before.Instances[id].State, got.Instances[id].State
+		switch {
+		case was == ledger.Pending || was == ledger.Held:
+			if is != ledger.Cancelled {
+				t.Errorf("%s was %s, is %s after abort; want cancelled", id, was, is)
+			}
+		case was == ledger.Resetting:
+			if is != ledger.Resetting && is != ledger.Succeeded {
+				t.Errorf("%s was resetting, is %s after abort", id, is)
+			}
+		case is != was:
+			t.Errorf("%s was %s, is %s after abort; want unchanged", id, was, is)
+		}
+	}
+	if got.Held != 0 {
+		t.Errorf("%d instances still held after abort", got.Held)
+	}
+}
+
+// TestRetryFailedInterruptedWhileWorkersFinish: a retry-failed interrupted
+// after two chunks, while workers finish other instances, is completed by
+// a second call that returns every reopened instance once, each in one new
+// generation, and starts one new attempt.
+func TestRetryFailedInterruptedWhileWorkersFinish(t *testing.T) {
+	m := setupMixed(t)
+	ctx := t.Context()
+	before := m.snapshot(t)
+	var resetting []string
+	want := map[string]int{} // instance: wave
+	for i, id := range m.ids {
+		switch before.Instances[id].State {
+		case ledger.Resetting:
+			resetting = append(resetting, id)
+		case ledger.Failed:
+			want[id] = m.waves[i]
+		}
+	}
+	calls := 0
+	first, cancel := context.WithCancel(ctx)
+	ledger.ObserveSweeps(m.l, func(int) {
+		calls++
+		for _, id := range every(resetting, calls%7, 7) {
+			if _, err := m.l.Finish(ctx, m.spec.ID, id, ledger.Outcome{From: []ledger.InstanceState{ledger.Resetting}, To: ledger.Failed}); err != nil {
+				t.Error(err)
+			}
+		}
+		if calls == 2 {
+			cancel()
+		}
+	})
+	if _, err := m.l.RetryFailed(first, m.spec.ID, false); err == nil {
+		t.Fatal("RetryFailed with its context cancelled during the sweep returned no error")
+	}
+	m.consistent(t)
+	ledger.ObserveSweeps(m.l, nil)
+	rr, err := m.l.RetryFailed(ctx, m.spec.ID, false)
+	if err != nil || !rr.Changed {
+		t.Fatalf("second RetryFailed = %+v, %v", rr, err)
+	}
+	got := m.consistent(t)
+	if got.Attempt != before.Attempt+1 || got.State != ledger.Running {
+		t.Errorf("attempt %d, state %s; want %d, running", got.Attempt, got.State, before.Attempt+1)
+	}
+	seen := map[string]bool{}
+	for _, r := range rr.Requeue {
+		if seen[r.ID] {
+			t.Errorf("%s requeued twice", r.ID)
+		}
+		seen[r.ID] = true
+		in := got.Instances[r.ID]
+		if in.State != ledger.Pending || in.Gen != 1 || r.Gen != 1 {
+			t.Errorf("requeued %s in gen %d is %s in gen %d; want pending in gen 1", r.ID, r.Gen, in.State, in.Gen)
+		}
+	}
+	// Every instance that failed before is back, and so is every one
+	// that failed during the sweep in a chunk not yet swept.
+	for id, w := range want {
+		if !seen[id] {
+			t.Errorf("failed %s (wave %d) not requeued", id, w)
+		}
+	}
+	for id, in := range got.Instances {
+		if in.State == ledger.Failed && seen[id] {
+			t.Errorf("%s requeued but still failed", id)
+		}
+	}
+}
+
+// every returns ids[from], ids[from+step], ...
+func every(ids []string, from, step int) []string {
+	var out []string
+	for i := from; i < len(ids); i += step {
+		out = append(out, ids[i])
+	}
+	return out
 }
