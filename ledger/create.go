@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/fleetreset/fleetreset/rollout"
@@ -22,7 +23,7 @@ const applyLease = 2 * time.Minute
 const createChunk = 1000
 
 // createPipeline is how many chunk calls go to Redis in one round trip.
-const createPipeline = 16
+const createPipeline = 4
 
 // Create records a new rollout in state Applying with its targets, every
 // instance pending unless opts.Seeds says otherwise; Activate finishes it.
@@ -111,7 +112,9 @@ func (l *Ledger) Create(ctx context.Context, spec rollout.Spec, targets []rollou
 
 // writeInstances writes the instance hashes and wave lists of a rollout
 // being created under token, createChunk instances per script call and
-// createPipeline calls per round trip.
+// createPipeline calls per round trip. The next round trip is encoded
+// while Redis runs the current one; they run in order, as the chunks'
+// position check requires.
 func (l *Ledger) writeInstances(ctx context.Context, k keys, id, token string, fresh bool, nw int,
 	targets []rollout.Target, seeds map[string]Seed, now string) error {
 	if err := createChunkScript.Load(ctx, l.rdb).Err(); err != nil {
@@ -126,26 +129,44 @@ func (l *Ledger) writeInstances(ctx context.Context, k keys, id, token string, f
 		end int
 		cmd *redis.Cmd
 	}
-	for batch := 0; batch < len(targets); batch += createChunk * createPipeline {
-		pipe := l.rdb.Pipeline()
-		var calls []call
-		for start := batch; start < min(batch+createChunk*createPipeline, len(targets)); start += createChunk {
-			part := targets[start:min(start+createChunk, len(targets))]
-			ks := make([]string, 0, len(head)+len(part))
-			ks = append(ks, head...)
-			args := make([]any, 0, 5+6*len(part))
-			args = append(args, token, start, b01(fresh), lease, nw)
-			for _, t := range part {
-				ks = append(ks, k.instance(t.InstanceID))
-				args = append(args, t.InstanceID, t.Wave, t.Group, t.Zone)
-				args = appendSeed(args, seeds[t.InstanceID], now)
+	type trip struct {
+		pipe  redis.Pipeliner
+		calls []call
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	trips := make(chan trip, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		defer close(trips)
+		for batch := 0; batch < len(targets); batch += createChunk * createPipeline {
+			tr := trip{pipe: l.rdb.Pipeline()}
+			for start := batch; start < min(batch+createChunk*createPipeline, len(targets)); start += createChunk {
+				part := targets[start:min(start+createChunk, len(targets))]
+				ks := make([]string, 0, len(head)+len(part))
+				ks = append(ks, head...)
+				args := make([]any, 0, 5+6*len(part))
+				args = append(args, token, start, b01(fresh), lease, nw)
+				for _, t := range part {
+					ks = append(ks, k.instance(t.InstanceID))
+					args = append(args, t.InstanceID, t.Wave, t.Group, t.Zone)
+					args = appendSeed(args, seeds[t.InstanceID], now)
+				}
+				tr.calls = append(tr.calls, call{start + len(part), tr.pipe.EvalSha(ctx, createChunkScript.Hash(), ks, args...)})
 			}
-			calls = append(calls, call{start + len(part), pipe.EvalSha(ctx, createChunkScript.Hash(), ks, args...)})
+			select {
+			case trips <- tr:
+			case <-ctx.Done():
+				return
+			}
 		}
-		if _, err := pipe.Exec(ctx); err != nil {
+	})
+	for tr := range trips {
+		if _, err := tr.pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("ledger: create %s: write instances: %w", id, err)
 		}
-		for _, c := range calls {
+		for _, c := range tr.calls {
 			switch n, _ := c.cmd.Int(); {
 			case n == -1:
 				return fmt.Errorf("%w: %q: another apply took the creation over", ErrApplying, id)
@@ -154,7 +175,7 @@ func (l *Ledger) writeInstances(ctx context.Context, k keys, id, token string, f
 			}
 		}
 	}
-	return nil
+	return ctx.Err()
 }
 
 // appendSeed appends what a seed changes of an instance's defaults:
