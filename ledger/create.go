@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -14,16 +15,13 @@ import (
 )
 
 // applyLease bounds how long a creator may go without writing before
-// another may take the creation over (it is renewed by every chunk; an
-// apply of 100,000 instances writes them in about a second).
+// another may take the creation over (every chunk renews it; an apply of
+// 100,000 instances writes them in about a second).
 const applyLease = 2 * time.Minute
 
-// createChunk is how many instances one createChunkScript call writes: a
+// createChunk is how many instances one transaction of Create writes: a
 // few milliseconds of Redis time.
-const createChunk = 1000
-
-// createPipeline is how many chunk calls go to Redis in one round trip.
-const createPipeline = 4
+const createChunk = 2000
 
 // Create records a new rollout in state Applying with its targets, every
 // instance pending unless opts.Seeds says otherwise; Activate finishes it.
@@ -68,7 +66,7 @@ func (l *Ledger) Create(ctx context.Context, spec rollout.Spec, targets []rollou
 	token := strconv.FormatUint(rand.Uint64()|1, 36)
 	now := l.now()
 
-	ks := []string{k.record(), k.counters(), k.fence(), k.held(), k.resetting(), k.retrying()}
+	ks := []string{k.record(), k.applying(), k.counters(), k.fence(), k.held(), k.resetting(), k.retrying()}
 	for w := range nw {
 		ks = append(ks, k.wave(w))
 	}
@@ -110,108 +108,137 @@ func (l *Ledger) Create(ctx context.Context, spec rollout.Spec, targets []rollou
 	return true, nil
 }
 
+// errLost: another creator took the creation over.
+var errLost = errors.New("another apply took the creation over")
+
 // writeInstances writes the instance hashes and wave lists of a rollout
-// being created under token, createChunk instances per script call and
-// createPipeline calls per round trip. The next round trip is encoded
-// while Redis runs the current one; they run in order, as the chunks'
-// position check requires.
+// being created under token, createChunk instances per transaction: one
+// HSET per instance with all its fields, one RPUSH per wave, and the
+// renewal of the lease. Each transaction WATCHes the record and runs only
+// if, when it starts, the record still names token as its creator, the
+// rollout is still applying and the instances before the chunk are
+// written: so a creator that lost its lease writes nothing, and no chunk
+// is written twice. The next chunk is encoded while Redis runs the
+// current one.
 func (l *Ledger) writeInstances(ctx context.Context, k keys, id, token string, fresh bool, nw int,
 	targets []rollout.Target, seeds map[string]Seed, now string) error {
-	if err := createChunkScript.Load(ctx, l.rdb).Err(); err != nil {
-		return fmt.Errorf("ledger: create %s: %w", id, err)
-	}
-	head := []string{k.record(), k.resetting()}
-	for w := range nw {
-		head = append(head, k.wave(w))
-	}
-	lease := applyLease.Milliseconds()
-	type call struct {
-		end int
-		cmd *redis.Cmd
-	}
-	type trip struct {
-		pipe  redis.Pipeliner
-		calls []call
+	type chunk struct {
+		start, end int
+		cmds       [][]any
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	trips := make(chan trip, 1)
+	chunks := make(chan chunk, 2)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
+	lease := applyLease.Milliseconds()
 	wg.Go(func() {
-		defer close(trips)
-		for batch := 0; batch < len(targets); batch += createChunk * createPipeline {
-			tr := trip{pipe: l.rdb.Pipeline()}
-			for start := batch; start < min(batch+createChunk*createPipeline, len(targets)); start += createChunk {
-				part := targets[start:min(start+createChunk, len(targets))]
-				ks := make([]string, 0, len(head)+len(part))
-				ks = append(ks, head...)
-				args := make([]any, 0, 5+6*len(part))
-				args = append(args, token, start, b01(fresh), lease, nw)
-				for _, t := range part {
-					ks = append(ks, k.instance(t.InstanceID))
-					args = append(args, t.InstanceID, t.Wave, t.Group, t.Zone)
-					args = appendSeed(args, seeds[t.InstanceID], now)
+		defer close(chunks)
+		for start := 0; start < len(targets); start += createChunk {
+			part := targets[start:min(start+createChunk, len(targets))]
+			c := chunk{start: start, end: start + len(part), cmds: make([][]any, 0, len(part)+nw+2)}
+			waves := make([][]any, nw)
+			for _, t := range part {
+				ik := k.instance(t.InstanceID)
+				if !fresh {
+					c.cmds = append(c.cmds, []any{"del", ik})
 				}
-				tr.calls = append(tr.calls, call{start + len(part), tr.pipe.EvalSha(ctx, createChunkScript.Hash(), ks, args...)})
+				cmd := []any{"hset", ik, "st", "pending", "w", t.Wave, "g", t.Group}
+				if t.Zone != "" {
+					cmd = append(cmd, "zone", t.Zone)
+				}
+				s := seeds[t.InstanceID]
+				cmd = appendSeed(cmd, s, now)
+				c.cmds = append(c.cmds, cmd)
+				if s.State == Resetting {
+					c.cmds = append(c.cmds, []any{"sadd", k.resetting(), t.InstanceID})
+				}
+				if waves[t.Wave] == nil {
+					waves[t.Wave] = []any{"rpush", k.wave(t.Wave)}
+				}
+				waves[t.Wave] = append(waves[t.Wave], t.InstanceID)
 			}
+			for _, w := range waves {
+				if w != nil {
+					c.cmds = append(c.cmds, w)
+				}
+			}
+			c.cmds = append(c.cmds, []any{"hset", k.record(), "written", c.end},
+				[]any{"set", k.applying(), token, "px", lease})
 			select {
-			case trips <- tr:
+			case chunks <- c:
 			case <-ctx.Done():
 				return
 			}
 		}
 	})
-	for tr := range trips {
-		if _, err := tr.pipe.Exec(ctx); err != nil {
-			return fmt.Errorf("ledger: create %s: write instances: %w", id, err)
-		}
-		for _, c := range tr.calls {
-			switch n, _ := c.cmd.Int(); {
-			case n == -1:
-				return fmt.Errorf("%w: %q: another apply took the creation over", ErrApplying, id)
-			case n != c.end:
-				return fmt.Errorf("ledger: create %s: %d instances written, want %d", id, n, c.end)
+	rk := k.record()
+	for c := range chunks {
+		write := func(tx *redis.Tx) error {
+			vals, err := tx.HMGet(ctx, rk, "token", "state", "written").Result()
+			if err != nil {
+				return err
 			}
+			if vals[0] != token || vals[1] != string(Applying) {
+				return errLost
+			}
+			if w, _ := vals[2].(string); w != strconv.Itoa(c.start) {
+				return fmt.Errorf("%s instances written before the chunk at %d", w, c.start)
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				for _, cmd := range c.cmds {
+					p.Do(ctx, cmd...)
+				}
+				return nil
+			})
+			return err
+		}
+		// A transaction fails when the record changed meanwhile (a
+		// takeover, or a state change by hand): look again.
+		var err error = redis.TxFailedErr
+		for try := 0; try < 5 && errors.Is(err, redis.TxFailedErr); try++ {
+			err = l.rdb.Watch(ctx, write, rk)
+		}
+		switch {
+		case errors.Is(err, errLost):
+			return fmt.Errorf("%w: %q: %w", ErrApplying, id, err)
+		case err != nil:
+			return fmt.Errorf("ledger: create %s: write instances %d to %d: %w", id, c.start, c.end, err)
 		}
 	}
 	return ctx.Err()
 }
 
-// appendSeed appends what a seed changes of an instance's defaults:
-// the count of field/value pairs, then the pairs.
-func appendSeed(args []any, s Seed, now string) []any {
-	n := len(args)
-	args = append(args, 0)
+// appendSeed appends the fields a seed sets on an instance.
+func appendSeed(f []any, s Seed, now string) []any {
 	if s.State != "" && s.State != Pending {
-		args = append(args, "st", string(s.State))
+		f = append(f, "st", string(s.State))
 	}
 	if s.OldImage != "" || s.OldOpRequestID != "" {
-		args = append(args, "oimg", s.OldImage, "oop", s.OldOpRequestID, "pf", 1)
+		f = append(f, "oimg", s.OldImage, "oop", s.OldOpRequestID, "pf", 1)
 	}
 	if s.RequestID != "" {
-		args = append(args, "rid", s.RequestID)
+		f = append(f, "rid", s.RequestID)
 	}
 	if s.Token != 0 {
-		args = append(args, "tok", s.Token)
+		f = append(f, "tok", s.Token)
 	}
 	if !s.IntentAt.IsZero() {
-		args = append(args, "intent", s.IntentAt.UnixMilli(), "first", s.IntentAt.UnixMilli())
+		f = append(f, "intent", s.IntentAt.UnixMilli(), "first", s.IntentAt.UnixMilli())
 	}
 	if !s.CalledAt.IsZero() {
-		args = append(args, "called", s.CalledAt.UnixMilli(), "resets", 1)
+		f = append(f, "called", s.CalledAt.UnixMilli(), "resets", 1)
 	}
 	if s.Code != "" || s.Error != "" {
-		args = append(args, "code", s.Code, "err", s.Error)
+		f = append(f, "code", s.Code, "err", s.Error)
 	}
 	if s.NewImage != "" {
-		args = append(args, "nimg", s.NewImage)
+		f = append(f, "nimg", s.NewImage)
 	}
 	if s.State.Terminal() {
-		args = append(args, "done", now)
+		f = append(f, "done", now)
 	}
-	args[n] = (len(args) - n - 1) / 2
-	return args
+	return f
 }
 
 // counterIndex is the position of terminal state s in the counters order
@@ -247,7 +274,8 @@ func (l *Ledger) Activate(ctx context.Context, spec rollout.Spec) error {
 	if v, ok := l.tokens.Load(spec.ID); ok {
 		token = v.(string)
 	}
-	n, err := activateScript.Run(ctx, l.rdb, []string{l.keys(spec.ID).record()}, token, string(state), l.now()).Int()
+	k := l.keys(spec.ID)
+	n, err := activateScript.Run(ctx, l.rdb, []string{k.record(), k.applying()}, token, string(state), l.now()).Int()
 	if err != nil {
 		return fmt.Errorf("ledger: activate %s: %w", spec.ID, err)
 	}

@@ -110,8 +110,8 @@ func TestCreateTakesOverADeadCreation(t *testing.T) {
 	if _, err := next.Create(ctx, spec, targets, ledger.CreateOptions{}); !errors.Is(err, ledger.ErrApplying) {
 		t.Fatalf("Create while the first creator holds its lease = %v; want ErrApplying", err)
 	}
-	// The first creator dies: its lease runs out.
-	if err := r.Client.HSet(ctx, r.Prefix+"{r1}:r", "lease", 0).Err(); err != nil {
+	// The first creator dies: its lease expires.
+	if err := r.Client.Del(ctx, r.Prefix+"{r1}:applying").Err(); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := next.Create(ctx, spec, targets, ledger.CreateOptions{}); err != nil || !ok {

@@ -10,6 +10,7 @@ type keys struct{ b string }
 func (l *Ledger) keys(rollout string) keys { return keys{l.prefix + "{" + rollout + "}:"} }
 
 func (k keys) record() string            { return k.b + "r" }
+func (k keys) applying() string          { return k.b + "applying" }
 func (k keys) counters() string          { return k.b + "c" }
 func (k keys) held() string              { return k.b + "held" }
 func (k keys) resetting() string         { return k.b + "resetting" }

@@ -6,8 +6,9 @@ import "github.com/redis/go-redis/v9"
 // B = "<prefix>{R}:"; the braces are a Redis Cluster hash tag, so all keys
 // of one rollout hash to one slot:
 //
-//	B r          hash   rollout record: hash spec state reason wave seq attempt total waves created updated,
-//	                    and while it is being created: token (the creator's), lease (ms), written (instances so far)
+//	B r          hash   rollout record: hash spec state reason wave seq attempt total waves created updated
+//	                    token (its creator's) written (instances written while applying)
+//	B applying   string the creator's lease while the rollout is being created (expires)
 //	B c          hash   overall counters: succeeded skipped failed ambiguous cancelled terminal, plus total
 //	B w:<k>      list   instance IDs of wave k, in plan order
 //	B wc:<k>     hash   wave k counters (as above) plus size, complete, approved, started, soak_until
@@ -38,15 +39,6 @@ import "github.com/redis/go-redis/v9"
 // belongs to, e.g. sib(KEYS[1], 'r', 'wc:3').
 const sib = `
 local function sib(k, suffix, name) return string.sub(k, 1, #k - #suffix) .. name end
-`
-
-// serverMillis is prepended to scripts that keep a lease: leases are
-// judged by the Redis server's clock, the one clock all creators share.
-const serverMillis = `
-local function serverMillis()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
 `
 
 // beginScript starts a reset attempt.
@@ -439,16 +431,17 @@ return {redis.call('HINCRBY', rk, 'seq', 1), wave}
 `)
 
 // createScript starts the creation of a rollout: it writes the record
-// (state applying, owned by the caller's token under a lease), the
-// counters, the wave hashes and the fencing counter, only when no record
-// of this rollout exists, or when one exists in state applying whose
-// creator's lease ran out (it died: its writes are wiped and redone).
-// Ledger.Create then writes the instances with createChunkScript.
+// (state applying, owned by the caller's token, under a lease that
+// expires), the counters, the wave hashes and the fencing counter, only
+// when no record of this rollout exists, or when one exists in state
+// applying whose creator's lease expired (it died: its writes are wiped
+// and redone). Ledger.Create then writes the instances in transactions
+// guarded by the token (see Ledger.writeInstances).
 //
-// KEYS[1] B r, KEYS[2] B c, KEYS[3] B fence, KEYS[4] B held,
-// KEYS[5] B resetting, KEYS[6] B retrying, then W wave lists B w:<k> and
-// W wave hashes B wc:<k>
-// ARGV[1] plan hash, ARGV[2] token, ARGV[3] now, ARGV[4] lease (ms, on the server's clock),
+// KEYS[1] B r, KEYS[2] B applying, KEYS[3] B c, KEYS[4] B fence,
+// KEYS[5] B held, KEYS[6] B resetting, KEYS[7] B retrying, then W wave
+// lists B w:<k> and W wave hashes B wc:<k>
+// ARGV[1] plan hash, ARGV[2] token, ARGV[3] now, ARGV[4] lease (ms),
 // ARGV[5] spec JSON, ARGV[6] total, ARGV[7] W, ARGV[8] wave, ARGV[9] seq,
 // ARGV[10] first fencing token - 1, ARGV[11..16] overall counters
 // (succeeded skipped failed ambiguous cancelled terminal), then per wave
@@ -456,22 +449,22 @@ return {redis.call('HINCRBY', rk, 'seq', 1), wave}
 // Returns {how, detail}: how is created | takeover (both: write the
 // instances), exists (created and past applying), changed (detail is the
 // stored plan hash) or applying (another creator holds the lease).
-var createScript = redis.NewScript(serverMillis + `
+var createScript = redis.NewScript(`
 local rk = KEYS[1]
 local h = redis.call('HGET', rk, 'hash')
 local how = 'created'
-local now = serverMillis()
 if h then
   if h ~= ARGV[1] then return {'changed', h} end
   if redis.call('HGET', rk, 'state') ~= 'applying' then return {'exists', ''} end
-  if tonumber(redis.call('HGET', rk, 'lease') or '0') > now then return {'applying', ''} end
+  if redis.call('EXISTS', KEYS[2]) == 1 then return {'applying', ''} end
   how = 'takeover'
 end
 redis.call('DEL', unpack(KEYS))
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
 redis.call('HSET', rk, 'hash', ARGV[1], 'state', 'applying', 'spec', ARGV[5], 'total', ARGV[6],
   'waves', ARGV[7], 'wave', ARGV[8], 'seq', ARGV[9], 'attempt', 1, 'created', ARGV[3], 'updated', ARGV[3],
-  'token', ARGV[2], 'lease', now + tonumber(ARGV[4]), 'written', 0)
-redis.call('SET', KEYS[3], ARGV[10])
+  'token', ARGV[2], 'written', 0)
+redis.call('SET', KEYS[4], ARGV[10])
 local names = {'succeeded', 'skipped', 'failed', 'ambiguous', 'cancelled', 'terminal'}
 local function counters(a)
   local f = {}
@@ -480,7 +473,7 @@ local function counters(a)
 end
 local c = counters(11)
 c[#c + 1] = 'total'; c[#c + 1] = ARGV[6]
-redis.call('HSET', KEYS[2], unpack(c))
+redis.call('HSET', KEYS[3], unpack(c))
 local W = tonumber(ARGV[7])
 for k = 0, W - 1 do
   local a = 17 + k * 9
@@ -488,78 +481,16 @@ for k = 0, W - 1 do
   f[#f + 1] = 'size'; f[#f + 1] = ARGV[a]
   if ARGV[a + 7] == '1' then f[#f + 1] = 'complete'; f[#f + 1] = '1' end
   if ARGV[a + 8] == '1' then f[#f + 1] = 'approved'; f[#f + 1] = '1' end
-  redis.call('HSET', KEYS[7 + W + k], unpack(f))
+  redis.call('HSET', KEYS[8 + W + k], unpack(f))
 end
 return {how, ''}
-`)
-
-// createChunkScript writes one chunk of the instances of a rollout being
-// created by the caller: one HSET per instance with all its fields, and
-// the chunk's IDs appended to their wave lists, one RPUSH per wave. It
-// writes only while the caller's token still owns the creation and the
-// chunk starts where the previous one ended, so a creator that lost its
-// lease, or a replayed chunk, writes nothing. An instance's gen, tries and
-// resets start absent, read as 0.
-//
-// KEYS[1] B r, KEYS[2] B resetting, then W wave lists B w:<k>, then the
-// chunk's instance hashes B i:<id> in plan order
-// ARGV[1] token, ARGV[2] position of the chunk's first instance,
-// ARGV[3] 1 when the instance keys are new (a takeover rewrites them),
-// ARGV[4] lease (ms, on the server's clock), ARGV[5] W, then per instance:
-// ID, wave, group, zone (” for none), n, and n field/value pairs that
-// override the defaults (st pending)
-// Returns the number of instances written so far, or -1 when the token
-// lost the creation.
-var createChunkScript = redis.NewScript(serverMillis + `
-local rk = KEYS[1]
-if redis.call('HGET', rk, 'token') ~= ARGV[1] or redis.call('HGET', rk, 'state') ~= 'applying' then return -1 end
-local written = tonumber(redis.call('HGET', rk, 'written') or '0')
-if written ~= tonumber(ARGV[2]) then return written end
-local fresh = ARGV[3] == '1'
-local W = tonumber(ARGV[5])
-local lists, sizes = {}, {}
-for w = 0, W - 1 do lists[w] = {}; sizes[w] = 0 end
-local a = 6
-for j = 3 + W, #KEYS do
-  local ik, id, w, zone, n = KEYS[j], ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 3], ARGV[a + 4]
-  if not fresh then redis.call('DEL', ik) end
-  -- The common case, a plain pending instance, takes no table.
-  if n == '0' then
-    if zone == '' then
-      redis.call('HSET', ik, 'st', 'pending', 'w', ARGV[a + 1], 'g', ARGV[a + 2])
-    else
-      redis.call('HSET', ik, 'st', 'pending', 'w', ARGV[a + 1], 'g', ARGV[a + 2], 'zone', zone)
-    end
-    a = a + 5
-  else
-    local f = {'st', 'pending', 'w', ARGV[a + 1], 'g', ARGV[a + 2]}
-    if zone ~= '' then f[7] = 'zone'; f[8] = zone end
-    a = a + 5
-    for e = 1, tonumber(n) do
-      local name, val = ARGV[a], ARGV[a + 1]
-      f[#f + 1] = name; f[#f + 1] = val
-      if name == 'st' and val == 'resetting' then redis.call('SADD', KEYS[2], id) end
-      a = a + 2
-    end
-    redis.call('HSET', ik, unpack(f))
-  end
-  local s = sizes[w] + 1
-  sizes[w] = s
-  lists[w][s] = id
-end
-for w = 0, W - 1 do
-  if sizes[w] > 0 then redis.call('RPUSH', KEYS[3 + w], unpack(lists[w])) end
-end
-written = written + #KEYS - 2 - W
-redis.call('HSET', rk, 'written', written, 'lease', serverMillis() + tonumber(ARGV[4]))
-return written
 `)
 
 // activateScript ends the creation of a rollout: applying → running or
 // scheduled, when every instance is written and, if the caller knows the
 // creator's token, that token still owns the creation.
 //
-// KEYS[1] B r
+// KEYS[1] B r, KEYS[2] B applying
 // ARGV[1] token (” when unknown), ARGV[2] new state, ARGV[3] now
 // Returns 1, or 0 when the rollout was not (or no longer) the caller's to activate.
 var activateScript = redis.NewScript(`
@@ -568,7 +499,7 @@ if redis.call('HGET', rk, 'state') ~= 'applying' then return 0 end
 if ARGV[1] ~= '' and redis.call('HGET', rk, 'token') ~= ARGV[1] then return 0 end
 if redis.call('HGET', rk, 'written') ~= redis.call('HGET', rk, 'total') then return 0 end
 redis.call('HSET', rk, 'state', ARGV[2], 'reason', '', 'updated', ARGV[3])
-redis.call('HDEL', rk, 'lease')
+redis.call('DEL', KEYS[2])
 return 1
 `)
 
