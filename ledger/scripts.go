@@ -13,6 +13,7 @@ import "github.com/redis/go-redis/v9"
 //	B w:<k>      list   instance IDs of wave k, in plan order
 //	B wc:<k>     hash   wave k counters (as above) plus size, complete, approved, started, soak_until
 //	B i:<id>     hash   one instance: st w g zone gen tok rtk rid oimg oop pf tries resets first intent called done code err nimg adopted
+//	                    (gen, tries and resets are absent until first set, and read as 0)
 //	B held       set    instances parked while the rollout was not running
 //	B resetting  set    instances whose reset the cloud accepted, not yet verified
 //	B retrying   set    instances a retry-failed reopened and has not yet returned (see retryChunkScript)
@@ -30,6 +31,13 @@ import "github.com/redis/go-redis/v9"
 // carries the same hash tag and lies in the same slot; each such script
 // says so. No script touches keys of two rollouts, except claimScript
 // (it reads the owners' records), which is the one cross-slot script.
+// Create writes instances in MULTI/EXEC transactions, not scripts: they
+// are cheaper for Redis per instance, and WATCH on B r guards them (see
+// Ledger.writeInstances).
+//
+// Abort and retry-failed sweep a rollout sweepChunk instances per script
+// call, from a cursor (wave, offset) that the Go side keeps, so no call
+// holds Redis for longer than one chunk whatever the fleet's size.
 //
 // Instance states are strings (see InstanceState); "terminal" counts every
 // terminal outcome once.
