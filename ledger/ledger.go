@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fleetreset/fleetreset/internal/clock"
@@ -77,6 +79,14 @@ func (s InstanceState) Terminal() bool {
 }
 
 // Config configures a Ledger. The zero value is ready to use.
+//
+// The Redis client given to New must not retry commands by itself
+// (go-redis MaxRetries -1; RedisOptions sets it): go-redis re-sends a
+// command whose reply timed out, and a fenced script run twice can report
+// its own first run as another worker's (a Release or Finish that says
+// "fenced out" although it changed the instance). An error is safe: the
+// task comes back and reconciles. New warns about a client that retries;
+// CheckClient tells a caller before it starts.
 type Config struct {
 	// Prefix starts every key. Defaults to PrefixDefault.
 	Prefix string
@@ -89,20 +99,60 @@ type Ledger struct {
 	rdb    redis.UniversalClient
 	prefix string
 	clock  clock.Clock
+	// tokens holds the creation token of each rollout this Ledger created
+	// and has not activated yet, so Activate activates only its own.
+	tokens sync.Map
+	// sweepObserver, set by tests, is told how many instances each call
+	// of the abort and retry-failed scripts examined.
+	sweepObserver func(examined int)
 }
 
-// New returns a Ledger on rdb.
+// New returns a Ledger on rdb, a client that does not retry commands (see
+// Config); it logs a warning when rdb does.
 func New(rdb redis.UniversalClient, cfg Config) *Ledger {
+	if err := CheckClient(rdb); err != nil {
+		slog.Warn(err.Error(), "component", "ledger")
+	}
 	return &Ledger{rdb: rdb, prefix: cmp.Or(cfg.Prefix, PrefixDefault), clock: clock.Or(cfg.Clock)}
+}
+
+// ErrClientRetries: the Redis client re-sends commands by itself; see Config.
+var ErrClientRetries = errors.New("ledger: the Redis client retries commands by itself (set MaxRetries to -1, e.g. with ledger.RedisOptions): a replayed ledger script can misreport its own first run")
+
+// RedisOptions sets what the ledger requires of a Redis client on opt (no
+// automatic retries) and returns opt, for redis.NewClient.
+func RedisOptions(opt *redis.Options) *redis.Options {
+	opt.MaxRetries = -1
+	return opt
+}
+
+// CheckClient returns ErrClientRetries when rdb retries commands by itself.
+// go-redis normalizes MaxRetries when a client is made: -1 becomes 0 (no
+// retries) and 0 becomes the default of 3. A cluster client also re-sends
+// a command that timed out, up to MaxRedirects times. Clients of other
+// types pass.
+func CheckClient(rdb redis.UniversalClient) error {
+	retries := 0
+	switch c := rdb.(type) {
+	case *redis.Client:
+		retries = c.Options().MaxRetries
+	case *redis.ClusterClient:
+		retries = max(c.Options().MaxRetries, c.Options().MaxRedirects)
+	case *redis.Ring:
+		retries = c.Options().MaxRetries
+	}
+	if retries > 0 {
+		return fmt.Errorf("%w: MaxRetries is %d", ErrClientRetries, retries)
+	}
+	return nil
 }
 
 // Redis returns the client the ledger uses.
 func (l *Ledger) Redis() redis.UniversalClient { return l.rdb }
 
-func (l *Ledger) base(rollout string) string { return l.prefix + "{" + rollout + "}:" }
-func (l *Ledger) claimKey(id string) string  { return l.prefix + "claim:" + id }
-func (l *Ledger) indexKey() string           { return l.prefix + "rollouts" }
-func (l *Ledger) now() string                { return strconv.FormatInt(l.clock.Now().UnixMilli(), 10) }
+func (l *Ledger) claimKey(id string) string { return l.prefix + "claim:" + id }
+func (l *Ledger) indexKey() string          { return l.prefix + "rollouts" }
+func (l *Ledger) now() string               { return strconv.FormatInt(l.clock.Now().UnixMilli(), 10) }
 
 // Counters count terminal outcomes.
 type Counters struct {
@@ -161,175 +211,6 @@ type CreateOptions struct {
 	Seq int
 }
 
-// Create records a new rollout in state Applying with its targets, every
-// instance pending unless opts.Seeds says otherwise; Activate finishes it. It returns created=false, nil when the same
-// plan (same PlanHash) was already applied, and ErrPlanChanged when the name
-// is taken by a different plan. A creation interrupted before it finished
-// is redone from scratch by the next call: nothing was enqueued yet.
-func (l *Ledger) Create(ctx context.Context, spec rollout.Spec, targets []rollout.Target, opts CreateOptions) (created bool, err error) {
-	seeds := opts.Seeds
-	b := l.base(spec.ID)
-	rk := b + "r"
-	ok, err := l.rdb.HSetNX(ctx, rk, "hash", spec.PlanHash).Result()
-	if err != nil {
-		return false, fmt.Errorf("ledger: create %s: %w", spec.ID, err)
-	}
-	if !ok {
-		vals, err := l.rdb.HMGet(ctx, rk, "hash", "state").Result()
-		if err != nil {
-			return false, fmt.Errorf("ledger: create %s: %w", spec.ID, err)
-		}
-		if h, _ := vals[0].(string); h != spec.PlanHash {
-			return false, fmt.Errorf("%w: rollout %q was applied from a plan with hash %.12s, this plan has %.12s", ErrPlanChanged, spec.ID, h, spec.PlanHash)
-		}
-		if st, _ := vals[1].(string); st != string(Applying) {
-			return false, nil
-		}
-	}
-	// One writer at a time: an apply that finds the rollout half written
-	// redoes it only when no other apply holds the lease (it crashed, or
-	// its lease ran out), so two applies never interleave their writes.
-	lease := strconv.FormatInt(rand.Int64(), 36)
-	if got, err := l.rdb.SetNX(ctx, b+"applying", lease, applyLease).Result(); err != nil {
-		return false, fmt.Errorf("ledger: create %s: %w", spec.ID, err)
-	} else if !got {
-		return false, fmt.Errorf("%w: %q", ErrApplying, spec.ID)
-	}
-	specJSON, err := json.Marshal(spec)
-	if err != nil {
-		return false, fmt.Errorf("ledger: encode spec: %w", err)
-	}
-	now := l.now()
-	// Mark the record as being written, then write (or rewrite) everything.
-	if err := l.rdb.HSet(ctx, rk, "state", string(Applying), "spec", specJSON, "total", len(targets),
-		"waves", len(spec.Waves), "wave", opts.Wave, "seq", opts.Seq, "attempt", 1, "created", now, "updated", now).Err(); err != nil {
-		return false, fmt.Errorf("ledger: create %s: %w", spec.ID, err)
-	}
-	overall := map[string]int{}
-	perWave := make([]map[string]int, len(spec.Waves))
-	for i := range perWave {
-		perWave[i] = map[string]int{}
-	}
-	const chunk = 2000
-	for start := 0; start < len(targets); start += chunk {
-		pipe := l.rdb.Pipeline()
-		for _, t := range targets[start:min(start+chunk, len(targets))] {
-			s := seeds[t.InstanceID]
-			st := cmp.Or(s.State, Pending)
-			fields := []any{"st", string(st), "w", t.Wave, "g", t.Group, "gen", 0, "tries", 0, "resets", 0}
-			if s.OldImage != "" || s.OldOpRequestID != "" {
-				fields = append(fields, "oimg", s.OldImage, "oop", s.OldOpRequestID, "pf", 1)
-			}
-			if t.Zone != "" {
-				fields = append(fields, "zone", t.Zone)
-			}
-			if s.RequestID != "" {
-				fields = append(fields, "rid", s.RequestID)
-			}
-			if s.Token != 0 {
-				fields = append(fields, "tok", s.Token)
-			}
-			if !s.IntentAt.IsZero() {
-				fields = append(fields, "intent", s.IntentAt.UnixMilli(), "first", s.IntentAt.UnixMilli())
-			}
-			if !s.CalledAt.IsZero() {
-				fields = append(fields, "called", s.CalledAt.UnixMilli(), "resets", 1)
-			}
-			if s.Code != "" || s.Error != "" {
-				fields = append(fields, "code", s.Code, "err", s.Error)
-			}
-			if s.NewImage != "" {
-				fields = append(fields, "nimg", s.NewImage)
-			}
-			if st.Terminal() {
-				fields = append(fields, "done", now)
-				overall[string(st)]++
-				overall["terminal"]++
-				perWave[t.Wave][string(st)]++
-				perWave[t.Wave]["terminal"]++
-			}
-			ik := b + "i:" + t.InstanceID
-			pipe.Del(ctx, ik)
-			pipe.HSet(ctx, ik, fields...)
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return false, fmt.Errorf("ledger: create %s: write instances: %w", spec.ID, err)
-		}
-	}
-	var maxTok int64
-	for _, s := range seeds {
-		maxTok = max(maxTok, s.Token)
-	}
-	pipe := l.rdb.Pipeline()
-	pipe.Del(ctx, b+"c", b+"held", b+"resetting")
-	for id, s := range seeds {
-		if s.State == Resetting {
-			pipe.SAdd(ctx, b+"resetting", id)
-		}
-	}
-	// Tokens from a journal must stay below every token issued from now on.
-	pipe.Set(ctx, b+"fence", maxTok, 0)
-	overall["terminal"] += 0 // the hash must exist even when nothing is terminal yet
-	pipe.HSet(ctx, b+"c", mapArgs(overall, "total", len(targets))...)
-	byWave := make([][]any, len(spec.Waves))
-	for _, t := range targets {
-		byWave[t.Wave] = append(byWave[t.Wave], t.InstanceID)
-	}
-	for k := range spec.Waves {
-		pipe.Del(ctx, fmt.Sprintf("%sw:%d", b, k), fmt.Sprintf("%swc:%d", b, k))
-		for start := 0; start < len(byWave[k]); start += chunk {
-			pipe.RPush(ctx, fmt.Sprintf("%sw:%d", b, k), byWave[k][start:min(start+chunk, len(byWave[k]))]...)
-		}
-		args := mapArgs(perWave[k], "size", len(byWave[k]))
-		if perWave[k]["terminal"] >= len(byWave[k]) {
-			args = append(args, "complete", "1")
-		}
-		if k < opts.Wave {
-			args = append(args, "approved", "1")
-		}
-		pipe.HSet(ctx, fmt.Sprintf("%swc:%d", b, k), args...)
-	}
-	pipe.ZAdd(ctx, l.indexKey(), redis.Z{Score: float64(l.clock.Now().UnixMilli()), Member: spec.ID})
-	if _, err := pipe.Exec(ctx); err != nil {
-		return false, fmt.Errorf("ledger: create %s: write waves: %w", spec.ID, err)
-	}
-	return true, nil
-}
-
-// Activate ends the creation of a rollout: it becomes running, or
-// scheduled when it starts later. The planner calls it after the first
-// wave's task is enqueued, so an apply interrupted in between is redone.
-func (l *Ledger) Activate(ctx context.Context, spec rollout.Spec) error {
-	state := Running
-	if spec.StartAt.After(l.clock.Now()) || spec.Window != nil {
-		// The first wave's task moves it to running at its time, inside
-		// the window.
-		state = Scheduled
-	}
-	ok, err := l.SetState(ctx, spec.ID, []RolloutState{Applying}, state, "")
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("%w: activate %q: another apply started it", ErrApplying, spec.ID)
-	}
-	return l.rdb.Del(ctx, l.base(spec.ID)+"applying").Err()
-}
-
-// applyLease bounds how long one apply may take to write a rollout before
-// another may take over (an apply of 100,000 instances writes in seconds).
-const applyLease = 2 * time.Minute
-
-func mapArgs(m map[string]int, k string, v int) []any {
-	args := []any{k, v}
-	for name, n := range m {
-		if name != k {
-			args = append(args, name, n)
-		}
-	}
-	return args
-}
-
 // WaveStatus is the state of one wave.
 type WaveStatus struct {
 	Index    int      `json:"index"`
@@ -362,8 +243,8 @@ type Rollout struct {
 
 // Get reads a rollout record with its wave statuses.
 func (l *Ledger) Get(ctx context.Context, id string) (*Rollout, error) {
-	b := l.base(id)
-	m, err := l.rdb.HGetAll(ctx, b+"r").Result()
+	k := l.keys(id)
+	m, err := l.rdb.HGetAll(ctx, k.record()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: get %s: %w", id, err)
 	}
@@ -381,10 +262,10 @@ func (l *Ledger) Get(ctx context.Context, id string) (*Rollout, error) {
 	r.CreatedAt = msTime(m["created"])
 	r.UpdatedAt = msTime(m["updated"])
 	pipe := l.rdb.Pipeline()
-	cc := pipe.HGetAll(ctx, b+"c")
+	cc := pipe.HGetAll(ctx, k.counters())
 	wcs := make([]*redis.MapStringStringCmd, len(r.Spec.Waves))
-	for k := range r.Spec.Waves {
-		wcs[k] = pipe.HGetAll(ctx, fmt.Sprintf("%swc:%d", b, k))
+	for w := range r.Spec.Waves {
+		wcs[w] = pipe.HGetAll(ctx, k.waveCounters(w))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("ledger: get %s: %w", id, err)
@@ -422,7 +303,7 @@ func (l *Ledger) List(ctx context.Context) ([]*Rollout, error) {
 
 // Spec reads only a rollout's spec.
 func (l *Ledger) Spec(ctx context.Context, id string) (rollout.Spec, RolloutState, error) {
-	vals, err := l.rdb.HMGet(ctx, l.base(id)+"r", "spec", "state").Result()
+	vals, err := l.rdb.HMGet(ctx, l.keys(id).record(), "spec", "state").Result()
 	if err != nil {
 		return rollout.Spec{}, "", fmt.Errorf("ledger: spec %s: %w", id, err)
 	}
@@ -440,7 +321,7 @@ func (l *Ledger) Spec(ctx context.Context, id string) (rollout.Spec, RolloutStat
 
 // State reads a rollout's state and current wave.
 func (l *Ledger) State(ctx context.Context, id string) (RolloutState, int, error) {
-	vals, err := l.rdb.HMGet(ctx, l.base(id)+"r", "state", "wave").Result()
+	vals, err := l.rdb.HMGet(ctx, l.keys(id).record(), "state", "wave").Result()
 	if err != nil {
 		return "", 0, fmt.Errorf("ledger: state %s: %w", id, err)
 	}
@@ -502,14 +383,14 @@ func msTime(s string) time.Time {
 
 // Instances reads the ledger entries of ids (missing ones are nil).
 func (l *Ledger) Instances(ctx context.Context, rollout string, ids []string) ([]*Instance, error) {
-	b := l.base(rollout)
+	k := l.keys(rollout)
 	out := make([]*Instance, len(ids))
 	const chunk = 1000
 	for start := 0; start < len(ids); start += chunk {
 		pipe := l.rdb.Pipeline()
 		cmds := make([]*redis.MapStringStringCmd, 0, chunk)
 		for _, id := range ids[start:min(start+chunk, len(ids))] {
-			cmds = append(cmds, pipe.HGetAll(ctx, b+"i:"+id))
+			cmds = append(cmds, pipe.HGetAll(ctx, k.instance(id)))
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return nil, fmt.Errorf("ledger: instances of %s: %w", rollout, err)
@@ -538,7 +419,7 @@ func (l *Ledger) Instance(ctx context.Context, rollout, id string) (*Instance, e
 // Resetting returns the instances whose reset the cloud accepted and that
 // are not yet verified: what a verification sweep polls.
 func (l *Ledger) Resetting(ctx context.Context, rollout string) ([]string, error) {
-	ids, err := l.rdb.SMembers(ctx, l.base(rollout)+"resetting").Result()
+	ids, err := l.rdb.SMembers(ctx, l.keys(rollout).resetting()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: resetting of %s: %w", rollout, err)
 	}
@@ -547,7 +428,7 @@ func (l *Ledger) Resetting(ctx context.Context, rollout string) ([]string, error
 
 // WaveInstances returns the instance IDs of wave k in plan order.
 func (l *Ledger) WaveInstances(ctx context.Context, rollout string, k int) ([]string, error) {
-	ids, err := l.rdb.LRange(ctx, fmt.Sprintf("%sw:%d", l.base(rollout), k), 0, -1).Result()
+	ids, err := l.rdb.LRange(ctx, l.keys(rollout).wave(k), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: wave %d of %s: %w", k, rollout, err)
 	}
@@ -578,7 +459,7 @@ func (l *Ledger) AllInstances(ctx context.Context, r *Rollout) ([]*Instance, err
 // Preflight records the pre-flight observation of an instance that is
 // still pending: its image and latest operation before any call of ours.
 func (l *Ledger) Preflight(ctx context.Context, rollout, id, oldImage, oldOp string) error {
-	ik := l.base(rollout) + "i:" + id
+	ik := l.keys(rollout).instance(id)
 	if err := l.rdb.HSet(ctx, ik, "oimg", oldImage, "oop", oldOp, "pf", 1).Err(); err != nil {
 		return fmt.Errorf("ledger: preflight %s: %w", id, err)
 	}
@@ -611,7 +492,9 @@ type BeginResult struct {
 // rollout is running and the instance is pending. Only ActProceed permits
 // an API call.
 func (l *Ledger) Begin(ctx context.Context, rollout, id string, gen int) (BeginResult, error) {
-	res, err := beginScript.Run(ctx, l.rdb, nil, l.base(rollout), id, gen, l.now()).StringSlice()
+	k := l.keys(rollout)
+	res, err := beginScript.Run(ctx, l.rdb, []string{k.instance(id), k.record(), k.fence(), k.held(), k.counters()},
+		id, gen, l.now()).StringSlice()
 	if err != nil {
 		return BeginResult{}, fmt.Errorf("ledger: begin %s: %w", id, err)
 	}
@@ -621,7 +504,8 @@ func (l *Ledger) Begin(ctx context.Context, rollout, id string, gen int) (BeginR
 
 // Called records that the cloud accepted the reset under requestID.
 func (l *Ledger) Called(ctx context.Context, rollout, id string, token int64, requestID string) error {
-	n, err := calledScript.Run(ctx, l.rdb, nil, l.base(rollout), id, token, requestID, l.now()).Int()
+	k := l.keys(rollout)
+	n, err := calledScript.Run(ctx, l.rdb, []string{k.instance(id), k.resetting()}, id, token, requestID, l.now()).Int()
 	if err != nil {
 		return fmt.Errorf("ledger: called %s: %w", id, err)
 	}
@@ -635,7 +519,7 @@ func (l *Ledger) Called(ctx context.Context, rollout, id string, token int64, re
 // that a transition announced by a handler that may run again (a retried
 // or redelivered task) is logged and posted once.
 func (l *Ledger) Once(ctx context.Context, rollout, event string) (bool, error) {
-	first, err := l.rdb.HSetNX(ctx, l.base(rollout)+"once", event, l.now()).Result()
+	first, err := l.rdb.HSetNX(ctx, l.keys(rollout).once(), event, l.now()).Result()
 	if err != nil {
 		return false, fmt.Errorf("ledger: once %s of %s: %w", event, rollout, err)
 	}
@@ -647,7 +531,8 @@ func (l *Ledger) Once(ctx context.Context, rollout, event string) (bool, error) 
 // resetting under requestID, with why kept for the report. It returns
 // ErrFenced when token no longer holds the instance.
 func (l *Ledger) Adopt(ctx context.Context, rollout, id string, token int64, requestID, why string) error {
-	n, err := adoptScript.Run(ctx, l.rdb, nil, l.base(rollout), id, token, requestID, l.now(), why).Int()
+	k := l.keys(rollout)
+	n, err := adoptScript.Run(ctx, l.rdb, []string{k.instance(id), k.resetting()}, id, token, requestID, l.now(), why).Int()
 	if err != nil {
 		return fmt.Errorf("ledger: adopt %s: %w", id, err)
 	}
@@ -660,7 +545,8 @@ func (l *Ledger) Adopt(ctx context.Context, rollout, id string, token int64, req
 // Release undoes an intent whose call the cloud certainly refused, leaving
 // the instance pending (or held, when the rollout stops), with the error.
 func (l *Ledger) Release(ctx context.Context, rollout, id string, token int64, to InstanceState, code, msg string) error {
-	n, err := releaseScript.Run(ctx, l.rdb, nil, l.base(rollout), id, token, string(to), code, msg).Int()
+	k := l.keys(rollout)
+	n, err := releaseScript.Run(ctx, l.rdb, []string{k.instance(id), k.held()}, id, token, string(to), code, msg).Int()
 	if err != nil {
 		return fmt.Errorf("ledger: release %s: %w", id, err)
 	}
@@ -672,7 +558,8 @@ func (l *Ledger) Release(ctx context.Context, rollout, id string, token int64, t
 
 // Retake moves an intent to a new token; see retakeScript.
 func (l *Ledger) Retake(ctx context.Context, rollout, id string, token int64) (int64, error) {
-	n, err := retakeScript.Run(ctx, l.rdb, nil, l.base(rollout), id, token, l.now(), rand.Int64()).Int64()
+	k := l.keys(rollout)
+	n, err := retakeScript.Run(ctx, l.rdb, []string{k.instance(id), k.fence()}, token, l.now(), rand.Int64()).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("ledger: retake %s: %w", id, err)
 	}
@@ -720,7 +607,9 @@ func (l *Ledger) Finish(ctx context.Context, rollout, id string, o Outcome) (Fin
 	if o.Token != 0 {
 		tok = strconv.FormatInt(o.Token, 10)
 	}
-	vals, err := finishScript.Run(ctx, l.rdb, nil, l.base(rollout), id, strings.Join(from, ","), tok,
+	k := l.keys(rollout)
+	vals, err := finishScript.Run(ctx, l.rdb, []string{k.instance(id), k.record(), k.counters(), k.held(), k.resetting()},
+		id, strings.Join(from, ","), tok,
 		string(o.To), o.Code, o.Message, l.now(), o.NewImage).Int64Slice()
 	if err != nil {
 		return FinishResult{}, fmt.Errorf("ledger: finish %s: %w", id, err)
@@ -744,7 +633,7 @@ func (l *Ledger) SetState(ctx context.Context, rollout string, from []RolloutSta
 		}
 		f = strings.Join(ss, ",")
 	}
-	prev, err := setStateScript.Run(ctx, l.rdb, nil, l.base(rollout), f, string(to), reason, l.now()).Text()
+	prev, err := setStateScript.Run(ctx, l.rdb, []string{l.keys(rollout).record()}, f, string(to), reason, l.now()).Text()
 	if err != nil {
 		return false, fmt.Errorf("ledger: set state of %s: %w", rollout, err)
 	}
@@ -772,7 +661,9 @@ const (
 // human approval first; windowOpen whether the maintenance window allows a
 // new wave now. It returns the outcome and the current wave afterwards.
 func (l *Ledger) Advance(ctx context.Context, rollout string, k int, approval, windowOpen, last bool) (AdvanceOutcome, int, error) {
-	res, err := advanceScript.Run(ctx, l.rdb, nil, l.base(rollout), k, b01(approval), b01(windowOpen), b01(last), l.now()).Slice()
+	ks := l.keys(rollout)
+	res, err := advanceScript.Run(ctx, l.rdb, []string{ks.record(), ks.counters(), ks.waveCounters(k), ks.waveCounters(k + 1)},
+		k, b01(approval), b01(windowOpen), b01(last), l.now()).Slice()
 	if err != nil {
 		return "", 0, fmt.Errorf("ledger: advance %s wave %d: %w", rollout, k, err)
 	}
@@ -786,7 +677,7 @@ func (l *Ledger) Advance(ctx context.Context, rollout string, k int, approval, w
 
 // SetSoak records when the soak after wave k ends.
 func (l *Ledger) SetSoak(ctx context.Context, rollout string, k int, until time.Time) error {
-	return l.rdb.HSet(ctx, fmt.Sprintf("%swc:%d", l.base(rollout), k), "soak_until", until.UnixMilli()).Err()
+	return l.rdb.HSet(ctx, l.keys(rollout).waveCounters(k), "soak_until", until.UnixMilli()).Err()
 }
 
 func b01(b bool) int {
@@ -830,7 +721,8 @@ func (l *Ledger) resume(ctx context.Context, rollout string, from []RolloutState
 	for i, s := range from {
 		ss[i] = string(s)
 	}
-	res, err := resumeScript.Run(ctx, l.rdb, nil, l.base(rollout), strings.Join(ss, ","), l.now(), b01(approve)).Slice()
+	k := l.keys(rollout)
+	res, err := resumeScript.Run(ctx, l.rdb, []string{k.record(), k.held()}, strings.Join(ss, ","), l.now(), b01(approve)).Slice()
 	if err != nil {
 		return ResumeResult{}, fmt.Errorf("ledger: resume %s: %w", rollout, err)
 	}
@@ -861,31 +753,6 @@ func toInt(v any) int {
 		return n
 	}
 	return 0
-}
-
-// Abort stops a rollout for good: nothing new starts, calls in flight
-// finish. It returns whether the state changed.
-func (l *Ledger) Abort(ctx context.Context, rollout, reason string) (bool, error) {
-	prev, err := abortScript.Run(ctx, l.rdb, nil, l.base(rollout), reason, l.now()).Text()
-	if err != nil {
-		return false, fmt.Errorf("ledger: abort %s: %w", rollout, err)
-	}
-	l.noteFinished(ctx, rollout)
-	return prev != "", nil
-}
-
-// RetryFailed gives every failed instance (and ambiguous ones when
-// includeAmbiguous) a new attempt and sets the rollout running.
-func (l *Ledger) RetryFailed(ctx context.Context, rollout string, includeAmbiguous bool) (ResumeResult, error) {
-	res, err := retryFailedScript.Run(ctx, l.rdb, nil, l.base(rollout), l.now(), b01(includeAmbiguous)).Slice()
-	if err != nil {
-		return ResumeResult{}, fmt.Errorf("ledger: retry-failed %s: %w", rollout, err)
-	}
-	if len(res) < 2 || toInt(res[0]) == 0 {
-		return ResumeResult{}, nil
-	}
-	l.noteFinished(ctx, rollout) // reopened: no longer finished
-	return ResumeResult{Changed: true, Seq: toInt(res[0]), Wave: toInt(res[1]), Requeue: requeues(res[2:])}, nil
 }
 
 // Conflict is an instance that another rollout holds.

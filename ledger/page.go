@@ -237,7 +237,7 @@ func (l *Ledger) slice(ctx context.Context, r *Rollout, waves []int, offset, lim
 }
 
 func (l *Ledger) waveKey(rollout string, k int) string {
-	return fmt.Sprintf("%sw:%d", l.base(rollout), k)
+	return l.keys(rollout).wave(k)
 }
 
 // chunk reads the IDs of wave k at positions [start, start+scanChunk).
@@ -251,11 +251,11 @@ func (l *Ledger) chunk(ctx context.Context, rollout string, k, start int) ([]str
 
 // stateCodes reads st and code of ids in one pipeline.
 func (l *Ledger) stateCodes(ctx context.Context, rollout string, ids []string) ([][2]string, error) {
-	b := l.base(rollout)
+	k := l.keys(rollout)
 	pipe := l.rdb.Pipeline()
 	cmds := make([]interface{ Val() []any }, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.HMGet(ctx, b+"i:"+id, "st", "code")
+		cmds[i] = pipe.HMGet(ctx, k.instance(id), "st", "code")
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("ledger: scan %s: %w", rollout, err)
@@ -413,10 +413,10 @@ type Activity struct {
 // time), not with the fleet. Instances in state calling are in no set and
 // are not counted: they are there for the length of one API call.
 func (l *Ledger) Activity(ctx context.Context, r *Rollout) (Activity, error) {
-	b := l.base(r.ID)
+	k := l.keys(r.ID)
 	pipe := l.rdb.Pipeline()
-	members := pipe.SMembers(ctx, b+"resetting")
-	held := pipe.SCard(ctx, b+"held")
+	members := pipe.SMembers(ctx, k.resetting())
+	held := pipe.SCard(ctx, k.held())
 	if _, err := pipe.Exec(ctx); err != nil {
 		return Activity{}, fmt.Errorf("ledger: activity of %s: %w", r.ID, err)
 	}
@@ -427,7 +427,7 @@ func (l *Ledger) Activity(ctx context.Context, r *Rollout) (Activity, error) {
 		pipe := l.rdb.Pipeline()
 		cmds := make([]interface{ Val() []any }, len(part))
 		for i, id := range part {
-			cmds[i] = pipe.HMGet(ctx, b+"i:"+id, "w", "st")
+			cmds[i] = pipe.HMGet(ctx, k.instance(id), "w", "st")
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return Activity{}, fmt.Errorf("ledger: activity of %s: %w", r.ID, err)

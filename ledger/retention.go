@@ -46,36 +46,18 @@ const (
 // record, instances (B i:<id>) and waves (B w:<k>, B wc:<k>). Keep in step
 // with the key layout in scripts.go; TestPruneLeavesNoKey scans Redis for
 // any key a prune left behind.
-var rolloutKeys = []string{"c", "held", "resetting", "fence", "once", "applying"}
+var rolloutKeys = []string{"c", "held", "resetting", "retrying", "fence", "once", "applying"}
 
 func (l *Ledger) finishedKey() string { return l.prefix + "finished" }
-
-// finishedScript indexes a rollout in the finished index when it is
-// terminal, scored by the time its state last changed (its finish time),
-// and takes it out when it is not (retry-failed reopened it). A rollout
-// being pruned keeps its entry: the next prune finishes the job from it.
-//
-// KEYS[1] record, KEYS[2] pruning record, KEYS[3] finished index;
-// ARGV[1] rollout ID, ARGV[2] now (unix ms, when the record has no time)
-// Returns 1 when the rollout is indexed as finished, else 0.
-var finishedScript = redis.NewScript(`
-local st = redis.call('HGET', KEYS[1], 'state')
-if st == 'completed' or st == 'aborted' then
-  local at = tonumber(redis.call('HGET', KEYS[1], 'updated') or '') or tonumber(ARGV[2])
-  redis.call('ZADD', KEYS[3], at, ARGV[1])
-  return 1
-end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
-redis.call('ZREM', KEYS[3], ARGV[1])
-return 0
-`)
 
 // pruneBeginScript starts the prune of a finished rollout: its record
 // becomes the pruning record and it leaves the rollout index.
 //
 // KEYS[1] record, KEYS[2] pruning record, KEYS[3] rollout index,
 // KEYS[4] finished index; ARGV[1] rollout ID, ARGV[2] cutoff (unix ms): the
-// rollout must have finished before it.
+// rollout must have finished before it. Like the claim script, this one and
+// pruneEndScript span slots (a rollout's keys and the global indexes): on
+// Redis Cluster they must be split (issue 13).
 // Returns 1 when the prune began (or had begun earlier), 0 when the
 // rollout is not (or no longer) finished before the cutoff, -1 when it
 // does not exist.
@@ -135,8 +117,31 @@ return {n, ended}
 // noteFinished indexes a rollout that became terminal. It is best effort:
 // Prune finds terminal rollouts the index missed in the rollout index.
 func (l *Ledger) noteFinished(ctx context.Context, id string) {
+	// Plain commands, not one script: the finished index and the
+	// rollout's record live in different Redis Cluster slots. A race with
+	// a concurrent reopen can leave a stale entry; Prune deletes only what
+	// its own script finds terminal, so a stale entry costs nothing.
 	b := l.base(id)
-	_ = finishedScript.Run(ctx, l.rdb, []string{b + "r", b + "pruning", l.finishedKey()}, id, l.now()).Err()
+	vals, err := l.rdb.HMGet(ctx, b+"r", "state", "updated").Result()
+	if err != nil {
+		return
+	}
+	st, _ := vals[0].(string)
+	if st == string(Completed) || st == string(Aborted) {
+		s, _ := vals[1].(string)
+		at, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			at = l.clock.Now().UnixMilli()
+		}
+		_ = l.rdb.ZAdd(ctx, l.finishedKey(), redis.Z{Score: float64(at), Member: id}).Err()
+		return
+	}
+	// A rollout being pruned keeps its entry: the next prune finishes
+	// the job from it.
+	if n, err := l.rdb.Exists(ctx, b+"pruning").Result(); err != nil || n == 1 {
+		return
+	}
+	_ = l.rdb.ZRem(ctx, l.finishedKey(), id).Err()
 }
 
 // Finished returns the rollouts that finished in [from, to), oldest first,

@@ -2,47 +2,77 @@ package ledger
 
 import "github.com/redis/go-redis/v9"
 
-// Every script derives the keys of one rollout from ARGV[1], the rollout's
-// key base "<prefix>{<rollout>}:". The braces are a Redis Cluster hash tag,
-// so all keys of one rollout share a slot.
+// Key layout. Every key of rollout R starts with its base
+// B = "<prefix>{R}:"; the braces are a Redis Cluster hash tag, so all keys
+// of one rollout hash to one slot:
 //
-// Key layout under the base B:
-//
-//	B r          hash   rollout record: spec, state, wave, seq, reason, attempt, total, ...
-//	B c          hash   overall counters: succeeded skipped failed ambiguous cancelled terminal
-//	B w:<k>      list   instance IDs of wave k, in order
-//	B wc:<k>     hash   wave k counters (as above) plus size, complete, approved, soak_until
-//	B i:<id>     hash   one instance: st w g gen tok rid oimg oop pf tries resets first intent called done code err nimg adopted
+//	B r          hash   rollout record: hash spec state reason wave seq attempt total waves created updated
+//	                    token (its creator's) written (instances written while applying)
+//	B applying   string the creator's lease while the rollout is being created (expires)
+//	B c          hash   overall counters: succeeded skipped failed ambiguous cancelled terminal, plus total
+//	B w:<k>      list   instance IDs of wave k, in plan order
+//	B wc:<k>     hash   wave k counters (as above) plus size, complete, approved, started, soak_until
+//	B i:<id>     hash   one instance: st w g zone gen tok rtk rid oimg oop pf tries resets first intent called done code err nimg adopted
+//	                    (gen, tries and resets are absent until first set, and read as 0)
 //	B held       set    instances parked while the rollout was not running
 //	B resetting  set    instances whose reset the cloud accepted, not yet verified
+//	B retrying   set    instances a retry-failed reopened and has not yet returned (see retryChunkScript)
 //	B fence      string fencing-token counter
 //	B once       hash   events already announced (Ledger.Once)
+//
+// Outside any rollout: "<prefix>rollouts" (sorted set of rollout IDs by
+// creation) and "<prefix>claim:<instance>" (the rollout that holds an
+// instance). Neither is hash-tagged; only the claim scripts touch claims.
+//
+// Scripts declare every key they touch in KEYS, named by the caller. A
+// script that must find a key from data it reads (the wave counters of an
+// instance's wave, the instance hashes listed in a wave list or a set)
+// derives it with sib from one of its KEYS of the same rollout, so the key
+// carries the same hash tag and lies in the same slot; each such script
+// says so. No script touches keys of two rollouts, except claimScript
+// (it reads the owners' records), which is the one cross-slot script.
+// Create writes instances in MULTI/EXEC transactions, not scripts: they
+// are cheaper for Redis per instance, and WATCH on B r guards them (see
+// Ledger.writeInstances).
+//
+// Abort and retry-failed sweep a rollout sweepChunk instances per script
+// call, from a cursor (wave, offset) that the Go side keeps, so no call
+// holds Redis for longer than one chunk whatever the fleet's size.
 //
 // Instance states are strings (see InstanceState); "terminal" counts every
 // terminal outcome once.
 
+// sib is prepended to scripts that derive keys: sib(k, suffix, name) is
+// the key called name of the rollout that k (a key ending in suffix)
+// belongs to, e.g. sib(KEYS[1], 'r', 'wc:3').
+const sib = `
+local function sib(k, suffix, name) return string.sub(k, 1, #k - #suffix) .. name end
+`
+
 // beginScript starts a reset attempt.
 //
-// ARGV[1] key base, ARGV[2] instance ID, ARGV[3] gen, ARGV[4] now (unix ms)
+// KEYS[1] B i:<id>, KEYS[2] B r, KEYS[3] B fence, KEYS[4] B held, KEYS[5] B c;
+// B wc:<w> of the instance's wave w is derived from KEYS[5].
+// ARGV[1] instance ID, ARGV[2] gen, ARGV[3] now (unix ms)
 // Returns {action, token, intent_ms}: action is one of
 // missing | stale | done | verify | reconcile | held | cancelled | proceed.
-var beginScript = redis.NewScript(`
-local b = ARGV[1]
-local ik = b .. 'i:' .. ARGV[2]
+var beginScript = redis.NewScript(sib + `
+local ik, rk = KEYS[1], KEYS[2]
 local st = redis.call('HGET', ik, 'st')
 if not st then return {'missing', '0', '0'} end
-if redis.call('HGET', ik, 'gen') ~= ARGV[3] then return {'stale', '0', '0'} end
+-- gen is absent until the instance's first new generation.
+if (redis.call('HGET', ik, 'gen') or '0') ~= ARGV[2] then return {'stale', '0', '0'} end
 if st == 'calling' then
   return {'reconcile', redis.call('HGET', ik, 'tok') or '0', redis.call('HGET', ik, 'intent') or '0'}
 end
 if st == 'resetting' then return {'verify', '0', '0'} end
 if st ~= 'pending' and st ~= 'held' then return {'done', '0', '0'} end
-local rs = redis.call('HGET', b .. 'r', 'state')
+local rs = redis.call('HGET', rk, 'state')
 local w = redis.call('HGET', ik, 'w')
 if rs == 'aborted' then
-  redis.call('HSET', ik, 'st', 'cancelled', 'done', ARGV[4])
-  redis.call('SREM', b .. 'held', ARGV[2])
-  for _, ck in ipairs({b .. 'c', b .. 'wc:' .. w}) do
+  redis.call('HSET', ik, 'st', 'cancelled', 'done', ARGV[3])
+  redis.call('SREM', KEYS[4], ARGV[1])
+  for _, ck in ipairs({KEYS[5], sib(KEYS[5], 'c', 'wc:' .. w)}) do
     redis.call('HINCRBY', ck, 'cancelled', 1)
     redis.call('HINCRBY', ck, 'terminal', 1)
   end
@@ -50,32 +80,33 @@ if rs == 'aborted' then
 end
 -- A later wave is never called before its gate: tasks of a wave beyond the
 -- current one (possible only through manual re-enqueues) are parked too.
-if rs ~= 'running' or tonumber(w) > tonumber(redis.call('HGET', b .. 'r', 'wave')) then
+if rs ~= 'running' or tonumber(w) > tonumber(redis.call('HGET', rk, 'wave')) then
   redis.call('HSET', ik, 'st', 'held')
-  redis.call('SADD', b .. 'held', ARGV[2])
+  redis.call('SADD', KEYS[4], ARGV[1])
   return {'held', '0', '0'}
 end
-local tok = redis.call('INCR', b .. 'fence')
-redis.call('HSET', ik, 'st', 'calling', 'tok', tok, 'intent', ARGV[4])
+local tok = redis.call('INCR', KEYS[3])
+redis.call('HSET', ik, 'st', 'calling', 'tok', tok, 'intent', ARGV[3])
 redis.call('HINCRBY', ik, 'tries', 1)
-redis.call('HSETNX', ik, 'first', ARGV[4])
-return {'proceed', tostring(tok), ARGV[4]}
+redis.call('HSETNX', ik, 'first', ARGV[3])
+return {'proceed', tostring(tok), ARGV[3]}
 `)
 
 // calledScript records that the API accepted the reset: calling → resetting.
 //
-// ARGV[1] key base, ARGV[2] instance, ARGV[3] token, ARGV[4] request ID, ARGV[5] now
+// KEYS[1] B i:<id>, KEYS[2] B resetting
+// ARGV[1] instance ID, ARGV[2] token, ARGV[3] request ID, ARGV[4] now
 // Returns 1, or 0 when the token no longer holds the instance (fenced out).
 var calledScript = redis.NewScript(`
-local ik = ARGV[1] .. 'i:' .. ARGV[2]
+local ik = KEYS[1]
 local st = redis.call('HGET', ik, 'st')
-if redis.call('HGET', ik, 'tok') ~= ARGV[3] then return 0 end
+if redis.call('HGET', ik, 'tok') ~= ARGV[2] then return 0 end
 -- A replay of this very call (same token and request) already succeeded.
-if st == 'resetting' and redis.call('HGET', ik, 'rid') == ARGV[4] then return 1 end
+if st == 'resetting' and redis.call('HGET', ik, 'rid') == ARGV[3] then return 1 end
 if st ~= 'calling' then return 0 end
-redis.call('HSET', ik, 'st', 'resetting', 'rid', ARGV[4], 'called', ARGV[5], 'code', '', 'err', '', 'adopted', '')
+redis.call('HSET', ik, 'st', 'resetting', 'rid', ARGV[3], 'called', ARGV[4], 'code', '', 'err', '', 'adopted', '')
 redis.call('HINCRBY', ik, 'resets', 1)
-redis.call('SADD', ARGV[1] .. 'resetting', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
 return 1
 `)
 
@@ -85,83 +116,85 @@ return 1
 // ID, to be judged by verification. The reset counter is not incremented:
 // no call of this attempt reached the cloud.
 //
-// ARGV[1] key base, ARGV[2] instance, ARGV[3] token, ARGV[4] request ID
-// (” on the legacy API), ARGV[5] now, ARGV[6] why
+// KEYS[1] B i:<id>, KEYS[2] B resetting
+// ARGV[1] instance ID, ARGV[2] token, ARGV[3] request ID (” on the legacy
+// API), ARGV[4] now, ARGV[5] why
 // Returns 1, or 0 when the token no longer holds the instance (fenced out).
 var adoptScript = redis.NewScript(`
-local ik = ARGV[1] .. 'i:' .. ARGV[2]
+local ik = KEYS[1]
 local st = redis.call('HGET', ik, 'st')
-if redis.call('HGET', ik, 'tok') ~= ARGV[3] then return 0 end
-if st == 'resetting' and redis.call('HGET', ik, 'rid') == ARGV[4] then return 1 end
+if redis.call('HGET', ik, 'tok') ~= ARGV[2] then return 0 end
+if st == 'resetting' and redis.call('HGET', ik, 'rid') == ARGV[3] then return 1 end
 if st ~= 'calling' then return 0 end
-redis.call('HSET', ik, 'st', 'resetting', 'rid', ARGV[4], 'called', ARGV[5], 'code', '', 'err', '', 'adopted', ARGV[6])
-redis.call('SADD', ARGV[1] .. 'resetting', ARGV[2])
+redis.call('HSET', ik, 'st', 'resetting', 'rid', ARGV[3], 'called', ARGV[4], 'code', '', 'err', '', 'adopted', ARGV[5])
+redis.call('SADD', KEYS[2], ARGV[1])
 return 1
 `)
 
 // releaseScript undoes an intent whose call certainly did not reach the
 // cloud (the API refused it): calling → pending or held.
 //
-// ARGV[1] key base, ARGV[2] instance, ARGV[3] token, ARGV[4] new state
-// (pending|held), ARGV[5] error code, ARGV[6] error message
+// KEYS[1] B i:<id>, KEYS[2] B held
+// ARGV[1] instance ID, ARGV[2] token, ARGV[3] new state (pending|held),
+// ARGV[4] error code, ARGV[5] error message
 // Returns 1, or 0 when fenced out.
 var releaseScript = redis.NewScript(`
-local b = ARGV[1]
-local ik = b .. 'i:' .. ARGV[2]
-if redis.call('HGET', ik, 'st') ~= 'calling' or redis.call('HGET', ik, 'tok') ~= ARGV[3] then return 0 end
-redis.call('HSET', ik, 'st', ARGV[4], 'code', ARGV[5], 'err', ARGV[6])
-if ARGV[4] == 'held' then redis.call('SADD', b .. 'held', ARGV[2]) end
+local ik = KEYS[1]
+if redis.call('HGET', ik, 'st') ~= 'calling' or redis.call('HGET', ik, 'tok') ~= ARGV[2] then return 0 end
+redis.call('HSET', ik, 'st', ARGV[3], 'code', ARGV[4], 'err', ARGV[5])
+if ARGV[3] == 'held' then redis.call('SADD', KEYS[2], ARGV[1]) end
 return 1
 `)
 
 // retakeScript moves an intent to a new token after a reconcile proved the
 // old call never landed, so that a slower holder of the old token is fenced out.
 //
-// ARGV[1] key base, ARGV[2] instance, ARGV[3] old token, ARGV[4] now,
-// ARGV[5] a random ID of this retake, so that a replay of the same script
-// call (a client retrying a lost reply) returns the token it already issued
+// KEYS[1] B i:<id>, KEYS[2] B fence
+// ARGV[1] old token, ARGV[2] now, ARGV[3] a random ID of this retake, so
+// that a replay of the same script call (a client retrying a lost reply)
+// returns the token it already issued
 // Returns the new token, or 0 when fenced out.
 var retakeScript = redis.NewScript(`
-local b = ARGV[1]
-local ik = b .. 'i:' .. ARGV[2]
+local ik = KEYS[1]
 if redis.call('HGET', ik, 'st') ~= 'calling' then return 0 end
-if redis.call('HGET', ik, 'tok') ~= ARGV[3] then
-  if redis.call('HGET', ik, 'rtk') == ARGV[5] then return tonumber(redis.call('HGET', ik, 'tok')) end
+if redis.call('HGET', ik, 'tok') ~= ARGV[1] then
+  if redis.call('HGET', ik, 'rtk') == ARGV[3] then return tonumber(redis.call('HGET', ik, 'tok')) end
   return 0
 end
-local tok = redis.call('INCR', b .. 'fence')
-redis.call('HSET', ik, 'tok', tok, 'intent', ARGV[4], 'rtk', ARGV[5])
+local tok = redis.call('INCR', KEYS[2])
+redis.call('HSET', ik, 'tok', tok, 'intent', ARGV[2], 'rtk', ARGV[3])
 redis.call('HINCRBY', ik, 'tries', 1)
 return tok
 `)
 
 // finishScript moves an instance to a terminal state and counts it once.
 //
-// ARGV[1] key base, ARGV[2] instance, ARGV[3] comma-separated states it may
-// leave, ARGV[4] token that must hold it (” for any), ARGV[5] new state,
-// ARGV[6] code, ARGV[7] message, ARGV[8] now, ARGV[9] new image
+// KEYS[1] B i:<id>, KEYS[2] B r, KEYS[3] B c, KEYS[4] B held,
+// KEYS[5] B resetting; B wc:<w> of the instance's wave w is derived from KEYS[3].
+// ARGV[1] instance ID, ARGV[2] comma-separated states it may leave,
+// ARGV[3] token that must hold it (” for any), ARGV[4] new state,
+// ARGV[5] code, ARGV[6] message, ARGV[7] now, ARGV[8] new image
 // Returns {changed, wave, wave counters..., overall counters..., wave size,
 // wave complete, total} with counters in the order
 // succeeded skipped failed ambiguous cancelled terminal.
-var finishScript = redis.NewScript(`
-local b = ARGV[1]
-local ik = b .. 'i:' .. ARGV[2]
+var finishScript = redis.NewScript(sib + `
+local ik, ck = KEYS[1], KEYS[3]
 local st = redis.call('HGET', ik, 'st')
 local w = redis.call('HGET', ik, 'w')
 if not st then return {0} end
 local ok = false
-for s in string.gmatch(ARGV[3], '[^,]+') do if s == st then ok = true end end
-if ok and ARGV[4] ~= '' and redis.call('HGET', ik, 'tok') ~= ARGV[4] then ok = false end
+for s in string.gmatch(ARGV[2], '[^,]+') do if s == st then ok = true end end
+if ok and ARGV[3] ~= '' and redis.call('HGET', ik, 'tok') ~= ARGV[3] then ok = false end
 local changed = 0
-local wk = b .. 'wc:' .. w
+local wk = sib(ck, 'c', 'wc:' .. w)
 if ok then
   changed = 1
-  redis.call('HSET', ik, 'st', ARGV[5], 'code', ARGV[6], 'err', ARGV[7], 'done', ARGV[8], 'nimg', ARGV[9])
-  redis.call('SREM', b .. 'held', ARGV[2])
-  redis.call('SREM', b .. 'resetting', ARGV[2])
-  for _, ck in ipairs({b .. 'c', wk}) do
-    redis.call('HINCRBY', ck, ARGV[5], 1)
-    redis.call('HINCRBY', ck, 'terminal', 1)
+  redis.call('HSET', ik, 'st', ARGV[4], 'code', ARGV[5], 'err', ARGV[6], 'done', ARGV[7], 'nimg', ARGV[8])
+  redis.call('SREM', KEYS[4], ARGV[1])
+  redis.call('SREM', KEYS[5], ARGV[1])
+  for _, k in ipairs({ck, wk}) do
+    redis.call('HINCRBY', k, ARGV[4], 1)
+    redis.call('HINCRBY', k, 'terminal', 1)
   end
   local size = tonumber(redis.call('HGET', wk, 'size') or '0')
   if tonumber(redis.call('HGET', wk, 'terminal') or '0') >= size then
@@ -170,92 +203,93 @@ if ok then
 end
 local out = {changed, tonumber(w)}
 local names = {'succeeded', 'skipped', 'failed', 'ambiguous', 'cancelled', 'terminal'}
-for _, ck in ipairs({wk, b .. 'c'}) do
-  local vals = redis.call('HMGET', ck, unpack(names))
+for _, k in ipairs({wk, ck}) do
+  local vals = redis.call('HMGET', k, unpack(names))
   for i = 1, #names do table.insert(out, tonumber(vals[i] or '0') or 0) end
 end
 table.insert(out, tonumber(redis.call('HGET', wk, 'size') or '0'))
 table.insert(out, redis.call('HGET', wk, 'complete') == '1' and 1 or 0)
-table.insert(out, tonumber(redis.call('HGET', b .. 'r', 'total') or '0'))
+table.insert(out, tonumber(redis.call('HGET', KEYS[2], 'total') or '0'))
 return out
 `)
 
 // setStateScript changes the rollout state when it is one of a set.
 //
-// ARGV[1] key base, ARGV[2] comma-separated states it may leave ('*' any
-// non-terminal), ARGV[3] new state, ARGV[4] reason, ARGV[5] now
+// KEYS[1] B r
+// ARGV[1] comma-separated states it may leave ('*' any non-terminal),
+// ARGV[2] new state, ARGV[3] reason, ARGV[4] now
 // Returns the previous state when it changed, or ” when it did not.
 var setStateScript = redis.NewScript(`
-local rk = ARGV[1] .. 'r'
+local rk = KEYS[1]
 local st = redis.call('HGET', rk, 'state')
 if not st then return '' end
 local ok = false
-if ARGV[2] == '*' then
+if ARGV[1] == '*' then
   ok = st ~= 'completed' and st ~= 'aborted'
 else
-  for s in string.gmatch(ARGV[2], '[^,]+') do if s == st then ok = true end end
+  for s in string.gmatch(ARGV[1], '[^,]+') do if s == st then ok = true end end
 end
 if not ok then return '' end
-redis.call('HSET', rk, 'state', ARGV[3], 'reason', ARGV[4], 'updated', ARGV[5])
+redis.call('HSET', rk, 'state', ARGV[2], 'reason', ARGV[3], 'updated', ARGV[4])
 return st
 `)
 
 // advanceScript passes the gate of wave k.
 //
-// ARGV[1] key base, ARGV[2] k, ARGV[3] approval required (0|1),
-// ARGV[4] window open (0|1), ARGV[5] last wave (0|1), ARGV[6] now
+// KEYS[1] B r, KEYS[2] B c, KEYS[3] B wc:<k>, KEYS[4] B wc:<k+1>
+// ARGV[1] k, ARGV[2] approval required (0|1), ARGV[3] window open (0|1),
+// ARGV[4] last wave (0|1), ARGV[5] now
 // Returns {outcome, current wave, state}: outcome is one of
 // blocked (rollout not running) | stale (current wave is not k) |
 // incomplete | awaiting | window | completed | started (current wave is now k+1).
 var advanceScript = redis.NewScript(`
-local b = ARGV[1]
-local rk = b .. 'r'
+local rk, wk = KEYS[1], KEYS[3]
 local st = redis.call('HGET', rk, 'state')
 local cur = tonumber(redis.call('HGET', rk, 'wave') or '-1')
-local k = tonumber(ARGV[2])
+local k = tonumber(ARGV[1])
 if st ~= 'running' then return {'blocked', cur, st or ''} end
 if cur ~= k then return {'stale', cur, st} end
-local wk = b .. 'wc:' .. k
 if redis.call('HGET', wk, 'complete') ~= '1' then return {'incomplete', cur, st} end
-if ARGV[5] == '1' then
+if ARGV[4] == '1' then
   -- Retried instances of earlier waves must finish too.
-  local term = tonumber(redis.call('HGET', b .. 'c', 'terminal') or '0')
+  local term = tonumber(redis.call('HGET', KEYS[2], 'terminal') or '0')
   if term < tonumber(redis.call('HGET', rk, 'total') or '0') then return {'incomplete', cur, st} end
 end
-if ARGV[3] == '1' and redis.call('HGET', wk, 'approved') ~= '1' then
-  redis.call('HSET', rk, 'state', 'awaiting_approval', 'reason', 'wave ' .. (k + 2) .. ' awaits approval', 'updated', ARGV[6])
+if ARGV[2] == '1' and redis.call('HGET', wk, 'approved') ~= '1' then
+  redis.call('HSET', rk, 'state', 'awaiting_approval', 'reason', 'wave ' .. (k + 2) .. ' awaits approval', 'updated', ARGV[5])
   return {'awaiting', cur, 'awaiting_approval'}
 end
-if ARGV[4] ~= '1' then return {'window', cur, st} end
-if ARGV[5] == '1' then
-  redis.call('HSET', rk, 'state', 'completed', 'reason', '', 'updated', ARGV[6])
+if ARGV[3] ~= '1' then return {'window', cur, st} end
+if ARGV[4] == '1' then
+  redis.call('HSET', rk, 'state', 'completed', 'reason', '', 'updated', ARGV[5])
   return {'completed', cur, 'completed'}
 end
-redis.call('HSET', rk, 'wave', k + 1, 'updated', ARGV[6])
-redis.call('HSET', b .. 'wc:' .. (k + 1), 'started', ARGV[6])
+redis.call('HSET', rk, 'wave', k + 1, 'updated', ARGV[5])
+redis.call('HSET', KEYS[4], 'started', ARGV[5])
 return {'started', k + 1, st}
 `)
 
 // resumeScript sets a paused (or approval-waiting) rollout running again and
 // returns the parked instances with their new generation.
 //
-// ARGV[1] key base, ARGV[2] comma-separated states it may leave, ARGV[3] now,
-// ARGV[4] 1 to also mark the current wave approved
+// KEYS[1] B r, KEYS[2] B held; B wc:<cur> of the current wave is derived
+// from KEYS[1], and B i:<id> of each held instance from KEYS[2].
+// ARGV[1] comma-separated states it may leave, ARGV[2] now,
+// ARGV[3] 1 to also mark the current wave approved
 // Returns {prev state (” if unchanged), seq, wave, id1, gen1, w1, id2, ...}.
-var resumeScript = redis.NewScript(`
-local b = ARGV[1]
-local rk = b .. 'r'
+var resumeScript = redis.NewScript(sib + `
+local rk, hk = KEYS[1], KEYS[2]
 local st = redis.call('HGET', rk, 'state')
 local ok = false
-for s in string.gmatch(ARGV[2], '[^,]+') do if s == st then ok = true end end
+for s in string.gmatch(ARGV[1], '[^,]+') do if s == st then ok = true end end
 if not ok then return {''} end
 local cur = redis.call('HGET', rk, 'wave')
-if ARGV[4] == '1' then redis.call('HSET', b .. 'wc:' .. cur, 'approved', '1') end
-redis.call('HSET', rk, 'state', 'running', 'reason', '', 'updated', ARGV[3])
+if ARGV[3] == '1' then redis.call('HSET', sib(rk, 'r', 'wc:' .. cur), 'approved', '1') end
+redis.call('HSET', rk, 'state', 'running', 'reason', '', 'updated', ARGV[2])
 local seq = redis.call('HINCRBY', rk, 'seq', 1)
 local out = {st, seq, tonumber(cur)}
-for _, id in ipairs(redis.call('SMEMBERS', b .. 'held')) do
-  local ik = b .. 'i:' .. id
+for _, id in ipairs(redis.call('SMEMBERS', hk)) do
+  local ik = sib(hk, 'held', 'i:' .. id)
   if redis.call('HGET', ik, 'st') == 'held' then
     redis.call('HSET', ik, 'st', 'pending')
     local gen = redis.call('HINCRBY', ik, 'gen', 1)
@@ -264,82 +298,231 @@ for _, id in ipairs(redis.call('SMEMBERS', b .. 'held')) do
     table.insert(out, tonumber(redis.call('HGET', ik, 'w')))
   end
 end
-redis.call('DEL', b .. 'held')
+redis.call('DEL', hk)
 return out
 `)
 
-// abortScript aborts a rollout: every instance not yet called (pending or
-// parked, in any wave) is cancelled at once; calls in flight finish.
+// abortScript aborts a rollout; Ledger.Abort then cancels its instances
+// chunk by chunk with abortChunkScript and ends with abortDoneScript.
 //
-// ARGV[1] key base, ARGV[2] reason, ARGV[3] now
-// Returns the previous state, or ” when the rollout was already terminal.
+// KEYS[1] B r
+// ARGV[1] reason, ARGV[2] now
+// Returns {prev, swept}: prev is the previous state, or ” when the rollout
+// was already terminal (or missing); swept is 1 when no sweep is needed
+// (the rollout is not aborted, or an earlier abort finished its sweep).
 var abortScript = redis.NewScript(`
-local b = ARGV[1]
-local rk = b .. 'r'
+local rk = KEYS[1]
 local st = redis.call('HGET', rk, 'state')
-if not st or st == 'completed' or st == 'aborted' then return '' end
-redis.call('HSET', rk, 'state', 'aborted', 'reason', ARGV[2], 'updated', ARGV[3])
-local waves = tonumber(redis.call('HGET', rk, 'waves') or '0')
-for k = 0, waves - 1 do
-  for _, id in ipairs(redis.call('LRANGE', b .. 'w:' .. k, 0, -1)) do
-    local ik = b .. 'i:' .. id
-    local s = redis.call('HGET', ik, 'st')
-    if s == 'pending' or s == 'held' then
-      redis.call('HSET', ik, 'st', 'cancelled', 'done', ARGV[3])
-      for _, ck in ipairs({b .. 'c', b .. 'wc:' .. k}) do
-        redis.call('HINCRBY', ck, 'cancelled', 1)
-        redis.call('HINCRBY', ck, 'terminal', 1)
-      end
-    end
-  end
-end
-redis.call('DEL', b .. 'held')
-return st
+if not st or st == 'completed' then return {'', 1} end
+if st == 'aborted' then return {'', redis.call('HGET', rk, 'swept') == '1' and 1 or 0} end
+redis.call('HSET', rk, 'state', 'aborted', 'reason', ARGV[1], 'updated', ARGV[2], 'swept', 0)
+return {st, 0}
 `)
 
-// retryFailedScript gives every failed instance a new attempt: failed →
-// pending with a new generation, counters reduced, rollout running again.
+// abortChunkScript cancels the instances of one chunk of a wave of an
+// aborted rollout that were not called yet (pending or parked); calls in
+// flight finish. It changes an instance only once, so chunks may be run
+// again (an interrupted abort is redone from the start).
 //
-// ARGV[1] key base, ARGV[2] now, ARGV[3] 1 to include ambiguous instances
-// Returns {seq, wave, id1, gen1, w1, ...}, or {} when the rollout is aborted.
-var retryFailedScript = redis.NewScript(`
-local b = ARGV[1]
-local rk = b .. 'r'
-local st = redis.call('HGET', rk, 'state')
-if not st or st == 'aborted' then return {} end
-local out = {}
-local total = tonumber(redis.call('HGET', rk, 'waves') or '0')
-for k = 0, total - 1 do
-  for _, id in ipairs(redis.call('LRANGE', b .. 'w:' .. k, 0, -1)) do
-    local ik = b .. 'i:' .. id
-    local s = redis.call('HGET', ik, 'st')
-    if s == 'failed' or (ARGV[3] == '1' and s == 'ambiguous') then
-      redis.call('HSET', ik, 'st', 'pending', 'tries', 0, 'code', '', 'err', '', 'done', '')
-      redis.call('HDEL', ik, 'first')
-      local gen = redis.call('HINCRBY', ik, 'gen', 1)
-      for _, ck in ipairs({b .. 'c', b .. 'wc:' .. k}) do
-        redis.call('HINCRBY', ck, s, -1)
-        redis.call('HINCRBY', ck, 'terminal', -1)
-      end
-      redis.call('HSET', b .. 'wc:' .. k, 'complete', '0')
-      table.insert(out, id)
-      table.insert(out, gen)
-      table.insert(out, k)
-    end
+// KEYS[1] B r, KEYS[2] B c, KEYS[3] B w:<k>, KEYS[4] B wc:<k>,
+// KEYS[5] B held; B i:<id> of each listed instance is derived from KEYS[1].
+// ARGV[1] offset in the wave list, ARGV[2] chunk size, ARGV[3] now
+// Returns {next offset (-1 at the end of the wave, -2 when the rollout is
+// not aborted), instances examined, instances cancelled}.
+var abortChunkScript = redis.NewScript(sib + `
+local rk = KEYS[1]
+if redis.call('HGET', rk, 'state') ~= 'aborted' then return {-2, 0, 0} end
+local off, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ids = redis.call('LRANGE', KEYS[3], off, off + n - 1)
+local cancelled = 0
+for _, id in ipairs(ids) do
+  local ik = sib(rk, 'r', 'i:' .. id)
+  local s = redis.call('HGET', ik, 'st')
+  if s == 'pending' or s == 'held' then
+    redis.call('HSET', ik, 'st', 'cancelled', 'done', ARGV[3])
+    redis.call('SREM', KEYS[5], id)
+    cancelled = cancelled + 1
   end
 end
-if #out == 0 then return {0, tonumber(redis.call('HGET', rk, 'wave'))} end
+if cancelled > 0 then
+  for _, ck in ipairs({KEYS[2], KEYS[4]}) do
+    redis.call('HINCRBY', ck, 'cancelled', cancelled)
+    redis.call('HINCRBY', ck, 'terminal', cancelled)
+  end
+end
+local nxt = off + #ids
+if #ids < n then nxt = -1 end
+return {nxt, #ids, cancelled}
+`)
+
+// abortDoneScript ends the sweep of an aborted rollout.
+//
+// KEYS[1] B r, KEYS[2] B held
+var abortDoneScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') ~= 'aborted' then return 0 end
+redis.call('HSET', KEYS[1], 'swept', 1)
+redis.call('DEL', KEYS[2])
+return 1
+`)
+
+// retryChunkScript gives the failed instances of one chunk of a wave a new
+// attempt: failed → pending with a new generation, counters reduced. Each
+// reopened instance joins B retrying until retryDoneScript, and a chunk
+// returns the pending members of that set again with their generation:
+// so a retry-failed interrupted after some chunks and run again returns
+// every instance it reopened, and none reopens twice.
+//
+// KEYS[1] B r, KEYS[2] B c, KEYS[3] B w:<k>, KEYS[4] B wc:<k>,
+// KEYS[5] B retrying; B i:<id> of each listed instance is derived from KEYS[1].
+// ARGV[1] offset in the wave list, ARGV[2] chunk size, ARGV[3] 1 to
+// include ambiguous instances
+// Returns {next offset (-1 at the end of the wave, -2 when the rollout is
+// aborted or missing), instances examined, id1, gen1, id2, gen2, ...}.
+var retryChunkScript = redis.NewScript(sib + `
+local rk = KEYS[1]
+local st = redis.call('HGET', rk, 'state')
+if not st or st == 'aborted' then return {-2, 0} end
+local off, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ids = redis.call('LRANGE', KEYS[3], off, off + n - 1)
+local again = redis.call('SCARD', KEYS[5]) > 0
+local nxt = off + #ids
+if #ids < n then nxt = -1 end
+local out = {nxt, #ids}
+local dec = {failed = 0, ambiguous = 0}
+for _, id in ipairs(ids) do
+  local ik = sib(rk, 'r', 'i:' .. id)
+  local s = redis.call('HGET', ik, 'st')
+  if s == 'failed' or (ARGV[3] == '1' and s == 'ambiguous') then
+    redis.call('HSET', ik, 'st', 'pending', 'tries', 0, 'code', '', 'err', '', 'done', '')
+    redis.call('HDEL', ik, 'first')
+    local gen = redis.call('HINCRBY', ik, 'gen', 1)
+    redis.call('SADD', KEYS[5], id)
+    dec[s] = dec[s] + 1
+    table.insert(out, id)
+    table.insert(out, gen)
+  elseif again and s == 'pending' and redis.call('SISMEMBER', KEYS[5], id) == 1 then
+    table.insert(out, id)
+    table.insert(out, tonumber(redis.call('HGET', ik, 'gen') or '0'))
+  end
+end
+local moved = dec.failed + dec.ambiguous
+if moved > 0 then
+  for _, ck in ipairs({KEYS[2], KEYS[4]}) do
+    -- 0 - n, not -n: Lua writes -0 as "-0", which HINCRBY refuses.
+    for s, n in pairs(dec) do
+      if n > 0 then redis.call('HINCRBY', ck, s, 0 - n) end
+    end
+    redis.call('HINCRBY', ck, 'terminal', 0 - moved)
+  end
+  redis.call('HSET', KEYS[4], 'complete', '0')
+end
+return out
+`)
+
+// retryDoneScript ends a retry-failed: when it reopened any instance, the
+// rollout starts a new attempt and runs again.
+//
+// KEYS[1] B r, KEYS[2] B retrying
+// ARGV[1] now, ARGV[2] 1 when the chunks returned any instance
+// Returns {seq, wave}, {0, wave} when nothing was reopened, or {} when the
+// rollout is aborted or missing.
+var retryDoneScript = redis.NewScript(`
+local rk = KEYS[1]
+local st = redis.call('HGET', rk, 'state')
+if not st or st == 'aborted' then return {} end
+redis.call('DEL', KEYS[2])
+local wave = tonumber(redis.call('HGET', rk, 'wave'))
+if ARGV[2] ~= '1' then return {0, wave} end
 redis.call('HINCRBY', rk, 'attempt', 1)
-redis.call('HSET', rk, 'state', 'running', 'reason', '', 'updated', ARGV[2])
-local seq = redis.call('HINCRBY', rk, 'seq', 1)
-local res = {seq, tonumber(redis.call('HGET', rk, 'wave'))}
-for _, v in ipairs(out) do table.insert(res, v) end
-return res
+redis.call('HSET', rk, 'state', 'running', 'reason', '', 'updated', ARGV[1])
+return {redis.call('HINCRBY', rk, 'seq', 1), wave}
+`)
+
+// createScript starts the creation of a rollout: it writes the record
+// (state applying, owned by the caller's token, under a lease that
+// expires), the counters, the wave hashes and the fencing counter, only
+// when no record of this rollout exists, or when one exists in state
+// applying whose creator's lease expired (it died: its writes are wiped
+// and redone). Ledger.Create then writes the instances in transactions
+// guarded by the token (see Ledger.writeInstances).
+//
+// KEYS[1] B r, KEYS[2] B applying, KEYS[3] B c, KEYS[4] B fence,
+// KEYS[5] B held, KEYS[6] B resetting, KEYS[7] B retrying, then W wave
+// lists B w:<k> and W wave hashes B wc:<k>
+// ARGV[1] plan hash, ARGV[2] token, ARGV[3] now, ARGV[4] lease (ms),
+// ARGV[5] spec JSON, ARGV[6] total, ARGV[7] W, ARGV[8] wave, ARGV[9] seq,
+// ARGV[10] first fencing token - 1, ARGV[11..16] overall counters
+// (succeeded skipped failed ambiguous cancelled terminal), then per wave
+// size, the six counters, complete (0|1), approved (0|1)
+// Returns {how, detail}: how is created | takeover (both: write the
+// instances), exists (created and past applying), changed (detail is the
+// stored plan hash) or applying (another creator holds the lease).
+var createScript = redis.NewScript(`
+local rk = KEYS[1]
+local h = redis.call('HGET', rk, 'hash')
+local how = 'created'
+if h then
+  if h ~= ARGV[1] then return {'changed', h} end
+  if redis.call('HGET', rk, 'state') ~= 'applying' then return {'exists', ''} end
+  if redis.call('EXISTS', KEYS[2]) == 1 then return {'applying', ''} end
+  how = 'takeover'
+end
+redis.call('DEL', unpack(KEYS))
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
+redis.call('HSET', rk, 'hash', ARGV[1], 'state', 'applying', 'spec', ARGV[5], 'total', ARGV[6],
+  'waves', ARGV[7], 'wave', ARGV[8], 'seq', ARGV[9], 'attempt', 1, 'created', ARGV[3], 'updated', ARGV[3],
+  'token', ARGV[2], 'written', 0)
+redis.call('SET', KEYS[4], ARGV[10])
+local names = {'succeeded', 'skipped', 'failed', 'ambiguous', 'cancelled', 'terminal'}
+local function counters(a)
+  local f = {}
+  for i, name in ipairs(names) do f[#f + 1] = name; f[#f + 1] = ARGV[a + i - 1] end
+  return f
+end
+local c = counters(11)
+c[#c + 1] = 'total'; c[#c + 1] = ARGV[6]
+redis.call('HSET', KEYS[3], unpack(c))
+local W = tonumber(ARGV[7])
+for k = 0, W - 1 do
+  local a = 17 + k * 9
+  local f = counters(a + 1)
+  f[#f + 1] = 'size'; f[#f + 1] = ARGV[a]
+  if ARGV[a + 7] == '1' then f[#f + 1] = 'complete'; f[#f + 1] = '1' end
+  if ARGV[a + 8] == '1' then f[#f + 1] = 'approved'; f[#f + 1] = '1' end
+  redis.call('HSET', KEYS[8 + W + k], unpack(f))
+end
+return {how, ''}
+`)
+
+// activateScript ends the creation of a rollout: applying → running or
+// scheduled, when every instance is written and, if the caller knows the
+// creator's token, that token still owns the creation.
+//
+// KEYS[1] B r, KEYS[2] B applying
+// ARGV[1] token (” when unknown), ARGV[2] new state, ARGV[3] now
+// Returns 1, or 0 when the rollout was not (or no longer) the caller's to activate.
+var activateScript = redis.NewScript(`
+local rk = KEYS[1]
+if redis.call('HGET', rk, 'state') ~= 'applying' then return 0 end
+if ARGV[1] ~= '' and redis.call('HGET', rk, 'token') ~= ARGV[1] then return 0 end
+if redis.call('HGET', rk, 'written') ~= redis.call('HGET', rk, 'total') then return 0 end
+redis.call('HSET', rk, 'state', ARGV[2], 'reason', '', 'updated', ARGV[3])
+redis.call('DEL', KEYS[2])
+return 1
 `)
 
 // claimScript claims instances for a rollout, all or nothing. A claim
 // whose owner finished (completed, aborted) or no longer exists is free:
 // a rollout that died without releasing its claims blocks nothing.
+//
+// This is the one script that spans rollouts and slots: its claim keys
+// are not hash-tagged (each instance's claim lies in its own slot) and it
+// reads the record of each owner it meets, a key it derives from the
+// owner's ID and ARGV[2]. It works on a single Redis (and Sentinel); on
+// Redis Cluster it would need every claim key and owner record in one
+// slot, i.e. claims keyed under one shared hash tag, and the owners'
+// records declared or replaced by a state copy under that tag. Issue 13
+// redesigns claims; until then Ledger.Claim must not run on a cluster.
 //
 // KEYS claim keys (one per instance), ARGV[1] rollout ID, ARGV[2] key
 // prefix (the owner's record is ARGV[2] .. '{' .. owner .. '}:r')
@@ -355,20 +538,32 @@ local function active(owner)
   end
   return live[owner]
 end
-for i, k in ipairs(KEYS) do
-  local v = redis.call('GET', k)
-  if v and v ~= ARGV[1] and active(v) then
-    table.insert(clash, k)
-    table.insert(clash, v)
-    if #clash >= 20 then break end
+-- MGET and MSET in batches: one command per 1000 claims, not two per claim.
+local batch = 1000
+for i = 1, #KEYS, batch do
+  local j = math.min(i + batch - 1, #KEYS)
+  local vals = redis.call('MGET', unpack(KEYS, i, j))
+  for x = 1, j - i + 1 do
+    local v = vals[x]
+    if v and v ~= ARGV[1] and active(v) then
+      table.insert(clash, KEYS[i + x - 1])
+      table.insert(clash, v)
+      if #clash >= 20 then return clash end
+    end
   end
 end
 if #clash > 0 then return clash end
-for i, k in ipairs(KEYS) do redis.call('SET', k, ARGV[1]) end
+for i = 1, #KEYS, batch do
+  local j = math.min(i + batch - 1, #KEYS)
+  local kv = {}
+  for x = i, j do kv[#kv + 1] = KEYS[x]; kv[#kv + 1] = ARGV[1] end
+  redis.call('MSET', unpack(kv))
+end
 return {}
 `)
 
-// unclaimScript releases claims that a rollout holds.
+// unclaimScript releases claims that a rollout holds. Like claimScript it
+// spans slots (claim keys are not hash-tagged).
 //
 // KEYS claim keys, ARGV[1] rollout ID. Returns how many were released.
 var unclaimScript = redis.NewScript(`
