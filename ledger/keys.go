@@ -11,6 +11,7 @@ func (l *Ledger) keys(rollout string) keys { return keys{l.prefix + "{" + rollou
 
 func (k keys) record() string            { return k.b + "r" }
 func (k keys) applying() string          { return k.b + "applying" }
+func (k keys) claiming() string          { return k.b + "claiming" }
 func (k keys) counters() string          { return k.b + "c" }
 func (k keys) held() string              { return k.b + "held" }
 func (k keys) resetting() string         { return k.b + "resetting" }

@@ -770,7 +770,7 @@ func (l *Ledger) Claim(ctx context.Context, rollout string, ids []string) ([]Con
 	}
 	// One script call for the whole set keeps it all-or-nothing; a plan of
 	// 100k instances is one ~100 ms script.
-	res, err := claimScript.Run(ctx, l.rdb, keys, rollout, l.prefix).StringSlice()
+	res, err := claimScript.Run(ctx, l.rdb, keys, rollout, l.prefix, applyLease.Milliseconds()).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: claim for %s: %w", rollout, err)
 	}

@@ -253,6 +253,15 @@ func TestClaimsOfFinishedOrMissingRolloutsAreFree(t *testing.T) {
 	if c, _ := l.Claim(ctx, "b", []string{"ins-a-1"}); len(c) != 1 {
 		t.Errorf("claim of a running rollout taken: %v", c)
 	}
+	// Just claimed and not yet written (an apply between Claim and
+	// Create) is not the same as gone: it blocks while its claiming mark
+	// lasts (the creation lease), then it is free.
+	if c, _ := l.Claim(ctx, "b", []string{"ins-ghost-1"}); len(c) != 1 {
+		t.Errorf("claim of a rollout being applied taken: %v", c)
+	}
+	if err := r.Client.Del(ctx, r.Prefix+"{ghost}:claiming").Err(); err != nil { // the mark expired
+		t.Fatal(err)
+	}
 	if c, _ := l.Claim(ctx, "b", []string{"ins-ghost-1"}); len(c) != 0 {
 		t.Errorf("claim of a rollout that no longer exists still blocks: %v", c)
 	}
@@ -261,6 +270,27 @@ func TestClaimsOfFinishedOrMissingRolloutsAreFree(t *testing.T) {
 	}
 	if c, _ := l.Claim(ctx, "b", []string{"ins-a-1"}); len(c) != 0 {
 		t.Errorf("claim of an aborted rollout still blocks: %v", c)
+	}
+	// A creation under way blocks; one whose creator died (its lease ran
+	// out and it never activated) does not.
+	dead := rollout.Spec{ID: "dead", PlanHash: "h", Waves: []rollout.Wave{{Size: 1}}, Groups: []rollout.Group{{Name: "g"}}}
+	if c, err := l.Claim(ctx, dead.ID, []string{"ins-dead-1"}); err != nil || len(c) != 0 {
+		t.Fatalf("Claim = %v, %v", c, err)
+	}
+	if _, err := l.Create(ctx, dead, []rollout.Target{{InstanceID: "ins-dead-1"}}, ledger.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Client.Del(ctx, r.Prefix+"{dead}:claiming").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := l.Claim(ctx, "b", []string{"ins-dead-1"}); len(c) != 1 {
+		t.Errorf("claim of a rollout being created taken: %v", c)
+	}
+	if err := r.Client.Del(ctx, r.Prefix+"{dead}:applying").Err(); err != nil { // the creator died
+		t.Fatal(err)
+	}
+	if c, _ := l.Claim(ctx, "b", []string{"ins-dead-1"}); len(c) != 0 {
+		t.Errorf("claim of a dead creation still blocks: %v", c)
 	}
 }
 

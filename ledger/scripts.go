@@ -9,6 +9,7 @@ import "github.com/redis/go-redis/v9"
 //	B r          hash   rollout record: hash spec state reason wave seq attempt total waves created updated
 //	                    token (its creator's) written (instances written while applying)
 //	B applying   string the creator's lease while the rollout is being created (expires)
+//	B claiming   string set by each claim of the rollout; its claims count as live while no record exists (expires)
 //	B c          hash   overall counters: succeeded skipped failed ambiguous cancelled terminal, plus total
 //	B w:<k>      list   instance IDs of wave k, in plan order
 //	B wc:<k>     hash   wave k counters (as above) plus size, complete, approved, started, soak_until
@@ -513,7 +514,13 @@ return 1
 
 // claimScript claims instances for a rollout, all or nothing. A claim
 // whose owner finished (completed, aborted) or no longer exists is free:
-// a rollout that died without releasing its claims blocks nothing.
+// a rollout that died without releasing its claims blocks nothing. Claims
+// are taken before the rollout's record is written, so "no longer exists"
+// must not be "not yet written": each claim call marks its rollout
+// claiming (B claiming, applyLease long), and an owner without a record is
+// live while that mark lasts. Likewise an owner whose creation is under way
+// (state applying) is live while its creation lease (B applying) lasts; a
+// creation that died frees its claims when the lease runs out.
 //
 // This is the one script that spans rollouts and slots: its claim keys
 // are not hash-tagged (each instance's claim lies in its own slot) and it
@@ -525,7 +532,8 @@ return 1
 // redesigns claims; until then Ledger.Claim must not run on a cluster.
 //
 // KEYS claim keys (one per instance), ARGV[1] rollout ID, ARGV[2] key
-// prefix (the owner's record is ARGV[2] .. '{' .. owner .. '}:r')
+// prefix (the owner's record is ARGV[2] .. '{' .. owner .. '}:r'), ARGV[3]
+// the claiming mark's lifetime (ms)
 // Returns {} when every key is now ours, else {key1, owner1, ...} of the
 // keys other active rollouts hold (and nothing was claimed).
 var claimScript = redis.NewScript(`
@@ -533,8 +541,15 @@ local clash = {}
 local live = {}
 local function active(owner)
   if live[owner] == nil then
-    local st = redis.call('HGET', ARGV[2] .. '{' .. owner .. '}:r', 'state')
-    live[owner] = st ~= false and st ~= 'completed' and st ~= 'aborted'
+    local b = ARGV[2] .. '{' .. owner .. '}:'
+    local st = redis.call('HGET', b .. 'r', 'state')
+    if st == false then
+      live[owner] = redis.call('EXISTS', b .. 'claiming') == 1
+    elseif st == 'applying' then
+      live[owner] = redis.call('EXISTS', b .. 'applying') == 1 or redis.call('EXISTS', b .. 'claiming') == 1
+    else
+      live[owner] = st ~= 'completed' and st ~= 'aborted'
+    end
   end
   return live[owner]
 end
@@ -553,6 +568,7 @@ for i = 1, #KEYS, batch do
   end
 end
 if #clash > 0 then return clash end
+redis.call('SET', ARGV[2] .. '{' .. ARGV[1] .. '}:claiming', '1', 'PX', ARGV[3])
 for i = 1, #KEYS, batch do
   local j = math.min(i + batch - 1, #KEYS)
   local kv = {}
