@@ -243,6 +243,7 @@ func TestCheckExactlyOnce(t *testing.T) {
 		{"one twice", counts(func(i int) int { return 1 + btoi(i == 7) }), 0, 1, 1},
 		{"one never", counts(func(i int) int { return btoi(i != 0) }), 1, 0, 1},
 		{"none", counts(func(int) int { return 0 }), 30, 0, 11}, // ten named and a summary
+		{"many of both", counts(func(i int) int { return 2 * (i % 2) }), 15, 15, 21},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &recorder{TB: t}
