@@ -2,6 +2,7 @@ package fleetreset_test
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -55,6 +56,23 @@ func TestCmdIsThin(t *testing.T) {
 	for _, imp := range strings.Fields(string(out)) {
 		if strings.HasPrefix(imp, "github.com/fleetreset/fleetreset/") && imp != "github.com/fleetreset/fleetreset/internal/cli" {
 			t.Errorf("cmd/fleetreset imports %s; commands belong in internal/cli", imp)
+		}
+	}
+}
+
+// TestHarnessOnlyInTests keeps internal/testfleet, the shared end-to-end
+// test harness, out of every build but tests': no package's own (non-test)
+// files depend on it, directly or through others.
+func TestHarnessOnlyInTests(t *testing.T) {
+	const harness = "github.com/fleetreset/fleetreset/internal/testfleet"
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, "./...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for line := range strings.Lines(string(out)) {
+		pkg, deps, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if pkg != harness && slices.Contains(strings.Fields(deps), harness) {
+			t.Errorf("%s depends on %s outside its tests; the harness is for _test.go files only", pkg, harness)
 		}
 	}
 }

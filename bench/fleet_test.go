@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/cvmsim"
 	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/internal/redistest"
+	"github.com/fleetreset/fleetreset/internal/testfleet"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/ratelimit"
 	"github.com/fleetreset/fleetreset/tasks"
@@ -58,65 +55,32 @@ type fleet struct {
 // the password in a file next to it.
 func writePlan(tb testing.TB, dir string, n int, seed int64, o planOpts) fleet {
 	tb.Helper()
-	ins := cvmsim.GenerateSeed(n, seed)
-	ids := make([]string, n)
-	var b strings.Builder
-	b.Grow(n * 13)
-	for i, in := range ins {
-		ids[i] = in.ID
-		b.WriteString(in.ID)
-		b.WriteByte('\n')
-	}
-	must(tb, os.WriteFile(filepath.Join(dir, "instances.txt"), []byte(b.String()), 0o600))
-	must(tb, os.WriteFile(filepath.Join(dir, "pw.txt"), []byte(benchPassword+"\n"), 0o600))
-	unsafe := o.reset > 10 || o.describe > 40
+	ids := testfleet.SeededIDs(n, seed)
 	verify := o.verify
 	if verify == 0 {
 		verify = time.Second
 	}
-	plan := fmt.Sprintf(`version: 1
-name: %s
-region: ap-guangzhou
-api: v3
-image: {id: %s}
-os: linux
-password: {file: pw.txt}
-groups:
-  - name: all
-    instancesFile: instances.txt
-rateLimit: {reset: %g, describe: %g, unsafeAboveApiLimit: %t}
-verify: {interval: %s, timeout: 30m}
-retry: {attempts: 20, deadline: 30m}
-waves: %s
-failureBudget: {max: 0}
-`, o.name, targetImage, o.reset, o.describe, unsafe, verify, o.waves)
-	path := filepath.Join(dir, "plan.yaml")
-	must(tb, os.WriteFile(path, []byte(plan), 0o600))
+	path := testfleet.WritePlan(tb, dir, testfleet.Plan{Name: o.name, Image: "{id: " + targetImage + "}",
+		RateLimit: fmt.Sprintf("{reset: %g, describe: %g, unsafeAboveApiLimit: %t}", o.reset, o.describe, o.reset > 10 || o.describe > 40),
+		Verify:    fmt.Sprintf("{interval: %s, timeout: 30m}", verify), Retry: "{attempts: 20, deadline: 30m}",
+		Waves: o.waves, FailureBudget: "{max: 0}"}, ids, benchPassword)
 	return fleet{dir: dir, path: path, ids: ids}
 }
 
-// simFleet returns simulated Linux instances on the old image for ids.
-func simFleet(ids []string) []cvmsim.Instance {
-	zones := []string{"ap-guangzhou-3", "ap-guangzhou-4", "ap-guangzhou-6"}
-	out := make([]cvmsim.Instance, len(ids))
-	for i, id := range ids {
-		out[i] = cvmsim.Instance{ID: id, Zone: zones[i%len(zones)], ImageID: cvmsim.ImageLinuxOld, OS: cvmsim.OSLinux, State: cvmsim.StateRunning}
-	}
-	return out
-}
-
-// startSim serves a simulator with ids in httptest until the benchmark ends.
-func startSim(tb testing.TB, cfg cvmsim.Config, ids []string) (*cvmsim.Server, string) {
-	tb.Helper()
-	sim := cvmsim.New(cfg)
-	sim.AddInstances(simFleet(ids)...)
-	srv := httptest.NewServer(sim)
-	tb.Cleanup(srv.Close)
-	return sim, srv.URL
-}
-
-// simCreds are the simulator's default credentials.
-var simCreds = cvm.Credentials{SecretID: cvmsim.SecretIDDefault, SecretKey: cvm.Secret(cvmsim.SecretKeyDefault)}
+// The shared harness under the names these benchmarks use.
+var (
+	// simFleet returns simulated Linux instances on the old image for ids.
+	simFleet = testfleet.SimFleet
+	// startSim serves a simulator with ids until the benchmark ends.
+	startSim = testfleet.StartSim
+	// requireCompleted fails unless every instance of a rollout succeeded.
+	requireCompleted = testfleet.RequireSucceeded
+	// requireExactlyOnce fails unless the simulator accepted exactly one
+	// reset of every id.
+	requireExactlyOnce = testfleet.RequireExactlyOnce
+	// simCreds are the simulator's default credentials.
+	simCreds = testfleet.SimCredentials()
+)
 
 // proc is one simulated worker process: its own Redis connections,
 // asynq client, ledger, controller and limiter, like `fleetreset worker`.
@@ -172,22 +136,17 @@ func (p *proc) close() {
 // shuts them down gracefully and waits.
 func runProcs(tb testing.TB, n int, addr, ns, endpoint string, concurrency int, lim ratelimit.Limiter) (stop func()) {
 	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
 	procs := make([]*proc, n)
+	ws := make([]testfleet.Runner, n)
 	for i := range procs {
 		procs[i] = newProc(tb, addr, ns, endpoint, concurrency, lim)
-		wg.Go(func() {
-			if err := procs[i].w.Run(ctx); err != nil {
-				tb.Errorf("worker %d: %v", i, err)
-			}
-		})
+		ws[i] = procs[i].w
 	}
+	stopWorkers := testfleet.RunWorkers(tb, ws...)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			cancel()
-			wg.Wait()
+			stopWorkers()
 			for _, p := range procs {
 				p.close()
 			}
@@ -195,58 +154,16 @@ func runProcs(tb testing.TB, n int, addr, ns, endpoint string, concurrency int, 
 	}
 }
 
-// awaitRollout polls the ledger until the rollout is terminal or paused;
-// polling is the only view another process has of a rollout.
+// awaitRollout waits until the rollout is terminal or paused; polling is
+// the only view another process has of a rollout.
 func awaitRollout(tb testing.TB, l *ledger.Ledger, id string, within time.Duration) *ledger.Rollout {
 	tb.Helper()
-	r, err := pollRollout(l, id, within)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return r
+	return testfleet.AwaitRollout(tb, l, nil, id, within, testfleet.Finished...)
 }
 
 // pollRollout is awaitRollout for goroutines other than the benchmark's.
 func pollRollout(l *ledger.Ledger, id string, within time.Duration) (*ledger.Rollout, error) {
-	deadline := time.Now().Add(within)
-	var last *ledger.Rollout
-	for time.Now().Before(deadline) {
-		r, err := l.Get(context.Background(), id)
-		if err == nil {
-			last = r
-			if r.State.Terminal() || r.State == ledger.Paused {
-				return r, nil
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return nil, fmt.Errorf("rollout %s did not finish within %s; last: %+v", id, within, last)
-}
-
-// requireCompleted fails unless every instance of r succeeded.
-func requireCompleted(tb testing.TB, r *ledger.Rollout) {
-	tb.Helper()
-	if r.State != ledger.Completed || r.Counters.Succeeded != r.Total {
-		tb.Fatalf("rollout %s ended %s (%s) with %+v of %d", r.ID, r.State, r.Reason, r.Counters, r.Total)
-	}
-}
-
-// requireExactlyOnce fails unless the simulator accepted exactly one reset
-// of every id.
-func requireExactlyOnce(tb testing.TB, st cvmsim.Stats, ids []string) {
-	tb.Helper()
-	bad := 0
-	for _, id := range ids {
-		if n := st.AcceptedResets[id]; n != 1 {
-			if bad < 5 {
-				tb.Errorf("%s reset %d times; want 1", id, n)
-			}
-			bad++
-		}
-	}
-	if bad > 0 {
-		tb.Fatalf("%d of %d instances not reset exactly once", bad, len(ids))
-	}
+	return testfleet.PollRollout(l, id, within, testfleet.Finished...)
 }
 
 // wipe deletes every key of namespace ns (ledger, limiter and the asynq

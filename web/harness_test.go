@@ -1,27 +1,21 @@
 package web_test
 
 import (
-	"bytes"
-	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/cvmsim"
 	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/internal/redistest"
+	"github.com/fleetreset/fleetreset/internal/testfleet"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/metrics"
 	"github.com/fleetreset/fleetreset/planner"
-	"github.com/fleetreset/fleetreset/ratelimit"
 	"github.com/fleetreset/fleetreset/web"
 	"github.com/fleetreset/fleetreset/worker"
 	"github.com/hibiken/asynq"
@@ -39,24 +33,6 @@ const webhookToken = "webhook-token-xyz"
 // passwordEnv is the variable the plan names for the password.
 const passwordEnv = "FR_WEBTEST_PASSWORD"
 
-// lockedBuffer collects log output from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // testBundle is a whole fleetreset stack in one process: Redis, ledger,
 // controller, a simulator over HTTP, workers reporting to a Metrics, and
 // the UI served by httptest.
@@ -73,8 +49,9 @@ type testBundle struct {
 	hookURL string
 	plan    *planner.Plan
 	metrics *metrics.Metrics
-	logs    *lockedBuffer
+	logs    *testfleet.LockedBuffer
 	log     *slog.Logger
+	stack   *testfleet.Stack
 	ui      *web.Server
 	srv     *httptest.Server
 	// lookups counts how often the password variable was read: proof that
@@ -101,36 +78,28 @@ var (
 func setup(t *testing.T, o setupOpts) *testBundle {
 	t.Helper()
 	r := redistest.New(t)
-	ns := strings.TrimSuffix(r.Prefix, ":")
-	b := &testBundle{r: r, ns: ns, logs: &lockedBuffer{}}
-	b.log = slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	b.l = ledger.New(r.Client, ledger.Config{Prefix: ns + ":"})
-	b.client = asynq.NewClient(r.ConnOpt())
-	t.Cleanup(func() { b.client.Close() })
-	b.ctl = engine.New(engine.Config{Ledger: b.l, Client: b.client, Namespace: ns, Logger: b.log})
+	st := testfleet.NewStack(t, r)
+	b := &testBundle{stack: st, r: r, ns: st.NS, l: st.Ledger, client: st.Client, ctl: st.Engine, logs: st.Logs, log: st.Log}
 
 	b.sim = cvmsim.New(cvmsim.Config{ResetDuration: 300 * time.Millisecond,
 		// Every instance's first reset answers SystemBusy, so the API-call
 		// counters see an error code as well as successes; error answers
 		// echo the request's password, as a careless upstream would.
 		Faults: cvmsim.Faults{SystemBusyFirst: 1, EchoParams: true}})
-	for _, id := range fleetIDs {
-		if id == missingID {
+	fleet := testfleet.Fleet{Image: "img-old00001", Zones: []string{"ap-guangzhou-3"}}
+	for _, in := range fleet.Instances(fleetIDs) {
+		switch in.ID {
+		case missingID:
 			continue
+		case onTargetID:
+			in.ImageID = targetImage
 		}
-		img := "img-old00001"
-		if id == onTargetID {
-			img = targetImage
-		}
-		b.sim.AddInstances(cvmsim.Instance{ID: id, Zone: "ap-guangzhou-3", ImageID: img, OS: "linux", State: "RUNNING"})
+		b.sim.AddInstances(in)
 	}
-	simSrv := httptest.NewServer(b.sim)
-	t.Cleanup(simSrv.Close)
-	b.simURL = simSrv.URL
+	b.simURL = testfleet.Serve(t, b.sim)
 
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
-	t.Cleanup(hook.Close)
-	b.hookURL = hook.URL + "/services/T0/B0/" + webhookToken
+	hook := testfleet.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	b.hookURL = hook + "/services/T0/B0/" + webhookToken
 
 	insp := asynq.NewInspector(r.ConnOpt())
 	t.Cleanup(func() { insp.Close() })
@@ -162,17 +131,10 @@ func (b *testBundle) lookupEnv(k string) (string, bool) {
 // planYAML is a rollout of fleetIDs: wave 1 of four instances behind a
 // manual gate, then the rest.
 func (b *testBundle) planYAML(name string) string {
-	var y strings.Builder
-	fmt.Fprintf(&y, "version: 1\nname: %s\nregion: ap-guangzhou\napi: v3\nendpoint: %s\n", name, b.simURL)
-	fmt.Fprintf(&y, "image: {id: %s}\nos: linux\npassword: {env: %s}\n", targetImage, passwordEnv)
-	y.WriteString("verify: {interval: 200ms, timeout: 1m}\nretry: {attempts: 10, deadline: 5m}\n")
-	y.WriteString("waves:\n  - {size: 4, approval: manual}\n  - {size: 100%}\n")
-	fmt.Fprintf(&y, "failureBudget: {max: 5}\nwebhook: %s\n", b.hookURL)
-	y.WriteString("groups:\n  - name: web\n    instances:\n")
-	for _, id := range fleetIDs {
-		fmt.Fprintf(&y, "      - %s\n", id)
-	}
-	return y.String()
+	return testfleet.Plan{Name: name, Endpoint: b.simURL, Image: "{id: " + targetImage + "}",
+		Password: "{env: " + passwordEnv + "}", Verify: "{interval: 200ms, timeout: 1m}", Retry: "{attempts: 10, deadline: 5m}",
+		Waves: "[{size: 4, approval: manual}, {size: 100%}]", FailureBudget: "{max: 5}", Webhook: b.hookURL,
+		Group: "web", Instances: fleetIDs}.YAML()
 }
 
 // apply applies the test plan (secrets resolved, as the CLI does).
@@ -183,22 +145,18 @@ func (b *testBundle) apply(t *testing.T, name string) {
 		t.Fatalf("plan: %v", err)
 	}
 	b.plan = plan
-	res, err := engine.New(engine.Config{Ledger: b.l, Client: b.client, Namespace: b.ns}).Apply(t.Context(), engine.ApplyRequest{Spec: plan.Spec, Targets: plan.Targets})
-	if err != nil || !res.Created {
-		t.Fatalf("Apply = %+v, %v", res, err)
-	}
+	b.stack.Apply(t, plan)
 }
 
 // startWorkers runs n workers until the test ends, reporting to b.metrics.
 func (b *testBundle) startWorkers(t *testing.T, n int) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	creds := cvm.Credentials{SecretID: cvmsim.SecretIDDefault, SecretKey: cvm.Secret(cvmsim.SecretKeyDefault)}
-	var wg sync.WaitGroup
-	for range n {
+	creds := testfleet.SimCredentials()
+	ws := make([]testfleet.Runner, n)
+	for i := range ws {
 		w, err := worker.New(worker.Config{
 			Redis: b.r.ConnOpt(), Engine: b.ctl,
-			Limiter:     ratelimit.NewRedis(b.r.Client, ratelimit.Config{Prefix: b.ns + ":"}),
+			Limiter:     b.stack.Limiter(),
 			Credentials: &creds, Concurrency: 5, ReconcileGrace: time.Second,
 			RetryBase: 50 * time.Millisecond, RetryCap: 200 * time.Millisecond,
 			ShutdownTimeout: 5 * time.Second, Logger: b.log, LookupEnv: b.lookupEnv,
@@ -207,35 +165,16 @@ func (b *testBundle) startWorkers(t *testing.T, n int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wg.Go(func() { _ = w.Run(ctx) })
+		ws[i] = w
 	}
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
+	testfleet.RunWorkers(t, ws...)
 }
 
-// await polls the ledger until the rollout reaches one of want.
+// await waits, on the engine's test signal, until the rollout reaches one
+// of want, and returns it as the ledger has it then.
 func (b *testBundle) await(t *testing.T, within time.Duration, want ...ledger.RolloutState) *ledger.Rollout {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	var last *ledger.Rollout
-	for time.Now().Before(deadline) {
-		if r, err := b.l.Get(t.Context(), b.plan.Spec.ID); err == nil {
-			last = r
-			for _, s := range want {
-				if r.State == s {
-					return r
-				}
-			}
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	if last == nil {
-		t.Fatalf("rollout %s never appeared in the ledger", b.plan.Spec.ID)
-	}
-	t.Fatalf("rollout did not reach %v within %s; last state %s (%s), counters %+v", want, within, last.State, last.Reason, last.Counters)
-	return nil
+	return b.stack.Await(t, b.plan.Spec.ID, within, want...)
 }
 
 // get fetches path from the UI and returns status and body.
