@@ -105,7 +105,7 @@ func (noLimit) Throttled(context.Context, string) error { return nil }
 // limiter, as in production.
 func newProc(tb testing.TB, addr, ns, endpoint string, concurrency int, lim ratelimit.Limiter) *proc {
 	tb.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64})
+	rdb := redis.NewClient(ledger.RedisOptions(&redis.Options{Addr: addr, PoolSize: 64}))
 	opt := asynq.RedisClientOpt{Addr: addr, PoolSize: 64}
 	client := asynq.NewClient(opt)
 	l := ledger.New(rdb, ledger.Config{Prefix: ns + ":"})

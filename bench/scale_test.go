@@ -217,7 +217,7 @@ func BenchmarkCommands(b *testing.B) {
 	defer client.Close()
 	// The benchmark's own reads go through a client that counts them.
 	var own ownCommands
-	poll := redis.NewClient(&redis.Options{Addr: r.Addr})
+	poll := redis.NewClient(ledger.RedisOptions(&redis.Options{Addr: r.Addr}))
 	defer poll.Close()
 	poll.AddHook(&own)
 	var perInst, perTask, tasksPer []float64

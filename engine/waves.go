@@ -123,17 +123,20 @@ func (c *Engine) scanWave(ctx context.Context, spec rollout.Spec, k int, ad Adap
 				need = append(need, in.ID)
 			}
 		}
+		var finished map[string]bool
 		if len(need) > 0 {
-			stop, err := c.preflight(ctx, spec, ad, ins, need)
+			var stop bool
+			finished, stop, err = c.preflight(ctx, spec, ad, ins, need)
 			if err != nil || stop {
-				return err
-			}
-			if ins, err = c.l.Instances(ctx, spec.ID, chunk); err != nil {
 				return err
 			}
 		}
 		for _, in := range ins {
-			if in == nil {
+			// What pre-flight finished (skipped, refused) needs no task;
+			// the rest is as read: a task enqueued for an instance that
+			// changed since is a no-op (task IDs, and the handler reads
+			// the ledger first).
+			if in == nil || finished[in.ID] {
 				continue
 			}
 			switch in.State {
@@ -154,15 +157,17 @@ func (c *Engine) scanWave(ctx context.Context, spec rollout.Spec, k int, ad Adap
 }
 
 // preflight describes the instances in need (at most 100) and records,
-// skips or refuses each. stop reports that the rollout was paused.
-func (c *Engine) preflight(ctx context.Context, spec rollout.Spec, ad Adapter, ins []*ledger.Instance, need []string) (stop bool, err error) {
+// skips or refuses each; finished holds those it skipped or refused. stop
+// reports that the rollout was paused.
+func (c *Engine) preflight(ctx context.Context, spec rollout.Spec, ad Adapter, ins []*ledger.Instance, need []string) (finished map[string]bool, stop bool, err error) {
 	found, err := ad.Describe(ctx, need)
 	if err != nil {
 		if ad.Fatal != nil && ad.Fatal(err) {
-			return true, c.PauseFatal(ctx, spec, 0, "pre-flight: "+err.Error())
+			return nil, true, c.PauseFatal(ctx, spec, 0, "pre-flight: "+err.Error())
 		}
-		return false, err
+		return nil, false, err
 	}
+	finished = map[string]bool{}
 	for _, in := range ins {
 		if in == nil || in.State != ledger.Pending || in.Preflighted {
 			continue
@@ -185,19 +190,21 @@ func (c *Engine) preflight(ctx context.Context, spec rollout.Spec, ad Adapter, i
 			err = c.l.Preflight(ctx, spec.ID, in.ID, obs.ImageID, op)
 		case rollout.Skip:
 			if err = c.l.Preflight(ctx, spec.ID, in.ID, obs.ImageID, obs.OpRequestID); err != nil {
-				return false, err
+				return nil, false, err
 			}
+			finished[in.ID] = true
 			_, err = c.Finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Pending},
 				To: ledger.Skipped, Code: "AlreadyOnTarget", Message: why, NewImage: obs.ImageID}, ad)
 		case rollout.Refuse:
+			finished[in.ID] = true
 			_, err = c.Finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Pending},
 				To: ledger.Failed, Code: "PreflightRefused", Message: why}, ad)
 		}
 		if err != nil {
-			return false, err
+			return nil, false, err
 		}
 	}
-	return false, nil
+	return finished, false, nil
 }
 
 // Advanced says what the gate after a wave did.

@@ -59,17 +59,19 @@ local function sib(k, suffix, name) return string.sub(k, 1, #k - #suffix) .. nam
 // missing | stale | done | verify | reconcile | held | cancelled | proceed.
 var beginScript = redis.NewScript(sib + `
 local ik, rk = KEYS[1], KEYS[2]
-local st = redis.call('HGET', ik, 'st')
+-- One read per hash: Redis counts (and runs) every call a script makes.
+local f = redis.call('HMGET', ik, 'st', 'gen', 'tok', 'intent', 'w', 'tries', 'first')
+local st, w = f[1], f[5]
 if not st then return {'missing', '0', '0'} end
 -- gen is absent until the instance's first new generation.
-if (redis.call('HGET', ik, 'gen') or '0') ~= ARGV[2] then return {'stale', '0', '0'} end
+if (f[2] or '0') ~= ARGV[2] then return {'stale', '0', '0'} end
 if st == 'calling' then
-  return {'reconcile', redis.call('HGET', ik, 'tok') or '0', redis.call('HGET', ik, 'intent') or '0'}
+  return {'reconcile', f[3] or '0', f[4] or '0'}
 end
 if st == 'resetting' then return {'verify', '0', '0'} end
 if st ~= 'pending' and st ~= 'held' then return {'done', '0', '0'} end
-local rs = redis.call('HGET', rk, 'state')
-local w = redis.call('HGET', ik, 'w')
+local r = redis.call('HMGET', rk, 'state', 'wave')
+local rs = r[1]
 if rs == 'aborted' then
   redis.call('HSET', ik, 'st', 'cancelled', 'done', ARGV[3])
   redis.call('SREM', KEYS[4], ARGV[1])
@@ -81,15 +83,14 @@ if rs == 'aborted' then
 end
 -- A later wave is never called before its gate: tasks of a wave beyond the
 -- current one (possible only through manual re-enqueues) are parked too.
-if rs ~= 'running' or tonumber(w) > tonumber(redis.call('HGET', rk, 'wave')) then
+if rs ~= 'running' or tonumber(w) > tonumber(r[2]) then
   redis.call('HSET', ik, 'st', 'held')
   redis.call('SADD', KEYS[4], ARGV[1])
   return {'held', '0', '0'}
 end
 local tok = redis.call('INCR', KEYS[3])
-redis.call('HSET', ik, 'st', 'calling', 'tok', tok, 'intent', ARGV[3])
-redis.call('HINCRBY', ik, 'tries', 1)
-redis.call('HSETNX', ik, 'first', ARGV[3])
+redis.call('HSET', ik, 'st', 'calling', 'tok', tok, 'intent', ARGV[3],
+  'tries', (tonumber(f[6] or '0') or 0) + 1, 'first', f[7] or ARGV[3])
 return {'proceed', tostring(tok), ARGV[3]}
 `)
 
@@ -100,13 +101,14 @@ return {'proceed', tostring(tok), ARGV[3]}
 // Returns 1, or 0 when the token no longer holds the instance (fenced out).
 var calledScript = redis.NewScript(`
 local ik = KEYS[1]
-local st = redis.call('HGET', ik, 'st')
-if redis.call('HGET', ik, 'tok') ~= ARGV[2] then return 0 end
+local f = redis.call('HMGET', ik, 'st', 'tok', 'rid', 'resets')
+local st = f[1]
+if f[2] ~= ARGV[2] then return 0 end
 -- A replay of this very call (same token and request) already succeeded.
-if st == 'resetting' and redis.call('HGET', ik, 'rid') == ARGV[3] then return 1 end
+if st == 'resetting' and f[3] == ARGV[3] then return 1 end
 if st ~= 'calling' then return 0 end
-redis.call('HSET', ik, 'st', 'resetting', 'rid', ARGV[3], 'called', ARGV[4], 'code', '', 'err', '', 'adopted', '')
-redis.call('HINCRBY', ik, 'resets', 1)
+redis.call('HSET', ik, 'st', 'resetting', 'rid', ARGV[3], 'called', ARGV[4], 'code', '', 'err', '', 'adopted', '',
+  'resets', (tonumber(f[4] or '0') or 0) + 1)
 redis.call('SADD', KEYS[2], ARGV[1])
 return 1
 `)
@@ -123,9 +125,10 @@ return 1
 // Returns 1, or 0 when the token no longer holds the instance (fenced out).
 var adoptScript = redis.NewScript(`
 local ik = KEYS[1]
-local st = redis.call('HGET', ik, 'st')
-if redis.call('HGET', ik, 'tok') ~= ARGV[2] then return 0 end
-if st == 'resetting' and redis.call('HGET', ik, 'rid') == ARGV[3] then return 1 end
+local f = redis.call('HMGET', ik, 'st', 'tok', 'rid')
+local st = f[1]
+if f[2] ~= ARGV[2] then return 0 end
+if st == 'resetting' and f[3] == ARGV[3] then return 1 end
 if st ~= 'calling' then return 0 end
 redis.call('HSET', ik, 'st', 'resetting', 'rid', ARGV[3], 'called', ARGV[4], 'code', '', 'err', '', 'adopted', ARGV[5])
 redis.call('SADD', KEYS[2], ARGV[1])
@@ -180,12 +183,12 @@ return tok
 // succeeded skipped failed ambiguous cancelled terminal.
 var finishScript = redis.NewScript(sib + `
 local ik, ck = KEYS[1], KEYS[3]
-local st = redis.call('HGET', ik, 'st')
-local w = redis.call('HGET', ik, 'w')
+local f = redis.call('HMGET', ik, 'st', 'w', 'tok')
+local st, w = f[1], f[2]
 if not st then return {0} end
 local ok = false
 for s in string.gmatch(ARGV[2], '[^,]+') do if s == st then ok = true end end
-if ok and ARGV[3] ~= '' and redis.call('HGET', ik, 'tok') ~= ARGV[3] then ok = false end
+if ok and ARGV[3] ~= '' and f[3] ~= ARGV[3] then ok = false end
 local changed = 0
 local wk = sib(ck, 'c', 'wc:' .. w)
 if ok then
@@ -197,19 +200,19 @@ if ok then
     redis.call('HINCRBY', k, ARGV[4], 1)
     redis.call('HINCRBY', k, 'terminal', 1)
   end
-  local size = tonumber(redis.call('HGET', wk, 'size') or '0')
-  if tonumber(redis.call('HGET', wk, 'terminal') or '0') >= size then
-    redis.call('HSET', wk, 'complete', '1')
-  end
 end
 local out = {changed, tonumber(w)}
-local names = {'succeeded', 'skipped', 'failed', 'ambiguous', 'cancelled', 'terminal'}
-for _, k in ipairs({wk, ck}) do
-  local vals = redis.call('HMGET', k, unpack(names))
-  for i = 1, #names do table.insert(out, tonumber(vals[i] or '0') or 0) end
+local names = {'succeeded', 'skipped', 'failed', 'ambiguous', 'cancelled', 'terminal', 'size', 'complete'}
+local wv = redis.call('HMGET', wk, unpack(names))
+if ok and wv[8] ~= '1' and (tonumber(wv[6] or '0') or 0) >= (tonumber(wv[7] or '0') or 0) then
+  redis.call('HSET', wk, 'complete', '1')
+  wv[8] = '1'
 end
-table.insert(out, tonumber(redis.call('HGET', wk, 'size') or '0'))
-table.insert(out, redis.call('HGET', wk, 'complete') == '1' and 1 or 0)
+for i = 1, 6 do table.insert(out, tonumber(wv[i] or '0') or 0) end
+local cv = redis.call('HMGET', ck, unpack(names, 1, 6))
+for i = 1, 6 do table.insert(out, tonumber(cv[i] or '0') or 0) end
+table.insert(out, tonumber(wv[7] or '0') or 0)
+table.insert(out, wv[8] == '1' and 1 or 0)
 table.insert(out, tonumber(redis.call('HGET', KEYS[2], 'total') or '0'))
 return out
 `)
