@@ -11,7 +11,6 @@ import (
 	"io"
 	stdlog "log"
 	"log/slog"
-	"net"
 	"os"
 	"sort"
 	"strings"
@@ -301,7 +300,7 @@ func openWith(ctx context.Context, rawURL, namespace string, readOnly bool, gete
 	// then reported once, by the error below, and not first by a pool line
 	// (go-redis logs a failed dial from a goroutine of its own). Through
 	// Sentinel, the sentinels are dialed: only they know the master.
-	if err := probe(ctx, target); err != nil {
+	if err := target.probe(ctx); err != nil {
 		return nil, err
 	}
 	rdb := target.client()
@@ -326,25 +325,6 @@ func openWith(ctx context.Context, rawURL, namespace string, readOnly bool, gete
 	prefix := cmp.Or(namespace, tasks.DefaultNamespace) + ":"
 	return &conn{opt: aopt, rdb: rdb, client: asynq.NewClient(aopt), prefix: prefix, errs: errs,
 		ledger: ledger.New(rdb, ledger.Config{Prefix: prefix})}, nil
-}
-
-// probe dials the target's server, or its sentinels until one answers.
-func probe(ctx context.Context, t *redisTarget) error {
-	d := net.Dialer{Timeout: probeTimeout}
-	network, addrs := t.probeAddrs()
-	var errs []error
-	for _, a := range addrs {
-		c, err := d.DialContext(ctx, network, a)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		errs = append(errs, err)
-	}
-	if t.failover != nil {
-		return fmt.Errorf("redis at %s does not answer: no sentinel answers: %w", t, errors.Join(errs...))
-	}
-	return fmt.Errorf("redis at %s does not answer: %w", t, errors.Join(errs...))
 }
 
 // hookedConnOpt is asynq's connection options with hook installed on every

@@ -164,6 +164,25 @@ func (t *redisTarget) String() string {
 	return t.single.Addr
 }
 
+// probe dials the target's server, or its sentinels until one answers.
+func (t *redisTarget) probe(ctx context.Context) error {
+	d := net.Dialer{Timeout: probeTimeout}
+	network, addrs := t.probeAddrs()
+	var errs []error
+	for _, a := range addrs {
+		c, err := d.DialContext(ctx, network, a)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	if t.failover != nil {
+		return fmt.Errorf("redis at %s does not answer: no sentinel answers: %w", t, errors.Join(errs...))
+	}
+	return fmt.Errorf("redis at %s does not answer: %w", t, errors.Join(errs...))
+}
+
 // probeAddrs are the addresses to try before connecting: the server, or
 // the sentinels (not the master, which only they know).
 func (t *redisTarget) probeAddrs() (network string, addrs []string) {
