@@ -13,6 +13,13 @@
 // entirely, and a reset request held in transit past the reconcile grace.
 // Each takes 2-3 minutes, most of it waiting for reinstalls.
 //
+// sentinel_test.go (issue 13) runs a primary, a replica and three
+// sentinels, reached only through REDIS_URL's redis+sentinel:// form, and
+// fails the primary over mid-rollout (SENTINEL FAILOVER, SIGKILL, and a
+// failover that loses writes the old primary acknowledged). About 2
+// minutes each, in parallel; the long form has 1,000 instances and three
+// failovers.
+//
 // The package has no code of its own; the tests are in its _test.go files.
 // By default they run in a short form sized for CI (a few minutes in all,
 // most of it waiting for asynq to recover the tasks of killed workers,

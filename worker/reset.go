@@ -101,7 +101,8 @@ func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 func (w *Worker) adopt(ctx context.Context, spec rollout.Spec, in *ledger.Instance, token int64, requestID, why string) error {
 	if err := w.l.Adopt(ctx, spec.ID, in.ID, token, requestID, why); err != nil {
 		if errors.Is(err, ledger.ErrFenced) {
-			return nil
+			// As after an accepted call: judged again, never dropped.
+			return &retryLater{In: time.Second, Cause: "fenced while adopting"}
 		}
 		return err
 	}
@@ -278,8 +279,11 @@ func (w *Worker) afterCall(ctx context.Context, spec rollout.Spec, in *ledger.In
 func (w *Worker) accepted(ctx context.Context, spec rollout.Spec, in *ledger.Instance, token int64, requestID string, log *slog.Logger) error {
 	if err := w.l.Called(ctx, spec.ID, in.ID, token, requestID); err != nil {
 		if errors.Is(err, ledger.ErrFenced) {
+			// Another worker took the instance over, or a Redis failover
+			// lost our intent (the instance is pending again). Not done:
+			// a new delivery judges it from the ledger and the cloud.
 			log.Error("reset accepted but another worker took the instance over", "request_id", requestID)
-			return nil
+			return &retryLater{In: time.Second, Cause: "fenced after an accepted call"}
 		}
 		return err
 	}

@@ -11,11 +11,8 @@ import (
 	"io"
 	stdlog "log"
 	"log/slog"
-	"net"
-	"net/url"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -44,7 +41,7 @@ type Env struct {
 }
 
 func (e *Env) getenv(k string) string {
-	if e.Getenv != nil {
+	if e != nil && e.Getenv != nil {
 		return e.Getenv(k)
 	}
 	return os.Getenv(k)
@@ -212,7 +209,8 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nEnvironment: REDIS_URL (redis://host:6379/0), TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY,")
+	fmt.Fprintln(w, "\nEnvironment: REDIS_URL (redis://host:6379/0, or redis+sentinel://host1:26379,host2:26379/MASTER/0),")
+	fmt.Fprintln(w, "REDIS_PASSWORD, REDIS_SENTINEL_PASSWORD, TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY,")
 	fmt.Fprintln(w, "TENCENTCLOUD_SESSION_TOKEN. Run 'fleetreset COMMAND -h' for a command's flags.")
 }
 
@@ -239,7 +237,7 @@ func (c *common) base() *common { return c }
 
 func (c *common) flags() []flagDef {
 	return []flagDef{
-		stringFlag(&c.redisURL, "redis", "", "Redis URL").fromEnv("REDIS_URL"),
+		stringFlag(&c.redisURL, "redis", "", "Redis URL: redis://host:port/db, or redis+sentinel://host1:26379,host2:26379/MASTER/db through Sentinel").fromEnv("REDIS_URL"),
 		stringFlag(&c.namespace, "namespace", tasks.DefaultNamespace, "queue and key namespace, to run separate fleets on one Redis").fromEnv("FLEETRESET_NAMESPACE"),
 		stringFlag(&c.logFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal)"),
 		boolFlag(&c.verbose, "v", false, "verbose logs"),
@@ -331,76 +329,40 @@ func (c *common) openMode(ctx context.Context, readOnly bool) (*conn, error) {
 		// print plain text among their output.
 		c.logger(c.env, true)
 	}
-	return openWith(ctx, c.redisURL, c.namespace, readOnly)
+	return openWith(ctx, c.redisURL, c.namespace, readOnly, c.env.getenv)
 }
 
-// openURL opens url for a command that may write (see openWith).
-func openURL(ctx context.Context, url, namespace string) (*conn, error) {
-	return openWith(ctx, url, namespace, false)
-}
-
-// redisURLShape is the hint every malformed REDIS_URL gets.
-const redisURLShape = "REDIS_URL must look like redis://host:port/db (rediss:// for TLS, redis://:PASSWORD@host:port/db with a password)"
-
-// parseRedisURL parses a REDIS_URL, taking a bare host:port as
-// redis://host:port/0. Its errors never quote the URL, which may hold a
-// password.
-func parseRedisURL(s string) (*redis.Options, error) {
-	if !strings.Contains(s, "://") {
-		host, port, err := net.SplitHostPort(s)
-		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n <= 0 || n > 65535 || strings.ContainsAny(host, "/@") {
-			return nil, errors.New(redisURLShape)
-		}
-		s = "redis://" + net.JoinHostPort(host, port) + "/0"
-	}
-	ropt, err := redis.ParseURL(s)
-	if err != nil {
-		// A *url.Error quotes the whole URL; keep only what went wrong.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("%s: %w", redisURLShape, err)
-	}
-	return ropt, nil
+// openURL opens url for a command that may write (see openWith); getenv
+// supplies the Redis passwords that are not in the URL.
+func openURL(ctx context.Context, getenv func(string) string, url, namespace string) (*conn, error) {
+	return openWith(ctx, url, namespace, false, getenv)
 }
 
 // probeTimeout bounds the first connection to Redis.
 const probeTimeout = 5 * time.Second
 
-// openWith connects to the Redis at rawURL, checks that it is fit to hold
+// openWith connects to the Redis at rawURL (one server, or a master through
+// Sentinel; see parseRedisURL), checks that it is fit to hold
 // rollouts (answers, and does not evict keys: refused unless readOnly, when
 // it is only reported), and counts its failed commands from then on.
-func openWith(ctx context.Context, rawURL, namespace string, readOnly bool) (*conn, error) {
-	ropt, err := parseRedisURL(rawURL)
+func openWith(ctx context.Context, rawURL, namespace string, readOnly bool, getenv func(string) string) (*conn, error) {
+	target, err := parseRedisURL(rawURL, getenv)
 	if err != nil {
 		return nil, err
 	}
 	// Try the address before go-redis's pool does: an unreachable Redis is
 	// then reported once, by the error below, and not first by a pool line
-	// (go-redis logs a failed dial from a goroutine of its own).
-	d := net.Dialer{Timeout: probeTimeout}
-	probe, err := d.DialContext(ctx, cmp.Or(ropt.Network, "tcp"), ropt.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("redis at %s does not answer: %w", ropt.Addr, err)
+	// (go-redis logs a failed dial from a goroutine of its own). Through
+	// Sentinel, the sentinels are dialed: only they know the master.
+	if err := target.probe(ctx); err != nil {
+		return nil, err
 	}
-	probe.Close()
-	ropt.PoolSize = max(ropt.PoolSize, 64)
-	// No automatic retries: go-redis re-sends a command whose reply timed
-	// out, and a fenced ledger script run twice could misreport its own
-	// first run as someone else's. An error is safe (the task comes back
-	// and reconciles); a silent replay is not.
-	ropt.MaxRetries = -1
-	// One parse for both clients, so asynq logs in as the same ACL user
-	// (asynq's own URI parser drops the user name).
-	opt := asynq.RedisClientOpt{Network: ropt.Network, Addr: ropt.Addr, Username: ropt.Username,
-		Password: ropt.Password, DB: ropt.DB, TLSConfig: ropt.TLSConfig, PoolSize: 64}
-	rdb := redis.NewClient(ropt)
+	rdb := target.client()
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
-		return nil, fmt.Errorf("redis at %s does not answer: %w", ropt.Addr, err)
+		return nil, target.pingError(ctx, err)
 	}
-	if err := redisfit.CheckEviction(ctx, rdb, ropt.Addr, redisfit.Logger()); err != nil {
+	if err := redisfit.CheckEviction(ctx, rdb, target.String(), redisfit.Logger()); err != nil {
 		var ee *redisfit.EvictionError
 		if !readOnly || !errors.As(err, &ee) {
 			rdb.Close()
@@ -413,7 +375,7 @@ func openWith(ctx context.Context, rawURL, namespace string, readOnly bool) (*co
 	errs := metrics.NewRedisErrors()
 	hook := redisfit.NewErrorHook(errs.Count)
 	rdb.AddHook(hook)
-	aopt := hookedConnOpt{RedisClientOpt: opt, hook: hook}
+	aopt := hookedConnOpt{opt: target.connOpt(), hook: hook}
 	prefix := cmp.Or(namespace, tasks.DefaultNamespace) + ":"
 	return &conn{opt: aopt, rdb: rdb, client: asynq.NewClient(aopt), prefix: prefix, errs: errs,
 		ledger: ledger.New(rdb, ledger.Config{Prefix: prefix})}, nil
@@ -424,13 +386,15 @@ func openWith(ctx context.Context, rawURL, namespace string, readOnly bool) (*co
 // that their failed commands are counted too. The clients are otherwise
 // exactly asynq's own.
 type hookedConnOpt struct {
-	asynq.RedisClientOpt
+	opt  asynq.RedisConnOpt // one server, or a master through Sentinel
 	hook redis.Hook
 }
 
 // MakeRedisClient implements asynq.RedisConnOpt.
 func (o hookedConnOpt) MakeRedisClient() any {
-	c := o.RedisClientOpt.MakeRedisClient().(*redis.Client)
+	// Both asynq.RedisClientOpt and asynq.RedisFailoverClientOpt make a
+	// *redis.Client.
+	c := o.opt.MakeRedisClient().(*redis.Client)
 	c.AddHook(o.hook)
 	return c
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -92,7 +93,11 @@ func TestComposeFile(t *testing.T) {
 	byCommand := map[string][]string{}
 	for name, s := range c.Services {
 		if strings.HasPrefix(s.Image, "redis:") {
-			redis = name
+			// The one Redis of the default stack; the sentinel profile's
+			// replica and sentinels are checked by TestComposeSentinel.
+			if len(s.Profiles) == 0 {
+				redis = name
+			}
 			continue
 		}
 		if s.Image != "fleetreset:dev" || s.PullPolicy != "never" {
@@ -183,11 +188,12 @@ func TestComposeFile(t *testing.T) {
 	}
 
 	for name, s := range c.Services {
-		if name == redis || name == sim || len(s.Command) == 0 {
+		if name == redis || name == sim || len(s.Command) == 0 || strings.HasPrefix(s.Image, "redis:") {
 			continue
 		}
-		// Every command but sim needs Redis: the redis service, its port.
-		u, err := url.Parse(s.Environment["REDIS_URL"])
+		// Every command but sim needs Redis: the redis service, its port
+		// (unless FLEETRESET_REDIS_URL points at the sentinels).
+		u, err := url.Parse(composeDefault(s.Environment["REDIS_URL"]))
 		if err != nil || u.Scheme != "redis" || u.Hostname() != redis || cmpPort(u.Port()) != redisPort {
 			t.Errorf("service %s: REDIS_URL %q; want redis://%s:%s/0", name, s.Environment["REDIS_URL"], redis, redisPort)
 		}
@@ -214,6 +220,114 @@ func TestComposeFile(t *testing.T) {
 			if !slices.Contains(s.Ports, "127.0.0.1:"+p+":"+p) {
 				t.Errorf("ui ports %q; want %q: published, and on the host's loopback only", s.Ports, "127.0.0.1:"+p+":"+p)
 			}
+		}
+	}
+}
+
+// composeVar matches the one interpolation the compose file uses.
+var composeVar = regexp.MustCompile(`^\$\{([A-Z_]+):-([^}]*)\}$`)
+
+// composeDefault returns what compose puts for v with nothing set in the
+// environment: the default of a ${VAR:-default}, else v.
+func composeDefault(v string) string {
+	if m := composeVar.FindStringSubmatch(v); m != nil {
+		return m[2]
+	}
+	return v
+}
+
+// TestComposeSentinel checks the sentinel profile: a replica of the redis
+// service, three sentinels watching it under one name with a majority
+// quorum, and the REDIS_URL the header tells to set: a Sentinel URL of
+// exactly those sentinels and that name, which every fleetreset service
+// takes in place of the default.
+func TestComposeSentinel(t *testing.T) {
+	c := loadCompose(t)
+	b, err := os.ReadFile(composePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var primary, replica string
+	sentinels := map[string]string{} // service -> its port
+	var master, monitored string
+	quorum := 0
+	for name, s := range c.Services {
+		if strings.HasPrefix(s.Image, "redis:") && len(s.Profiles) == 0 {
+			primary = name
+		}
+	}
+	for name, s := range c.Services {
+		if !strings.HasPrefix(s.Image, "redis:") || len(s.Profiles) == 0 {
+			continue
+		}
+		if !slices.Equal(s.Profiles, []string{"sentinel"}) {
+			t.Errorf("service %s has profiles %v; want [sentinel]", name, s.Profiles)
+		}
+		cmdline := strings.Join(s.Command, " ")
+		if m := regexp.MustCompile(`sentinel monitor (\S+) (\S+) (\d+) (\d+)`).FindStringSubmatch(cmdline); m != nil {
+			if !strings.Contains(cmdline, "--sentinel") {
+				t.Errorf("service %s has a sentinel configuration but does not run redis-server --sentinel", name)
+			}
+			port := "26379"
+			if p := regexp.MustCompile(`port (\d+)`).FindStringSubmatch(cmdline); p != nil {
+				port = p[1]
+			}
+			sentinels[name] = port
+			if master != "" && (m[1] != master || m[2]+":"+m[3] != monitored) {
+				t.Errorf("sentinel %s watches %s at %s:%s; another watches %s at %s", name, m[1], m[2], m[3], master, monitored)
+			}
+			master, monitored = m[1], m[2]+":"+m[3]
+			quorum, _ = strconv.Atoi(m[4])
+		} else if r := flagValue(s.Command, "replicaof"); r != "" {
+			replica = name
+			if i := slices.Index(s.Command, "--replicaof"); i+2 >= len(s.Command) || s.Command[i+1]+":"+s.Command[i+2] != primary+":6379" {
+				t.Errorf("replica %s runs %q; want --replicaof %s 6379", name, s.Command, primary)
+			}
+			if flagValue(s.Command, "appendonly") != "yes" {
+				t.Errorf("replica %s runs %q; want --appendonly yes: once promoted it is the primary", name, s.Command)
+			}
+		} else {
+			t.Errorf("service %s in the sentinel profile is neither a replica nor a sentinel: %q", name, s.Command)
+		}
+	}
+	if replica == "" || len(sentinels) != 3 {
+		t.Fatalf("sentinel profile: replica %q, sentinels %v; want a replica and 3 sentinels", replica, sentinels)
+	}
+	if monitored != primary+":6379" {
+		t.Errorf("the sentinels watch %s; want the redis service %s:6379", monitored, primary)
+	}
+	if quorum < 2 || quorum > len(sentinels) {
+		t.Errorf("quorum %d; want a majority of the %d sentinels", quorum, len(sentinels))
+	}
+
+	// The header's command: the URL to set, with the profile on.
+	m := regexp.MustCompile(`(?m)^#\s+FLEETRESET_REDIS_URL=(\S+) docker compose (.*)$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("the compose file's header does not show FLEETRESET_REDIS_URL=... docker compose --profile sentinel up")
+	}
+	if !strings.Contains(string(m[2]), "--profile sentinel") {
+		t.Errorf("the documented command %q does not enable the sentinel profile", m[2])
+	}
+	tg, err := parseRedisURL(string(m[1]), func(string) string { return "" })
+	if err != nil || tg.failover == nil {
+		t.Fatalf("FLEETRESET_REDIS_URL=%s: %v; want a Sentinel URL", m[1], err)
+	}
+	var want []string
+	for name, port := range sentinels {
+		want = append(want, name+":"+port)
+	}
+	slices.Sort(want)
+	got := slices.Sorted(slices.Values(tg.failover.SentinelAddrs))
+	if !slices.Equal(got, want) || tg.failover.MasterName != master {
+		t.Errorf("FLEETRESET_REDIS_URL names sentinels %v and master %q; the profile runs %v watching %q", got, tg.failover.MasterName, want, master)
+	}
+	// Every fleetreset service takes it.
+	for name, s := range c.Services {
+		if s.Image != "fleetreset:dev" || len(s.Command) == 0 || s.Command[0] == "sim" {
+			continue
+		}
+		if v := composeVar.FindStringSubmatch(s.Environment["REDIS_URL"]); v == nil || v[1] != "FLEETRESET_REDIS_URL" {
+			t.Errorf("service %s: REDIS_URL %q; want ${FLEETRESET_REDIS_URL:-...} so that the sentinel profile reaches it", name, s.Environment["REDIS_URL"])
 		}
 	}
 }

@@ -172,8 +172,8 @@ func runNamespace(ns, rollout string) string {
 // refuseApplied refuses a `run` on REDIS_URL of a rollout that `apply`
 // already recorded in namespace ns: it is served by `fleetreset worker`,
 // and a second rollout of the same plan would reset its instances again.
-func refuseApplied(ctx context.Context, url, ns, id string) error {
-	cn, err := openURL(ctx, url, ns)
+func refuseApplied(ctx context.Context, getenv func(string) string, url, ns, id string) error {
+	cn, err := openURL(ctx, getenv, url, ns)
 	if err != nil {
 		return err
 	}

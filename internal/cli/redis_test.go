@@ -168,7 +168,7 @@ func TestEvictingRedisRefused(t *testing.T) {
 // writes refused by a full Redis.
 func TestOpenCountsRedisErrors(t *testing.T) {
 	r := redistest.Server(t, "--maxmemory", "2mb", "--maxmemory-policy", "noeviction")
-	cn, err := openURL(t.Context(), "redis://"+r.Addr, "oom")
+	cn, err := openURL(t.Context(), os.Getenv, "redis://"+r.Addr, "oom")
 	if err != nil {
 		t.Fatal(err)
 	}

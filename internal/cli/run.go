@@ -126,7 +126,9 @@ func runCmd(ctx context.Context, env *Env, o *runOpts) error {
 	ns := c.namespace
 	var jrnl *journal.Journal
 	var recovered ledger.CreateOptions
+	redisEnv := env.getenv
 	if url == "" {
+		redisEnv = func(string) string { return "" } // the embedded Redis has no password
 		er, err := embedded.Start("")
 		if err != nil {
 			return err
@@ -144,7 +146,7 @@ func runCmd(ctx context.Context, env *Env, o *runOpts) error {
 		// workers of this process get a namespace no `apply` writes to:
 		// they serve the rollout this command creates and nothing else.
 		ns = runNamespace(c.namespace, id)
-		if err := refuseApplied(ctx, url, c.namespace, id); err != nil {
+		if err := refuseApplied(ctx, redisEnv, url, c.namespace, id); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "Rollout state in REDIS_URL under this run's own namespace %s (fleetreset status --namespace %s %s)\n", ns, ns, id)
@@ -152,7 +154,7 @@ func runCmd(ctx context.Context, env *Env, o *runOpts) error {
 	if h := env.Hooks; h != nil && h.Redis != nil {
 		h.Redis(url)
 	}
-	cn, err := openURL(ctx, url, ns)
+	cn, err := openURL(ctx, redisEnv, url, ns)
 	if err != nil {
 		return err
 	}
