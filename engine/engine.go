@@ -34,6 +34,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock defaults to the wall clock.
 	Clock clock.Clock
+	// Inspector, when set, lets a rescan (resume, approve, retry-failed)
+	// find an instance whose reset task asynq keeps completed while the
+	// ledger still has it to reset — a Redis failover can strand one so —
+	// and give it a task of its own. Optional.
+	Inspector *asynq.Inspector
 	// Webhooks queues webhook notifications and posts them in the
 	// background; its owner closes it on shutdown to drain the queue.
 	// Defaults to a Sender of notify's defaults that nobody closes (its
@@ -56,6 +61,7 @@ type Engine struct {
 	clock  clock.Clock
 	hooks  *notify.Sender
 	resetT time.Duration
+	insp   *asynq.Inspector
 	// sweeps maps a rollout to the latest verify sweep time this engine
 	// scheduled: asking again before it ran costs no Redis command.
 	sweeps sync.Map
@@ -70,6 +76,7 @@ func New(cfg Config) *Engine {
 		clock:  clock.Or(cfg.Clock),
 		hooks:  cmp.Or(cfg.Webhooks, notify.NewSender(notify.SenderConfig{Logger: log})),
 		resetT: cmp.Or(cfg.ResetTimeout, 5*time.Minute),
+		insp:   cfg.Inspector,
 	}
 }
 
@@ -117,6 +124,44 @@ func (c *Engine) enqueue(ctx context.Context, t *asynq.Task, err error) error {
 func (c *Engine) EnqueueReset(ctx context.Context, rolloutID string, rq ledger.Requeue) error {
 	t, err := tasks.NewReset(c.q, tasks.ResetPayload{Rollout: rolloutID, InstanceID: rq.ID, Wave: rq.Wave, Gen: rq.Gen}, c.resetT)
 	return c.enqueue(ctx, t, err)
+}
+
+// requeueStranded is EnqueueReset for a rescan: when the task of the
+// instance's generation exists but asynq keeps it completed or archived,
+// while the ledger says the instance is still to reset (a Redis failover
+// that lost the ledger write but kept the task's completion), the
+// instance gets a task of its own: the next free of a short chain of IDs
+// (rescan 1, 2, ...), so that repeated rescans add no task while one is
+// queued or running. A second task of one instance is safe anyway: the
+// ledger fences them, and the check before the call adopts a reinstall
+// the cloud shows.
+func (c *Engine) requeueStranded(ctx context.Context, rolloutID string, rq ledger.Requeue) error {
+	const chain = 5
+	for n := 0; n <= chain; n++ {
+		p := tasks.ResetPayload{Rollout: rolloutID, InstanceID: rq.ID, Wave: rq.Wave, Gen: rq.Gen, Rescan: n}
+		t, err := tasks.NewReset(c.q, p, c.resetT)
+		if err != nil {
+			return err
+		}
+		_, err = c.client.EnqueueContext(ctx, t)
+		switch {
+		case err == nil:
+			if n > 0 {
+				c.log.Warn("instance still to reset but its task was done; queued again", "rollout", rolloutID, "instance_id", rq.ID, "rescan", n)
+			}
+			return nil
+		case !tasks.IsConflict(err):
+			return fmt.Errorf("engine: enqueue %s: %w", t.Type(), err)
+		case c.insp == nil:
+			return nil
+		}
+		ti, err := c.insp.GetTaskInfo(c.q.Reset, tasks.TaskIDOf(p))
+		if err != nil || (ti.State != asynq.TaskStateCompleted && ti.State != asynq.TaskStateArchived) {
+			return nil // queued, running or retrying: it will run
+		}
+	}
+	c.log.Error("instance still to reset but every task of its rescan chain is done; recover it by hand", "rollout", rolloutID, "instance_id", rq.ID)
+	return nil
 }
 
 // EnqueueVerify makes sure a verification sweep of a rollout runs at the

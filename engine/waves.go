@@ -95,7 +95,7 @@ func (c *Engine) StartWave(ctx context.Context, spec rollout.Spec, st ledger.Rol
 		from = 0
 	}
 	for j := from; j <= k; j++ {
-		if err := c.scanWave(ctx, spec, j, ad); err != nil {
+		if err := c.scanWave(ctx, spec, j, seq, ad); err != nil {
 			return err
 		}
 	}
@@ -105,7 +105,10 @@ func (c *Engine) StartWave(ctx context.Context, spec rollout.Spec, st ledger.Rol
 // ErrPermanent marks an error no retry of the task can fix.
 var ErrPermanent = errors.New("engine: permanent")
 
-func (c *Engine) scanWave(ctx context.Context, spec rollout.Spec, k int, ad Adapter) error {
+// scanWave enqueues a task for every instance of wave k still to reset;
+// a rescan (seq > 0) also requeues instances whose task is done
+// (requeueStranded).
+func (c *Engine) scanWave(ctx context.Context, spec rollout.Spec, k, seq int, ad Adapter) error {
 	ids, err := c.l.WaveInstances(ctx, spec.ID, k)
 	if err != nil {
 		return err
@@ -141,7 +144,12 @@ func (c *Engine) scanWave(ctx context.Context, spec rollout.Spec, k int, ad Adap
 			}
 			switch in.State {
 			case ledger.Pending, ledger.Calling:
-				err = c.EnqueueReset(ctx, spec.ID, ledger.Requeue{ID: in.ID, Gen: in.Gen, Wave: in.Wave})
+				rq := ledger.Requeue{ID: in.ID, Gen: in.Gen, Wave: in.Wave}
+				if seq > 0 {
+					err = c.requeueStranded(ctx, spec.ID, rq)
+				} else {
+					err = c.EnqueueReset(ctx, spec.ID, rq)
+				}
 			case ledger.Resetting:
 				verify = true
 			}

@@ -80,6 +80,11 @@ type ResetPayload struct {
 	// Gen is the instance's generation in the ledger; a task whose Gen is
 	// not the current one is stale and does nothing.
 	Gen int `json:"gen"`
+	// Rescan, when set, numbers a task a rescan (resume, approve,
+	// retry-failed) added because the instance was still to reset while
+	// the task of its generation was done; it gives the task an ID of its
+	// own (TaskIDOf).
+	Rescan int `json:"rescan,omitempty"`
 }
 
 // VerifyPayload is the payload of TypeVerify.
@@ -160,7 +165,7 @@ func NewReset(q Queues, p ResetPayload, timeout time.Duration) (*asynq.Task, err
 	}
 	return newTask(TypeReset, p,
 		asynq.Queue(q.Reset),
-		asynq.TaskID(ResetTaskID(p.Rollout, p.InstanceID, p.Gen)),
+		asynq.TaskID(TaskIDOf(p)),
 		asynq.Retention(Retention),
 		// Retries of the reset call are budgeted in the ledger (count and
 		// deadline), not by asynq; this only bounds crash-recovery loops.
@@ -235,6 +240,16 @@ func WaveTaskID(rollout string, wave, seq int) string {
 // retained result exists, so re-applying a plan enqueues nothing new.
 func ResetTaskID(rollout, instanceID string, gen int) string {
 	return "reset:" + rollout + ":" + instanceID + ":" + strconv.Itoa(gen)
+}
+
+// TaskIDOf is the task ID of a reset payload: ResetTaskID, suffixed with
+// the rescan number when there is one.
+func TaskIDOf(p ResetPayload) string {
+	id := ResetTaskID(p.Rollout, p.InstanceID, p.Gen)
+	if p.Rescan > 0 {
+		id += ":r" + strconv.Itoa(p.Rescan)
+	}
+	return id
 }
 
 // IsConflict reports whether an enqueue error only means the task is

@@ -305,6 +305,8 @@ type conn struct {
 	// hooks posts the webhooks of the engines made from this connection;
 	// Close drains it.
 	hooks *notify.Sender
+	// insp lets the engine's rescans find stranded reset tasks.
+	insp *asynq.Inspector
 }
 
 // open opens REDIS_URL for a command that may write: it refuses a Redis
@@ -400,6 +402,9 @@ func (o hookedConnOpt) MakeRedisClient() any {
 }
 
 func (c *conn) Close() {
+	if c.insp != nil {
+		c.insp.Close()
+	}
 	if c.hooks != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), webhookDrain)
 		_ = c.hooks.Close(ctx) // what is left is logged and counted lost
@@ -413,7 +418,10 @@ func (c *conn) Close() {
 const webhookDrain = 10 * time.Second
 
 func (c *conn) controller(namespace string, log *slog.Logger) *engine.Engine {
-	return engine.New(engine.Config{Ledger: c.ledger, Client: c.client, Namespace: namespace, Logger: log, Webhooks: c.webhooks(log)})
+	if c.insp == nil {
+		c.insp = asynq.NewInspector(c.opt)
+	}
+	return engine.New(engine.Config{Ledger: c.ledger, Client: c.client, Namespace: namespace, Logger: log, Webhooks: c.webhooks(log), Inspector: c.insp})
 }
 
 // webhooks returns the connection's webhook sender, made on first use.
