@@ -269,52 +269,36 @@ func (c *Engine) Interrupt(ctx context.Context, id, reason string) (bool, error)
 // the current wave and its gate are looked at again.
 func (c *Engine) Resume(ctx context.Context, id string) (ledger.ResumeResult, error) {
 	res, err := c.l.Resume(ctx, id)
-	if err != nil {
-		return res, err
-	}
-	if !res.Changed {
-		return res, ErrNotChanged
-	}
-	c.log.Info("rollout resumed", "rollout", id, "requeued", len(res.Requeue))
-	if err := c.kick(ctx, id, res); err != nil {
-		return res, err
-	}
-	c.changed(id, ledger.Running, "resumed")
-	return res, nil
+	return c.restarted(ctx, id, res, err, "resumed", "rollout resumed", "requeued", len(res.Requeue))
 }
 
 // Approve lets the next wave start after a manual gate.
 func (c *Engine) Approve(ctx context.Context, id string) (ledger.ResumeResult, error) {
 	res, err := c.l.Approve(ctx, id)
-	if err != nil {
-		return res, err
-	}
-	if !res.Changed {
-		return res, ErrNotChanged
-	}
-	c.log.Info("wave approved", "rollout", id, "wave", res.Wave+1)
-	if err := c.kick(ctx, id, res); err != nil {
-		return res, err
-	}
-	c.changed(id, ledger.Running, "approved")
-	return res, nil
+	return c.restarted(ctx, id, res, err, "approved", "wave approved", "wave", res.Wave+1)
 }
 
 // RetryFailed gives failed instances (and ambiguous ones, when asked) a new
 // attempt; succeeded instances are never called again.
 func (c *Engine) RetryFailed(ctx context.Context, id string, includeAmbiguous bool) (ledger.ResumeResult, error) {
 	res, err := c.l.RetryFailed(ctx, id, includeAmbiguous)
+	return c.restarted(ctx, id, res, err, "retry-failed", "retrying failed instances", "instances", len(res.Requeue))
+}
+
+// restarted finishes a command that set a rollout running again (the
+// ledger's res, err): logs msg with args, kicks the rollout, announces it.
+func (c *Engine) restarted(ctx context.Context, id string, res ledger.ResumeResult, err error, why, msg string, args ...any) (ledger.ResumeResult, error) {
 	if err != nil {
 		return res, err
 	}
 	if !res.Changed {
 		return res, ErrNotChanged
 	}
-	c.log.Info("retrying failed instances", "rollout", id, "instances", len(res.Requeue))
+	c.log.Info(msg, append([]any{"rollout", id}, args...)...)
 	if err := c.kick(ctx, id, res); err != nil {
 		return res, err
 	}
-	c.changed(id, ledger.Running, "retry-failed")
+	c.changed(id, ledger.Running, why)
 	return res, nil
 }
 
