@@ -146,12 +146,14 @@ type applyOpts struct {
 	api         apiFlags
 	noPreflight bool
 	secrets     bool
+	wait        bool
 }
 
 func (o *applyOpts) flags() []flagDef {
 	return append(append(o.common.flags(), o.api.flags()...),
 		boolFlag(&o.noPreflight, "no-preflight", false, "do not check targets against the API before enqueueing"),
-		boolFlag(&o.secrets, "secrets", true, "resolve password references here too (turn off when only the workers' hosts hold them)"))
+		boolFlag(&o.secrets, "secrets", true, "resolve password references here too (turn off when only the workers' hosts hold them)"),
+		boolFlag(&o.wait, "wait", false, "then block until the rollout ends or stops, with `fleetreset wait`'s exit status"))
 }
 
 func applyCmd(ctx context.Context, env *Env, o *applyOpts) error {
@@ -182,20 +184,23 @@ func applyCmd(ctx context.Context, env *Env, o *applyOpts) error {
 		// (rollout.Account): workers holding another hand its tasks back.
 		req.Spec.Identity = creds.Identity()
 	}
-	res, err := cn.controller(c.namespace, c.logger(env, true)).Apply(ctx, req)
+	eng := cn.controller(c.namespace, c.logger(env, true))
+	res, err := eng.Apply(ctx, req)
 	if err != nil {
 		return &ExitError{Code: exitFailed, Err: err}
 	}
-	if !res.Created {
-		if res.State == ledger.Applying {
-			fmt.Fprintf(env.Stdout, "Rollout %s is being applied by another apply right now (or by one interrupted less than 2 minutes ago); nothing enqueued. If `fleetreset status %s` does not show it running soon, apply again.\n", plan.Spec.ID, plan.Spec.ID)
-			return nil
-		}
+	switch {
+	case !res.Created && res.State == ledger.Applying:
+		fmt.Fprintf(env.Stdout, "Rollout %s is being applied by another apply right now (or by one interrupted less than 2 minutes ago); nothing enqueued. If `fleetreset status %s` does not show it running soon, apply again.\n", plan.Spec.ID, plan.Spec.ID)
+	case !res.Created:
 		fmt.Fprintf(env.Stdout, "Rollout %s was already applied (state %s); nothing enqueued.\n", plan.Spec.ID, res.State)
-		return nil
+	default:
+		fmt.Fprintf(env.Stdout, "Rollout %s applied: %s in %s, %d skipped (already on target); state %s.\nWatch it: fleetreset status --watch %s\n",
+			plan.Spec.ID, plural(len(plan.Targets), "instance"), plural(len(plan.Spec.Waves), "wave"), len(res.Skipped), res.State, plan.Spec.ID)
 	}
-	fmt.Fprintf(env.Stdout, "Rollout %s applied: %s in %s, %d skipped (already on target); state %s.\nWatch it: fleetreset status --watch %s\n",
-		plan.Spec.ID, plural(len(plan.Targets), "instance"), plural(len(plan.Spec.Waves), "wave"), len(res.Skipped), res.State, plan.Spec.ID)
+	if o.wait {
+		return waitFor(ctx, env, eng, plan.Spec.ID, 0)
+	}
 	return nil
 }
 

@@ -297,6 +297,9 @@ func runCmd(ctx context.Context, env *Env, o *runOpts) error {
 type watchOpts struct {
 	autoApprove bool
 	wait        bool
+	// noPrompt never asks for an approval on the terminal: the watch ends
+	// there (fleetreset wait).
+	noPrompt bool
 }
 
 // watch shows progress until the rollout ends, or stops where nobody can
@@ -349,7 +352,7 @@ func watch(ctx context.Context, env *Env, ctl *engine.Engine, id string, o watch
 				if _, err := ctl.Approve(ctx, id); err != nil && ctx.Err() == nil {
 					return r, err
 				}
-			case env.Interactive && stdin != nil:
+			case env.Interactive && stdin != nil && !o.noPrompt:
 				fmt.Fprintf(env.Stderr, "\n%s. Approve? [y/N] ", r.Reason)
 				ans, _ := stdin.ReadString('\n')
 				if strings.HasPrefix(strings.ToLower(strings.TrimSpace(ans)), "y") {
