@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/notify"
 	"github.com/fleetreset/fleetreset/rollout"
 	"github.com/fleetreset/fleetreset/tasks"
 )
@@ -225,10 +226,6 @@ func (c *Engine) ScheduleNext(ctx context.Context, spec rollout.Spec) error {
 	return nil
 }
 
-// ErrGone is returned (wrapped) when a rollout a task names no longer
-// exists.
-var ErrGone = ledger.ErrNotFound
-
 // StartOccurrence creates the occurrence of a series due at `at` from the
 // one that completed (prev): the same targets, waves and settings, as a
 // new rollout, through the same creation path as Apply. An occurrence
@@ -256,7 +253,7 @@ func (c *Engine) StartOccurrence(ctx context.Context, prev string, at time.Time)
 	if errors.As(err, &ce) {
 		why := fmt.Sprintf("occurrence %s skipped: %s is in active rollout %s", spec.ID, ce.conflicts[0].InstanceID, ce.conflicts[0].Rollout)
 		c.log.Error("scheduled occurrence skipped", "rollout", spec.ID, "reason", why)
-		c.Notify(ctx, r.Spec, eventOccurrenceSkipped, 0, why)
+		c.Notify(ctx, r.Spec, notify.OccurrenceSkipped, 0, why)
 		// The series goes on from the rollout that exists: the skipped
 		// occurrence was never created, and a recur task naming it would
 		// find nothing and end the schedule.
@@ -268,6 +265,3 @@ func (c *Engine) StartOccurrence(ctx context.Context, prev string, at time.Time)
 	c.log.Info("scheduled occurrence started", "rollout", spec.ID, "series", spec.Series)
 	return nil
 }
-
-// eventOccurrenceSkipped is the webhook kind of a skipped occurrence.
-const eventOccurrenceSkipped = "occurrence_skipped"

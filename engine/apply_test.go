@@ -32,12 +32,7 @@ func fleetSpec(id, hash string, n int) (rollout.Spec, []rollout.Target) {
 // owns every instance; the others change nothing: no half-written
 // rollout, no claim split between two rollouts.
 func TestApplyRacesOccurrence(t *testing.T) {
-	r := redistest.New(t)
-	ns := r.Prefix[:len(r.Prefix)-1]
-	client := asynq.NewClient(r.ConnOpt())
-	defer client.Close()
-	l := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
-	eng := engine.New(engine.Config{Ledger: l, Client: client, Namespace: ns})
+	l, eng := newEngine(t, nil)
 	ctx := t.Context()
 	const n = 300
 	series, targets := fleetSpec("nightly", "h-series", n)
@@ -45,16 +40,7 @@ func TestApplyRacesOccurrence(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The series' first occurrence completed and let its instances go.
-	if _, err := l.SetState(ctx, series.ID, []ledger.RolloutState{ledger.Scheduled, ledger.Running}, ledger.Completed, ""); err != nil {
-		t.Fatal(err)
-	}
-	prev, err := l.Get(ctx, series.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.UnclaimAll(ctx, prev); err != nil {
-		t.Fatal(err)
-	}
+	complete(t, l, series.ID)
 	other, _ := fleetSpec("hotfix", "h-hotfix", n)
 	at := time.Date(2026, 12, 3, 1, 0, 0, 0, time.UTC)
 	occ := engine.OccurrenceID(series.ID, at)
@@ -130,6 +116,39 @@ func TestApplyRacesOccurrence(t *testing.T) {
 	}
 }
 
+// newEngine returns a ledger and an engine on r (a new test Redis when nil).
+func newEngine(t *testing.T, r *redistest.Redis, cfg ...func(*engine.Config)) (*ledger.Ledger, *engine.Engine) {
+	t.Helper()
+	if r == nil {
+		r = redistest.New(t)
+	}
+	client := asynq.NewClient(r.ConnOpt())
+	t.Cleanup(func() { client.Close() })
+	l := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
+	c := engine.Config{Ledger: l, Client: client, Namespace: strings.TrimSuffix(r.Prefix, ":")}
+	for _, f := range cfg {
+		f(&c)
+	}
+	return l, engine.New(c)
+}
+
+// complete marks a rollout completed and releases its claims, as the gate
+// after its last wave does.
+func complete(t *testing.T, l *ledger.Ledger, id string) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := l.SetState(ctx, id, []ledger.RolloutState{ledger.Scheduled, ledger.Running}, ledger.Completed, ""); err != nil {
+		t.Fatal(err)
+	}
+	r, err := l.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.UnclaimAll(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func idsOf(ts []rollout.Target) []string {
 	ids := make([]string, len(ts))
 	for i, t := range ts {
@@ -144,13 +163,9 @@ func idsOf(ts []rollout.Target) []string {
 // occurrence would find nothing and end the schedule).
 func TestSkippedOccurrenceKeepsTheSeries(t *testing.T) {
 	r := redistest.New(t)
-	ns := r.Prefix[:len(r.Prefix)-1]
-	client := asynq.NewClient(r.ConnOpt())
-	defer client.Close()
 	insp := asynq.NewInspector(r.ConnOpt())
 	defer insp.Close()
-	l := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
-	eng := engine.New(engine.Config{Ledger: l, Client: client, Namespace: ns})
+	l, eng := newEngine(t, r)
 	ctx := t.Context()
 	series, targets := fleetSpec("nightly", "h-series", 5)
 	series.Schedule = "0 3 * * *"
@@ -158,16 +173,7 @@ func TestSkippedOccurrenceKeepsTheSeries(t *testing.T) {
 	if _, err := eng.Apply(ctx, engine.ApplyRequest{Spec: series, Targets: targets}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.SetState(ctx, series.ID, []ledger.RolloutState{ledger.Scheduled, ledger.Running}, ledger.Completed, ""); err != nil {
-		t.Fatal(err)
-	}
-	prev, err := l.Get(ctx, series.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.UnclaimAll(ctx, prev); err != nil {
-		t.Fatal(err)
-	}
+	complete(t, l, series.ID)
 	other, _ := fleetSpec("hotfix", "h-hotfix", 5)
 	if res, err := eng.Apply(ctx, engine.ApplyRequest{Spec: other, Targets: targets}); err != nil || !res.Created {
 		t.Fatalf("hotfix: %+v, %v", res, err)

@@ -67,7 +67,7 @@ type Engine struct {
 	sweeps sync.Map
 }
 
-// New returns a Engine.
+// New returns an Engine.
 func New(cfg Config) *Engine {
 	log := cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	return &Engine{
@@ -97,13 +97,13 @@ func (c *Engine) changed(id string, st ledger.RolloutState, reason string) {
 	c.TestSignals.State.Signal(StateEvent{Rollout: id, State: st, Reason: reason})
 }
 
-// Ledger returns the ledger the controller writes.
+// Ledger returns the ledger the engine writes.
 func (c *Engine) Ledger() *ledger.Ledger { return c.l }
 
-// Client returns the asynq client the controller enqueues with.
+// Client returns the asynq client the engine enqueues with.
 func (c *Engine) Client() *asynq.Client { return c.client }
 
-// Queues returns the queue names the controller enqueues into.
+// Queues returns the queue names the engine enqueues into.
 func (c *Engine) Queues() tasks.Queues { return c.q }
 
 // ErrNotChanged is returned when a command does not apply to the rollout's

@@ -8,7 +8,6 @@ import (
 
 	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/internal/redistest"
-	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/rollout"
 	"github.com/fleetreset/fleetreset/tasks"
 	"github.com/hibiken/asynq"
@@ -21,13 +20,9 @@ import (
 // own, once however often it rescans.
 func TestRescanRequeuesStrandedInstances(t *testing.T) {
 	r := redistest.New(t)
-	ns := r.Prefix[:len(r.Prefix)-1]
-	client := asynq.NewClient(r.ConnOpt())
-	defer client.Close()
 	insp := asynq.NewInspector(r.ConnOpt())
 	defer insp.Close()
-	l := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
-	eng := engine.New(engine.Config{Ledger: l, Client: client, Namespace: ns, Inspector: insp})
+	l, eng := newEngine(t, r, func(c *engine.Config) { c.Inspector = insp })
 	ctx := t.Context()
 	spec, targets := fleetSpec("stranded", "h", 3)
 	if _, err := eng.Apply(ctx, engine.ApplyRequest{Spec: spec, Targets: targets}); err != nil {

@@ -24,6 +24,9 @@ const (
 	AwaitingApproval = "awaiting_approval"
 	RolloutAborted   = "rollout_aborted"
 	RolloutCompleted = "rollout_completed"
+	// OccurrenceSkipped: a scheduled occurrence found its instances held by
+	// another active rollout and did not start.
+	OccurrenceSkipped = "occurrence_skipped"
 )
 
 // Event is one notification. It carries IDs and counts, never a secret.

@@ -6,14 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/tasks"
 	"github.com/hibiken/asynq"
 )
-
-// OccurrenceID names the occurrence of a series scheduled at t.
-func OccurrenceID(series string, t time.Time) string { return engine.OccurrenceID(series, t) }
 
 // handleRecur starts the next occurrence of a series through the engine,
 // the same creation path as `fleetreset apply`.

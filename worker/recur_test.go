@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/tasks"
-	"github.com/fleetreset/fleetreset/worker"
 	"github.com/hibiken/asynq"
 )
 
@@ -49,7 +49,7 @@ func TestScheduledReimaging(t *testing.T) {
 	}
 	var p tasks.RecurPayload
 	_ = json.Unmarshal(next.Payload, &p)
-	id := worker.OccurrenceID(b.plan.Spec.ID, time.Unix(p.At, 0))
+	id := engine.OccurrenceID(b.plan.Spec.ID, time.Unix(p.At, 0))
 	var r *ledger.Rollout
 	if !eventually(time.Minute, func() bool {
 		got, err := b.l.Get(t.Context(), id)

@@ -236,7 +236,7 @@ func workerCmd(ctx context.Context, env *Env, o *workerOpts) error {
 	if err != nil {
 		return err
 	}
-	a.timeout = callTimeout(a.timeout, *grace)
+	a.timeout = worker.CallTimeout(a.timeout, *grace)
 	wcfg := worker.Config{Redis: cn.opt, Engine: cn.controller(c.namespace, log),
 		Limiter: ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix}), APIFunc: apiFactory(a, creds),
 		Endpoint: a.endpoint, API: a.api, Provider: creds, Concurrency: *concurrency,

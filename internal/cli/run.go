@@ -115,7 +115,7 @@ func runCmd(ctx context.Context, env *Env, o *runOpts) error {
 	} else if creds, err = cvm.DefaultProvider(ctx); err != nil {
 		return err
 	}
-	a.timeout = callTimeout(a.timeout, *grace)
+	a.timeout = worker.CallTimeout(a.timeout, *grace)
 	// The rollout keeps the credential identity it was applied with
 	// (rollout.Account): workers holding another hand its tasks back.
 	plan.Spec.Identity = creds.Identity()

@@ -347,9 +347,3 @@ func loadPlan(env *Env, a *apiFlags, path string, secrets bool) (*planner.Plan, 
 	}
 	return plan, nil
 }
-
-// callTimeout is the API call timeout for a reconcile grace; the worker
-// owns the rule (worker.CallTimeout).
-func callTimeout(asked, grace time.Duration) time.Duration {
-	return worker.CallTimeout(asked, grace)
-}
