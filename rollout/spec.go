@@ -32,8 +32,15 @@ type Spec struct {
 	Waves []Wave `json:"waves"`
 	// Budget is the failure budget for the whole rollout.
 	Budget Budget `json:"budget"`
-	// OnBreach is what a tripped budget does: "pause" (default) or "abort".
+	// OnBreach is what a tripped budget or a firing alarm does: "pause"
+	// (default), "abort", or "rollback" (abort, then reinstall every
+	// instance this rollout reset back to its previous image).
 	OnBreach string `json:"on_breach"`
+	// StopWhen lists alarms that stop the rollout; nil for none.
+	StopWhen *StopWhen `json:"stop_when,omitempty"`
+	// RollbackOf names the rollout this one undoes; empty for a rollout
+	// made from a plan.
+	RollbackOf string `json:"rollback_of,omitempty"`
 	// ResetRate and DescribeRate are API calls per second for the whole
 	// fleet of workers (one budget per action, region and credential).
 	ResetRate    float64 `json:"reset_rate"`
@@ -78,6 +85,11 @@ type Group struct {
 	MonitorAgent   *bool      `json:"monitor_agent,omitempty"`
 	RootSize       int        `json:"root_size,omitempty"`
 	HostName       string     `json:"host_name,omitempty"`
+	// Health, Hooks and LoadBalancer make "succeeded" mean "serving
+	// again"; see serving.go. All optional.
+	Health       *Health       `json:"health,omitempty"`
+	Hooks        Hooks         `json:"hooks,omitzero"`
+	LoadBalancer *LoadBalancer `json:"load_balancer,omitempty"`
 }
 
 // SecretRef says where a secret lives: an environment variable or a file,
