@@ -440,5 +440,9 @@ func (c *Engine) gate(ctx context.Context, spec rollout.Spec, r *ledger.Rollout,
 			return err
 		}
 	}
+	if every := alarmCheckEvery(spec); every > 0 {
+		// The gate reads the alarms every interval of the soak.
+		soak = min(soak, every)
+	}
 	return c.EnqueueAdvance(ctx, spec.ID, k, r.Seq, soak)
 }

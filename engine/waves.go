@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fleetreset/fleetreset/alarm"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/notify"
 	"github.com/fleetreset/fleetreset/rollout"
@@ -31,6 +32,9 @@ type Adapter struct {
 	// Finished, when set, hears every outcome this process recorded (not
 	// those another worker recorded first).
 	Finished func(ctx context.Context, spec rollout.Spec, id string, o ledger.Outcome)
+	// Alarms, when set, reads a rollout's stopWhen alarms; the engine
+	// decides what they mean (alarm.Decide).
+	Alarms func(ctx context.Context, sw rollout.StopWhen) alarm.Status
 }
 
 // maxDescribe is DescribeInstances' limit of IDs per request.
@@ -68,6 +72,12 @@ func (c *Engine) StartWave(ctx context.Context, spec rollout.Spec, st ledger.Rol
 	}
 	if _, cur, err := c.l.State(ctx, spec.ID); err != nil || cur != k {
 		return err
+	}
+	if k == 0 && seq == 0 {
+		// Later waves read the alarms at their gate; the first one here.
+		if stopped, err := c.stopOnAlarm(ctx, spec, k, ad); stopped || err != nil {
+			return err
+		}
 	}
 	// A start task runs again after any error (a describe refused, Redis
 	// busy): announce each transition once.
@@ -228,10 +238,26 @@ type Advanced struct {
 // Advance runs the gate after wave k: approval, maintenance window, then
 // the next wave or the completion of the rollout (claims released, the
 // next occurrence of a series scheduled).
-func (c *Engine) Advance(ctx context.Context, spec rollout.Spec, k int) (Advanced, error) {
+func (c *Engine) Advance(ctx context.Context, spec rollout.Spec, k int, ad Adapter) (Advanced, error) {
 	var res Advanced
 	if k >= len(spec.Waves) {
 		return res, nil
+	}
+	if every := alarmCheckEvery(spec); every > 0 {
+		// Alarms are read before the next wave, and every interval of the
+		// soak: the advance task comes back until the soak is over.
+		r, err := c.l.Get(ctx, spec.ID)
+		if err != nil {
+			return res, err
+		}
+		if r.State == ledger.Running && r.Wave == k {
+			if stopped, err := c.stopOnAlarm(ctx, spec, k, ad); stopped || err != nil {
+				return res, err
+			}
+			if left := r.Waves[k].SoakUntil.Sub(c.clock.Now()); left > 0 {
+				return res, &Later{In: min(left, every), Cause: "soaking; alarms checked"}
+			}
+		}
 	}
 	now := c.clock.Now()
 	g, err := rollout.GateAfter(spec, k, now)

@@ -361,16 +361,23 @@ type Instance struct {
 	IntentAt   time.Time `json:"intent_at,omitzero"`
 	CalledAt   time.Time `json:"called_at,omitzero"`
 	DoneAt     time.Time `json:"done_at,omitzero"`
+	// Serving is the progress through drain, hooks and health (nil when
+	// the instance's group has none or they have not begun), and
+	// ServingV its version for SetServing.
+	Serving  *Serving `json:"serving,omitempty"`
+	ServingV int      `json:"-"`
 }
 
 func instanceFrom(id string, m map[string]string) *Instance {
 	n := func(k string) int { v, _ := strconv.Atoi(m[k]); return v }
 	tok, _ := strconv.ParseInt(m["tok"], 10, 64)
-	return &Instance{ID: id, Wave: n("w"), Group: n("g"), Zone: m["zone"], Gen: n("gen"),
+	in := &Instance{ID: id, Wave: n("w"), Group: n("g"), Zone: m["zone"], Gen: n("gen"),
 		State: InstanceState(m["st"]), Token: tok, RequestID: m["rid"], OldImage: m["oimg"],
 		OldOpRequestID: m["oop"], NewImage: m["nimg"], Preflighted: m["pf"] == "1",
 		Tries: n("tries"), Resets: n("resets"), Code: m["code"], Error: m["err"], Adopted: m["adopted"],
 		FirstTryAt: msTime(m["first"]), IntentAt: msTime(m["intent"]), CalledAt: msTime(m["called"]), DoneAt: msTime(m["done"])}
+	in.Serving, in.ServingV = servingFrom(m)
+	return in
 }
 
 func msTime(s string) time.Time {

@@ -14,9 +14,11 @@ import "github.com/redis/go-redis/v9"
 //	B w:<k>      list   instance IDs of wave k, in plan order
 //	B wc:<k>     hash   wave k counters (as above) plus size, complete, approved, started, soak_until
 //	B i:<id>     hash   one instance: st w g zone gen tok rtk rid oimg oop pf tries resets first intent called done code err nimg adopted
+//	                    sv svv (serving state JSON and its version, serving.go)
 //	                    (gen, tries and resets are absent until first set, and read as 0)
 //	B held       set    instances parked while the rollout was not running
 //	B resetting  set    instances whose reset the cloud accepted, not yet verified
+//	B drained    set    instances whose load-balancer weights are recorded and not yet restored (serving.go)
 //	B retrying   set    instances a retry-failed reopened and has not yet returned (see retryChunkScript)
 //	B fence      string fencing-token counter
 //	B once       hash   events already announced (Ledger.Once)

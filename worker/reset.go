@@ -42,7 +42,9 @@ func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 		return err // a Redis hiccup: asynq retries the task
 	}
 	if in.Gen != p.Gen || in.State.Terminal() || in.State == ledger.Held {
-		return nil
+		// An attempt that stopped short of its call (paused, aborted,
+		// failed before the call) gives the drained weights back.
+		return w.undrain(ctx, spec, in.ID)
 	}
 	api, err := w.api(spec)
 	if err != nil {
@@ -66,6 +68,11 @@ func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 		case rollout.Adopt:
 			rid = obs.LatestOperationRequestID
 		case rollout.Call:
+			// Drain and before hooks first: they take time and come back;
+			// the call itself happens only once they are done.
+			if ready, err := w.prepare(ctx, spec, in); !ready {
+				return err
+			}
 			// Take the rate-limit slot before recording the intent, so
 			// that no intent waits in the limiter's queue.
 			if err := w.waitReset(ctx, spec); err != nil {
@@ -92,6 +99,8 @@ func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 		return w.reconcileCall(ctx, spec, api, in, res)
 	case ledger.ActVerify:
 		return w.ctl.EnqueueVerify(ctx, spec.ID, spec.VerifyInterval, time.Time{})
+	case ledger.ActHeld, ledger.ActCancelled:
+		return w.undrain(ctx, spec, in.ID)
 	}
 	return nil
 }
@@ -253,11 +262,17 @@ func (w *Worker) afterCall(ctx context.Context, spec rollout.Spec, in *ledger.In
 		return &retryLater{In: w.backoff(in.Tries), Cause: code}
 	case rollout.FailExhausted:
 		log.Error("reset failed: retry budget used up", "err", err, "tries", in.Tries+1)
-		return w.finish(dctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: token,
-			To: ledger.Failed, Code: code, Message: fmt.Sprintf("%s: %v", why, err)})
+		if ferr := w.finish(dctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: token,
+			To: ledger.Failed, Code: code, Message: fmt.Sprintf("%s: %v", why, err)}); ferr != nil {
+			return ferr
+		}
+		return w.undrain(dctx, spec, in.ID)
 	case rollout.HoldAndPause:
 		if rerr := w.l.Release(dctx, spec.ID, in.ID, token, ledger.Held, code, err.Error()); rerr != nil {
 			return fmt.Errorf("worker: %w", rerr)
+		}
+		if uerr := w.undrain(dctx, spec, in.ID); uerr != nil {
+			return uerr
 		}
 		if answer == rollout.SecretUnavailable {
 			// A worker that cannot read the password cannot reset
@@ -271,6 +286,9 @@ func (w *Worker) afterCall(ctx context.Context, spec rollout.Spec, in *ledger.In
 	if ferr := w.finish(dctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: token,
 		To: ledger.Failed, Code: code, Message: err.Error()}); ferr != nil {
 		return ferr
+	}
+	if uerr := w.undrain(dctx, spec, in.ID); uerr != nil {
+		return uerr
 	}
 	return fmt.Errorf("worker: reset %s: %w: %w", in.ID, err, asynq.SkipRetry)
 }

@@ -33,13 +33,16 @@ func (w *Worker) handleVerify(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	left := 0
+	left, every := 0, spec.VerifyInterval
 	for start := 0; start < len(ids); start += cvm.MaxDescribeIDs {
-		n, err := w.verifyBatch(ctx, spec, api, ids[start:min(start+cvm.MaxDescribeIDs, len(ids))])
+		n, next, err := w.verifyBatch(ctx, spec, api, ids[start:min(start+cvm.MaxDescribeIDs, len(ids))])
 		if err != nil {
 			return err
 		}
 		left += n
+		if n > 0 && next > 0 {
+			every = min(every, next)
+		}
 	}
 	// Anything accepted since the read above is counted too, so no
 	// instance is left without a sweep.
@@ -51,36 +54,56 @@ func (w *Worker) handleVerify(ctx context.Context, t *asynq.Task) error {
 		left = len(more)
 	}
 	if left > 0 {
-		return w.ctl.EnqueueVerify(ctx, spec.ID, spec.VerifyInterval, time.Unix(p.At, 0))
+		return w.ctl.EnqueueVerify(ctx, spec.ID, max(every, time.Second), time.Unix(p.At, 0))
 	}
 	return nil
 }
 
-// verifyBatch polls up to 100 instances with one DescribeInstances call and
-// returns how many are still resetting.
-func (w *Worker) verifyBatch(ctx context.Context, spec rollout.Spec, api cvm.API, ids []string) (int, error) {
+// verifyBatch polls up to 100 instances with one DescribeInstances call,
+// runs the steps after the image check of those past it, and returns how
+// many are still on their way and when the sweep should come back.
+func (w *Worker) verifyBatch(ctx context.Context, spec rollout.Spec, api cvm.API, ids []string) (int, time.Duration, error) {
 	ins, err := w.l.Instances(ctx, spec.ID, ids)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	var live []*ledger.Instance
+	var live, stepping []*ledger.Instance
 	var liveIDs []string
 	for _, in := range ins {
-		if in != nil && in.State == ledger.Resetting {
+		switch {
+		case in == nil || in.State != ledger.Resetting:
+		case inAfterSteps(in):
+			stepping = append(stepping, in)
+		default:
 			live = append(live, in)
 			liveIDs = append(liveIDs, in.ID)
 		}
 	}
-	if len(live) == 0 {
-		return 0, nil
+	left := 0
+	if len(live) > 0 {
+		n, more, err := w.verifyImages(ctx, spec, api, live, liveIDs)
+		if err != nil {
+			return 0, 0, err
+		}
+		left += n
+		stepping = append(stepping, more...)
 	}
+	n, next, err := w.afterSteps(ctx, spec, stepping)
+	return left + n, next, err
+}
+
+// verifyImages judges instances by what DescribeInstances shows. Those
+// verified whose group has steps after the image check are returned, in
+// those steps, instead of finished.
+func (w *Worker) verifyImages(ctx context.Context, spec rollout.Spec, api cvm.API, live []*ledger.Instance, liveIDs []string) (int, []*ledger.Instance, error) {
 	found, err := w.describe(ctx, spec, api, liveIDs)
 	if err != nil {
 		if cvm.Classify(err) == cvm.Fatal {
-			return 0, w.ctl.PauseFatal(ctx, spec, live[0].Wave, "verify: "+err.Error())
+			return 0, nil, w.ctl.PauseFatal(ctx, spec, live[0].Wave, "verify: "+err.Error())
 		}
-		return 0, err
+		return 0, nil, err
 	}
+	var stepping []*ledger.Instance
 	gen := cvm.Generation(spec.API)
 	now := w.clock.Now()
 	left := 0
@@ -90,6 +113,13 @@ func (w *Worker) verifyBatch(ctx context.Context, spec rollout.Spec, api cvm.API
 		v, code, msg := verifyCheck(gen, target, in.OldImage, in.RequestID, in.CalledAt, now, spec.VerifyTimeout, w.cfg.ReconcileGrace, obs)
 		switch v {
 		case verified:
+			if hasPostverify(spec.Groups[in.Group]) {
+				var next *ledger.Instance
+				if next, err = w.verifiedImage(ctx, spec, in, obs, now); err == nil {
+					stepping = append(stepping, next)
+				}
+				break
+			}
 			err = w.finishVerified(ctx, spec, in, ledger.Succeeded, "", "", obs.ImageID, now)
 		case verifyFailed:
 			// A FAILED operation's message is upstream text: it may echo
@@ -104,10 +134,10 @@ func (w *Worker) verifyBatch(ctx context.Context, spec rollout.Spec, api cvm.API
 			left++
 		}
 		if err != nil {
-			return left, err
+			return left, stepping, err
 		}
 	}
-	return left, nil
+	return left, stepping, nil
 }
 
 func (w *Worker) finishVerified(ctx context.Context, spec rollout.Spec, in *ledger.Instance, to ledger.InstanceState, code, msg, img string, now time.Time) error {

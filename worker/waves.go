@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fleetreset/fleetreset/alarm"
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
@@ -92,6 +93,9 @@ func (w *Worker) adapter(spec rollout.Spec, api cvm.API) engine.Adapter {
 		},
 		Fatal:    func(err error) bool { return cvm.Classify(err) == cvm.Fatal },
 		Finished: w.finished,
+		Alarms: func(ctx context.Context, sw rollout.StopWhen) alarm.Status {
+			return w.alarms(spec).Check(ctx, sw)
+		},
 	}
 }
 
@@ -130,7 +134,11 @@ func (w *Worker) handleAdvance(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	res, err := w.ctl.Advance(ctx, spec, p.Wave)
+	api, err := w.api(spec)
+	if err != nil {
+		return err
+	}
+	res, err := w.ctl.Advance(ctx, spec, p.Wave, w.adapter(spec, api))
 	if res.Passed {
 		if j := w.cfg.Journal; j != nil {
 			if err := j.WavePassed(ctx, spec.ID, p.Wave); err != nil {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"math/rand/v2"
 	"os"
 	"sync"
@@ -112,6 +113,21 @@ type Config struct {
 	Rand func() float64
 	// Observer, when set, is told about API calls and outcomes (metrics).
 	Observer Observer
+	// ServingFunc builds the client of the CLB, TAT and Cloud Monitor
+	// calls that drains, hooks, health checks and alarms make for a
+	// rollout. Defaults to cvm.NewServing with the rollout's endpoint and
+	// region and Provider; those calls share the fleet-wide limiter with
+	// their own budgets (ServingRate).
+	ServingFunc func(spec rollout.Spec) (*cvm.Serving, error)
+	// ServingRate is the per-second budget of each CLB, TAT and Cloud
+	// Monitor action, fleet-wide. Defaults to 20, their documented limit.
+	ServingRate float64
+	// ProbeInFlight bounds the health-check sockets one sweep opens at
+	// once. Defaults to health.MaxInFlightDefault.
+	ProbeInFlight int
+	// HTTP sends health checks, webhooks and Prometheus queries. Defaults
+	// to a client that ignores proxy settings from the environment.
+	HTTP *http.Client
 	// Retention is how long finished rollouts are kept before the hourly
 	// prune deletes them (see prune.go). Zero means ledger.DefaultRetention
 	// (30 days); negative keeps them forever.
@@ -139,8 +155,9 @@ type Worker struct {
 	clock clock.Clock
 	creds cvm.CredentialProvider
 
-	mu   sync.Mutex
-	apis map[string]cvm.API
+	mu     sync.Mutex
+	apis   map[string]cvm.API
+	clouds map[string]*cloud
 
 	batches batches
 	// gone holds rollouts found missing from Redis, said once each.
@@ -185,7 +202,7 @@ func New(cfg Config) (*Worker, error) {
 	w := &Worker{
 		cfg: cfg, ctl: cfg.Engine, l: cfg.Engine.Ledger(), q: cfg.Engine.Queues(),
 		log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)), clock: clock.Or(cfg.Clock),
-		creds: cfg.Provider, apis: map[string]cvm.API{},
+		creds: cfg.Provider, apis: map[string]cvm.API{}, clouds: map[string]*cloud{},
 	}
 	if cfg.APIFunc == nil {
 		w.cfg.APIFunc = w.defaultAPI

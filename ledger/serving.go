@@ -1,0 +1,147 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Serving phases: where an instance stands in the steps around its reset
+// (rollout/serving.go). Before the call the instance is pending; after it,
+// resetting, until the last step finishes it.
+const (
+	PhaseDrain   = "drain"   // weights recorded and set to 0; waiting out the drain time
+	PhaseBefore  = "before"  // running before hooks
+	PhaseReady   = "ready"   // drained and hooked: the reset may be called
+	PhaseAfter   = "after"   // image verified; running after hooks
+	PhaseHealth  = "health"  // probing until healthy or the deadline
+	PhaseRestore = "restore" // healthy; putting the recorded weights back
+)
+
+// Serving is an instance's progress through drain, hooks and health,
+// stored as JSON in its hash (field sv) under a version (svv) that every
+// write compares and bumps, so two deliveries of one task cannot both act
+// on the same step.
+type Serving struct {
+	Phase string `json:"phase,omitempty"`
+	// Weights are the instance's weights on its listeners as found before
+	// the drain: what is restored. Recorded once per drain.
+	Weights   []Weight  `json:"weights,omitempty"`
+	DrainedAt time.Time `json:"drained_at,omitzero"`
+	// Zeroed says the drain call (weight 0) completed.
+	Zeroed bool `json:"zeroed,omitempty"`
+	// Hook is the index of the running hook in the current phase, and
+	// Handle its persisted handle (hook.Handle as JSON); nil before Start.
+	Hook   int             `json:"hook,omitempty"`
+	Handle json.RawMessage `json:"handle,omitempty"`
+	// Starting marks a hook whose Start was entered: a crash before its
+	// handle was stored leaves it set, and the hook is started again.
+	Starting bool `json:"starting,omitempty"`
+	// HookLog keeps one line per finished hook ("before stop-app: ok").
+	HookLog []string `json:"hook_log,omitempty"`
+	// VerifiedAt is when the new image was verified; health deadlines
+	// count from it.
+	VerifiedAt time.Time `json:"verified_at,omitzero"`
+	// Image is the image DescribeInstances showed at verification.
+	Image     string `json:"image,omitempty"`
+	PrivateIP string `json:"private_ip,omitempty"`
+	PublicIP  string `json:"public_ip,omitempty"`
+	Name      string `json:"name,omitempty"`
+	// Passes counts consecutive passing probes; Probe is the last probe's
+	// detail and NextProbe when the next is due.
+	Passes    int       `json:"passes,omitempty"`
+	Probe     string    `json:"probe,omitempty"`
+	NextProbe time.Time `json:"next_probe,omitzero"`
+	// Restored says the recorded weights were put back.
+	Restored bool `json:"restored,omitempty"`
+}
+
+// Weight is an instance's weight on one listener (and rule).
+type Weight struct {
+	LoadBalancerID string `json:"lb"`
+	ListenerID     string `json:"listener"`
+	LocationID     string `json:"location,omitempty"`
+	Port           int    `json:"port"`
+	Weight         int    `json:"weight"`
+}
+
+// Drained reports whether the instance's weights are recorded and not yet
+// put back.
+func (s *Serving) Drained() bool { return s != nil && len(s.Weights) > 0 && !s.Restored }
+
+func (k keys) drained() string { return k.b + "drained" }
+
+// servingScript writes an instance's serving state when its version and
+// state are as the caller read them.
+//
+// KEYS[1] B i:<id>, KEYS[2] B drained
+// ARGV[1] instance ID, ARGV[2] expected version, ARGV[3] comma-separated
+// states allowed, ARGV[4] JSON, ARGV[5] "1" when drained (kept in B drained)
+// Returns the new version, or 0 when the version or state differed.
+var servingScript = redis.NewScript(`
+local f = redis.call('HMGET', KEYS[1], 'st', 'svv')
+if not f[1] then return 0 end
+if (f[2] or '0') ~= ARGV[2] then return 0 end
+local ok = false
+for s in string.gmatch(ARGV[3], '[^,]+') do if s == f[1] then ok = true end end
+if not ok then return 0 end
+local v = (tonumber(f[2] or '0') or 0) + 1
+redis.call('HSET', KEYS[1], 'sv', ARGV[4], 'svv', v)
+if ARGV[5] == '1' then redis.call('SADD', KEYS[2], ARGV[1]) else redis.call('SREM', KEYS[2], ARGV[1]) end
+return v
+`)
+
+// SetServing stores sv for instance id when its serving version is still
+// version and its state one of states, and returns the new version. Any
+// other writer in between makes it fail with ErrFenced: re-read and
+// judge again.
+func (l *Ledger) SetServing(ctx context.Context, rollout, id string, version int, states []InstanceState, sv Serving) (int, error) {
+	b, err := json.Marshal(sv)
+	if err != nil {
+		return 0, fmt.Errorf("ledger: serving state of %s: %w", id, err)
+	}
+	ss := make([]string, len(states))
+	for i, s := range states {
+		ss[i] = string(s)
+	}
+	k := l.keys(rollout)
+	n, err := servingScript.Run(ctx, l.rdb, []string{k.instance(id), k.drained()},
+		id, version, strings.Join(ss, ","), b, b01(sv.Drained())).Int()
+	if err != nil {
+		return 0, fmt.Errorf("ledger: serving state of %s: %w", id, err)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("%w: serving state of %s", ErrFenced, id)
+	}
+	return n, nil
+}
+
+// DrainedInstances returns the instances of a rollout whose recorded
+// weights have not been put back.
+func (l *Ledger) DrainedInstances(ctx context.Context, rollout string) ([]string, error) {
+	ids, err := l.rdb.SMembers(ctx, l.keys(rollout).drained()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: drained of %s: %w", rollout, err)
+	}
+	return ids, nil
+}
+
+// servingFrom decodes the serving state of an instance hash, nil when it
+// has none (or it cannot be read: the steps start over, which is safe).
+func servingFrom(m map[string]string) (*Serving, int) {
+	raw := m["sv"]
+	if raw == "" {
+		return nil, 0
+	}
+	var sv Serving
+	if json.Unmarshal([]byte(raw), &sv) != nil {
+		return nil, 0
+	}
+	v := 0
+	fmt.Sscan(m["svv"], &v)
+	return &sv, v
+}
