@@ -87,6 +87,14 @@ type Instance struct {
 	// does not know the password the operation was sent with: pass it
 	// through Scrub with that password before storing or showing it.
 	LatestOperationErrorMsg string
+	// PrivateIPs are the instance's private addresses (v3
+	// PrivateIpAddresses, v2 lanIp), PublicIPs its public ones (v3
+	// PublicIpAddresses, v2 wanIpSet); either may be empty.
+	PrivateIPs []string
+	PublicIPs  []string
+	// Name is the instance name (v3 InstanceName, v2 instanceName) as the
+	// owner set it.
+	Name string
 }
 
 // Resetting reports whether a reinstall is visibly in progress.

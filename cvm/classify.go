@@ -226,6 +226,18 @@ func classifyCode(code string) (Class, bool) {
 		return Retryable, true
 	case "UnsupportedOperation.InstanceStateExitRescueMode": // leaving rescue mode; returns to normal
 		return Retryable, true
+	case "ResourceUnavailable.AgentStatusNotOnline": // TAT: agent not online yet, as while a reinstalled instance boots
+		return Retryable, true
+	case "ResourceUnavailable.InstanceStateNotRunning": // TAT: instance not RUNNING yet (reinstalling, starting)
+		return Retryable, true
+	case "ResourceUnavailable.CommandInExecuting": // TAT: a command is still running
+		return Retryable, true
+	case "FailedOperation.ResourceInOperating": // CLB: the load balancer is busy with another task
+		return Retryable, true
+	case "FailedOperation.InvalidLBStatus": // CLB: load balancer in a transient state (e.g. mid-change)
+		return Retryable, true
+	case "FailedOperation.DataQueryFailed", "FailedOperation.DbQueryFailed": // Monitor: backend query failed
+		return Retryable, true
 	case "ClientError.CircuitBreakerError": // SDK region breaker (disabled here); transient by design
 		return Retryable, true
 	case CodeMalformedResponse: // unreadable 200 (proxy page, truncated body); may have landed
@@ -404,6 +416,12 @@ func classifyCode(code string) (Class, bool) {
 	case "UnsupportedOperation.RawLocalDiskInsReinstalltoQcow2": // local-disk instance vs qcow2 image
 		return Permanent, true
 	case "UnsupportedOperation.StoppedModeStopCharging": // stopped without charging: start it first
+		return Permanent, true
+	case "ResourceUnavailable.AgentNotInstalled": // TAT: no agent on the instance; it does not install itself
+		return Permanent, true
+	case "InvalidParameter.LBIdNotFound", "InvalidParameter.ListenerIdNotFound", "InvalidParameter.LocationNotFound":
+		// CLB: the plan names a load balancer, listener or rule that does
+		// not exist; the planner should have caught it
 		return Permanent, true
 	}
 

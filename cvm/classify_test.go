@@ -134,6 +134,20 @@ var documentedCodes = []struct {
 	{"OperationFail.SystemBusy", Retryable},
 	{"InvalidParameter.PasswordNotConformSpecs", Permanent},
 
+	// Codes of the serving APIs (SDK errors.go of clb 2018-03-17, tat
+	// 2020-10-28 and monitor 2018-07-24) that get a case of their own.
+	{"ResourceUnavailable.AgentStatusNotOnline", Retryable},
+	{"ResourceUnavailable.InstanceStateNotRunning", Retryable},
+	{"ResourceUnavailable.CommandInExecuting", Retryable},
+	{"ResourceUnavailable.AgentNotInstalled", Permanent},
+	{"FailedOperation.ResourceInOperating", Retryable},
+	{"FailedOperation.InvalidLBStatus", Retryable},
+	{"FailedOperation.DataQueryFailed", Retryable},
+	{"FailedOperation.DbQueryFailed", Retryable},
+	{"InvalidParameter.LBIdNotFound", Permanent},
+	{"InvalidParameter.ListenerIdNotFound", Permanent},
+	{"InvalidParameter.LocationNotFound", Permanent},
+
 	// SDK client-side codes (§4.4); NetworkError, IOError and
 	// HttpStatusCodeError never reach an APIError.Code (see TestFromSDKError).
 	{"ClientError.ParseJsonError", Retryable},

@@ -208,8 +208,9 @@ func TestV2PasswordNeverInURL(t *testing.T) {
 
 func TestV2DescribeInstances(t *testing.T) {
 	ss := &sigServer{t: t, key: "test-secret-key", body: `{"code":0,"message":"","codeDesc":"Success","totalCount":3,"instanceSet":[
-		{"unInstanceId":"ins-aaaaaaaa","instanceId":"qcvm0001","zoneName":"ap-guangzhou-3","zoneId":100003,"unImgId":"img-11111111","os":"CentOS 7","status":2},
-		{"unInstanceId":"ins-bbbbbbbb","zoneId":100004,"unImgId":"img-22222222","os":"Windows","status":14},
+		{"unInstanceId":"ins-aaaaaaaa","instanceId":"qcvm0001","zoneName":"ap-guangzhou-3","zoneId":100003,"unImgId":"img-11111111","os":"CentOS 7","status":2,
+		 "lanIp":"10.0.0.11","wanIpSet":["203.0.113.11"],"instanceName":"web-1"},
+		{"unInstanceId":"ins-bbbbbbbb","zoneId":100004,"unImgId":"img-22222222","os":"Windows","status":14,"lanIp":"10.0.0.12","wanIpSet":[],"instanceName":"win-2"},
 		{"instanceId":"qcvm0003","unImgId":"img-33333333","status":7}]}`}
 	srv := httptest.NewServer(ss)
 	defer srv.Close()
@@ -219,8 +220,10 @@ func TestV2DescribeInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Instance{
-		{InstanceID: "ins-aaaaaaaa", Zone: "ap-guangzhou-3", ImageID: "img-11111111", OSName: "CentOS 7", State: "RUNNING", V2Status: 2},
-		{InstanceID: "ins-bbbbbbbb", Zone: "100004", ImageID: "img-22222222", OSName: "Windows", State: "RESETTING", V2Status: 14},
+		{InstanceID: "ins-aaaaaaaa", Zone: "ap-guangzhou-3", ImageID: "img-11111111", OSName: "CentOS 7", State: "RUNNING", V2Status: 2,
+			PrivateIPs: []string{"10.0.0.11"}, PublicIPs: []string{"203.0.113.11"}, Name: "web-1"},
+		{InstanceID: "ins-bbbbbbbb", Zone: "100004", ImageID: "img-22222222", OSName: "Windows", State: "RESETTING", V2Status: 14,
+			PrivateIPs: []string{"10.0.0.12"}, Name: "win-2"},
 		{InstanceID: "qcvm0003", ImageID: "img-33333333", State: "STATUS_7", V2Status: 7},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -294,9 +297,11 @@ func TestV3DescribeInstances(t *testing.T) {
 	rt := &recordingTransport{respond: func(*http.Request, []byte) (*http.Response, error) {
 		return jsonResponse(200, `{"Response":{"TotalCount":2,"InstanceSet":[
 			{"InstanceId":"ins-1","Placement":{"Zone":"ap-guangzhou-3","ProjectId":0},"ImageId":"img-new","OsName":"TencentOS","InstanceState":"RUNNING",
-			 "LatestOperation":"ResetInstance","LatestOperationState":"OPERATING","LatestOperationRequestId":"req-9","LatestOperationErrorMsg":null,"CPU":2},
+			 "LatestOperation":"ResetInstance","LatestOperationState":"OPERATING","LatestOperationRequestId":"req-9","LatestOperationErrorMsg":null,"CPU":2,
+			 "PrivateIpAddresses":["172.16.0.5"],"PublicIpAddresses":["198.51.100.5","198.51.100.6"],"InstanceName":"api-1"},
 			{"InstanceId":"ins-2","Placement":{"Zone":"ap-guangzhou-4"},"ImageId":"img-old","OsName":"Windows","InstanceState":"STOPPED",
-			 "LatestOperation":"ResetInstance","LatestOperationState":"FAILED","LatestOperationRequestId":"req-8","LatestOperationErrorMsg":"disk error"}],
+			 "LatestOperation":"ResetInstance","LatestOperationState":"FAILED","LatestOperationRequestId":"req-8","LatestOperationErrorMsg":"disk error",
+			 "PrivateIpAddresses":["172.16.0.6"],"PublicIpAddresses":null,"InstanceName":""}],
 			"RequestId":"req-10"}}`), nil
 	}}
 	api := newTestAPI(t, V3, "", func(c *Config) { c.Transport = rt })
@@ -306,9 +311,11 @@ func TestV3DescribeInstances(t *testing.T) {
 	}
 	want := []Instance{
 		{InstanceID: "ins-1", Zone: "ap-guangzhou-3", ImageID: "img-new", OSName: "TencentOS", State: "RUNNING",
-			LatestOperation: "ResetInstance", LatestOperationState: "OPERATING", LatestOperationRequestID: "req-9"},
+			LatestOperation: "ResetInstance", LatestOperationState: "OPERATING", LatestOperationRequestID: "req-9",
+			PrivateIPs: []string{"172.16.0.5"}, PublicIPs: []string{"198.51.100.5", "198.51.100.6"}, Name: "api-1"},
 		{InstanceID: "ins-2", Zone: "ap-guangzhou-4", ImageID: "img-old", OSName: "Windows", State: "STOPPED",
-			LatestOperation: "ResetInstance", LatestOperationState: "FAILED", LatestOperationRequestID: "req-8", LatestOperationErrorMsg: "disk error"},
+			LatestOperation: "ResetInstance", LatestOperationState: "FAILED", LatestOperationRequestID: "req-8", LatestOperationErrorMsg: "disk error",
+			PrivateIPs: []string{"172.16.0.6"}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("DescribeInstances mismatch (-want +got):\n%s", diff)

@@ -32,6 +32,26 @@
 // Config.Endpoint may point at a simulator (http://127.0.0.1:port); the
 // signature covers the host and port as sent.
 //
+// # Serving: CLB, TAT and Cloud Monitor
+//
+// NewServing(Config) returns a Serving for the calls that decide whether a
+// reinstalled instance serves again, all API 3.0 through the same SDK
+// common client, signing, credential handling, errors and redaction as V3:
+//
+//   - CLB (clb, 2018-03-17): Targets (DescribeTargets), TargetHealth
+//     (DescribeTargetHealth; FindHealth picks one verdict), SetWeights
+//     (BatchModifyTargetWeight, split at MaxWeightTargets) and TaskStatus
+//     (DescribeTaskStatus, to follow SetWeights' asynchronous tasks).
+//   - TAT (tat, 2020-10-28): RunCommand, InvocationTasks
+//     (DescribeInvocationTasks) and AgentStatus
+//     (DescribeAutomationAgentStatus).
+//   - Cloud Monitor (monitor, 2018-07-24): AlarmingPolicies
+//     (DescribeAlarmHistories in state ALARM).
+//
+// Without Config.Endpoint each service goes to its own host,
+// <service>.tencentcloudapi.com; with it, all go to that URL, each signed
+// with its own service name in the TC3 credential scope.
+//
 // # Credentials
 //
 // A client asks its CredentialProvider (Config.Provider; Config.Credentials

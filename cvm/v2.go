@@ -141,6 +141,9 @@ func (c *v2Client) DescribeInstances(ctx context.Context, ids []string) ([]Insta
 			UnImgID      string          `json:"unImgId"`
 			OS           string          `json:"os"`
 			Status       flexInt         `json:"status"`
+			LanIP        string          `json:"lanIp"`
+			WanIPSet     []string        `json:"wanIpSet"`
+			InstanceName string          `json:"instanceName"`
 		} `json:"instanceSet"`
 	}
 	if err := c.do(ctx, action, p, &out); err != nil {
@@ -157,6 +160,9 @@ func (c *v2Client) DescribeInstances(ctx context.Context, ids []string) ([]Insta
 			OSName:     in.OS,
 			State:      v2State(int(in.Status)),
 			V2Status:   int(in.Status),
+			PrivateIPs: nonEmpty([]string{in.LanIP}),
+			PublicIPs:  nonEmpty(in.WanIPSet),
+			Name:       in.InstanceName,
 		})
 	}
 	return res, nil
@@ -297,4 +303,16 @@ func rawScalar(b json.RawMessage) string {
 		return ""
 	}
 	return string(s)
+}
+
+// nonEmpty returns ss without empty strings, or nil when none is left, so
+// an absent and an empty address list compare equal.
+func nonEmpty(ss []string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

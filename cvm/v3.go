@@ -170,13 +170,16 @@ func (c *v3Client) DescribeInstances(ctx context.Context, ids []string) ([]Insta
 				Placement  struct {
 					Zone string `json:"Zone"`
 				} `json:"Placement"`
-				ImageID                  string `json:"ImageId"`
-				OSName                   string `json:"OsName"`
-				InstanceState            string `json:"InstanceState"`
-				LatestOperation          string `json:"LatestOperation"`
-				LatestOperationState     string `json:"LatestOperationState"`
-				LatestOperationRequestID string `json:"LatestOperationRequestId"`
-				LatestOperationErrorMsg  string `json:"LatestOperationErrorMsg"`
+				ImageID                  string   `json:"ImageId"`
+				OSName                   string   `json:"OsName"`
+				InstanceState            string   `json:"InstanceState"`
+				LatestOperation          string   `json:"LatestOperation"`
+				LatestOperationState     string   `json:"LatestOperationState"`
+				LatestOperationRequestID string   `json:"LatestOperationRequestId"`
+				LatestOperationErrorMsg  string   `json:"LatestOperationErrorMsg"`
+				PrivateIPAddresses       []string `json:"PrivateIpAddresses"`
+				PublicIPAddresses        []string `json:"PublicIpAddresses"`
+				InstanceName             string   `json:"InstanceName"`
 			} `json:"InstanceSet"`
 		} `json:"Response"`
 	}
@@ -197,6 +200,9 @@ func (c *v3Client) DescribeInstances(ctx context.Context, ids []string) ([]Insta
 			LatestOperationState:     in.LatestOperationState,
 			LatestOperationRequestID: in.LatestOperationRequestID,
 			LatestOperationErrorMsg:  r.clean(in.LatestOperationErrorMsg),
+			PrivateIPs:               nonEmpty(in.PrivateIPAddresses),
+			PublicIPs:                nonEmpty(in.PublicIPAddresses),
+			Name:                     in.InstanceName,
 		})
 	}
 	return res, nil
