@@ -145,3 +145,41 @@ func servingFrom(m map[string]string) (*Serving, int) {
 	fmt.Sscan(m["svv"], &v)
 	return &sv, v
 }
+
+// Step describes for people where an instance stands in the steps around
+// its reset ("draining", "before hook 1", "health 2 passes: ...");
+// empty when it has none under way.
+func (s *Serving) Step() string {
+	if s == nil {
+		return ""
+	}
+	switch s.Phase {
+	case PhaseDrain:
+		return "draining"
+	case PhaseBefore:
+		return fmt.Sprintf("before hook %d", s.Hook+1)
+	case PhaseReady:
+		return "drained, hooks done"
+	case PhaseAfter:
+		return fmt.Sprintf("after hook %d", s.Hook+1)
+	case PhaseHealth:
+		if s.Probe == "" {
+			return "health: waiting for the first probe"
+		}
+		return fmt.Sprintf("health: %d passes; last: %s", s.Passes, s.Probe)
+	case PhaseRestore:
+		if s.Restored {
+			return "healthy, weights restored"
+		}
+		return "healthy, restoring weights"
+	}
+	return ""
+}
+
+// HookResults lists the hooks the instance ran and how each ended.
+func (s *Serving) HookResults() []string {
+	if s == nil {
+		return nil
+	}
+	return s.HookLog
+}

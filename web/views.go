@@ -91,6 +91,12 @@ type InstanceView struct {
 	// Adopted, when set, says why the last reset was adopted from what the
 	// cloud showed instead of called.
 	Adopted string `json:"adopted,omitempty"`
+	// Step is where the instance stands in drain, hooks and health;
+	// Hooks lists the hooks it ran and how they ended; Drained says its
+	// load-balancer weight is 0 and not yet restored.
+	Step    string   `json:"step,omitempty"`
+	Hooks   []string `json:"hooks,omitempty"`
+	Drained bool     `json:"drained,omitempty"`
 	// FirstTryAt is the first intent of this generation, IntentAt the
 	// latest, CalledAt when the cloud accepted the reset, DoneAt when the
 	// instance reached its outcome.
@@ -160,6 +166,7 @@ func waveStatus(r *ledger.Rollout, w ledger.WaveStatus, wv WaveView, now time.Ti
 func instanceView(r *ledger.Rollout, in *ledger.Instance) InstanceView {
 	v := InstanceView{ID: in.ID, Wave: in.Wave + 1, Zone: in.Zone, State: string(in.State), Tries: in.Tries, Resets: in.Resets,
 		RequestID: in.RequestID, Code: in.Code, Error: in.Error, OldImage: in.OldImage, NewImage: in.NewImage, Adopted: in.Adopted,
+		Step: in.Serving.Step(), Hooks: in.Serving.HookResults(), Drained: in.Serving.Drained(),
 		FirstTryAt: in.FirstTryAt, IntentAt: in.IntentAt, CalledAt: in.CalledAt, DoneAt: in.DoneAt}
 	if in.Group >= 0 && in.Group < len(r.Spec.Groups) {
 		v.Group = r.Spec.Groups[in.Group].Name

@@ -167,16 +167,18 @@ func (c *cloud) SetWeights(ctx context.Context, id string, ws []ledger.Weight) e
 			InstanceID: id, Port: w.Port, Weight: w.Weight})
 	}
 	for lb, tws := range by {
-		var task string
+		var tasks []string
 		err := c.call(ctx, "BatchModifyTargetWeight", func() (err error) {
-			task, err = c.api.SetWeights(ctx, lb, tws)
+			tasks, err = c.api.SetWeights(ctx, lb, tws)
 			return err
 		})
 		if err != nil {
 			return err
 		}
-		if err := c.awaitTask(ctx, task); err != nil {
-			return fmt.Errorf("weights of %s on %s: %w", id, lb, err)
+		for _, task := range tasks {
+			if err := c.awaitTask(ctx, task); err != nil {
+				return fmt.Errorf("weights of %s on %s: %w", id, lb, err)
+			}
 		}
 	}
 	return nil
@@ -224,19 +226,10 @@ func (c *cloud) TargetHealth(ctx context.Context, l rollout.Listener, ids []stri
 	if err != nil {
 		return nil, err
 	}
-	want := make(map[string]bool, len(ids))
+	out := make(map[string]bool, len(ids))
 	for _, id := range ids {
-		want[id] = true
-	}
-	out := map[string]bool{}
-	for _, th := range ths {
-		if th.ListenerID != l.ListenerID || !want[th.InstanceID] || (l.LocationID != "" && th.LocationID != l.LocationID) || (l.Port != 0 && th.Port != l.Port) {
-			continue
-		}
-		// Healthy only if healthy on every matching rule.
-		if h, seen := out[th.InstanceID]; !seen || h {
-			out[th.InstanceID] = th.Healthy
-		}
+		th, ok := cvm.FindHealth(ths, l.LoadBalancerID, l.ListenerID, l.LocationID, id, l.Port)
+		out[id] = ok && th.Healthy
 	}
 	return out, nil
 }

@@ -186,6 +186,10 @@ type instanceJSON struct {
 	Code      string `json:"code,omitempty"`
 	Error     string `json:"error,omitempty"`
 	Adopted   string `json:"adopted,omitempty"`
+	// Step, Hooks and Drained: see web.InstanceView.
+	Step    string   `json:"step,omitempty"`
+	Hooks   []string `json:"hooks,omitempty"`
+	Drained bool     `json:"drained,omitempty"`
 	OldImage  string `json:"old_image,omitempty"`
 	// NewImage is set only for an instance that runs its target image
 	// (succeeded or skipped); SeenImage is what the cloud showed when a
@@ -202,6 +206,7 @@ func instanceView(r *ledger.Rollout, in *ledger.Instance) instanceJSON {
 	newImg, seen := images(in)
 	v := instanceJSON{ID: in.ID, Wave: in.Wave + 1, Zone: in.Zone, State: string(in.State), Tries: in.Tries, Resets: in.Resets,
 		RequestID: in.RequestID, Code: in.Code, Error: in.Error, Adopted: in.Adopted, OldImage: in.OldImage,
+		Step: in.Serving.Step(), Hooks: in.Serving.HookResults(), Drained: in.Serving.Drained(),
 		NewImage: newImg, SeenImage: seen, TargetImage: targetImage(r, in),
 		FirstTryAt: in.FirstTryAt, CalledAt: in.CalledAt, DoneAt: in.DoneAt}
 	return v
