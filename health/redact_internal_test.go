@@ -7,7 +7,7 @@ func TestRedactURL(t *testing.T) {
 		{"http://10.0.0.1:8080/healthz", "http://10.0.0.1:8080/healthz"},
 		{"http://10.0.0.1", "http://10.0.0.1"},
 		{"http://admin:s3cret@10.0.0.1/x", "http://xxxxx@10.0.0.1/x"},
-		{"http://a@b:c@10.0.0.1/", "http://xxxxx@10.0.0.1/"},                      // the last @ ends the userinfo
+		{"http://a@b:c@10.0.0.1/", "http://xxxxx@10.0.0.1/"},                           // the last @ ends the userinfo
 		{"http://10.0.0.1/x?token=s3cret&full", "http://10.0.0.1/x?token=xxxxx&xxxxx"}, // a bare value may be a token too
 		{"http://10.0.0.1/x#frag", "http://10.0.0.1/x"},
 		{"http://{privateIp}/a@b", "http://{privateIp}/a@b"}, // @ in the path is not userinfo
