@@ -113,6 +113,8 @@ func TestProbeHTTP(t *testing.T) {
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 	})
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(tlsSrv.Close)
 	// The server from the instance's facts: {privateIp} and the port.
 	host, port, _ := net.SplitHostPort(strings.TrimPrefix(ok, "http://"))
 	f := health.Facts{InstanceID: "ins-1", PrivateIP: host}
@@ -124,6 +126,7 @@ func TestProbeHTTP(t *testing.T) {
 		wantDetail string
 	}{
 		{name: "ok_template", check: rollout.Check{Kind: "http", URL: "http://{privateIp}:" + port + "/healthz"}, want: health.Pass, wantDetail: "status 200"},
+		{name: "https_self_signed", check: rollout.Check{Kind: "http", URL: tlsSrv.URL}, want: health.Pass, wantDetail: "status 200"}, // liveness, not identity
 		{name: "body_found", check: rollout.Check{Kind: "http", URL: ok, Body: "ok"}, want: health.Pass, wantDetail: "body ok"},
 		{name: "headers_sent", check: rollout.Check{Kind: "http", URL: ok + "/headers", Headers: map[string]string{"X-Probe": "yes", "Host": "web.internal"}}, want: health.Pass},
 		{name: "body_missing", check: rollout.Check{Kind: "http", URL: ok, Body: "ready"}, want: health.Fail, wantDetail: `lacks "ready"`},
