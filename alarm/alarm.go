@@ -73,7 +73,8 @@ type Status struct {
 }
 
 // Check reads every alarm of sw at once and waits for all, each bounded by
-// the Checker's Timeout.
+// the Checker's Timeout. When ctx ends first, the unread alarms are errors
+// ("check cancelled"); a caller shutting down should not act on them.
 func (c *Checker) Check(ctx context.Context, sw rollout.StopWhen) Status {
 	timeout := cmp.Or(c.Timeout, TimeoutDefault)
 	client := c.HTTP

@@ -2,7 +2,7 @@
 //
 // A Prober runs a group's checks (rollout.Health) against many instances at
 // once and returns one Result per instance; a Tracker turns a sequence of
-// those results into an Outcome (Healthy, Unhealthy, Wait or Inconclusive)
+// those results into an Outcome (Healthy, Unhealthy, Wait or Undecided)
 // from a small state the caller persists between probes. The package does
 // no scheduling and keeps no state of its own: the worker probes, records
 // the State, and comes back at the time Tracker.Next returns.
