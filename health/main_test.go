@@ -1,0 +1,13 @@
+package health_test
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package's tests when a goroutine is still running
+// after they all finished: a probe must not outlive ProbeAll.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
