@@ -28,6 +28,11 @@ func (c *Engine) stopOnAlarm(ctx context.Context, spec rollout.Spec, wave int, a
 		}
 		return false, nil
 	}
+	if len(st.Firing) == 0 {
+		// Only unreadable alarms: pause, whatever OnBreach says; nothing
+		// proves the new image wrong, so nothing is aborted or rolled back.
+		return true, c.PauseFatal(ctx, spec, wave, reason)
+	}
 	return true, c.breach(ctx, spec, wave, reason)
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetreset/fleetreset/health"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -51,11 +52,9 @@ type Serving struct {
 	PrivateIP string `json:"private_ip,omitempty"`
 	PublicIP  string `json:"public_ip,omitempty"`
 	Name      string `json:"name,omitempty"`
-	// Passes counts consecutive passing probes; Probe is the last probe's
-	// detail and NextProbe when the next is due.
-	Passes    int       `json:"passes,omitempty"`
-	Probe     string    `json:"probe,omitempty"`
-	NextProbe time.Time `json:"next_probe,omitzero"`
+	// Health is the probes' progress; NextProbe when the next is due.
+	Health    health.State `json:"health,omitzero"`
+	NextProbe time.Time    `json:"next_probe,omitzero"`
 	// Restored says the recorded weights were put back.
 	Restored bool `json:"restored,omitempty"`
 }
@@ -163,10 +162,13 @@ func (s *Serving) Step() string {
 	case PhaseAfter:
 		return fmt.Sprintf("after hook %d", s.Hook+1)
 	case PhaseHealth:
-		if s.Probe == "" {
+		switch {
+		case s.Health.Probes == 0:
 			return "health: waiting for the first probe"
+		case s.Health.Reason() == "":
+			return fmt.Sprintf("health: %d passes in a row", s.Health.Passes)
 		}
-		return fmt.Sprintf("health: %d passes; last: %s", s.Passes, s.Probe)
+		return fmt.Sprintf("health: %d passes in a row; last trouble: %s", s.Health.Passes, s.Health.Reason())
 	case PhaseRestore:
 		if s.Restored {
 			return "healthy, weights restored"

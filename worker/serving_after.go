@@ -31,7 +31,7 @@ func (w *Worker) verifiedImage(ctx context.Context, spec rollout.Spec, in *ledge
 	s := stateOf(in)
 	s.sv.Phase, s.sv.Hook, s.sv.Handle, s.sv.Starting = ledger.PhaseAfter, 0, nil, false
 	s.sv.VerifiedAt = now
-	s.sv.Passes, s.sv.Probe, s.sv.NextProbe = 0, "", time.Time{}
+	s.sv.Health, s.sv.NextProbe = health.State{}, time.Time{}
 	if obs != nil {
 		s.sv.PrivateIP, s.sv.PublicIP, s.sv.Name = first(obs.PrivateIPs), first(obs.PublicIPs), obs.Name
 		s.sv.Image = obs.ImageID
@@ -118,7 +118,7 @@ func (w *Worker) afterHooks(ctx context.Context, spec rollout.Spec, in *ledger.I
 			s.sv.Handle, s.sv.Starting = nil, false
 			if g.Health != nil {
 				s.sv.Phase = ledger.PhaseHealth
-				s.sv.NextProbe = s.sv.VerifiedAt.Add(g.Health.InitialDelay)
+				s.sv.NextProbe = health.TrackerFor(*g.Health).First(s.sv.VerifiedAt)
 			} else {
 				s.sv.Phase = ledger.PhaseRestore
 			}
@@ -159,85 +159,56 @@ func (w *Worker) probe(ctx context.Context, spec rollout.Spec, h rollout.Health,
 	for i, in := range ins {
 		facts[i] = healthFacts(in, *in.Serving)
 	}
-	p := &health.Prober{CLB: cloud, Agent: cloud, MaxInFlight: w.cfg.ProbeInFlight}
+	p := &health.Prober{HTTP: w.cfg.HTTP, CLB: cloud, Agent: cloud, MaxInFlight: w.cfg.ProbeInFlight}
 	results := p.ProbeAll(ctx, h, facts)
+	tr := health.TrackerFor(h)
 	now := w.clock.Now()
 	left := 0
-	var inconclusive []string
+	var undecided []string
 	for i, in := range ins {
 		s := stateOf(in)
-		res := results[i]
-		verdict := judgeProbe(h, &s.sv, res, now)
-		switch verdict {
-		case probeHealthy:
+		var outcome health.Outcome
+		s.sv.Health, outcome, s.sv.NextProbe = tr.Next(s.sv.Health, results[i], now, s.sv.VerifiedAt)
+		switch outcome {
+		case health.Healthy:
 			s.sv.Phase = ledger.PhaseRestore
 			if err := w.save(ctx, spec, in.ID, s, ledger.Resetting); err != nil {
 				return left, err
 			}
-			w.log.Info("instance healthy", "rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID, "passes", s.sv.Passes)
+			w.log.Info("instance healthy", "rollout", spec.ID, "wave", in.Wave+1, "instance_id", in.ID, "passes", s.sv.Health.Passes)
 			if err := w.serving(ctx, spec, in, cloud, s); err != nil {
 				return left, err
 			}
 			continue
-		case probeUnhealthy:
+		case health.Unhealthy:
 			if err := w.save(ctx, spec, in.ID, s, ledger.Resetting); err != nil {
 				return left, err
 			}
 			if err := w.finishServing(ctx, spec, in, ledger.Failed, "Unhealthy",
-				fmt.Sprintf("not healthy %s after its image was verified: %s", h.Deadline, s.sv.Probe)); err != nil {
+				fmt.Sprintf("not healthy within %s of its image's verification: %s", h.Deadline, s.sv.Health.Reason())); err != nil {
 				return left, err
 			}
 			continue
-		case probeInconclusive:
-			inconclusive = append(inconclusive, in.ID+": "+res.Detail)
+		case health.Undecided:
+			// The probes prove nothing about the instance (the prober's
+			// own network, the CLB API): it is neither failed nor passed,
+			// and the rollout stops until someone looks. After a resume it
+			// is probed again, and judged at once.
+			undecided = append(undecided, in.ID+": "+s.sv.Health.Reason())
+			s.sv.NextProbe = now.Add(h.Interval)
 		}
 		left++
 		if err := w.save(ctx, spec, in.ID, s, ledger.Resetting); err != nil {
 			return left, err
 		}
 	}
-	if len(inconclusive) > 0 {
-		// The probes prove nothing about the instances (the prober's own
-		// network, the CLB API): stop the rollout rather than fail them.
-		why := fmt.Sprintf("health checks inconclusive for %d instance(s), e.g. %s; fix the prober's access, then resume", len(inconclusive), inconclusive[0])
+	if len(undecided) > 0 {
+		why := fmt.Sprintf("health checks inconclusive at the deadline for %d instance(s), e.g. %s; fix what the prober cannot reach, then resume", len(undecided), undecided[0])
 		if err := w.ctl.PauseFatal(ctx, spec, ins[0].Wave, why); err != nil {
 			return left, err
 		}
 	}
 	return left, nil
-}
-
-// Verdicts of judgeProbe.
-const (
-	probeWait = iota
-	probeHealthy
-	probeUnhealthy
-	probeInconclusive
-)
-
-// judgeProbe records one probe's result in sv and judges the instance:
-// healthy after HealthyThreshold passes in a row, unhealthy when the
-// deadline (from the image's verification) passes first.
-func judgeProbe(h rollout.Health, sv *ledger.Serving, res health.Result, now time.Time) int {
-	sv.Probe = res.Detail
-	sv.NextProbe = now.Add(h.Interval)
-	switch res.Verdict {
-	case health.Pass:
-		sv.Passes++
-		if sv.Passes >= max(h.HealthyThreshold, 1) {
-			return probeHealthy
-		}
-	case health.Fail:
-		sv.Passes = 0
-	case health.Inconclusive:
-		// Proves nothing either way: neither a pass nor a strike, and the
-		// deadline waits while the rollout is paused for it.
-		return probeInconclusive
-	}
-	if !now.Before(sv.VerifiedAt.Add(h.Deadline)) {
-		return probeUnhealthy
-	}
-	return probeWait
 }
 
 // serving finishes an instance that proved healthy (or had nothing to
