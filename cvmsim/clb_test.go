@@ -80,8 +80,8 @@ func TestDescribeTargets(t *testing.T) {
 		t.Fatalf("filtered Listeners = %+v", a.Listeners)
 	}
 	for params, code := range map[*map[string]any]string{
-		{"LoadBalancerId": "lb-zzzzzzzz"}:                                             "InvalidParameter.LBIdNotFound",
-		{"LoadBalancerId": "lb-aaaaaaaa", "ListenerIds": []string{"lbl-zzzzzzzz"}}:    "InvalidParameter.ListenerIdNotFound",
+		{"LoadBalancerId": "lb-zzzzzzzz"}:                                          "InvalidParameter.LBIdNotFound",
+		{"LoadBalancerId": "lb-aaaaaaaa", "ListenerIds": []string{"lbl-zzzzzzzz"}}: "InvalidParameter.ListenerIdNotFound",
 		{}: "MissingParameter",
 	} {
 		if got := b.c.svc("clb", "DescribeTargets", *params, nil); got != code {
