@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -93,6 +94,10 @@ func (s *Server) reset(req resetRequest, arrival, now time.Time, reqID string) *
 		in.opTarget = req.imageID
 	}
 	in.opFails = s.roll(f.FailRate)
+	// Drawn after FailRate, and only when enabled, so earlier dice repeat.
+	in.opUnhealthy = s.roll(f.UnhealthyRate) || slices.Contains(f.UnhealthyIDs, id)
+	s.recordConcurrency(in, now)
+	s.syncHealth(in)
 	return nil
 }
 
@@ -152,16 +157,17 @@ type v2DescribeBody struct {
 
 // v2Instance is the subset of the legacy instanceSet fields the simulator fills.
 type v2Instance struct {
-	InstanceName string `json:"instanceName"`
-	UnInstanceID string `json:"unInstanceId"`
-	InstanceID   string `json:"instanceId"`
-	UnImgID      string `json:"unImgId"`
-	Status       int    `json:"status"`
-	Region       string `json:"Region"`
-	ZoneID       int    `json:"zoneId"`
-	ZoneName     string `json:"zoneName"`
-	OS           string `json:"os"`
-	LanIP        string `json:"lanIp"`
+	InstanceName string   `json:"instanceName"`
+	UnInstanceID string   `json:"unInstanceId"`
+	InstanceID   string   `json:"instanceId"`
+	UnImgID      string   `json:"unImgId"`
+	Status       int      `json:"status"`
+	Region       string   `json:"Region"`
+	ZoneID       int      `json:"zoneId"`
+	ZoneName     string   `json:"zoneName"`
+	OS           string   `json:"os"`
+	LanIP        string   `json:"lanIp"`
+	WanIPSet     []string `json:"wanIpSet"`
 }
 
 var v2OK = v2Body{Code: 0, Message: "", CodeDesc: "Success"}
@@ -294,7 +300,7 @@ func (s *Server) describeV2(p url.Values, now time.Time, reqID string) response 
 	body := v2DescribeBody{v2Body: v2OK, TotalCount: len(all), InstanceSet: []v2Instance{}}
 	for _, in := range page(all, offset, limit) {
 		body.InstanceSet = append(body.InstanceSet, v2Instance{
-			InstanceName: "sim-" + in.ID,
+			InstanceName: in.name(),
 			UnInstanceID: in.ID,
 			InstanceID:   in.legacyID,
 			UnImgID:      in.ImageID,
@@ -304,6 +310,7 @@ func (s *Server) describeV2(p url.Values, now time.Time, reqID string) response 
 			ZoneName:     in.Zone,
 			OS:           in.osName(),
 			LanIP:        in.lanIP,
+			WanIPSet:     []string{in.wanIP},
 		})
 	}
 	return jsonResponse("", body)
@@ -357,6 +364,7 @@ type v3Instance struct {
 	InstanceState            string      `json:"InstanceState"`
 	RestrictState            string      `json:"RestrictState"`
 	PrivateIPAddresses       []string    `json:"PrivateIpAddresses"`
+	PublicIPAddresses        []string    `json:"PublicIpAddresses"`
 	LatestOperation          *string     `json:"LatestOperation"`
 	LatestOperationState     *string     `json:"LatestOperationState"`
 	LatestOperationRequestID *string     `json:"LatestOperationRequestId"`
@@ -435,8 +443,9 @@ func (s *Server) serveTC3(r *http.Request, body []byte, arrival, now time.Time, 
 	}
 	action := r.Header.Get("X-TC-Action")
 	s.countCall(action, arrival)
-	if v := r.Header.Get("X-TC-Version"); v != apiVersion {
-		return s.fail(genV3, reqID, newErr(errNoSuchVersion, "X-TC-Version %q is not %s", v, apiVersion))
+	service := tc3ServiceOf(r)
+	if v, want := r.Header.Get("X-TC-Version"), serviceVersions[service]; v != want {
+		return s.fail(genV3, reqID, newErr(errNoSuchVersion, "X-TC-Version %q is not %s (%s)", v, want, service))
 	}
 	var leaves map[string]leaf
 	if r.Method == http.MethodGet {
@@ -450,6 +459,9 @@ func (s *Server) serveTC3(r *http.Request, body []byte, arrival, now time.Time, 
 		if leaves, e = flattenJSON(body); e != nil {
 			return s.fail(genV3, reqID, e)
 		}
+	}
+	if service != "cvm" {
+		return s.dispatchService(service, action, r.Header.Get("X-TC-Region"), leaves, arrival, now, reqID)
 	}
 	return s.dispatchV3(action, r.Header.Get("X-TC-Region"), leaves, arrival, now, reqID)
 }
@@ -596,13 +608,14 @@ func (s *Server) describeV3(leaves map[string]leaf, now time.Time, reqID string)
 	for _, in := range page(all, offset, limit) {
 		body.InstanceSet = append(body.InstanceSet, v3Instance{
 			InstanceID:               in.ID,
-			InstanceName:             "sim-" + in.ID,
+			InstanceName:             in.name(),
 			Placement:                v3Placement{Zone: in.Zone},
 			ImageID:                  in.ImageID,
 			OsName:                   in.osName(),
 			InstanceState:            in.State,
 			RestrictState:            "NORMAL",
 			PrivateIPAddresses:       []string{in.lanIP},
+			PublicIPAddresses:        []string{in.wanIP},
 			LatestOperation:          nonEmpty(in.opName),
 			LatestOperationState:     nonEmpty(in.opState),
 			LatestOperationRequestID: nonEmpty(in.opRequestID),

@@ -33,6 +33,18 @@ const (
 	// SystemBusyCodeV3Default is the API 3.0 code answered for an injected
 	// SystemBusy; API 3.0 has no documented SystemBusy code ([U]).
 	SystemBusyCodeV3Default = "InternalError"
+	// CommandDurationDefault is how long a simulated TAT command runs.
+	CommandDurationDefault = 200 * time.Millisecond
+	// TaskDurationDefault is how long a CLB weight change stays a running
+	// task (DescribeTaskStatus 2) before it takes effect.
+	TaskDurationDefault = 100 * time.Millisecond
+	// ServiceRateLimitDefault is the documented limit of the CLB, TAT and
+	// Cloud Monitor actions, per action and second.
+	ServiceRateLimitDefault = 20
+	// WeightDefault is the weight of targets registered by
+	// Listener.EveryInstance and of weight changes that name none, as in the
+	// CLB docs.
+	WeightDefault = 10
 )
 
 // Config configures a Server. The zero value of every field means its
@@ -75,6 +87,24 @@ type Config struct {
 	// list answers InvalidImageId.NotFound.
 	// Defaults to empty: every well-formed img-xxxxxxxx exists.
 	Images []string
+	// HealthPort, when not 0, gives every instance a health endpoint: its
+	// private IP becomes a loopback address of its own (127.1.x.y, from its
+	// position among the instances; never 127.0.0.1) and, once Start was
+	// called, the simulator listens on PrivateIP:HealthPort while the
+	// instance is up (RUNNING and not reinstalling), answering GET /healthz.
+	// Negative picks a free port at Start (Server.HealthPort tells which).
+	// Defaults to 0: no health endpoints, private IPs in 10.0.0.0/8.
+	HealthPort int
+	// CommandDuration is how long a TAT command runs before it ends.
+	// Defaults to CommandDurationDefault.
+	CommandDuration time.Duration
+	// TaskDuration is how long a CLB weight change runs as an async task
+	// (DescribeTaskStatus Status 2) before it takes effect (Status 0).
+	// Defaults to TaskDurationDefault.
+	TaskDuration time.Duration
+	// LoadBalancers are the simulated CLB instances.
+	// Defaults to none.
+	LoadBalancers []LoadBalancer
 	// Faults are the injected failures; change them at run time with
 	// Server.SetFaults.
 	// Defaults to no faults.
@@ -142,6 +172,31 @@ type Faults struct {
 	// usual. It tests that a client never shows upstream text verbatim.
 	// Defaults to false.
 	EchoParams bool
+	// UnhealthyRate is the probability that an instance answers its health
+	// endpoint with 503 (and is Dead to the CLB) after a successful
+	// reinstall, decided when the reset is accepted.
+	// Defaults to 0.
+	UnhealthyRate float64
+	// UnhealthyIDs are instances that come back unhealthy from every
+	// successful reinstall.
+	// Defaults to none.
+	UnhealthyIDs []string
+	// AgentOfflineIDs are instances whose TAT agent is always Offline.
+	// Defaults to none.
+	AgentOfflineIDs []string
+	// CommandFailIDs are instances on which every TAT command ends FAILED
+	// with exit code 1.
+	// Defaults to none.
+	CommandFailIDs []string
+	// ServiceRateLimit is the per-second limit of each CLB, TAT and Cloud
+	// Monitor action, counted like ResetRateLimit. Negative means unlimited.
+	// Defaults to ServiceRateLimitDefault.
+	ServiceRateLimit int
+	// LoadBalancerBusy makes a weight change on a load balancer that still
+	// runs an earlier task answer FailedOperation.ResourceInOperating, as
+	// the real CLB is believed to do [U].
+	// Defaults to false.
+	LoadBalancerBusy bool
 	// Seed seeds the random source of the probabilities above and of
 	// RequestIds. Changing it with SetFaults restarts the source.
 	// Defaults to SeedDefault.
@@ -156,6 +211,8 @@ func (c Config) withDefaults() Config {
 	c.Clock = clock.Or(c.Clock)
 	c.ResetDuration = cmp.Or(c.ResetDuration, ResetDurationDefault)
 	c.ReplayWindow = cmp.Or(c.ReplayWindow, ReplayWindowDefault)
+	c.CommandDuration = cmp.Or(c.CommandDuration, CommandDurationDefault)
+	c.TaskDuration = cmp.Or(c.TaskDuration, TaskDurationDefault)
 	c.Faults = c.Faults.withDefaults()
 	return c
 }
@@ -165,6 +222,7 @@ func (f Faults) withDefaults() Faults {
 	f.SystemBusyCodeV3 = cmp.Or(f.SystemBusyCodeV3, SystemBusyCodeV3Default)
 	f.ResetRateLimit = cmp.Or(f.ResetRateLimit, ResetRateLimitDefault)
 	f.DescribeRateLimit = cmp.Or(f.DescribeRateLimit, DescribeRateLimitDefault)
+	f.ServiceRateLimit = cmp.Or(f.ServiceRateLimit, ServiceRateLimitDefault)
 	f.Seed = cmp.Or(f.Seed, SeedDefault)
 	return f
 }
@@ -180,6 +238,18 @@ func (c Config) Validate() error {
 	}
 	if d := cmp.Or(c.ResetDuration, ResetDurationDefault); c.ResetDurationMax != 0 && c.ResetDurationMax < d {
 		return fmt.Errorf("cvmsim: ResetDurationMax (%s) must be 0 or at least ResetDuration (%s)", c.ResetDurationMax, d)
+	}
+	if c.CommandDuration < 0 {
+		return errors.New("cvmsim: CommandDuration must not be negative")
+	}
+	if c.TaskDuration < 0 {
+		return errors.New("cvmsim: TaskDuration must not be negative")
+	}
+	if c.HealthPort > 65535 {
+		return fmt.Errorf("cvmsim: HealthPort %d is not a TCP port", c.HealthPort)
+	}
+	if err := validateLoadBalancers(c.LoadBalancers); err != nil {
+		return err
 	}
 	for _, img := range c.Images {
 		if !validImageID(img) {
@@ -202,6 +272,7 @@ func (f Faults) Validate() error {
 		{"FailRate", f.FailRate},
 		{"DropRate", f.DropRate},
 		{"ServerErrorRate", f.ServerErrorRate},
+		{"UnhealthyRate", f.UnhealthyRate},
 	}
 	for _, r := range rates {
 		// The negated form also rejects NaN.
@@ -217,6 +288,13 @@ func (f Faults) Validate() error {
 	}
 	if f.Latency < 0 {
 		return errors.New("cvmsim: Latency must not be negative")
+	}
+	for name, ids := range map[string][]string{"UnhealthyIDs": f.UnhealthyIDs, "AgentOfflineIDs": f.AgentOfflineIDs, "CommandFailIDs": f.CommandFailIDs} {
+		for _, id := range ids {
+			if !validInstanceID(id) {
+				return fmt.Errorf("cvmsim: %s: %q is not ins- followed by 8 lower-case letters or digits", name, id)
+			}
+		}
 	}
 	return nil
 }
@@ -246,6 +324,18 @@ func RegisterFlags(fs *flag.FlagSet, cfg *Config) {
 		}
 		return nil
 	})
+	fs.IntVar(&cfg.HealthPort, "health-port", d.HealthPort, "serve GET /healthz for each up instance on its own loopback private IP (127.1.x.y) at this port (0: off, negative: a free port)")
+	fs.DurationVar(&cfg.CommandDuration, "command-duration", d.CommandDuration, "how long a TAT command runs")
+	fs.DurationVar(&cfg.TaskDuration, "task-duration", d.TaskDuration, "how long a CLB weight change runs as an async task before it takes effect")
+	cfg.LoadBalancers = d.LoadBalancers
+	fs.Func("clb", "add a CLB listener LB:LISTENER:PORT[:LOCATION] (e.g. lb-aaaaaaaa:lbl-bbbbbbbb:80) with every instance as a target on PORT, weight 10; with LOCATION (loc-xxxxxxxx) a layer-7 HTTP listener with that rule; repeatable", func(v string) error {
+		lbs, err := addListenerFlag(cfg.LoadBalancers, v)
+		if err != nil {
+			return err
+		}
+		cfg.LoadBalancers = lbs
+		return nil
+	})
 	f := &cfg.Faults
 	fs.Float64Var(&f.SystemBusyRate, "system-busy-rate", d.SystemBusyRate, "fault: probability a reset answers SystemBusy (v2 OperationFail.SystemBusy, v3 see -system-busy-code-v3); no state change")
 	fs.IntVar(&f.SystemBusyFirst, "system-busy-first", d.SystemBusyFirst, "fault: the first K reset calls of each instance answer SystemBusy")
@@ -259,5 +349,28 @@ func RegisterFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.BoolVar(&f.DropAfterApply, "drop-after-apply", d.DropAfterApply, "fault: drop answers after the request took effect (lost answer of an accepted call) instead of before")
 	fs.Float64Var(&f.ServerErrorRate, "server-error-rate", d.ServerErrorRate, "fault: probability a request answers HTTP 502 with an HTML body, no state change")
 	fs.BoolVar(&f.EchoParams, "echo-params", d.EchoParams, "fault: error answers quote the request's password (raw, JSON- and HTML-escaped, percent-encoded, cut), like a careless upstream")
+	fs.Float64Var(&f.UnhealthyRate, "unhealthy-rate", d.UnhealthyRate, "fault: probability an instance is unhealthy (health 503, CLB Dead) after a successful reinstall")
+	idsFlag(fs, &f.UnhealthyIDs, "unhealthy-ids", "fault: comma-separated instances that come back unhealthy from every reinstall")
+	idsFlag(fs, &f.AgentOfflineIDs, "agent-offline-ids", "fault: comma-separated instances whose TAT agent is always Offline")
+	idsFlag(fs, &f.CommandFailIDs, "command-fail-ids", "fault: comma-separated instances on which every TAT command fails with exit code 1")
+	fs.IntVar(&f.ServiceRateLimit, "service-rate-limit", d.ServiceRateLimit, "fault: calls allowed per second of each CLB, TAT and Cloud Monitor action (negative: unlimited)")
+	fs.BoolVar(&f.LoadBalancerBusy, "clb-busy", d.LoadBalancerBusy, "fault: a weight change on a load balancer with a running task answers FailedOperation.ResourceInOperating")
 	fs.Int64Var(&f.Seed, "seed", d.Seed, "seed of the fault and RequestId random source (0 means 1)")
+}
+
+// idsFlag registers a comma-separated list of instance IDs.
+func idsFlag(fs *flag.FlagSet, dst *[]string, name, usage string) {
+	fs.Func(name, usage, func(v string) error {
+		*dst = nil
+		for id := range strings.SplitSeq(v, ",") {
+			if id = strings.TrimSpace(id); id == "" {
+				continue
+			}
+			if !validInstanceID(id) {
+				return fmt.Errorf("%q is not ins- followed by 8 lower-case letters or digits", id)
+			}
+			*dst = append(*dst, id)
+		}
+		return nil
+	})
 }

@@ -3,6 +3,7 @@ package cvmsim
 import (
 	"bytes"
 	"flag"
+	"io"
 	"math"
 	"reflect"
 	"strings"
@@ -15,7 +16,8 @@ func TestConfigDefaults(t *testing.T) {
 	want := Config{
 		SecretID: SecretIDDefault, SecretKey: SecretKeyDefault, Region: RegionDefault,
 		Clock: got.Clock, ResetDuration: 2 * time.Second, ReplayWindow: 5 * time.Minute,
-		Faults: Faults{SystemBusyCodeV3: "InternalError", ResetRateLimit: 10, DescribeRateLimit: 40, Seed: 1},
+		CommandDuration: 200 * time.Millisecond, TaskDuration: 100 * time.Millisecond,
+		Faults: Faults{SystemBusyCodeV3: "InternalError", ResetRateLimit: 10, DescribeRateLimit: 40, ServiceRateLimit: 20, Seed: 1},
 	}
 	if got.Clock == nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("Config{}.withDefaults() = %+v; want %+v", got, want)
@@ -40,6 +42,13 @@ func TestConfigValidate(t *testing.T) {
 		{"negative_busy_first", Config{Faults: Faults{SystemBusyFirst: -1}}, "SystemBusyFirst"},
 		{"negative_balance", Config{Faults: Faults{BalanceAfter: -1}}, "BalanceAfter"},
 		{"negative_latency", Config{Faults: Faults{Latency: -time.Second}}, "Latency"},
+		{"unhealthy_rate", Config{Faults: Faults{UnhealthyRate: -1}}, "UnhealthyRate"},
+		{"bad_fail_id", Config{Faults: Faults{CommandFailIDs: []string{"x"}}}, "CommandFailIDs"},
+		{"negative_command_duration", Config{CommandDuration: -1}, "CommandDuration"},
+		{"health_port", Config{HealthPort: 70000}, "HealthPort"},
+		{"lb_id", Config{LoadBalancers: []LoadBalancer{{ID: "lb-1"}}}, "lb-1"},
+		{"layer7_without_rules", Config{LoadBalancers: []LoadBalancer{{ID: "lb-aaaaaaaa", Listeners: []Listener{{ID: "lbl-aaaaaaaa", Protocol: "HTTP"}}}}}, "Rules"},
+		{"bad_target", Config{LoadBalancers: []LoadBalancer{{ID: "lb-aaaaaaaa", Listeners: []Listener{{ID: "lbl-aaaaaaaa", Targets: []Target{{InstanceID: "ins-aaaa0001", Port: 80, Weight: 101}}}}}}}, "weight"},
 		{"negative_duration", Config{ResetDuration: -1}, "ResetDuration"},
 		{"negative_window", Config{ReplayWindow: -1}, "ReplayWindow"},
 		{"duration_max_below_duration", Config{ResetDuration: 10 * time.Second, ResetDurationMax: 5 * time.Second}, "ResetDurationMax"},
@@ -75,6 +84,10 @@ func TestRegisterFlags(t *testing.T) {
 		"-system-busy-rate=0.1", "-system-busy-first=2", "-system-busy-code-v3=ResourceInUse",
 		"-reset-rate-limit=5", "-describe-rate-limit=-1", "-balance-after=7", "-fail-rate=0.2",
 		"-latency=50ms", "-drop-rate=0.3", "-drop-after-apply", "-server-error-rate=0.4", "-echo-params", "-seed=9",
+		"-health-port=18080", "-command-duration=1s", "-task-duration=2s",
+		"-clb=lb-aaaaaaaa:lbl-bbbbbbbb:80", "-clb=lb-aaaaaaaa:lbl-cccccccc:8080:loc-dddddddd",
+		"-unhealthy-rate=0.5", "-unhealthy-ids=ins-aaaa0001, ins-bbbb0002", "-agent-offline-ids=ins-cccc0003",
+		"-command-fail-ids=ins-dddd0004", "-service-rate-limit=-1", "-clb-busy",
 	}
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
@@ -82,7 +95,14 @@ func TestRegisterFlags(t *testing.T) {
 	want := Config{
 		SecretID: "id", SecretKey: "key", Region: "ap-shanghai",
 		ResetDuration: 3 * time.Second, ResetDurationMax: 9 * time.Second, ReplayWindow: time.Minute, Images: []string{"img-aaaaaaaa", "img-bbbbbbbb"},
+		HealthPort: 18080, CommandDuration: time.Second, TaskDuration: 2 * time.Second,
+		LoadBalancers: []LoadBalancer{{ID: "lb-aaaaaaaa", Listeners: []Listener{
+			{ID: "lbl-bbbbbbbb", Port: 80, EveryInstance: true},
+			{ID: "lbl-cccccccc", Port: 8080, EveryInstance: true, Rules: []Rule{{LocationID: "loc-dddddddd"}}},
+		}}},
 		Faults: Faults{
+			UnhealthyRate: 0.5, UnhealthyIDs: []string{"ins-aaaa0001", "ins-bbbb0002"}, AgentOfflineIDs: []string{"ins-cccc0003"},
+			CommandFailIDs: []string{"ins-dddd0004"}, ServiceRateLimit: -1, LoadBalancerBusy: true,
 			SystemBusyRate: 0.1, SystemBusyFirst: 2, SystemBusyCodeV3: "ResourceInUse",
 			ResetRateLimit: 5, DescribeRateLimit: -1, BalanceAfter: 7, FailRate: 0.2,
 			Latency: 50 * time.Millisecond, DropRate: 0.3, DropAfterApply: true, ServerErrorRate: 0.4, EchoParams: true, Seed: 9,
@@ -107,5 +127,13 @@ func TestRegisterFlags(t *testing.T) {
 	}
 	if err := fresh.Parse([]string{"-images=img-BAD"}); err == nil {
 		t.Error("-images accepted a malformed image")
+	}
+	for _, arg := range []string{"-clb=lb-x:lbl-bbbbbbbb:80", "-clb=lb-aaaaaaaa:lbl-bbbbbbbb:0", "-clb=lb-aaaaaaaa:lbl-bbbbbbbb", "-unhealthy-ids=ins-BAD", "-clb=lb-aaaaaaaa:lbl-bbbbbbbb:80:bad"} {
+		fs := flag.NewFlagSet("sim", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		RegisterFlags(fs, &Config{})
+		if err := fs.Parse([]string{arg}); err == nil {
+			t.Errorf("%s was accepted", arg)
+		}
 	}
 }

@@ -5,7 +5,10 @@
 // own code (it never imports package cvm or the Tencent SDK, so a client
 // bug cannot be mirrored here), keeps a per-instance reinstall state
 // machine on an injectable clock, injects faults, and counts what clients
-// did so tests can assert on it.
+// did so tests can assert on it. For issue 11 it also simulates what makes
+// an instance "serving again": per-instance health endpoints, CLB targets
+// and weights, TAT commands, Cloud Monitor alarms and a Prometheus
+// endpoint (see "Serving" below).
 //
 // Facts come from /work/shared/reference/cvm-api.md (section numbers below
 // refer to it). Choices that no public source confirms are marked [U].
@@ -20,7 +23,10 @@
 //
 // A Server is safe for concurrent use. All state advances lazily from
 // Config.Clock: there are no goroutines or timers, so a test moves a fake
-// clock and reads the result.
+// clock and reads the result. The one exception is health endpoints
+// (Config.HealthPort): Start opens them and runs a goroutine that, every
+// 10ms of real time, completes due reinstalls so their listeners reopen;
+// Close stops it and closes every listener.
 //
 // # Routes
 //
@@ -35,8 +41,14 @@
 //     with TC3-HMAC-SHA256, or "signature v1" (HmacSHA1/HmacSHA256) as a
 //     POST form or GET query; actions ResetInstance and DescribeInstances;
 //     answers {"Response":{...,"RequestId"}}, HTTP 200 even for errors.
+//   - / — also the services clb (2018-03-17), tat (2020-10-28) and monitor
+//     (2018-07-24), TC3 only, routed by X-TC-Action; see "Serving".
+//   - /prometheus/api/v1/query (GET or POST, query=EXPR) — a Prometheus
+//     instant query; the expression is not evaluated (see SetAlert).
 //   - /admin/stats (GET) — Stats as JSON; /admin/instances (GET) — every
-//     InstanceView as a JSON list. No authentication: a test and ops aid.
+//     InstanceView as a JSON list; /admin/alert (POST ?name=X&firing=true)
+//     — Server.SetAlert; /admin/healthy (POST ?id=ins-...&ok=false) —
+//     Server.SetHealthy. No authentication: a test and ops aid.
 //     Neither generation uses /admin/, so the paths cannot collide.
 //
 // Any other path answers 404.
@@ -49,7 +61,9 @@
 // pairs; HMAC-SHA256 only for SignatureMethod exactly "HmacSHA256", else
 // HMAC-SHA1; base64. TC3 (§3.3): canonical headers from SignedHeaders
 // (which must include content-type and host), values trimmed and
-// lower-cased, Content-Type exactly as sent, service "cvm", scope date the
+// lower-cased, Content-Type exactly as sent, service the action's (cvm,
+// clb, tat or monitor: a request signed for another service fails as it
+// would on the real per-service host), scope date the
 // UTC date of X-TC-Timestamp; X-TC-Content-SHA256: UNSIGNED-PAYLOAD is
 // honoured. All documented vectors (§1.3 A, C, D, E and variants, F; §3.3)
 // pass the simulator's verifier (sign_test.go).
@@ -181,6 +195,85 @@
 // v2 accepts instanceIds.N (0-based, at most 100), offset, limit (1–100,
 // default 20) and status, and ignores other filters.
 //
+// # Serving
+//
+// Instances have a name (Instance.Name, default "sim-" + ID), a public IP
+// (43.x.y.z) and a private IP (10.x.y.z; with Config.HealthPort a loopback
+// address of their own, 127.1.0.1 for the first added, counting up),
+// reported by DescribeInstances (v3 InstanceName, PrivateIpAddresses,
+// PublicIpAddresses; v2 instanceName, lanIp, wanIpSet). An instance is up
+// while RUNNING and not reinstalling. After Start, an up instance listens
+// on PrivateIP:HealthPort and answers GET /healthz with 200 "ok <imageId>",
+// or 503 when unhealthy; a reinstall closes the listener and its
+// connections (connection refused) and its end reopens it. A successful
+// reinstall leaves the instance unhealthy with probability
+// Faults.UnhealthyRate (drawn at acceptance, after FailRate) or always for
+// Faults.UnhealthyIDs; Server.SetHealthy overrides until the next one.
+// Start fails clearly where 127.x addresses cannot be bound (not Linux).
+//
+// CLB: Config.LoadBalancers (flag -clb LB:LISTENER:PORT[:LOCATION]).
+// DescribeTargets {LoadBalancerId, ListenerIds, Protocol, Port} lists
+// Targets on layer-4 listeners and Rules[].Targets on layer-7 ones.
+// DescribeTargetHealth {LoadBalancerIds} reports every listener with
+// Rules (a layer-4 one as one rule with LocationId ""), HealthStatus true
+// iff the instance is up and healthy (Detail Alive, else Dead; Unknown for
+// an instance the simulator does not have). BatchModifyTargetWeight
+// {LoadBalancerId, ModifyList[{ListenerId, LocationId | Domain+Url,
+// Targets[{InstanceId, Port, Weight}], Weight}]} (at most 500 targets) and
+// ModifyTargetWeight {LoadBalancerId, ListenerId, LocationId, Targets,
+// Weight} are all-or-nothing and asynchronous: the answer's RequestId is a
+// task that DescribeTaskStatus {TaskId} reports as Status 2 for
+// Config.TaskDuration, then 0, and the weights change only then. A
+// target's Weight wins over the rule's; with neither it is 10, as
+// documented. Server.WeightHistory and Server.Weights show the effect.
+//
+// TAT: RunCommand {Content (base64, at most 64 KiB of base64), InstanceIds
+// (1-200), CommandType SHELL (Linux) | POWERSHELL (Windows), Timeout
+// (1-86400 s, default 60), WorkingDirectory, Username, SaveCommand}
+// starts one task per instance, all or nothing; each is RUNNING for
+// Config.CommandDuration, then SUCCESS with exit 0 and output "ok", or
+// FAILED with exit 1 when the script has a line "# sim: fail" or the
+// instance is in Faults.CommandFailIDs; "# sim: hang" (or a Timeout
+// shorter than CommandDuration) runs until Timeout, then TIMEOUT with exit
+// -1 [U]. DescribeInvocationTasks (InvocationTaskIds or Filters
+// invocation-id, invocation-task-id, instance-id, command-id; Limit,
+// Offset) hides output unless HideOutput is false, as documented.
+// DescribeAutomationAgentStatus reports Online while the instance is up
+// and not in Faults.AgentOfflineIDs. Server.Invocations records commands.
+//
+// Alarms: Server.SetAlert(name, true) makes every Prometheus query answer
+// one sample {"alertname": name} per firing alert, and
+// DescribeAlarmHistories {Module "monitor", PolicyIds, AlarmStatus,
+// StartTime, EndTime, PageNumber, PageSize} report an ALARM history for
+// each firing name among PolicyIds (all when empty) that began by EndTime.
+//
+// Every clb, tat and monitor action is limited to Faults.ServiceRateLimit
+// (default 20) calls per second each. Region is required except for clb,
+// where the docs make it optional. Their error codes (from the SDKs'
+// per-action lists unless marked [U]):
+//
+//	failure                              Error.Code
+//	unknown load balancer                InvalidParameter.LBIdNotFound
+//	unknown listener                     InvalidParameter.ListenerIdNotFound
+//	no or unknown rule on layer 7,       InvalidParameter.LocationNotFound
+//	a rule on layer 4
+//	target not bound at that port        InvalidParameter [U]
+//	weight outside 0-100, Type not CVM   InvalidParameterValue
+//	over 500 targets                     InvalidParameterValue.Length
+//	unknown TaskId                       InvalidParameter [U]
+//	task running (Faults.LoadBalancerBusy) FailedOperation.ResourceInOperating [U]
+//	Content not base64                   InvalidParameterValue.InvalidContent
+//	Content over 64 KiB                  InvalidParameterValue.TooLong
+//	over 200 instances                   InvalidParameterValue.LimitExceeded
+//	malformed instance ID (TAT)          InvalidParameterValue.InvalidInstanceId
+//	unknown instance (TAT)               ResourceNotFound.InstanceNotFound
+//	instance not RUNNING                 ResourceUnavailable.InstanceStateNotRunning
+//	agent offline or reinstalling        ResourceUnavailable.AgentStatusNotOnline
+//	SHELL on Windows, POWERSHELL on Linux InvalidParameterValue.AgentUnsupportedCommandType
+//	Timeout outside 1-86400              InvalidParameterValue.Range
+//	Module not "monitor", bad paging     InvalidParameter
+//	missing required parameter           MissingParameter
+//
 // # Stats
 //
 // Server.Stats (and /admin/stats) returns counters with snake_case JSON
@@ -191,6 +284,8 @@
 // failed_resets, rate_limited, errors (by code answered: v3 Error.Code or
 // v2 codeDesc), signature_rejected, replay_rejected, expired_rejected,
 // secret_in_url (requests with password, Password, LoginSettings.Password
-// or SecretKey in the URL query — a client bug), server_errors, dropped and
-// abandoned.
+// or SecretKey in the URL query — a client bug), server_errors, dropped,
+// abandoned, max_concurrent_resets and max_concurrent_resets_per_zone
+// (reinstalls running at once, taken at each acceptance) and
+// health_listen_errors.
 package cvmsim

@@ -43,6 +43,24 @@ var (
 	errImageNotFound        = errKind{"InvalidImageId.NotFound", 5000, "InvalidImageId.NotFound"}
 	errInProgress           = errKind{"OperationDenied.InstanceOperationInProgress", 5100, "OperationConstraints.InvaildInstanceStatus"}
 	errBalance              = errKind{"InvalidAccount.InsufficientBalance", 5300, "OperationConstraints.AccountBalanceNotEnough"}
+
+	// CLB (API 3.0 only; the v2 columns are unused).
+	errLBNotFound          = errKind{"InvalidParameter.LBIdNotFound", 4000, "InvalidParameter"}
+	errListenerNotFound    = errKind{"InvalidParameter.ListenerIdNotFound", 4000, "InvalidParameter"}
+	errLocationNotFound    = errKind{"InvalidParameter.LocationNotFound", 4000, "InvalidParameter"}
+	errLength              = errKind{"InvalidParameterValue.Length", 4000, "InvalidParameter"}
+	errResourceInOperating = errKind{"FailedOperation.ResourceInOperating", 5100, "FailedOperation"}
+
+	// TAT.
+	errInvalidContent      = errKind{"InvalidParameterValue.InvalidContent", 4000, "InvalidParameter"}
+	errContentTooLong      = errKind{"InvalidParameterValue.TooLong", 4000, "InvalidParameter"}
+	errTATInstanceMalform  = errKind{"InvalidParameterValue.InvalidInstanceId", 4000, "InvalidParameter"}
+	errTATInstanceNotFound = errKind{"ResourceNotFound.InstanceNotFound", 5000, "InvalidParameter"}
+	errAgentNotOnline      = errKind{"ResourceUnavailable.AgentStatusNotOnline", 5100, "InvalidParameter"}
+	errNotRunning          = errKind{"ResourceUnavailable.InstanceStateNotRunning", 5100, "InvalidParameter"}
+	errRange               = errKind{"InvalidParameterValue.Range", 4000, "InvalidParameter"}
+	errCommandType         = errKind{"InvalidParameterValue.AgentUnsupportedCommandType", 4000, "InvalidParameter"}
+
 	// errSystemBusy's v3 code is replaced by Faults.SystemBusyCodeV3 when answered.
 	errSystemBusy = errKind{SystemBusyCodeV3Default, 5100, "OperationFail.SystemBusy"}
 )

@@ -22,6 +22,9 @@ type Instance struct {
 	OS string `json:"os"`
 	// State is "RUNNING" or "STOPPED"; a reinstall returns to it.
 	State string `json:"state"`
+	// Name is the instance name DescribeInstances reports.
+	// Defaults to "sim-" + ID.
+	Name string `json:"name,omitempty"`
 }
 
 // OS and State values of Instance.
@@ -76,6 +79,16 @@ type InstanceView struct {
 	OperationEndsAt time.Time `json:"operation_ends_at,omitzero"`
 	// AcceptedResets counts accepted resets of this instance.
 	AcceptedResets int `json:"accepted_resets"`
+	// PrivateIP and PublicIP are the addresses DescribeInstances reports;
+	// with Config.HealthPort the private one is a loopback address of the
+	// instance's own where its health endpoint listens.
+	PrivateIP string `json:"private_ip"`
+	PublicIP  string `json:"public_ip"`
+	// Up is true while the instance is RUNNING and not reinstalling: its
+	// health endpoint accepts connections and its TAT agent is online.
+	Up bool `json:"up"`
+	// Healthy is what its health endpoint and the CLB report while it is up.
+	Healthy bool `json:"healthy"`
 }
 
 // instance is the simulator's mutable state of one instance. Guarded by
@@ -83,12 +96,16 @@ type InstanceView struct {
 type instance struct {
 	Instance
 	legacyID string // v2 "instanceId", qcvm + 32 hex
-	lanIP    string
+	lanIP    string // private IP: 10.x.y.z, or 127.1.x.y with health endpoints
+	wanIP    string // public IP
+	index    int    // position among the instances, for the loopback IP
+	healthy  bool   // health endpoint answers 200 (else 503) while up
 
 	opName, opState, opRequestID, opErrMsg string
 	opEnds                                 time.Time
 	opTarget                               string // image after success
 	opFails                                bool   // decided at acceptance, so runs repeat
+	opUnhealthy                            bool   // unhealthy after success, decided at acceptance too
 
 	accepted  int // accepted resets
 	busyCalls int // calls answered SystemBusy by SystemBusyFirst
@@ -100,8 +117,22 @@ func newInstance(in Instance) *instance {
 		Instance: in,
 		legacyID: "qcvm" + hex.EncodeToString(sum[:16]),
 		lanIP:    fmt.Sprintf("10.%d.%d.%d", sum[16], sum[17], sum[18]|1),
+		// 43.x is a Tencent Cloud public range; the address is never dialled.
+		wanIP:   fmt.Sprintf("43.%d.%d.%d", sum[19], sum[20], sum[21]|1),
+		healthy: true,
 	}
 }
+
+// name is the instance name reported.
+func (in *instance) name() string {
+	if in.Name != "" {
+		return in.Name
+	}
+	return "sim-" + in.ID
+}
+
+// up reports whether the instance serves: RUNNING and not reinstalling.
+func (in *instance) up() bool { return in.State == StateRunning && !in.operating() }
 
 // settle completes the operation if its time has come; state is evaluated
 // lazily from the clock instead of by timers. It reports how it ended.
@@ -115,6 +146,7 @@ func (in *instance) settle(now time.Time) (ended string) {
 	} else {
 		in.opState = OperationSuccess
 		in.ImageID = in.opTarget
+		in.healthy = !in.opUnhealthy
 	}
 	return in.opState
 }
@@ -152,6 +184,10 @@ func (in *instance) view() InstanceView {
 		LatestOperationErrorMsg:  in.opErrMsg,
 		OperationEndsAt:          in.opEnds,
 		AcceptedResets:           in.accepted,
+		PrivateIP:                in.lanIP,
+		PublicIP:                 in.wanIP,
+		Up:                       in.up(),
+		Healthy:                  in.healthy,
 	}
 }
 

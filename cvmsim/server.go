@@ -24,6 +24,10 @@ const (
 	PathV2            = "/v2/index.php"
 	PathAdminStats    = "/admin/stats"
 	PathAdminInstance = "/admin/instances"
+	// PathAdminAlert switches an alert: POST ?name=X&firing=true|false.
+	PathAdminAlert = "/admin/alert"
+	// PathAdminHealthy sets an instance's health: POST ?id=ins-...&ok=true|false.
+	PathAdminHealthy = "/admin/healthy"
 )
 
 // apiVersion is the only API 3.0 version the simulator speaks.
@@ -62,6 +66,20 @@ type Server struct {
 	passed     map[string]map[int64]int // action -> arrival second -> calls let through
 	accepted   int                      // accepted resets fleet-wide
 
+	// Health endpoints (serving.go).
+	started    bool                       // Start opened the endpoints
+	closed     bool                       // Close was called
+	healthPort int                        // effective port once started
+	healthErr  error                      // first listen error since Start
+	health     map[string]*healthListener // instance ID -> open endpoint
+	stop       chan struct{}              // closed by Close to end healthLoop
+	wg         sync.WaitGroup             // healthLoop and Serve goroutines
+
+	lbs clbState // load balancers (clb.go)
+	tat tatState // TAT invocations (tat.go)
+
+	alerts map[string]time.Time // firing alert or policy -> since (alarm.go)
+
 	stats Stats
 }
 
@@ -78,8 +96,11 @@ func New(cfg Config) *Server {
 		legacy:    map[string]string{},
 		nonces:    map[string]time.Time{},
 		passed:    map[string]map[int64]int{},
+		health:    map[string]*healthListener{},
+		alerts:    map[string]time.Time{},
 		stats:     newStats(),
 	}
+	s.lbs = newCLBState(cfg.LoadBalancers)
 	if len(cfg.Images) > 0 {
 		s.images = map[string]bool{}
 		for _, img := range cfg.Images {
@@ -99,13 +120,21 @@ func (s *Server) AddInstances(ins ...Instance) {
 		if err := in.validate(); err != nil {
 			panic(err)
 		}
-		if _, ok := s.instances[in.ID]; !ok {
+		st := newInstance(in)
+		if old, ok := s.instances[in.ID]; ok {
+			st.index = old.index
+		} else {
+			st.index = len(s.order)
 			s.order = append(s.order, in.ID)
 			s.stats.AcceptedResets[in.ID] = 0
+			s.lbs.register(in.ID)
 		}
-		st := newInstance(in)
+		if s.cfg.HealthPort != 0 {
+			st.lanIP = loopbackIP(st.index)
+		}
 		s.instances[in.ID] = st
 		s.legacy[st.legacyID] = in.ID
+		s.syncHealth(st)
 	}
 }
 
@@ -181,6 +210,7 @@ func (s *Server) settle(in *instance, now time.Time) {
 	case OperationFailed:
 		s.stats.FailedResets++
 	}
+	s.syncHealth(in)
 }
 
 // ServeHTTP routes API 3.0 (/), legacy v2 (/v2/index.php) and admin
@@ -191,6 +221,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveAdmin(w, r)
 	case r.URL.Path == PathV3 || r.URL.Path == PathV2:
 		s.serveAPI(w, r)
+	case r.URL.Path == PathPrometheusQuery:
+		s.servePrometheus(w, r)
 	default:
 		http.NotFound(w, r)
 	}

@@ -22,9 +22,6 @@ import (
 // tc3Algorithm is the only TC3 algorithm name.
 const tc3Algorithm = "TC3-HMAC-SHA256"
 
-// tc3Service is the service name in the credential scope, the host prefix.
-const tc3Service = "cvm"
-
 // v1StringToSign builds the string the v2 and API 3.0 "signature v1"
 // signatures cover: METHOD + host + path + "?" + the sorted k=v pairs of all
 // parameters but Signature, values raw (decoded), "_" replaced by "." in
@@ -292,10 +289,11 @@ func (s *Server) authTC3(r *http.Request, body []byte, now time.Time) *apiErr {
 	}
 	canonical := tc3CanonicalRequest(r.Method, r.URL.Path, query, headers.String(), fields["SignedHeaders"], payloadHash)
 	want := tc3Signature(secretKey, date, service, tc3StringToSign(ts, date, service, canonical))
-	if service != tc3Service || term != "tc3_request" || date != tc3Date(ts) ||
+	expected := tc3ServiceOf(r)
+	if service != expected || term != "tc3_request" || date != tc3Date(ts) ||
 		!hmac.Equal([]byte(want), []byte(fields["Signature"])) {
 		s.stats.SignatureRejected++
-		return newErr(errSignatureFailure, "signature mismatch: check the canonical request (Content-Type exactly as sent, host with port), the credential scope date (UTC of X-TC-Timestamp) and service %q", tc3Service)
+		return newErr(errSignatureFailure, "signature mismatch: check the canonical request (Content-Type exactly as sent, host with port), the credential scope date (UTC of X-TC-Timestamp) and service %q", expected)
 	}
 	return nil
 }

@@ -53,6 +53,13 @@ type Stats struct {
 	Dropped int `json:"dropped"`
 	// Abandoned counts requests whose client went away during Latency.
 	Abandoned int `json:"abandoned"`
+	// MaxConcurrentResets is the largest number of reinstalls running at
+	// once, and MaxConcurrentResetsPerZone the same per zone, both taken
+	// when a reset is accepted.
+	MaxConcurrentResets        int            `json:"max_concurrent_resets"`
+	MaxConcurrentResetsPerZone map[string]int `json:"max_concurrent_resets_per_zone"`
+	// HealthListenErrors counts health endpoints that could not be opened.
+	HealthListenErrors int `json:"health_listen_errors"`
 }
 
 func newStats() Stats {
@@ -63,6 +70,8 @@ func newStats() Stats {
 		ResetTimes:        map[string][]time.Time{},
 		RateLimited:       map[string]int{},
 		Errors:            map[string]int{},
+
+		MaxConcurrentResetsPerZone: map[string]int{},
 	}
 }
 
@@ -99,6 +108,7 @@ func (s *Server) Stats() Stats {
 	}
 	st.RateLimited = maps.Clone(s.stats.RateLimited)
 	st.Errors = maps.Clone(s.stats.Errors)
+	st.MaxConcurrentResetsPerZone = maps.Clone(s.stats.MaxConcurrentResetsPerZone)
 	return st
 }
 
@@ -106,6 +116,12 @@ func (s *Server) Stats() Stats {
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	var v any
 	switch r.URL.Path {
+	case PathAdminAlert:
+		s.serveAlertAdmin(w, r)
+		return
+	case PathAdminHealthy:
+		s.serveHealthyAdmin(w, r)
+		return
 	case PathAdminStats:
 		v = s.Stats()
 	case PathAdminInstance:
