@@ -40,6 +40,9 @@ type planOpts struct {
 	api      string
 	waves    string // YAML list, e.g. "[{size: 10%}, {size: 100%}]"
 	extra    string // more top-level YAML
+	// extraAt, when set, adds top-level YAML that needs the running
+	// simulator (its URL, its health port).
+	extraAt func(b *bundle) string
 	password bool   // password {env: FR_TEST_PASSWORD}
 	missing  map[int]bool
 	// verifyTimeout is the plan's verify timeout (default 1m).
@@ -78,6 +81,15 @@ func setup(t *testing.T, simCfg cvmsim.Config, o planOpts) *bundle {
 	p := testfleet.Plan{API: cmp.Or(o.api, "v3"), Endpoint: b.url, Image: "{type: 1, id: " + targetImage + "}",
 		Verify: "{interval: 200ms, timeout: " + cmp.Or(o.verifyTimeout, "1m") + "}", Retry: "{attempts: 50, deadline: 5m}",
 		Waves: cmp.Or(o.waves, "[{size: 100%}]"), Extra: o.extra, Instances: ids(o.n)}
+	if simCfg.HealthPort != 0 {
+		if err := b.sim.Start(); err != nil {
+			t.Fatalf("simulator health endpoints: %v", err)
+		}
+		t.Cleanup(func() { b.sim.Close() })
+	}
+	if o.extraAt != nil {
+		p.Extra += o.extraAt(b)
+	}
 	switch {
 	case o.password || p.API == "v2":
 		p.Password = "{env: FR_TEST_PASSWORD}"

@@ -277,20 +277,28 @@ func simCmd(ctx context.Context, env *Env, o *simOpts) error {
 		return &ExitError{Code: exitUsage, Err: err}
 	}
 	log := c.logger(env, false)
+	var plan *planner.Plan
+	if *planPath != "" {
+		var err error
+		if plan, err = planner.Load(*planPath, planner.Options{}); err != nil {
+			return &ExitError{Code: exitFailed, Err: err}
+		}
+		cfg = simServing(cfg, plan)
+	}
 	sim := cvmsim.New(cfg)
 	n := 0
 	if *fleet > 0 {
 		sim.AddInstances(cvmsim.Generate(*fleet)...)
 		n += *fleet
 	}
-	if *planPath != "" {
-		plan, err := planner.Load(*planPath, planner.Options{})
-		if err != nil {
-			return &ExitError{Code: exitFailed, Err: err}
-		}
+	if plan != nil {
 		sim.AddInstances(fleetFromPlan(plan)...)
 		n += len(plan.Targets)
 	}
+	if err := sim.Start(); err != nil {
+		return &ExitError{Code: exitFailed, Err: fmt.Errorf("sim: %w", err)}
+	}
+	defer sim.Close()
 	if n == 0 {
 		return &ExitError{Code: exitUsage, Err: errors.New("sim: give --fleet N or --plan PLAN")}
 	}

@@ -93,8 +93,15 @@ func runCmd(ctx context.Context, env *Env, o *runOpts) error {
 	var creds cvm.CredentialProvider
 	var sim *cvmsim.Server
 	if *simulate {
+		simCfg = simServing(simCfg, plan)
 		sim = cvmsim.New(simCfg)
 		sim.AddInstances(fleetFromPlan(plan)...)
+		// Health endpoints, when the plan checks health: one loopback
+		// address per instance.
+		if err := sim.Start(); err != nil {
+			return &ExitError{Code: exitFailed, Err: fmt.Errorf("simulator: %w", err)}
+		}
+		defer sim.Close()
 		simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
 		defer stopSim()
 		if a.endpoint, err = startSim(simCtx, sim, "", log); err != nil {
