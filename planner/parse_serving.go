@@ -662,7 +662,8 @@ func (p *parser) hooks(en entry) (setting[rollout.Hooks], []commandAt) {
 		}
 	}
 	if !good {
-		return bad[rollout.Hooks](en), nil
+		// The commands still go to the OS check: one run shows every mistake.
+		return bad[rollout.Hooks](en), cmds
 	}
 	return set(en, hs), cmds
 }
@@ -810,15 +811,16 @@ func (p *parser) effectiveServing(g *group) serving {
 // SHELL on Linux and POWERSHELL on Windows.
 func (p *parser) checkServing(g *group, osName string) {
 	e := p.effectiveServing(g)
-	if !e.hooks.ok {
-		return
-	}
 	for _, c := range e.commands {
+		name := "hook " + c.name
+		if c.name == "" {
+			name = "this hook"
+		}
 		switch {
 		case c.typ == CommandShell && osName == "windows":
-			p.at(c.node, c.field, "hook %s is a shell command, and %s runs windows: use powershell (the default on windows)", c.name, g.label())
+			p.at(c.node, c.field, "%s is a shell command, and %s runs windows: use powershell (the default on windows)", name, g.label())
 		case c.typ == CommandPowerShell && osName == "linux":
-			p.at(c.node, c.field, "hook %s is a powershell command, and %s runs linux: use shell (the default on linux)", c.name, g.label())
+			p.at(c.node, c.field, "%s is a powershell command, and %s runs linux: use shell (the default on linux)", name, g.label())
 		}
 	}
 }
