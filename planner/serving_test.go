@@ -179,6 +179,9 @@ groups:
     instances: [ins-aaaa0004]
     health: none
     hooks: none
+  - name: quiet
+    instances: [ins-aaaa0005]
+    hooks: {}
 waves: [100%]
 `
 	plan := mustParse(t, text, Options{})
@@ -197,6 +200,7 @@ waves: [100%]
 		{1, "http", 5 * time.Second, "SHELL", 10 * time.Second, true},
 		{2, "tcp", 10 * time.Second, "POWERSHELL", 0, false},
 		{3, "", 0, "", 10 * time.Second, true},
+		{4, "tcp", 10 * time.Second, "", 10 * time.Second, true},
 	}
 	for _, tt := range tests {
 		g := gs[tt.group]
