@@ -200,7 +200,10 @@ func previewGroup(g rollout.Group) PreviewGroup {
 		pg.Serving += h.InitialDelay + time.Duration(h.HealthyThreshold)*h.Interval
 	}
 	line := "adds at least " + short(pg.Serving) + " per wave"
-	if pg.HooksUpTo > 0 {
+	switch {
+	case pg.Serving == 0 && pg.HooksUpTo > 0:
+		line = "adds hooks up to " + short(pg.HooksUpTo) + " per wave"
+	case pg.HooksUpTo > 0:
 		line += ", + hooks up to " + short(pg.HooksUpTo)
 	}
 	pg.Lines = append(pg.Lines, line)

@@ -120,7 +120,7 @@ waves: [2, 1, 1]
 		"    adds at least 55s per wave, + hooks up to 11m",
 		"  group db:",
 		"    before: dump (shell command, up to 30m, abandon on failure)",
-		"    adds at least 0s per wave, + hooks up to 30m",
+		"    adds hooks up to 30m per wave",
 		"  group plain:",
 		"    no drain, hooks or health checks: succeeded once the image is verified",
 	}
