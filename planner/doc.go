@@ -21,6 +21,15 @@
 // effective values, so Apply refuses an override that contradicts a rollout
 // applied earlier.
 //
+// Plans may also say what makes an instance "serving again" (issue 11):
+// health checks, hooks around each reset and a load-balancer drain, set at
+// the top level or per group (a group's key replaces the top level's as a
+// whole), and alarms that stop the rollout (stopWhen), with onBreach
+// rollback. They are validated here (templates, IDs, ranges, API 3.0 only
+// features, headers that look secret), become the rollout types of
+// rollout/serving.go, and are part of the plan hash. MakePreview describes
+// them and adds their least time to the ETA.
+//
 // The plan format is documented field by field in plans/README.md, with
 // the wave rounding and failure-budget rules and worked examples.
 //

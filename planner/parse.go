@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,10 +36,10 @@ var (
 var (
 	settingKeys = []string{"image", "os", "password", "keyIds", "keepImageLogin",
 		"securityAgent", "monitorAgent", "rootSize", "hostName"}
-	topKeys = append([]string{"version", "name", "region", "api", "endpoint", "groups",
+	topKeys = slices.Concat([]string{"version", "name", "region", "api", "endpoint", "groups",
 		"rateLimit", "verify", "retry", "waves", "failureBudget", "onBreach", "startAt",
-		"schedule", "window", "webhook", "zoneOrder", "skipMatching"}, settingKeys...)
-	groupKeys = append([]string{"name", "instances", "instancesFile"}, settingKeys...)
+		"schedule", "window", "webhook", "zoneOrder", "skipMatching", "stopWhen"}, settingKeys, servingKeys)
+	groupKeys = slices.Concat([]string{"name", "instances", "instancesFile"}, settingKeys, servingKeys)
 )
 
 // setting is one field as read from the plan.
@@ -104,6 +105,7 @@ type group struct {
 	path     string
 	name     setting[string]
 	settings settings
+	serving  serving
 	targets  []target
 }
 
@@ -138,6 +140,7 @@ type raw struct {
 	api          string
 	endpoint     string
 	defaults     settings
+	serving      serving
 	groups       []*group
 	groupsNode   *yaml.Node
 	resetRate    setting[float64]
@@ -151,6 +154,7 @@ type raw struct {
 	wavesNode    *yaml.Node
 	budget       setting[rollout.Budget]
 	onBreach     string
+	stopWhen     *rollout.StopWhen
 	startAt      time.Time
 	schedule     string
 	window       *rollout.Window
@@ -310,6 +314,10 @@ func (p *parser) top(root *yaml.Node) bool {
 		}
 	}
 	r.defaults = p.settings(f)
+	r.serving = p.serving(f, false)
+	if en, ok := f.get("stopWhen"); ok {
+		r.stopWhen, _ = p.stopWhen(en)
+	}
 	r.zoneOrder = p.zoneOrder(f)
 	if en, ok := f.get("groups"); !ok {
 		p.at(root, "groups", "is required: list the target groups, each with instances or instancesFile")
@@ -333,11 +341,11 @@ func (p *parser) top(root *yaml.Node) bool {
 	}
 	r.onBreach = OnBreachDefault
 	if en, ok := f.get("onBreach"); ok {
-		if s, ok := p.str(en.val, en.field, "pause or abort"); ok {
-			if s == "pause" || s == "abort" {
+		if s, ok := p.str(en.val, en.field, "pause, abort or rollback"); ok {
+			if s == "pause" || s == "abort" || s == "rollback" {
 				r.onBreach = s
 			} else {
-				p.at(en.val, en.field, "%q: want pause (the default: stop starting instances, wait for a human) or abort", s)
+				p.at(en.val, en.field, "%q: want pause (the default: stop starting instances, wait for a human), abort, or rollback (abort, then reinstall what was reset with its previous image)", s)
 			}
 		}
 	}

@@ -263,6 +263,7 @@ func (p *parser) groups(en entry) {
 			}
 		}
 		g.settings = p.settings(f)
+		g.serving = p.serving(f, true)
 		p.groupTargets(f, i, g)
 	}
 }

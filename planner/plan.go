@@ -51,6 +51,36 @@ const (
 	OnBreachDefault = "pause"
 )
 
+// Defaults of health, hooks, drain and alarms (rollout/serving.go).
+const (
+	// HealthIntervalDefault is the time between probes of one instance.
+	HealthIntervalDefault = 5 * time.Second
+	// HealthTimeoutDefault bounds one probe; it must stay below the interval.
+	HealthTimeoutDefault = 2 * time.Second
+	// HealthyThresholdDefault is the passing probes in a row that make an
+	// instance healthy.
+	HealthyThresholdDefault = 3
+	// HealthDeadlineDefault is how long after its image is verified an
+	// instance may take to become healthy. The initial delay defaults to 0.
+	HealthDeadlineDefault = 10 * time.Minute
+	// HookTimeoutDefault bounds one hook, waiting included. Hooks abandon
+	// the instance on failure (rollout.HookAbandon) unless they say continue.
+	HookTimeoutDefault = 5 * time.Minute
+	// DrainTimeDefault is the wait at weight 0 before an instance is reset.
+	DrainTimeDefault = 30 * time.Second
+	// AlarmIntervalDefault is how often alarms are read while a wave soaks.
+	// An alarm that cannot be read pauses the rollout (rollout.AlarmErrorPause)
+	// unless stopWhen.onError says ignore.
+	AlarmIntervalDefault = 30 * time.Second
+	// CommandShell and CommandPowerShell are TAT's command types: SHELL,
+	// the default on linux, and POWERSHELL, the default on windows.
+	CommandShell      = "SHELL"
+	CommandPowerShell = "POWERSHELL"
+	// MaxCommandSize is the most a command hook's content may take
+	// base64-encoded: TAT RunCommand's Content limit (64 KiB).
+	MaxCommandSize = 64 << 10
+)
+
 // Options control Parse and Load. The zero value parses without touching
 // secrets and reads files and the environment through the os package.
 type Options struct {

@@ -83,6 +83,7 @@ func (p *parser) checkGroup(g *group) {
 			p.at(e.keep.node, e.keep.field, "needs a custom (type 1) or shared (type 4) image, and %s uses a %s image (type %d)", g.label(), map[int]string{2: "public", 3: "marketplace"}[t], t)
 		}
 	}
+	p.checkServing(g, osName)
 	if e.hostName.ok {
 		if msg := hostNameProblem(osName, e.hostName.v); msg != "" {
 			p.at(e.hostName.node, e.hostName.field, "%s (%s runs %s)", msg, g.label(), osName)
@@ -227,6 +228,7 @@ func (p *parser) build() *Plan {
 		Window:         r.window,
 		Webhook:        r.webhook,
 		ResetMatching:  r.resetMatching,
+		StopWhen:       r.stopWhen,
 	}
 	var targets []rollout.Target
 	for gi, g := range r.groups {
@@ -252,6 +254,7 @@ func (p *parser) build() *Plan {
 		if e.monitor.ok {
 			rg.MonitorAgent = new(e.monitor.v)
 		}
+		buildServing(&rg, p.effectiveServing(g))
 		spec.Groups = append(spec.Groups, rg)
 		for _, t := range g.targets {
 			targets = append(targets, rollout.Target{InstanceID: t.id, Group: gi, Zone: t.zone})
@@ -279,7 +282,8 @@ func (p *parser) build() *Plan {
 
 // planHash returns "sha256:" and the hex SHA-256 of the canonical JSON of
 // spec and targets: encoding/json writes struct fields in declaration order
-// and these types hold no maps, so equal plans hash equally. PlanFile is
+// and map keys (health check headers) sorted, so equal plans hash equally.
+// Health, hooks, drain and alarms are in: they change what the rollout does. PlanFile is
 // left out so that the same plan read through another path is the same
 // plan; a password file's absolute path is in, because it changes what
 // the workers read.
