@@ -42,6 +42,9 @@ type Serving struct {
 	// Starting marks a hook whose Start was entered: a crash before its
 	// handle was stored leaves it set, and the hook is started again.
 	Starting bool `json:"starting,omitempty"`
+	// HookSince is when the running hook was first tried; its timeout
+	// bounds retries of a Start that failed.
+	HookSince time.Time `json:"hook_since,omitzero"`
 	// HookLog keeps one line per finished hook ("before stop-app: ok").
 	HookLog []string `json:"hook_log,omitempty"`
 	// VerifiedAt is when the new image was verified; health deadlines

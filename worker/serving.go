@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -267,24 +268,29 @@ func (w *Worker) hookStep(ctx context.Context, spec rollout.Spec, in *ledger.Ins
 	r := w.hookRunner(cloud)
 	var hd hook.Handle
 	if len(s.sv.Handle) == 0 {
-		// Marked before Start: a crash between Start and saving the
-		// handle starts the hook again (hooks should be idempotent, the
-		// docs say), rather than losing track of it.
-		s.sv.Starting = true
-		if err := w.save(ctx, spec, in.ID, s, states...); err != nil {
-			return hook.Status{}, err
+		if !s.sv.Starting {
+			// Marked before Start: a crash between Start and saving the
+			// handle starts the hook again (hooks must be idempotent, the
+			// docs say) rather than losing track of it.
+			s.sv.Starting, s.sv.HookSince = true, w.clock.Now()
+			if err := w.save(ctx, spec, in.ID, s, states...); err != nil {
+				return hook.Status{}, err
+			}
 		}
 		var err error
 		hd, err = r.Start(ctx, spec.ID, phase, h, factsOf(in, s.sv))
 		if err != nil {
-			return hook.Status{}, fmt.Errorf("worker: %s hook %s of %s: %w", phase, h.Name, in.ID, err)
-		}
-		if hd.Token != "" {
-			if err := w.l.RegisterHookToken(ctx, spec.ID, hd.Token, in.ID); err != nil {
-				return hook.Status{}, err
+			// Nothing began (a TAT agent still coming online refuses
+			// RunCommand for a while): try again until the hook's timeout.
+			if w.clock.Now().Sub(s.sv.HookSince) < cmp.Or(h.Timeout, hook.TimeoutDefault) {
+				return hook.Status{}, &retryLater{In: stepPoll, Cause: fmt.Sprintf("%s hook %s not started: %v", phase, h.Name, err)}
 			}
+			return hook.Status{Done: true, Detail: "could not start: " + err.Error()}, nil
 		}
-		b, _ := json.Marshal(hd)
+		b, err := json.Marshal(hd)
+		if err != nil {
+			return hook.Status{}, err
+		}
 		s.sv.Handle = b
 		if err := w.save(ctx, spec, in.ID, s, states...); err != nil {
 			return hook.Status{}, err
@@ -294,13 +300,11 @@ func (w *Worker) hookStep(ctx context.Context, spec rollout.Spec, in *ledger.Ins
 		return hook.Status{}, fmt.Errorf("worker: hook handle of %s: %w", in.ID, err)
 	}
 	st, err := r.Poll(ctx, spec.ID, h, hd)
-	if err != nil {
-		return st, fmt.Errorf("worker: %s hook %s of %s: %w", phase, h.Name, in.ID, err)
-	}
-	if !st.Done {
+	if err != nil || !st.Done {
+		// A read that failed is retried until the hook's timeout, after
+		// which Poll itself gives the verdict.
 		return st, &retryLater{In: stepPoll, Cause: fmt.Sprintf("%s hook %s running", phase, h.Name)}
 	}
-	w.log.Info("hook finished", "rollout", spec.ID, "instance_id", in.ID, "phase", phase, "hook", h.Name, "ok", st.OK, "detail", st.Detail)
 	return st, nil
 }
 

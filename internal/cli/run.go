@@ -107,8 +107,14 @@ func runCmd(ctx context.Context, env *Env, o *runOpts) error {
 		if a.endpoint, err = startSim(simCtx, sim, "", log); err != nil {
 			return err
 		}
-		// The rollout keeps the endpoint it runs against.
+		// The rollout keeps the endpoint it runs against, and its
+		// Prometheus alarms are the simulator's (POST /admin/alert fires one).
 		plan.Spec.Endpoint = a.endpoint
+		if sw := plan.Spec.StopWhen; sw != nil {
+			for i := range sw.Prometheus {
+				sw.Prometheus[i].URL = a.endpoint + "/prometheus"
+			}
+		}
 		creds = cvm.StaticProvider(cvm.Credentials{SecretID: cmp.Or(simCfg.SecretID, cvmsim.SecretIDDefault), SecretKey: cvm.Secret(cmp.Or(simCfg.SecretKey, cvmsim.SecretKeyDefault))})
 		if *grace == 0 {
 			// The simulator answers at once: short calls allow a short grace.
