@@ -82,6 +82,28 @@ func TestRollbackRestoresOldImages(t *testing.T) {
 		}
 	}
 
+	// Status and list say which is which.
+	views := []struct{ args []string }{
+		{[]string{"status", plan.Spec.ID}}, {[]string{"status", rb}}, {[]string{"list", "--json"}},
+	}
+	wants := [][]string{
+		{"rolled back by " + rb + ": fleetreset status " + rb},
+		{"rollback of demo: its instances go back"},
+		{`"rolled_back_by": "` + rb + `"`, `"rollback_of": "demo"`},
+	}
+	for i, v := range views {
+		env, outb, errb := testEnv(vars)
+		if code := Main(t.Context(), env, append(v.args, "--namespace", ns)); code != 0 {
+			t.Fatalf("%v exited %d\n%s", v.args, code, errb)
+		}
+		out := outb.String()
+		for _, w := range wants[i] {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v lacks %q:\n%s", v.args, w, out)
+			}
+		}
+	}
+
 	// Again: the same rollback, nothing new.
 	if code, out, errb := run(t.Context(), "rollback", plan.Spec.ID); code != 0 || !strings.Contains(out, "already rolled back by "+rb) {
 		t.Errorf("second rollback exited %d; want 0 and \"already rolled back\":\n%s\n%s", code, out, errb)
