@@ -259,6 +259,11 @@ func (c *Engine) settleRollback(ctx context.Context, id string) error {
 	case errors.Is(err, rollout.ErrNothingToRollBack):
 		c.log.Warn("nothing to roll back", "rollout", id, "left_out", len(res.LeftOut))
 		return nil
+	case errors.Is(err, ErrRefused):
+		// Another active rollout holds an instance: retrying the handler
+		// would not change that. A person runs `fleetreset rollback` then.
+		c.log.Error("rollback refused; run `fleetreset rollback` once the conflict is resolved", "rollout", id, "err", err)
+		return nil
 	}
 	return err
 }
