@@ -360,6 +360,11 @@ func (c *Engine) AfterFinish(ctx context.Context, spec rollout.Spec, res ledger.
 			}
 		}
 	}
+	if spec.OnBreach == rollout.OnBreachRollback {
+		if err := c.rollbackSettled(ctx, spec, res); err != nil {
+			return err
+		}
+	}
 	st, cur, err := c.l.State(ctx, spec.ID)
 	if err != nil {
 		return err
@@ -387,6 +392,9 @@ func (c *Engine) CheckGate(ctx context.Context, spec rollout.Spec) error {
 }
 
 func (c *Engine) breach(ctx context.Context, spec rollout.Spec, wave int, why string) error {
+	if spec.OnBreach == rollout.OnBreachRollback {
+		return c.rollbackOnBreach(ctx, spec, wave, why)
+	}
 	if spec.OnBreach == "abort" {
 		ok, err := c.l.Abort(ctx, spec.ID, why)
 		if err != nil || !ok {

@@ -27,6 +27,9 @@ const (
 	// OccurrenceSkipped: a scheduled occurrence found its instances held by
 	// another active rollout and did not start.
 	OccurrenceSkipped = "occurrence_skipped"
+	// RollbackStarted: the rollout's rollback (a rollout of its own, named
+	// in Reason) was created, after a breach or `fleetreset rollback`.
+	RollbackStarted = "rollback_started"
 )
 
 // Event is one notification. It carries IDs and counts, never a secret.

@@ -168,6 +168,7 @@ func (s *Server) listPage(w http.ResponseWriter, r *http.Request) {
 	for i := len(rs) - 1; i >= 0; i-- {
 		views = append(views, rolloutView(rs[i], now))
 	}
+	linkRollbacks(views)
 	s.render(w, http.StatusOK, "list", s.page("Rollouts", "rollouts", views))
 }
 
@@ -438,6 +439,7 @@ func (s *Server) apiList(w http.ResponseWriter, r *http.Request) {
 	for _, ro := range rs {
 		views = append(views, rolloutView(ro, now))
 	}
+	linkRollbacks(views)
 	writeJSON(w, http.StatusOK, struct {
 		Rollouts []RolloutView `json:"rollouts"`
 	}{views})

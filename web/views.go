@@ -1,10 +1,12 @@
 package web
 
 import (
+	"context"
 	"net/url"
 	"time"
 
 	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/rollout"
 )
 
 // The view types below are what pages and the JSON API show. They copy
@@ -35,6 +37,10 @@ type RolloutView struct {
 	OnBreach string      `json:"on_breach"`
 	StartAt  time.Time   `json:"start_at,omitzero"`
 	Waves    []WaveView  `json:"waves"`
+	// RollbackOf names the rollout this one rolls back; RolledBackBy the
+	// rollback of this one, when it exists (linkRollbacks, rolledBackBy).
+	RollbackOf   string `json:"rollback_of,omitempty"`
+	RolledBackBy string `json:"rolled_back_by,omitempty"`
 }
 
 // GroupView is a group's image and login, the password by reference only.
@@ -111,7 +117,7 @@ func rolloutView(r *ledger.Rollout, now time.Time) RolloutView {
 		ID: r.ID, State: string(r.State), Reason: r.Reason, Wave: min(r.Wave+1, len(r.Waves)), WaveCount: len(r.Waves),
 		Total: r.Total, Attempt: r.Attempt, Counters: r.Counters, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 		Region: r.Spec.Region, API: r.Spec.API, Endpoint: hostOnly(r.Spec.Endpoint), Webhook: hostOnly(r.Spec.Webhook),
-		Budget: r.Spec.Budget.String(), OnBreach: r.Spec.OnBreach, StartAt: r.Spec.StartAt,
+		Budget: r.Spec.Budget.String(), OnBreach: r.Spec.OnBreach, StartAt: r.Spec.StartAt, RollbackOf: r.Spec.RollbackOf,
 	}
 	for _, g := range r.Spec.Groups {
 		gv := GroupView{Name: g.Name, OS: g.OS, ImageID: g.ImageID, KeyIDs: len(g.KeyIDs)}
@@ -203,4 +209,28 @@ func knownState(s string) bool {
 		}
 	}
 	return false
+}
+
+// rolledBackBy returns the ID of the rollback of rollout id when one
+// exists, else "".
+func rolledBackBy(ctx context.Context, l *ledger.Ledger, id string) string {
+	rb := rollout.RollbackID(id)
+	if spec, _, err := l.Spec(ctx, rb); err != nil || spec.RollbackOf != id {
+		return ""
+	}
+	return rb
+}
+
+// linkRollbacks sets RolledBackBy on every view whose rollback is among
+// views.
+func linkRollbacks(views []RolloutView) {
+	of := map[string]string{} // rollback → what it rolls back
+	for _, v := range views {
+		of[v.ID] = v.RollbackOf
+	}
+	for i, v := range views {
+		if rb := rollout.RollbackID(v.ID); of[rb] == v.ID {
+			views[i].RolledBackBy = rb
+		}
+	}
 }

@@ -41,6 +41,7 @@ func listCmd(ctx context.Context, env *Env, o *listOpts) error {
 		for _, r := range rs {
 			views = append(views, rolloutView(r, rolloutTally(r), nil))
 		}
+		linkRollbacks(views)
 		return writeJSON(env.Stdout, views)
 	}
 	if len(rs) == 0 {
@@ -104,6 +105,7 @@ func statusCmd(ctx context.Context, env *Env, o *statusOpts) error {
 				Rollout   rolloutJSON    `json:"rollout"`
 				Instances []instanceJSON `json:"instances"`
 			}{rolloutView(r, total, waves), make([]instanceJSON, 0, len(is))}
+			out.Rollout.RolledBackBy = rolledBackBy(ctx, cn.ledger, r.ID)
 			for _, in := range is {
 				out.Instances = append(out.Instances, instanceView(r, in))
 			}
@@ -113,6 +115,9 @@ func statusCmd(ctx context.Context, env *Env, o *statusOpts) error {
 			fmt.Fprint(env.Stdout, "\033[H\033[2J")
 		}
 		printStatus(env.Stdout, r, is, *all)
+		if rb := rolledBackBy(ctx, cn.ledger, r.ID); rb != "" {
+			fmt.Fprintf(env.Stdout, "  rolled back by %s: fleetreset status %s\n", rb, rb)
+		}
 		if !*watchFlag || r.State.Terminal() {
 			return nil
 		}
@@ -131,6 +136,9 @@ func printStatus(out io.Writer, r *ledger.Rollout, is []*ledger.Instance, all bo
 		fmt.Fprintf(out, " — %s", r.Reason)
 	}
 	fmt.Fprintf(out, "\n%s\n", formatProgress(r, total))
+	if r.Spec.RollbackOf != "" {
+		fmt.Fprintf(out, "  rollback of %s: its instances go back to the image they ran before it\n", r.Spec.RollbackOf)
+	}
 	fmt.Fprintf(out, "  failure budget: %s; on breach: %s; attempt %d; created %s\n", r.Spec.Budget.String(), r.Spec.OnBreach, r.Attempt, humanTimeOf(r.CreatedAt))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	row := func(mark, wave string, t tally, extra string) {

@@ -119,6 +119,10 @@ type rolloutJSON struct {
 	Schedule       string      `json:"schedule,omitempty"`
 	Window         *windowJSON `json:"window,omitempty"`
 	Waves          []waveJSON  `json:"waves"`
+	// RollbackOf names the rollout this one rolls back; RolledBackBy the
+	// rollback of this one, when it exists.
+	RollbackOf   string `json:"rollback_of,omitempty"`
+	RolledBackBy string `json:"rolled_back_by,omitempty"`
 }
 
 // rolloutView builds the JSON view of r. total and waves are its tallies;
@@ -131,7 +135,7 @@ func rolloutView(r *ledger.Rollout, total tally, waves []tally) rolloutJSON {
 		Budget: budgetOf(s.Budget), OnBreach: s.OnBreach, ResetRate: s.ResetRate, DescribeRate: s.DescribeRate,
 		VerifyInterval: durationText(s.VerifyInterval), VerifyTimeout: durationText(s.VerifyTimeout),
 		RetryAttempts: s.RetryAttempts, RetryDeadline: durationText(s.RetryDeadline), StartAt: s.StartAt, Schedule: s.Schedule,
-		Groups: []groupJSON{}, Waves: []waveJSON{}}
+		Groups: []groupJSON{}, Waves: []waveJSON{}, RollbackOf: s.RollbackOf}
 	if s.Webhook != "" {
 		v.Webhook = notify.Host(s.Webhook)
 	}
