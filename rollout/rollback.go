@@ -112,7 +112,8 @@ func NotReset(why string) bool { return why == notReset }
 // health, hooks and load balancer settings. The original's wave sizes are
 // re-cut over the instances with no soak and no approval; each wave keeps
 // the failure budget of the original wave its size came from. OnBreach is
-// "pause"; no schedule; StopWhen, window, rates and webhook are kept. It
+// "pause"; no schedule and no stopWhen alarms (the alarm that stopped the
+// original likely still fires); window, rates and webhook are kept. It
 // is pure: the same input gives the same rollback, and PlanHash derives
 // from the original's, so applying it again changes nothing.
 func RollbackSpec(orig Spec, reset []RolledInstance) (Spec, []Target, error) {
@@ -192,5 +193,8 @@ func RollbackSpec(orig Spec, reset []RolledInstance) (Spec, []Target, error) {
 	spec.ResetMatching = false
 	spec.Schedule, spec.Series = "", ""
 	spec.StartAt = time.Time{}
+	// The alarm that stopped the original most likely still fires: it
+	// would pause the rollback that is meant to clear it.
+	spec.StopWhen = nil
 	return spec, targets, nil
 }

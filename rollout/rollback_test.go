@@ -155,7 +155,7 @@ func TestRollbackSpecKeeps(t *testing.T) {
 		{"Schedule", spec.Schedule, ""},
 		{"Series", spec.Series, ""},
 		{"StartAt", spec.StartAt, time.Time{}},
-		{"StopWhen", spec.StopWhen, orig.StopWhen},
+		{"StopWhen", spec.StopWhen, (*rollout.StopWhen)(nil)},
 		{"Budget", spec.Budget, orig.Budget},
 		{"Identity", spec.Identity, "AKIDx"},
 		{"Webhook", spec.Webhook, orig.Webhook},
