@@ -85,7 +85,7 @@ func (f *rollbackFixture) reset(i int, old string) {
 // advance passes the gate after wave k, as the gate's task does.
 func (f *rollbackFixture) advance(k int) {
 	f.t.Helper()
-	if res, err := f.eng.Advance(f.t.Context(), f.spec, k); err != nil || !res.Passed {
+	if res, err := f.eng.Advance(f.t.Context(), f.spec, k, engine.Adapter{}); err != nil || !res.Passed {
 		f.t.Fatalf("Advance(%d) = %+v, %v", k, res, err)
 	}
 }

@@ -76,7 +76,7 @@ func (w *Worker) httpClient() *http.Client {
 // private IPs, which a proxy from the environment would not reach.
 var noProxyClient = &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}}
 
-func (w *Worker) hookRunner(c *cloud) *hook.Runner {
+func (w *Worker) hookRunner(c hook.Automation) *hook.Runner {
 	return &hook.Runner{Automation: c, Completions: w.l, HTTP: w.httpClient(), Clock: w.clock, Log: w.log}
 }
 

@@ -29,7 +29,7 @@ func servingSim(f cvmsim.Faults) cvmsim.Config {
 // with more top-level YAML after it.
 func healthYAML(deadline, more string) func(b *bundle) string {
 	return func(b *bundle) string {
-		return fmt.Sprintf("health: {checks: [{http: 'http://{privateIp}:%d/healthz', body: ok}], interval: 100ms, timeout: 1s, healthyThreshold: 2, deadline: %s}\n", b.sim.HealthPort(), deadline) + more
+		return fmt.Sprintf("health: {checks: [{http: 'http://{privateIp}:%d/healthz', body: ok}], interval: 200ms, timeout: 150ms, healthyThreshold: 2, deadline: %s}\n", b.sim.HealthPort(), deadline) + more
 	}
 }
 
@@ -131,7 +131,7 @@ func TestFailingBeforeHookNeverResets(t *testing.T) {
 func TestAlarmDuringSoakPauses(t *testing.T) {
 	all := ids(4)
 	b := setup(t, cvmsim.Config{}, planOpts{n: 4, waves: "[{size: 1, soak: 10m}, {size: 100%}]", extraAt: func(b *bundle) string {
-		return fmt.Sprintf("stopWhen: {prometheus: [{name: HighErrorRate, url: '%s/prometheus', query: 'rate(errors[1m]) > 0.1'}], interval: 100ms}\n", b.url)
+		return fmt.Sprintf("stopWhen: {prometheus: [{name: HighErrorRate, url: '%s/prometheus', query: 'rate(errors[1m]) > 0.1'}], interval: 1s}\n", b.url)
 	}})
 	b.apply(t)
 	b.startWorkers(t, 1, nil)
