@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -166,7 +167,8 @@ func (s *Server) syncHealth(in *instance) {
 	}
 }
 
-// healthHandler answers GET /healthz for one instance: 200 "ok <imageId>"
+// healthHandler answers GET /healthz (and any path ending in /healthz,
+// such as /api/healthz) for one instance: 200 "ok <imageId>"
 // when healthy, 503 when not. A request that arrives while the instance
 // is down (its listener is closing) loses its connection.
 func (s *Server) healthHandler(id string) http.Handler {
@@ -183,7 +185,7 @@ func (s *Server) healthHandler(id string) http.Handler {
 		switch {
 		case !up:
 			hangUp(w)
-		case r.URL.Path != HealthPath:
+		case !strings.HasSuffix(r.URL.Path, HealthPath):
 			http.NotFound(w, r)
 		case r.Method != http.MethodGet && r.Method != http.MethodHead:
 			w.Header().Set("Allow", "GET, HEAD")

@@ -443,6 +443,23 @@ func printSimCheck(out io.Writer, sim *cvmsim.Server, plan *planner.Plan) {
 	}
 	fmt.Fprintf(out, "Simulator: %d reset exactly once, %d more than once, %d never; %d/%d on the target image; %d API calls, %d rate-limited.\n",
 		once, twice, never, onTarget, len(plan.Targets), st.TotalCalls, sumMap(st.RateLimited))
+	drained, zero, healthy, hooks := 0, 0, 0, 0
+	for _, t := range plan.Targets {
+		if h := sim.WeightHistory(t.InstanceID); len(h) > 0 {
+			drained++
+			if h[len(h)-1].To == 0 {
+				zero++
+			}
+		}
+		if _, ok := sim.Health(t.InstanceID); ok {
+			healthy++
+		}
+		hooks += len(sim.Invocations(t.InstanceID))
+	}
+	if drained > 0 || hooks > 0 {
+		fmt.Fprintf(out, "Simulator: %d drained on the load balancer, %d left at weight 0; %d healthy now; %d hook commands run.\n",
+			drained, zero, healthy, hooks)
+	}
 }
 
 func sumMap(m map[string]int) int {
