@@ -130,6 +130,7 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /api/rollouts", s.apiList)
 	mux.HandleFunc("GET /api/rollouts/{id}", s.apiRollout)
 	mux.HandleFunc("GET /api/rollouts/{id}/instances/{iid}", s.apiInstance)
+	mux.HandleFunc(PathCompleteHook, s.completeHook)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	if cfg.Metrics != nil {
 		mux.Handle("GET "+PathMetrics, cfg.Metrics)

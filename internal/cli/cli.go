@@ -114,6 +114,9 @@ func commands() []command {
 		{name: "retry-failed", args: rolloutArg, bind: bind(retryFailedCmd),
 			summary: "give failed instances a new attempt",
 			usage:   "Give failed instances a new attempt; succeeded instances are never called again"},
+		{name: "complete-hook", args: []argDef{{name: "ROLLOUT"}, {name: "TOKEN"}}, bind: bind(completeHookCmd),
+			summary: "complete a webhook hook step that answered 202 (--result continue|abandon)",
+			usage:   "Complete a webhook hook step that answered 202 Accepted, with the one-time TOKEN the webhook was sent: --result continue lets the instance go on, --result abandon fails the step (its hook's on_failure decides the rest). Completing again with the same result changes nothing"},
 		{name: "wait", args: rolloutArg, bind: bind(waitCmd),
 			summary: "block until a rollout ends or stops, with run's exit status",
 			usage:   "Block until the rollout completes, is aborted, pauses or awaits approval, for CI pipelines and scripts. Exit status: 0 when every instance was reset and verified (or skipped), 1 when any failed or the rollout was aborted, 3 when it paused, awaits approval, or --timeout, Ctrl-C or SIGTERM came first (the rollout goes on)"},
@@ -213,7 +216,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "fleetreset reinstalls the OS of Tencent Cloud CVM fleets in staged waves.")
 	fmt.Fprintln(w, "\nUsage: fleetreset COMMAND [flags] [args]\n\nCommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nEnvironment: REDIS_URL (redis://host:6379/0, or redis+sentinel://host1:26379,host2:26379/MASTER/0),")
 	fmt.Fprintln(w, "REDIS_PASSWORD, REDIS_SENTINEL_PASSWORD, TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY,")
