@@ -32,6 +32,7 @@ func TestDependencyArrows(t *testing.T) {
 		{"journal", []string{"github.com/hibiken/asynq", mod + "worker", mod + "cvm"}, "the journal is a local file read into ledger seeds"},
 		{"health", []string{"github.com/hibiken/asynq", "github.com/redis/go-redis", mod + "ledger", mod + "engine", mod + "worker", mod + "planner", mod + "cvm", mod + "cvmsim", mod + "tasks"}, "probing knows instances by their facts; the worker adapts the cvm client to its readers"},
 		{"alarm", []string{"github.com/hibiken/asynq", "github.com/redis/go-redis", mod + "ledger", mod + "engine", mod + "worker", mod + "planner", mod + "cvm", mod + "cvmsim", mod + "tasks"}, "alarms are read through a small interface the worker adapts to the cvm client"},
+		{"hook", []string{"github.com/hibiken/asynq", "github.com/redis/go-redis", mod + "ledger", mod + "engine", mod + "worker", mod + "planner", mod + "cvm", mod + "cvmsim", mod + "tasks"}, "hooks run through small interfaces the worker adapts to the cvm client and the ledger"},
 		{"internal/redisfit", []string{"github.com/hibiken/asynq", "github.com/prometheus/", mod + "ledger", mod + "metrics", mod + "worker"}, "judging a Redis needs go-redis only; metrics and the CLI plug into it"},
 	}
 	for _, r := range rules {

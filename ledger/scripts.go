@@ -18,6 +18,7 @@ import "github.com/redis/go-redis/v9"
 //	                    (gen, tries and resets are absent until first set, and read as 0)
 //	B held       set    instances parked while the rollout was not running
 //	B resetting  set    instances whose reset the cloud accepted, not yet verified
+//	B hooks      hash   SHA-256 of each webhook step's token → instance and result (hooks.go)
 //	B drained    set    instances whose load-balancer weights are recorded and not yet restored (serving.go)
 //	B retrying   set    instances a retry-failed reopened and has not yet returned (see retryChunkScript)
 //	B fence      string fencing-token counter

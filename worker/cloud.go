@@ -261,6 +261,11 @@ func (c *cloud) RunCommand(ctx context.Context, instanceID string, h rollout.Com
 			Type: h.Type, WorkingDirectory: h.WorkingDirectory, Username: h.Username, Timeout: timeout})
 		return err
 	})
+	if err != nil && cvm.Classify(err) == cvm.Permanent {
+		// No retry runs it (a bad parameter, no agent installed): the
+		// hook fails now instead of at its timeout.
+		return "", fmt.Errorf("%w: %w", hook.ErrRejected, err)
+	}
 	return id, err
 }
 
