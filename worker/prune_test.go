@@ -59,9 +59,9 @@ func pruneTasks(t *testing.T, insp *asynq.Inspector, ns string) map[string]strin
 		}
 		for _, ti := range tis {
 			if ti.Type == tasks.TypePrune {
-				if _, dup := out[ti.ID]; dup {
-					t.Errorf("prune task %s listed twice", ti.ID)
-				}
+				// The lists are read one after another, in lifecycle
+				// order: a task that moved on meanwhile shows up in two,
+				// and the later one is where it is now.
 				out[ti.ID] = ti.State.String()
 			}
 		}
