@@ -138,9 +138,8 @@ func printPreview(env *Env, plan *planner.Plan, p planner.Preview) {
 	fmt.Fprintf(out, "API calls: %d ResetInstance at %g/s, about %d DescribeInstances at %g/s (pre-flight and one verify poll per 100 instances per wave; more polls while reinstalls run).\n",
 		p.ResetCalls, plan.Spec.ResetRate, p.DescribeCalls, plan.Spec.DescribeRate)
 	if lines := p.ServingLines(); len(lines) > 0 {
-		fmt.Fprintln(out, "Serving again:")
 		for _, l := range lines {
-			fmt.Fprintln(out, "  "+l)
+			fmt.Fprintln(out, l)
 		}
 		fmt.Fprintf(out, "Minimum wall time: %s (reset budget, soaks, drains and health checks; each wave also waits for its reinstalls to finish).\n", p.ETA())
 	} else {
