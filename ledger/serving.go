@@ -50,6 +50,10 @@ type Serving struct {
 	// VerifiedAt is when the new image was verified; health deadlines
 	// count from it.
 	VerifiedAt time.Time `json:"verified_at,omitzero"`
+	// HealthSince is when the health deadline starts counting: the
+	// verification, or the moment an undecided instance was given a new
+	// window (the prober's trouble is not the instance's).
+	HealthSince time.Time `json:"health_since,omitzero"`
 	// Image is the image DescribeInstances showed at verification.
 	Image     string `json:"image,omitempty"`
 	PrivateIP string `json:"private_ip,omitempty"`

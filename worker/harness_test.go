@@ -36,14 +36,14 @@ type bundle struct {
 }
 
 type planOpts struct {
-	n        int
-	api      string
-	waves    string // YAML list, e.g. "[{size: 10%}, {size: 100%}]"
-	extra    string // more top-level YAML
+	n     int
+	api   string
+	waves string // YAML list, e.g. "[{size: 10%}, {size: 100%}]"
+	extra string // more top-level YAML
 	// extraAt, when set, adds top-level YAML that needs the running
 	// simulator (its URL, its health port).
-	extraAt func(b *bundle) string
-	password bool   // password {env: FR_TEST_PASSWORD}
+	extraAt  func(b *bundle) string
+	password bool // password {env: FR_TEST_PASSWORD}
 	missing  map[int]bool
 	// verifyTimeout is the plan's verify timeout (default 1m).
 	verifyTimeout string

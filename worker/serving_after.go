@@ -30,7 +30,7 @@ func inAfterSteps(in *ledger.Instance) bool {
 func (w *Worker) verifiedImage(ctx context.Context, spec rollout.Spec, in *ledger.Instance, obs *cvm.Instance, now time.Time) (*ledger.Instance, error) {
 	s := stateOf(in)
 	s.sv.Phase, s.sv.Hook, s.sv.Handle, s.sv.Starting = ledger.PhaseAfter, 0, nil, false
-	s.sv.VerifiedAt = now
+	s.sv.VerifiedAt, s.sv.HealthSince = now, now
 	s.sv.Health, s.sv.NextProbe = health.State{}, time.Time{}
 	if obs != nil {
 		s.sv.PrivateIP, s.sv.PublicIP, s.sv.Name = first(obs.PrivateIPs), first(obs.PublicIPs), obs.Name
@@ -168,7 +168,7 @@ func (w *Worker) probe(ctx context.Context, spec rollout.Spec, h rollout.Health,
 	for i, in := range ins {
 		s := stateOf(in)
 		var outcome health.Outcome
-		s.sv.Health, outcome, s.sv.NextProbe = tr.Next(s.sv.Health, results[i], now, s.sv.VerifiedAt)
+		s.sv.Health, outcome, s.sv.NextProbe = tr.Next(s.sv.Health, results[i], now, s.sv.HealthSince)
 		switch outcome {
 		case health.Healthy:
 			s.sv.Phase = ledger.PhaseRestore
@@ -192,10 +192,11 @@ func (w *Worker) probe(ctx context.Context, spec rollout.Spec, h rollout.Health,
 		case health.Undecided:
 			// The probes prove nothing about the instance (the prober's
 			// own network, the CLB API): it is neither failed nor passed,
-			// and the rollout stops until someone looks. After a resume it
-			// is probed again, and judged at once.
+			// and the rollout stops until someone looks.
+			// Once resumed it gets a whole new window: a deadline spent
+			// while the prober was blind would fail it at the first probe.
 			undecided = append(undecided, in.ID+": "+s.sv.Health.Reason())
-			s.sv.NextProbe = now.Add(h.Interval)
+			s.sv.Health, s.sv.HealthSince, s.sv.NextProbe = health.State{}, now, now.Add(h.Interval)
 		}
 		left++
 		if err := w.save(ctx, spec, in.ID, s, ledger.Resetting); err != nil {

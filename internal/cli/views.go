@@ -191,10 +191,10 @@ type instanceJSON struct {
 	Error     string `json:"error,omitempty"`
 	Adopted   string `json:"adopted,omitempty"`
 	// Step, Hooks and Drained: see web.InstanceView.
-	Step    string   `json:"step,omitempty"`
-	Hooks   []string `json:"hooks,omitempty"`
-	Drained bool     `json:"drained,omitempty"`
-	OldImage  string `json:"old_image,omitempty"`
+	Step     string   `json:"step,omitempty"`
+	Hooks    []string `json:"hooks,omitempty"`
+	Drained  bool     `json:"drained,omitempty"`
+	OldImage string   `json:"old_image,omitempty"`
 	// NewImage is set only for an instance that runs its target image
 	// (succeeded or skipped); SeenImage is what the cloud showed when a
 	// reset was judged otherwise.
