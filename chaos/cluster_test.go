@@ -92,7 +92,8 @@ func (c *redisCluster) url() string { return "redis+cluster://" + strings.Join(c
 
 // client returns a cluster client for the test's own reads.
 func (c *redisCluster) client() *redis.ClusterClient {
-	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.addrs()})
+	// No retries, as fleetreset's own (and no warning from ledger.New).
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.addrs(), MaxRetries: -1, MaxRedirects: -1})
 	c.t.Cleanup(func() { rdb.Close() })
 	return rdb
 }
@@ -274,6 +275,8 @@ func TestClusterReshard(t *testing.T) {
 	}
 	r := awaitClusterSettled(t, c, ws, l, f, size(4*time.Minute, 15*time.Minute))
 	ws.stop()
+	t.Logf("worker log lines naming a redirect: %d MOVED, %d ASK",
+		strings.Count(ws.linesAbout("MOVED "), "\n"), strings.Count(ws.linesAbout("ASK "), "\n"))
 	checkSucceeded(t, r)
 	checkExactlyOnce(t, sim, f.ids)
 	checkRate(t, sim, f)
