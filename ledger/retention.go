@@ -51,13 +51,12 @@ var rolloutKeys = []string{"c", "held", "resetting", "retrying", "fence", "once"
 func (l *Ledger) finishedKey() string { return l.prefix + "finished" }
 
 // pruneBeginScript starts the prune of a finished rollout: its record
-// becomes the pruning record and it leaves the rollout index.
+// becomes the pruning record. The caller indexes it as finished before
+// and takes it out of the rollout index after: the indexes lie in other
+// Redis Cluster slots than the rollout's keys, so no script touches both.
 //
-// KEYS[1] record, KEYS[2] pruning record, KEYS[3] rollout index,
-// KEYS[4] finished index; ARGV[1] rollout ID, ARGV[2] cutoff (unix ms): the
-// rollout must have finished before it. Like the claim script, this one and
-// pruneEndScript span slots (a rollout's keys and the global indexes): on
-// Redis Cluster they must be split (issue 13).
+// KEYS[1] record, KEYS[2] pruning record; ARGV[1] cutoff (unix ms): the
+// rollout must have finished before it.
 // Returns 1 when the prune began (or had begun earlier), 0 when the
 // rollout is not (or no longer) finished before the cutoff, -1 when it
 // does not exist.
@@ -69,49 +68,36 @@ if not st then
 end
 if st ~= 'completed' and st ~= 'aborted' then return 0 end
 local at = tonumber(redis.call('HGET', KEYS[1], 'updated') or '') or 0
-if at >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[4], at, ARGV[1])
+if at >= tonumber(ARGV[1]) then return 0 end
 redis.call('RENAME', KEYS[1], KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[1])
 return 1
 `)
 
-// pruneKeysScript deletes one chunk of a rollout being pruned.
+// pruneKeysScript deletes one chunk of a rollout being pruned. Claims are
+// not among them (each lies in a slot of its own): the caller runs this
+// script without keys to learn that the prune still holds, then releases
+// the claims with unclaimScript.
 //
-// KEYS[1] record, KEYS[2] pruning record, KEYS[3...] the keys to delete;
-// ARGV[1] 'keys' to unlink them, or 'claims' for claim keys, deleted only
-// when they still name ARGV[2], the rollout ID.
+// KEYS[1] record, KEYS[2] pruning record, KEYS[3...] the keys to delete.
 // Returns how many keys it deleted, or -1 when the rollout was created
 // again under its ID, -2 when no prune of it is under way (another prune
 // finished it).
 var pruneKeysScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 if redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
-local n = 0
-if ARGV[1] == 'claims' then
-  for i = 3, #KEYS do
-    if redis.call('GET', KEYS[i]) == ARGV[2] then n = n + redis.call('UNLINK', KEYS[i]) end
-  end
-  return n
-end
 if #KEYS < 3 then return 0 end
 return redis.call('UNLINK', unpack(KEYS, 3))
 `)
 
-// pruneEndScript ends the prune of a rollout: its pruning record and its
-// index entries go.
+// pruneEndScript ends the prune of a rollout: its pruning record goes; the
+// caller then takes it out of both indexes.
 //
-// KEYS[1] record, KEYS[2] pruning record, KEYS[3] rollout index,
-// KEYS[4] finished index; ARGV[1] rollout ID
-// Returns {keys deleted, 1 when this call ended the prune}, or {-1, 0}
+// KEYS[1] record, KEYS[2] pruning record
+// Returns 1 when this call ended the prune, 0 when another did, or -1
 // when the rollout was created again under its ID.
 var pruneEndScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 0} end
-local n = redis.call('DEL', KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[1])
-local ended = redis.call('ZREM', KEYS[4], ARGV[1])
-if n == 1 then ended = 1 end
-return {n, ended}
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+return redis.call('DEL', KEYS[2])
 `)
 
 // noteFinished indexes a rollout that became terminal. It is best effort:
@@ -283,7 +269,7 @@ func (l *Ledger) Prune(ctx context.Context, opts PruneOptions) (PruneResult, err
 			n, err = l.countRollout(ctx, f.ID, chunk)
 			ended = err == nil
 		} else {
-			n, ended, err = l.pruneRollout(ctx, f.ID, cutoff, chunk)
+			n, ended, err = l.pruneRollout(ctx, f.ID, f.Finished, cutoff, chunk)
 		}
 		res.Keys += n
 		if err != nil {
@@ -378,40 +364,84 @@ func str(v any) string { s, _ := v.(string); return s }
 // pruneRollout deletes one rollout. It returns the keys it deleted and
 // whether it ended the prune (false when another prune did, or when the
 // rollout turned out not to be prunable).
-func (l *Ledger) pruneRollout(ctx context.Context, id string, cutoff time.Time, chunk int) (int, bool, error) {
+func (l *Ledger) pruneRollout(ctx context.Context, id string, finished time.Time, cutoff time.Time, chunk int) (int, bool, error) {
 	b := l.base(id)
 	rk, pk := b+"r", b+"pruning"
-	began, err := pruneBeginScript.Run(ctx, l.rdb, []string{rk, pk, l.indexKey(), l.finishedKey()}, id, cutoff.UnixMilli()).Int()
+	// Indexed as finished before the record goes, so that a prune cut off
+	// after pruneBeginScript is found and finished by the next one. An
+	// entry for a rollout that turns out not to be prunable costs nothing.
+	added := int64(0)
+	if !finished.IsZero() {
+		n, err := l.rdb.ZAddNX(ctx, l.finishedKey(), redis.Z{Score: float64(finished.UnixMilli()), Member: id}).Result()
+		if err != nil {
+			return 0, false, fmt.Errorf("ledger: prune %s: %w", id, err)
+		}
+		added = n
+	}
+	began, err := pruneBeginScript.Run(ctx, l.rdb, []string{rk, pk}, cutoff.UnixMilli()).Int()
 	if err != nil {
 		return 0, false, fmt.Errorf("ledger: prune %s: %w", id, err)
 	}
 	if began != 1 {
-		return 0, false, nil // reopened, recreated or gone since pruneFacts read it
+		// Reopened, recreated or gone since pruneFacts read it.
+		if added == 1 {
+			l.noteFinished(ctx, id) // undoes the entry unless it is right
+		}
+		return 0, false, nil
+	}
+	if err := l.rdb.ZRem(ctx, l.indexKey(), id).Err(); err != nil {
+		return 0, false, fmt.Errorf("ledger: prune %s: %w", id, err)
 	}
 	deleted := 0
 	del := func(mode string, keys []string) (bool, error) {
-		n, err := pruneKeysScript.Run(ctx, l.rdb, append([]string{rk, pk}, keys...), mode, id).Int()
-		if err != nil {
-			return false, fmt.Errorf("ledger: prune %s: %w", id, err)
+		if mode == "claims" {
+			// The guard alone, then the claims in their own slots.
+			if ok, err := l.del1(ctx, id, rk, pk, nil, &deleted); err != nil || !ok {
+				return ok, err
+			}
+			n, err := l.unclaimKeys(ctx, id, keys)
+			deleted += n
+			if err != nil {
+				return false, fmt.Errorf("ledger: prune %s: claims: %w", id, err)
+			}
+			return true, nil
 		}
-		if n < 0 {
-			return false, nil
-		}
-		deleted += n
-		return true, nil
+		return l.del1(ctx, id, rk, pk, keys, &deleted)
 	}
 	more, err := l.eachRolloutChunk(ctx, id, pk, chunk, del)
 	if err != nil || !more {
 		return deleted, false, err
 	}
-	res, err := pruneEndScript.Run(ctx, l.rdb, []string{rk, pk, l.indexKey(), l.finishedKey()}, id).Int64Slice()
+	ended, err := pruneEndScript.Run(ctx, l.rdb, []string{rk, pk}).Int()
 	if err != nil {
 		return deleted, false, fmt.Errorf("ledger: prune %s: %w", id, err)
 	}
-	if res[0] > 0 {
-		deleted += int(res[0])
+	if ended < 0 {
+		return deleted, false, nil
 	}
-	return deleted, res[1] == 1, nil
+	deleted += ended
+	// Index entries go last: a prune cut off before this leaves entries
+	// naming no record, which List and Prune skip.
+	for _, k := range []string{l.indexKey(), l.finishedKey()} {
+		if err := l.rdb.ZRem(ctx, k, id).Err(); err != nil {
+			return deleted, false, fmt.Errorf("ledger: prune %s: %w", id, err)
+		}
+	}
+	return deleted, ended == 1, nil
+}
+
+// del1 runs pruneKeysScript on keys (none: only its guard), adding what it
+// deleted to deleted; false when the prune no longer holds.
+func (l *Ledger) del1(ctx context.Context, id, rk, pk string, keys []string, deleted *int) (bool, error) {
+	n, err := pruneKeysScript.Run(ctx, l.rdb, append([]string{rk, pk}, keys...)).Int()
+	if err != nil {
+		return false, fmt.Errorf("ledger: prune %s: %w", id, err)
+	}
+	if n < 0 {
+		return false, nil
+	}
+	*deleted += n
+	return true, nil
 }
 
 // countRollout counts the keys pruneRollout would delete.

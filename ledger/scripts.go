@@ -25,16 +25,19 @@ import "github.com/redis/go-redis/v9"
 //	B once       hash   events already announced (Ledger.Once)
 //
 // Outside any rollout: "<prefix>rollouts" (sorted set of rollout IDs by
-// creation) and "<prefix>claim:<instance>" (the rollout that holds an
-// instance). Neither is hash-tagged; only the claim scripts touch claims.
+// creation), "<prefix>finished" (retention.go) and "<prefix>claim:<instance>"
+// (the rollout that holds an instance; see claimScript). None is
+// hash-tagged and no script touches one together with a rollout's keys:
+// each claim script touches one claim key, and the indexes are written by
+// plain commands beside the scripts.
 //
 // Scripts declare every key they touch in KEYS, named by the caller. A
 // script that must find a key from data it reads (the wave counters of an
 // instance's wave, the instance hashes listed in a wave list or a set)
 // derives it with sib from one of its KEYS of the same rollout, so the key
 // carries the same hash tag and lies in the same slot; each such script
-// says so. No script touches keys of two rollouts, except claimScript
-// (it reads the owners' records), which is the one cross-slot script.
+// says so. No script touches keys of two rollouts or of two slots, so the
+// ledger runs on Redis Cluster (docs/operations.md, "Cluster").
 // Create writes instances in MULTI/EXEC transactions, not scripts: they
 // are cheaper for Redis per instance, and WATCH on B r guards them (see
 // Ledger.writeInstances).
@@ -518,80 +521,61 @@ redis.call('DEL', KEYS[2])
 return 1
 `)
 
-// claimScript claims instances for a rollout, all or nothing. A claim
-// whose owner finished (completed, aborted) or no longer exists is free:
-// a rollout that died without releasing its claims blocks nothing. Claims
-// are taken before the rollout's record is written, so "no longer exists"
-// must not be "not yet written": each claim call marks its rollout
-// claiming (B claiming, applyLease long), and an owner without a record is
-// live while that mark lasts. Likewise an owner whose creation is under way
-// (state applying) is live while its creation lease (B applying) lasts; a
-// creation that died frees its claims when the lease runs out.
+// Claims. Which rollout holds an instance is "<prefix>claim:<instance>",
+// one string per instance whose value is the owner's ID. Each claim key
+// lies in a slot of its own (it carries no hash tag), so every claim
+// script touches exactly one claim key, and Ledger.Claim runs one script
+// call per instance, pipelined: all or nothing by compensation (it takes
+// back the claims it made when another live rollout holds any). Whether an
+// owner is live is judged apart, by ownerScript on the owner's own slot,
+// and a takeover of a dead owner's claim is a compare-and-set on the claim
+// key, so no script reads two slots.
+
+// claimScript claims one instance for a rollout: when it is free, already
+// the rollout's, or held by the owner the caller found dead.
 //
-// This is the one script that spans rollouts and slots: its claim keys
-// are not hash-tagged (each instance's claim lies in its own slot) and it
-// reads the record of each owner it meets, a key it derives from the
-// owner's ID and ARGV[2]. It works on a single Redis (and Sentinel); on
-// Redis Cluster it would need every claim key and owner record in one
-// slot, i.e. claims keyed under one shared hash tag, and the owners'
-// records declared or replaced by a state copy under that tag. Issue 13
-// redesigns claims; until then Ledger.Claim must not run on a cluster.
-//
-// KEYS claim keys (one per instance), ARGV[1] rollout ID, ARGV[2] key
-// prefix (the owner's record is ARGV[2] .. '{' .. owner .. '}:r'), ARGV[3]
-// the claiming mark's lifetime (ms)
-// Returns {} when every key is now ours, else {key1, owner1, ...} of the
-// keys other active rollouts hold (and nothing was claimed).
+// KEYS[1] the claim key; ARGV[1] rollout ID, ARGV[2] the owner that may be
+// displaced (” for none: claim only a free instance)
+// Returns {'new'} when this call claimed it, {'mine'} when the rollout
+// already held it, or {'held', owner} (nothing written).
 var claimScript = redis.NewScript(`
-local clash = {}
-local live = {}
-local function active(owner)
-  if live[owner] == nil then
-    local b = ARGV[2] .. '{' .. owner .. '}:'
-    local st = redis.call('HGET', b .. 'r', 'state')
-    if st == false then
-      live[owner] = redis.call('EXISTS', b .. 'claiming') == 1
-    elseif st == 'applying' then
-      live[owner] = redis.call('EXISTS', b .. 'applying') == 1 or redis.call('EXISTS', b .. 'claiming') == 1
-    else
-      live[owner] = st ~= 'completed' and st ~= 'aborted'
-    end
-  end
-  return live[owner]
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then return {'mine'} end
+if not v or (ARGV[2] ~= '' and v == ARGV[2]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return {'new'}
 end
--- MGET and MSET in batches: one command per 1000 claims, not two per claim.
-local batch = 1000
-for i = 1, #KEYS, batch do
-  local j = math.min(i + batch - 1, #KEYS)
-  local vals = redis.call('MGET', unpack(KEYS, i, j))
-  for x = 1, j - i + 1 do
-    local v = vals[x]
-    if v and v ~= ARGV[1] and active(v) then
-      table.insert(clash, KEYS[i + x - 1])
-      table.insert(clash, v)
-      if #clash >= 20 then return clash end
-    end
-  end
-end
-if #clash > 0 then return clash end
-redis.call('SET', ARGV[2] .. '{' .. ARGV[1] .. '}:claiming', '1', 'PX', ARGV[3])
-for i = 1, #KEYS, batch do
-  local j = math.min(i + batch - 1, #KEYS)
-  local kv = {}
-  for x = i, j do kv[#kv + 1] = KEYS[x]; kv[#kv + 1] = ARGV[1] end
-  redis.call('MSET', unpack(kv))
-end
-return {}
+return {'held', v}
 `)
 
-// unclaimScript releases claims that a rollout holds. Like claimScript it
-// spans slots (claim keys are not hash-tagged).
+// ownerScript judges whether a claim's owner is live. A claim whose owner
+// finished (completed, aborted) or no longer exists is free: a rollout
+// that died without releasing its claims blocks nothing. Claims are taken
+// before the rollout's record is written, so "no longer exists" must not
+// be "not yet written": each Claim first marks its rollout claiming
+// (B claiming, applyLease long), and an owner without a record is live
+// while that mark lasts. Likewise an owner whose creation is under way
+// (state applying) is live while its creation lease (B applying) or the
+// mark lasts; a creation that died frees its claims when both run out.
 //
-// KEYS claim keys, ARGV[1] rollout ID. Returns how many were released.
-var unclaimScript = redis.NewScript(`
-local n = 0
-for i, k in ipairs(KEYS) do
-  if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k); n = n + 1 end
+// KEYS[1] B r, KEYS[2] B applying, KEYS[3] B claiming, all of the owner.
+// Returns 1 when the owner is live, else 0.
+var ownerScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return redis.call('EXISTS', KEYS[3]) end
+if st == 'applying' then
+  if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then return 1 end
+  return 0
 end
-return n
+if st == 'completed' or st == 'aborted' then return 0 end
+return 1
+`)
+
+// unclaimScript releases one claim when the rollout still holds it.
+//
+// KEYS[1] the claim key, ARGV[1] rollout ID. Returns 1 when it released
+// the claim, else 0.
+var unclaimScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 `)

@@ -63,7 +63,7 @@ const MaxRate = 1000
 // means its default.
 type Config struct {
 	// Prefix starts every Redis key the limiter writes; keys are
-	// Prefix + "rl:" + key. Not used by Local.
+	// Prefix + "rl:{" + key + "}" (one hash tag per budget). Not used by Local.
 	//
 	// Defaults to PrefixDefault.
 	Prefix string

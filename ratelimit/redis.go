@@ -29,7 +29,7 @@ import (
 // The slot is written before the caller sleeps, so concurrent callers queue
 // in order without retrying; an unused slot is simply wasted.
 //
-// KEYS[1] the budget's hash, Prefix.."rl:"..key, with fields
+// KEYS[1] the budget's hash, Prefix.."rl:{"..key.."}", with fields
 //
 //	n      ring size N
 //	i      ring index of the oldest of the last N grants, i.e. the next to
@@ -300,8 +300,10 @@ func (o *offsets) add(x int64) int64 {
 	return slices.Min(o.v[:min(o.n, len(o.v))])
 }
 
-// key returns the Redis key of a budget.
-func (l *Redis) key(key string) string { return l.cfg.Prefix + "rl:" + key }
+// key returns the Redis key of a budget: the budget's name in a hash tag,
+// so that on Redis Cluster the budget's slot follows its name alone (each
+// script touches this one key), whatever the prefix.
+func (l *Redis) key(key string) string { return l.cfg.Prefix + "rl:{" + key + "}" }
 
 // wrap turns a Redis error into Wait's or Throttled's: ctx.Err() itself when
 // ctx ended during the call, so callers can compare it.

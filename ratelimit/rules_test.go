@@ -237,7 +237,7 @@ func TestRedisKeyExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := r.Prefix + "rl:k"; len(keys) != 1 || keys[0] != want {
+	if want := r.Prefix + "rl:{k}"; len(keys) != 1 || keys[0] != want {
 		t.Fatalf("keys = %q; want [%q]", keys, want)
 	}
 	ttl, err := r.Client.PTTL(ctx, keys[0]).Result()

@@ -304,7 +304,7 @@ func (w stdlogWriter) Write(p []byte) (int, error) {
 // conn is an open Redis for asynq and the ledger.
 type conn struct {
 	opt    asynq.RedisConnOpt
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	client *asynq.Client
 	ledger *ledger.Ledger
 	prefix string
@@ -397,15 +397,15 @@ func openWith(ctx context.Context, rawURL, namespace string, readOnly bool, gete
 // that their failed commands are counted too. The clients are otherwise
 // exactly asynq's own.
 type hookedConnOpt struct {
-	opt  asynq.RedisConnOpt // one server, or a master through Sentinel
+	opt  asynq.RedisConnOpt // one server, a master through Sentinel, or a cluster
 	hook redis.Hook
 }
 
 // MakeRedisClient implements asynq.RedisConnOpt.
 func (o hookedConnOpt) MakeRedisClient() any {
-	// Both asynq.RedisClientOpt and asynq.RedisFailoverClientOpt make a
-	// *redis.Client.
-	c := o.opt.MakeRedisClient().(*redis.Client)
+	// asynq.RedisClientOpt and asynq.RedisFailoverClientOpt make a
+	// *redis.Client, asynq.RedisClusterClientOpt a *redis.ClusterClient.
+	c := o.opt.MakeRedisClient().(redis.UniversalClient)
 	c.AddHook(o.hook)
 	return c
 }

@@ -32,14 +32,16 @@ const defaultSentinelPort = "26379"
 
 // redisURLShape is the hint every malformed REDIS_URL gets.
 const redisURLShape = "REDIS_URL must look like redis://host:port/db (rediss:// for TLS, redis://:PASSWORD@host:port/db with a password, " +
-	"redis+sentinel://host1:26379,host2:26379/MASTER/db through Sentinel)"
+	"redis+sentinel://host1:26379,host2:26379/MASTER/db through Sentinel, redis+cluster://host1:6379,host2:6379 for Redis Cluster)"
 
 // redisTarget is where REDIS_URL points: one server (redis://, rediss://,
-// a bare host:port) or the master that sentinels name (redis+sentinel://,
-// rediss+sentinel://). Exactly one of the two is set.
+// a bare host:port), the master that sentinels name (redis+sentinel://,
+// rediss+sentinel://) or a Redis Cluster (redis+cluster://,
+// rediss+cluster://). Exactly one of the three is set.
 type redisTarget struct {
 	single   *redis.Options
 	failover *redis.FailoverOptions
+	cluster  *redis.ClusterOptions
 }
 
 // parseRedisURL parses a REDIS_URL, taking a bare host:port as
@@ -48,7 +50,12 @@ type redisTarget struct {
 //	redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER[/DB]
 //
 // (rediss+sentinel:// with TLS to the sentinels and the master), whose
-// userinfo is the master's credentials. getenv supplies REDIS_PASSWORD
+// userinfo is the master's credentials, and the Cluster form
+//
+//	redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...][/0]
+//
+// (rediss+cluster:// with TLS), whose addresses are some of the cluster's
+// nodes (the client learns the rest) and whose userinfo is every node's. getenv supplies REDIS_PASSWORD
 // when the URL holds no password, and the sentinels' own credentials
 // (REDIS_SENTINEL_USERNAME, REDIS_SENTINEL_PASSWORD). Its errors name the
 // part that is wrong and never quote the URL, which may hold a password.
@@ -69,6 +76,12 @@ func parseRedisURL(s string, getenv func(string) string) (*redisTarget, error) {
 		}
 		fo.SentinelUsername, fo.SentinelPassword = getenv(envSentinelUsername), getenv(envSentinelPassword)
 		t.failover = fo
+	case scheme == "redis+cluster" || scheme == "rediss+cluster":
+		co, err := parseCluster(rest, scheme == "rediss+cluster")
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", redisURLShape, err)
+		}
+		t.cluster = co
 	default:
 		ropt, err := redis.ParseURL(s)
 		if err != nil {
@@ -87,6 +100,8 @@ func parseRedisURL(s string, getenv func(string) string) (*redisTarget, error) {
 			t.single.Password = pw
 		case t.failover != nil && t.failover.Password == "":
 			t.failover.Password = pw
+		case t.cluster != nil && t.cluster.Password == "":
+			t.cluster.Password = pw
 		}
 	}
 	return t, nil
@@ -155,11 +170,57 @@ func parseSentinel(rest string, useTLS bool) (*redis.FailoverOptions, error) {
 	return fo, nil
 }
 
+// parseCluster parses what follows redis+cluster://. Its errors quote only
+// the parts after the userinfo.
+func parseCluster(rest string, useTLS bool) (*redis.ClusterOptions, error) {
+	if strings.ContainsAny(rest, "?#") {
+		return nil, errors.New("query parameters and fragments are not read in a Cluster URL")
+	}
+	hosts, path, _ := strings.Cut(rest, "/")
+	if path != "" && path != "0" {
+		return nil, fmt.Errorf("db %q: Redis Cluster has only database 0", path)
+	}
+	co := &redis.ClusterOptions{}
+	if i := strings.LastIndex(hosts, "@"); i >= 0 {
+		user, pw, hasPW := strings.Cut(hosts[:i], ":")
+		var err error
+		if co.Username, err = url.PathUnescape(user); err != nil {
+			return nil, errors.New("the user name is not valid URL encoding")
+		}
+		if hasPW {
+			if co.Password, err = url.PathUnescape(pw); err != nil {
+				return nil, errors.New("the password is not valid URL encoding")
+			}
+		}
+		hosts = hosts[i+1:]
+	}
+	if hosts == "" {
+		return nil, errors.New("no cluster node address")
+	}
+	for _, a := range strings.Split(hosts, ",") {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host == "" {
+			return nil, fmt.Errorf("cluster node address %q: want host:port", a)
+		}
+		if n, perr := strconv.Atoi(port); perr != nil || n <= 0 || n > 65535 {
+			return nil, fmt.Errorf("cluster node address %q: port must be a number from 1 to 65535", a)
+		}
+		co.Addrs = append(co.Addrs, net.JoinHostPort(host, port))
+	}
+	if useTLS {
+		co.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return co, nil
+}
+
 // String names the target for messages: the server's address, or the
 // master and its sentinels. Never a password.
 func (t *redisTarget) String() string {
 	if t.failover != nil {
 		return fmt.Sprintf("master %s (sentinels %s)", t.failover.MasterName, strings.Join(t.failover.SentinelAddrs, ","))
+	}
+	if t.cluster != nil {
+		return "cluster " + strings.Join(t.cluster.Addrs, ",")
 	}
 	return t.single.Addr
 }
@@ -180,6 +241,9 @@ func (t *redisTarget) probe(ctx context.Context) error {
 	if t.failover != nil {
 		return fmt.Errorf("redis at %s does not answer: no sentinel answers: %w", t, errors.Join(errs...))
 	}
+	if t.cluster != nil {
+		return fmt.Errorf("redis at %s does not answer: no node answers: %w", t, errors.Join(errs...))
+	}
 	return fmt.Errorf("redis at %s does not answer: %w", t, errors.Join(errs...))
 }
 
@@ -188,6 +252,9 @@ func (t *redisTarget) probe(ctx context.Context) error {
 func (t *redisTarget) probeAddrs() (network string, addrs []string) {
 	if t.failover != nil {
 		return "tcp", t.failover.SentinelAddrs
+	}
+	if t.cluster != nil {
+		return "tcp", t.cluster.Addrs
 	}
 	return cmp.Or(t.single.Network, "tcp"), []string{t.single.Addr}
 }
@@ -203,8 +270,18 @@ const connPoolSize = 64
 // and a fenced ledger script run twice could misreport its own first run
 // as someone else's. An error is safe (the task comes back and
 // reconciles); a silent replay is not. The same holds after a failover:
-// a script cut off by the old master's end is reported, not re-sent.
-func (t *redisTarget) client() *redis.Client {
+// a script cut off by the old master's end is reported, not re-sent. On a
+// cluster this means no redirects either (go-redis counts MOVED and ASK
+// among its retries): a command sent to a node that no longer serves its
+// slot fails once, and the client reloads the slot map for the next.
+func (t *redisTarget) client() redis.UniversalClient {
+	if t.cluster != nil {
+		co := *t.cluster
+		co.PoolSize = max(co.PoolSize, connPoolSize)
+		co.MaxRetries = -1
+		co.MaxRedirects = -1
+		return redis.NewClusterClient(&co)
+	}
 	if t.failover != nil {
 		fo := *t.failover
 		fo.PoolSize = max(fo.PoolSize, connPoolSize)
@@ -221,6 +298,11 @@ func (t *redisTarget) client() *redis.Client {
 // same parse, so that asynq logs in as the same ACL user (asynq's own URI
 // parser drops the user name) and finds the same master.
 func (t *redisTarget) connOpt() asynq.RedisConnOpt {
+	if co := t.cluster; co != nil {
+		// asynq's own retries and redirects stay: its queues are not the
+		// truth, the ledger is (see docs/operations.md, "Cluster").
+		return asynq.RedisClusterClientOpt{Addrs: co.Addrs, Username: co.Username, Password: co.Password, TLSConfig: co.TLSConfig}
+	}
 	if fo := t.failover; fo != nil {
 		return asynq.RedisFailoverClientOpt{MasterName: fo.MasterName, SentinelAddrs: fo.SentinelAddrs,
 			SentinelUsername: fo.SentinelUsername, SentinelPassword: fo.SentinelPassword,

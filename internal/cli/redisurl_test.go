@@ -15,6 +15,7 @@ import (
 
 	"github.com/fleetreset/fleetreset/internal/redisfit"
 	"github.com/fleetreset/fleetreset/internal/redistest"
+	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/google/go-cmp/cmp"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -40,9 +41,11 @@ func TestParseRedisURL(t *testing.T) {
 		// failover
 		master, sentUser, sentPW string
 		sentinels                []string
-		user, pw                 string
-		db                       int
-		tls                      bool
+		// cluster
+		nodes    []string
+		user, pw string
+		db       int
+		tls      bool
 	}
 	for _, tt := range []struct {
 		name string
@@ -73,6 +76,12 @@ func TestParseRedisURL(t *testing.T) {
 			want{master: "mymaster", sentinels: []string{"s1:26379"}, pw: pw}},
 		{"sentinel TLS", "rediss+sentinel://s1:26379,s2:26379/mymaster/0", env(),
 			want{master: "mymaster", sentinels: []string{"s1:26379", "s2:26379"}, tls: true}},
+		{"cluster", "redis+cluster://n1:7000,10.0.0.2:7001,[::1]:7002", env(),
+			want{nodes: []string{"n1:7000", "10.0.0.2:7001", "[::1]:7002"}}},
+		{"cluster ACL user and db 0", "redis+cluster://app:p%2Fw@n1:7000/0", env(),
+			want{nodes: []string{"n1:7000"}, user: "app", pw: "p/w"}},
+		{"cluster REDIS_PASSWORD, TLS", "rediss+cluster://n1:7000,n2:7000", env("REDIS_PASSWORD", pw),
+			want{nodes: []string{"n1:7000", "n2:7000"}, pw: pw, tls: true}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := parseRedisURL(tt.url, tt.env)
@@ -84,6 +93,15 @@ func TestParseRedisURL(t *testing.T) {
 				g = want{addr: o.Addr, user: o.Username, pw: o.Password, db: o.DB, tls: o.TLSConfig != nil}
 				if _, ok := got.connOpt().(asynq.RedisClientOpt); !ok {
 					t.Errorf("asynq options %T; want asynq.RedisClientOpt", got.connOpt())
+				}
+			} else if c := got.cluster; c != nil {
+				g = want{nodes: c.Addrs, user: c.Username, pw: c.Password, tls: c.TLSConfig != nil}
+				ao, ok := got.connOpt().(asynq.RedisClusterClientOpt)
+				if !ok {
+					t.Fatalf("asynq options %T; want asynq.RedisClusterClientOpt", got.connOpt())
+				}
+				if !cmp.Equal(ao.Addrs, c.Addrs) || ao.Password != c.Password || ao.Username != c.Username || (ao.TLSConfig != nil) != g.tls {
+					t.Errorf("asynq options %+v differ from the ledger's %+v", ao, c)
 				}
 			} else {
 				f := got.failover
@@ -127,6 +145,11 @@ func TestParseRedisURL(t *testing.T) {
 		{"sentinel extra path", "redis+sentinel://:" + pw + "@s1:26379/mymaster/0/1", `db "0/1"`},
 		{"sentinel query", "redis+sentinel://:" + pw + "@s1:26379/mymaster/0?password=" + pw, "query parameters"},
 		{"sentinel bad escape", "redis+sentinel://:" + pw + "%zz@s1:26379/mymaster/0", "password is not valid URL encoding"},
+		{"cluster no address", "redis+cluster://:" + pw + "@", "no cluster node address"},
+		{"cluster no port", "redis+cluster://:" + pw + "@n1:7000,n2", `cluster node address "n2": want host:port`},
+		{"cluster bad port", "redis+cluster://:" + pw + "@n1:x", `cluster node address "n1:x": port`},
+		{"cluster db", "redis+cluster://:" + pw + "@n1:7000/3", "only database 0"},
+		{"cluster query", "redis+cluster://:" + pw + "@n1:7000?password=" + pw, "query parameters"},
 	} {
 		t.Run("bad/"+tt.name, func(t *testing.T) {
 			_, err := parseRedisURL(tt.url, env())
@@ -145,10 +168,10 @@ func TestParseRedisURL(t *testing.T) {
 }
 
 // TestRedisTargetProductionSettings: the ledger's client never retries a
-// command by itself, on one server and through Sentinel alike, and has
-// the pool workers need.
+// command by itself, on one server, through Sentinel and on a cluster
+// alike, and has the pool workers need.
 func TestRedisTargetProductionSettings(t *testing.T) {
-	for _, u := range []string{"redis://127.0.0.1:6379/0", "redis+sentinel://127.0.0.1:26379/mymaster/0"} {
+	for _, u := range []string{"redis://127.0.0.1:6379/0", "redis+sentinel://127.0.0.1:26379/mymaster/0", "redis+cluster://127.0.0.1:7000"} {
 		tg, err := parseRedisURL(u, func(string) string { return "" })
 		if err != nil {
 			t.Fatal(err)
@@ -156,8 +179,18 @@ func TestRedisTargetProductionSettings(t *testing.T) {
 		c := tg.client()
 		// go-redis stores the -1 it was given as 0 retries (and a 0 it was
 		// given as its default of 3).
-		if o := c.Options(); o.MaxRetries != 0 || o.PoolSize < connPoolSize {
-			t.Errorf("%s: MaxRetries %d, PoolSize %d; want 0 (set as -1) and >= %d", u, o.MaxRetries, o.PoolSize, connPoolSize)
+		var retries, pool int
+		switch c := c.(type) {
+		case *redis.Client:
+			retries, pool = c.Options().MaxRetries, c.Options().PoolSize
+		case *redis.ClusterClient:
+			retries, pool = max(c.Options().MaxRetries, c.Options().MaxRedirects), c.Options().PoolSize
+		}
+		if retries != 0 || pool < connPoolSize {
+			t.Errorf("%s: retries %d, PoolSize %d; want 0 (set as -1) and >= %d", u, retries, pool, connPoolSize)
+		}
+		if err := ledger.CheckClient(c); err != nil {
+			t.Errorf("%s: %v", u, err)
 		}
 		c.Close()
 	}
@@ -233,7 +266,7 @@ func TestOpenThroughSentinel(t *testing.T) {
 		t.Fatalf("open %s: %v", url, err)
 	}
 	defer cn.Close()
-	if o := cn.rdb.Options(); o.MaxRetries != 0 || o.DB != 2 {
+	if o := cn.rdb.(*redis.Client).Options(); o.MaxRetries != 0 || o.DB != 2 {
 		t.Errorf("ledger client: MaxRetries %d, DB %d; want 0 (no retries) and 2", o.MaxRetries, o.DB)
 	}
 	if err := cn.rdb.Set(t.Context(), "sent:probe", "1", 0).Err(); err != nil {

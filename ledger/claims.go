@@ -1,0 +1,218 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Conflict is an instance that another rollout holds.
+type Conflict struct {
+	InstanceID string
+	Rollout    string
+}
+
+// maxConflicts is how many conflicts Claim reports at most.
+const maxConflicts = 10
+
+// claimRounds bounds how often Claim tries to take over instances whose
+// owners it found dead: each round may meet a new owner that claimed
+// them in the meantime.
+const claimRounds = 3
+
+// pipeChunk is how many script calls one pipeline carries.
+const pipeChunk = 2000
+
+// Claim claims instances for a rollout, all or nothing: when any is held by
+// another active rollout, nothing is claimed (the claims this call made are
+// taken back) and the conflicts, at most ten, are returned in the order of
+// ids.
+//
+// Each instance's claim is its own key and slot (see claimScript), claimed
+// by one script call, pipelined. Two concurrent Claims over the same
+// instances never both succeed; both may fail, and say so. A Claim cut off
+// by an error leaves its claims owned by a rollout without a record, which
+// block others only while the claiming mark lasts (applyLease).
+func (l *Ledger) Claim(ctx context.Context, rollout string, ids []string) ([]Conflict, error) {
+	// The mark first: from the first claim on, others see this rollout
+	// live although it has no record yet.
+	if err := l.rdb.Set(ctx, l.keys(rollout).claiming(), "1", applyLease).Err(); err != nil {
+		return nil, fmt.Errorf("ledger: claim for %s: mark: %w", rollout, err)
+	}
+	order := make(map[string]int, len(ids))
+	for i, id := range ids {
+		order[id] = i
+	}
+	var (
+		taken     []string              // claimed by this call
+		conflicts []Conflict            // held by live owners
+		pend      = ids                 // still to claim
+		displace  = map[string]string{} // instance → dead owner to take it from
+	)
+	fail := func(err error) ([]Conflict, error) {
+		// Best effort: what is not taken back is freed with the mark.
+		_, _ = l.unclaim(context.WithoutCancel(ctx), rollout, taken)
+		return nil, fmt.Errorf("ledger: claim for %s: %w", rollout, err)
+	}
+	for round := 0; len(pend) > 0; round++ {
+		cmds, err := l.runEach(ctx, claimScript, len(pend), func(i int) ([]string, []any) {
+			return []string{l.claimKey(pend[i])}, []any{rollout, displace[pend[i]]}
+		})
+		if err != nil {
+			return fail(err)
+		}
+		held := map[string]string{}
+		for i, c := range cmds {
+			res, _ := c.StringSlice()
+			switch {
+			case len(res) == 1 && res[0] == "new":
+				taken = append(taken, pend[i])
+			case len(res) == 2 && res[0] == "held":
+				held[pend[i]] = res[1]
+			case len(res) == 1 && res[0] == "mine":
+			default:
+				return fail(fmt.Errorf("unexpected reply %v", res))
+			}
+		}
+		live, err := l.ownersLive(ctx, held)
+		if err != nil {
+			return fail(err)
+		}
+		pend = nil
+		for id, owner := range held {
+			if live[owner] || round+1 >= claimRounds {
+				conflicts = append(conflicts, Conflict{InstanceID: id, Rollout: owner})
+				continue
+			}
+			pend = append(pend, id)
+			displace[id] = owner
+		}
+		slices.SortFunc(pend, func(a, b string) int { return order[a] - order[b] })
+		if len(conflicts) > 0 {
+			break
+		}
+	}
+	if len(conflicts) == 0 {
+		return nil, nil
+	}
+	if _, err := l.unclaim(ctx, rollout, taken); err != nil {
+		return nil, fmt.Errorf("ledger: claim for %s: take back after a conflict: %w", rollout, err)
+	}
+	slices.SortFunc(conflicts, func(a, b Conflict) int { return order[a.InstanceID] - order[b.InstanceID] })
+	return conflicts[:min(len(conflicts), maxConflicts)], nil
+}
+
+// ownersLive judges each distinct owner in held (instance → owner) by
+// ownerScript on the owner's slot.
+func (l *Ledger) ownersLive(ctx context.Context, held map[string]string) (map[string]bool, error) {
+	var owners []string
+	seen := map[string]bool{}
+	for _, o := range held {
+		if !seen[o] {
+			seen[o] = true
+			owners = append(owners, o)
+		}
+	}
+	cmds, err := l.runEach(ctx, ownerScript, len(owners), func(i int) ([]string, []any) {
+		k := l.keys(owners[i])
+		return []string{k.record(), k.applying(), k.claiming()}, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("judge owners: %w", err)
+	}
+	live := make(map[string]bool, len(owners))
+	for i, c := range cmds {
+		n, _ := c.Int()
+		live[owners[i]] = n == 1
+	}
+	return live, nil
+}
+
+// Unclaim releases the claims a rollout holds on ids.
+func (l *Ledger) Unclaim(ctx context.Context, rollout string, ids []string) error {
+	if _, err := l.unclaim(ctx, rollout, ids); err != nil {
+		return fmt.Errorf("ledger: unclaim for %s: %w", rollout, err)
+	}
+	return nil
+}
+
+// unclaim releases the claims rollout holds on ids and returns how many it
+// released, counting those of the calls that succeeded even on error.
+func (l *Ledger) unclaim(ctx context.Context, rollout string, ids []string) (int, error) {
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = l.claimKey(id)
+	}
+	return l.unclaimKeys(ctx, rollout, keys)
+}
+
+// unclaimKeys is unclaim of claim keys.
+func (l *Ledger) unclaimKeys(ctx context.Context, rollout string, keys []string) (int, error) {
+	cmds, err := l.runEach(ctx, unclaimScript, len(keys), func(i int) ([]string, []any) {
+		return []string{keys[i]}, []any{rollout}
+	})
+	n := 0
+	for _, c := range cmds {
+		if c != nil {
+			v, _ := c.Int()
+			n += v
+		}
+	}
+	return n, err
+}
+
+// UnclaimAll releases every claim of a finished rollout.
+func (l *Ledger) UnclaimAll(ctx context.Context, r *Rollout) error {
+	for k := range r.Spec.Waves {
+		ids, err := l.WaveInstances(ctx, r.ID, k)
+		if err != nil {
+			return err
+		}
+		if err := l.Unclaim(ctx, r.ID, ids); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runEach runs s n times, call i with the keys and arguments args(i)
+// gives, in pipelines of pipeChunk calls; on Redis Cluster each call goes
+// to the node of its keys. A call that found the script not loaded
+// (NOSCRIPT: it did not run) is sent again with the script's body. It
+// returns every call's command, nil for calls not sent; the error is the
+// first call's that failed.
+func (l *Ledger) runEach(ctx context.Context, s *redis.Script, n int, args func(i int) ([]string, []any)) ([]*redis.Cmd, error) {
+	out := make([]*redis.Cmd, n)
+	for start := 0; start < n; start += pipeChunk {
+		end := min(start+pipeChunk, n)
+		pipe := l.rdb.Pipeline()
+		for i := start; i < end; i++ {
+			keys, argv := args(i)
+			out[i] = s.EvalSha(ctx, pipe, keys, argv...)
+		}
+		_, _ = pipe.Exec(ctx) // errors are read per call below
+		var again []int
+		for i := start; i < end; i++ {
+			if err := out[i].Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+				again = append(again, i)
+			}
+		}
+		if len(again) > 0 {
+			pipe := l.rdb.Pipeline()
+			for _, i := range again {
+				keys, argv := args(i)
+				out[i] = s.Eval(ctx, pipe, keys, argv...)
+			}
+			_, _ = pipe.Exec(ctx)
+		}
+		for i := start; i < end; i++ {
+			if err := out[i].Err(); err != nil && !errors.Is(err, redis.Nil) {
+				return out[:end], err
+			}
+		}
+	}
+	return out, nil
+}
