@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/fleetreset/fleetreset/alarm"
@@ -65,25 +64,14 @@ func (w *Worker) defaultServing(spec rollout.Spec) (*cvm.Serving, error) {
 	})
 }
 
-func (w *Worker) httpClient() *http.Client {
-	if w.cfg.HTTP != nil {
-		return w.cfg.HTTP
-	}
-	return noProxyClient
-}
-
-// noProxyClient reaches instances directly: health checks and hooks address
-// private IPs, which a proxy from the environment would not reach.
-var noProxyClient = &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}}
-
 func (w *Worker) hookRunner(c hook.Automation) *hook.Runner {
-	return &hook.Runner{Automation: c, Completions: w.l, HTTP: w.httpClient(), Clock: w.clock, Log: w.log}
+	return &hook.Runner{Automation: c, Completions: w.l, HTTP: w.cfg.HTTP, Clock: w.clock, Log: w.log}
 }
 
 // alarms returns the alarm checker of a rollout. Cloud Monitor policies
 // need the serving client; a rollout without them does not build it.
 func (w *Worker) alarms(spec rollout.Spec) *alarm.Checker {
-	ch := &alarm.Checker{HTTP: w.httpClient(), Clock: w.clock}
+	ch := &alarm.Checker{HTTP: w.cfg.HTTP, Clock: w.clock}
 	if spec.StopWhen != nil && len(spec.StopWhen.MonitorPolicies) > 0 {
 		if c, err := w.cloud(spec); err == nil {
 			ch.Monitor = c

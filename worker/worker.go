@@ -125,8 +125,10 @@ type Config struct {
 	// ProbeInFlight bounds the health-check sockets one sweep opens at
 	// once. Defaults to health.MaxInFlightDefault.
 	ProbeInFlight int
-	// HTTP sends health checks, webhooks and Prometheus queries. Defaults
-	// to a client that ignores proxy settings from the environment.
+	// HTTP, when set, sends health checks, hook webhooks and Prometheus
+	// queries (tests). By default health checks go straight to the
+	// instances (no proxy from the environment, no redirects), while
+	// webhooks and Prometheus, ordinary services, honour the proxy.
 	HTTP *http.Client
 	// Retention is how long finished rollouts are kept before the hourly
 	// prune deletes them (see prune.go). Zero means ledger.DefaultRetention
