@@ -60,7 +60,9 @@ func floorPercent(total, h int) int {
 // wave whose instances to reset count zones[z] per zone: the most, over
 // the overall cap and every zone's cap, of ceil(instances / cap). It is 1
 // without a cap (the whole wave is down together) and 0 for an empty
-// wave. Each round is at least one reinstall and its serving time.
+// wave. Instances of an unknown zone ("") count toward the overall cap
+// only, so that Rounds stays a lower bound. Each round is at least one
+// reinstall and its serving time.
 func (m *MaxUnavailable) Rounds(zones map[string]int) int {
 	n := 0
 	for _, c := range zones {
@@ -78,7 +80,7 @@ func (m *MaxUnavailable) Rounds(zones map[string]int) int {
 		rounds = max(rounds, ceil(n, m.Total))
 	}
 	for z, c := range zones {
-		if _, per := m.Limits(z); per > 0 && c > 0 {
+		if _, per := m.Limits(z); z != "" && per > 0 && c > 0 {
 			rounds = max(rounds, ceil(c, per))
 		}
 	}

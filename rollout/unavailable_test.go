@@ -59,6 +59,7 @@ func TestMaxUnavailableRounds(t *testing.T) {
 		{"zone binds", &MaxUnavailable{Total: 100, PerZone: 5}, zones, 14},
 		{"per-zone map", &MaxUnavailable{Zones: map[string]int{"a": 7, "b": 7, "c": 30}}, zones, 10},
 		{"cap above the wave", &MaxUnavailable{Total: 1000}, zones, 1},
+		{"unknown zones: the total only", &MaxUnavailable{Total: 50, PerZone: 5}, map[string]int{"": 200}, 4},
 	} {
 		if got := tc.m.Rounds(tc.in); got != tc.want {
 			t.Errorf("%s: Rounds = %d, want %d", tc.name, got, tc.want)
