@@ -1,6 +1,8 @@
 package worker_test
 
 import (
+	"cmp"
+	"slices"
 	"testing"
 	"time"
 
@@ -46,4 +48,40 @@ func TestMaxUnavailablePerZone(t *testing.T) {
 		t.Errorf("places still held after completion: %v, %v", left, err)
 	}
 	t.Logf("200 instances under %d per zone in %s", perZone, time.Since(start).Round(100*time.Millisecond))
+}
+
+// TestMaxUnavailableCountsFromTheDrain: behind a load balancer an
+// instance is unavailable from its drain until its weight is back after
+// health. By the simulator's record of weight changes, never more than
+// the cap of 3 instances are out of the load balancer at once.
+func TestMaxUnavailableCountsFromTheDrain(t *testing.T) {
+	const n, most = 12, 3
+	b := setup(t, servingSim(cvmsim.Faults{}), planOpts{n: n, extraAt: healthYAML("30s", drainYAML+"maxUnavailable: 3\n")})
+	b.apply(t)
+	b.startWorkers(t, 2, nil)
+	if r := b.await(t, time.Minute, ledger.Completed, ledger.Paused, ledger.Aborted); r.State != ledger.Completed {
+		t.Fatalf("rollout %s (%s); want completed", r.State, r.Reason)
+	}
+	b.exactlyOnce(t, nil)
+	type event struct {
+		at    time.Time
+		delta int
+	}
+	var evs []event
+	for _, id := range ids(n) {
+		h := b.sim.WeightHistory(id)
+		if len(h) != 2 || h[0].To != 0 || h[1].To == 0 {
+			t.Fatalf("%s weight history %+v; want drained then restored", id, h)
+		}
+		evs = append(evs, event{h[0].At, +1}, event{h[1].At, -1})
+	}
+	slices.SortFunc(evs, func(a, b event) int { return cmp.Or(a.at.Compare(b.at), cmp.Compare(a.delta, b.delta)) })
+	out, peak := 0, 0
+	for _, e := range evs {
+		out += e.delta
+		peak = max(peak, out)
+	}
+	if peak != most {
+		t.Errorf("at most %d instances drained at once; want exactly %d (never more, and the cap reached)", peak, most)
+	}
 }
