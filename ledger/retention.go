@@ -46,7 +46,7 @@ const (
 // record, instances (B i:<id>) and waves (B w:<k>, B wc:<k>). Keep in step
 // with the key layout in scripts.go; TestPruneLeavesNoKey scans Redis for
 // any key a prune left behind.
-var rolloutKeys = []string{"c", "held", "resetting", "retrying", "fence", "once", "applying", "claiming", "hooks"}
+var rolloutKeys = []string{"c", "held", "resetting", "retrying", "fence", "once", "applying", "claiming", "hooks", "u", "uzs"}
 
 func (l *Ledger) finishedKey() string { return l.prefix + "finished" }
 
@@ -520,7 +520,11 @@ func (l *Ledger) eachRolloutChunk(ctx context.Context, id, rec string, chunk int
 			}
 		}
 	}
-	rest := make([]string, 0, 2*waves+len(rolloutKeys))
+	// The per-zone sets of the unavailable go before B uzs, which names them.
+	rest, err := l.unavailableZoneKeys(ctx, b)
+	if err != nil {
+		return false, fmt.Errorf("ledger: prune %s: %w", id, err)
+	}
 	for _, s := range rolloutKeys {
 		rest = append(rest, b+s)
 	}

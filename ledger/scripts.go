@@ -15,12 +15,14 @@ import "github.com/redis/go-redis/v9"
 //	B wc:<k>     hash   wave k counters (as above) plus size, complete, approved, started, soak_until
 //	B i:<id>     hash   one instance: st w g zone gen tok rtk rid oimg oop pf tries resets first intent called done code err nimg adopted
 //	                    sv svv (serving state JSON and its version, serving.go)
+//	                    uz (the zone of its place among the unavailable, unavailable.go)
 //	                    (gen, tries and resets are absent until first set, and read as 0)
 //	B held       set    instances parked while the rollout was not running
 //	B resetting  set    instances whose reset the cloud accepted, not yet verified
 //	B hooks      hash   SHA-256 of each webhook step's token → instance and result (hooks.go)
 //	B drained    set    instances whose load-balancer weights are recorded and not yet restored (serving.go)
 //	B retrying   set    instances a retry-failed reopened and has not yet returned (see retryChunkScript)
+//	B u, B uz:<zone>, B uzs  sets  instances holding a place among the unavailable (unavailable.go)
 //	B fence      string fencing-token counter
 //	B once       hash   events already announced (Ledger.Once)
 //
@@ -59,11 +61,12 @@ local function sib(k, suffix, name) return string.sub(k, 1, #k - #suffix) .. nam
 // beginScript starts a reset attempt.
 //
 // KEYS[1] B i:<id>, KEYS[2] B r, KEYS[3] B fence, KEYS[4] B held, KEYS[5] B c;
-// B wc:<w> of the instance's wave w is derived from KEYS[5].
+// B wc:<w> of the instance's wave w, and the unavailable sets of an
+// instance parked or cancelled (releaseUnavailable), are derived from KEYS[5].
 // ARGV[1] instance ID, ARGV[2] gen, ARGV[3] now (unix ms)
 // Returns {action, token, intent_ms}: action is one of
 // missing | stale | done | verify | reconcile | held | cancelled | proceed.
-var beginScript = redis.NewScript(sib + `
+var beginScript = redis.NewScript(sib + releaseUnavailable + `
 local ik, rk = KEYS[1], KEYS[2]
 -- One read per hash: Redis counts (and runs) every call a script makes.
 local f = redis.call('HMGET', ik, 'st', 'gen', 'tok', 'intent', 'w', 'tries', 'first')
@@ -81,6 +84,7 @@ local rs = r[1]
 if rs == 'aborted' then
   redis.call('HSET', ik, 'st', 'cancelled', 'done', ARGV[3])
   redis.call('SREM', KEYS[4], ARGV[1])
+  releaseUnavailable(ik, KEYS[5], 'c', ARGV[1])
   for _, ck in ipairs({KEYS[5], sib(KEYS[5], 'c', 'wc:' .. w)}) do
     redis.call('HINCRBY', ck, 'cancelled', 1)
     redis.call('HINCRBY', ck, 'terminal', 1)
@@ -92,6 +96,7 @@ end
 if rs ~= 'running' or tonumber(w) > tonumber(r[2]) then
   redis.call('HSET', ik, 'st', 'held')
   redis.call('SADD', KEYS[4], ARGV[1])
+  releaseUnavailable(ik, KEYS[5], 'c', ARGV[1])
   return {'held', '0', '0'}
 end
 local tok = redis.call('INCR', KEYS[3])
@@ -142,17 +147,24 @@ return 1
 `)
 
 // releaseScript undoes an intent whose call certainly did not reach the
-// cloud (the API refused it): calling → pending or held.
+// cloud (the API refused it): calling → pending or held. The instance
+// gives its place among the unavailable back (releaseUnavailable), unless
+// it goes back to pending still drained (B drained): out of service, it
+// keeps its place until its next attempt calls or it is parked.
 //
-// KEYS[1] B i:<id>, KEYS[2] B held
+// KEYS[1] B i:<id>, KEYS[2] B held; B drained and the unavailable sets are
+// derived from KEYS[2].
 // ARGV[1] instance ID, ARGV[2] token, ARGV[3] new state (pending|held),
 // ARGV[4] error code, ARGV[5] error message
 // Returns 1, or 0 when fenced out.
-var releaseScript = redis.NewScript(`
+var releaseScript = redis.NewScript(sib + releaseUnavailable + `
 local ik = KEYS[1]
 if redis.call('HGET', ik, 'st') ~= 'calling' or redis.call('HGET', ik, 'tok') ~= ARGV[2] then return 0 end
 redis.call('HSET', ik, 'st', ARGV[3], 'code', ARGV[4], 'err', ARGV[5])
 if ARGV[3] == 'held' then redis.call('SADD', KEYS[2], ARGV[1]) end
+if ARGV[3] == 'held' or redis.call('SISMEMBER', sib(KEYS[2], 'held', 'drained'), ARGV[1]) == 0 then
+  releaseUnavailable(ik, KEYS[2], 'held', ARGV[1])
+end
 return 1
 `)
 
@@ -180,14 +192,15 @@ return tok
 // finishScript moves an instance to a terminal state and counts it once.
 //
 // KEYS[1] B i:<id>, KEYS[2] B r, KEYS[3] B c, KEYS[4] B held,
-// KEYS[5] B resetting; B wc:<w> of the instance's wave w is derived from KEYS[3].
+// KEYS[5] B resetting; B wc:<w> of the instance's wave w, and the
+// unavailable sets it leaves (releaseUnavailable), are derived from KEYS[3].
 // ARGV[1] instance ID, ARGV[2] comma-separated states it may leave,
 // ARGV[3] token that must hold it (” for any), ARGV[4] new state,
 // ARGV[5] code, ARGV[6] message, ARGV[7] now, ARGV[8] new image
 // Returns {changed, wave, wave counters..., overall counters..., wave size,
 // wave complete, total} with counters in the order
 // succeeded skipped failed ambiguous cancelled terminal.
-var finishScript = redis.NewScript(sib + `
+var finishScript = redis.NewScript(sib + releaseUnavailable + `
 local ik, ck = KEYS[1], KEYS[3]
 local f = redis.call('HMGET', ik, 'st', 'w', 'tok')
 local st, w = f[1], f[2]
@@ -202,6 +215,7 @@ if ok then
   redis.call('HSET', ik, 'st', ARGV[4], 'code', ARGV[5], 'err', ARGV[6], 'done', ARGV[7], 'nimg', ARGV[8])
   redis.call('SREM', KEYS[4], ARGV[1])
   redis.call('SREM', KEYS[5], ARGV[1])
+  releaseUnavailable(ik, ck, 'c', ARGV[1])
   for _, k in ipairs({ck, wk}) do
     redis.call('HINCRBY', k, ARGV[4], 1)
     redis.call('HINCRBY', k, 'terminal', 1)
@@ -335,11 +349,13 @@ return {st, 0}
 // again (an interrupted abort is redone from the start).
 //
 // KEYS[1] B r, KEYS[2] B c, KEYS[3] B w:<k>, KEYS[4] B wc:<k>,
-// KEYS[5] B held; B i:<id> of each listed instance is derived from KEYS[1].
+// KEYS[5] B held; B i:<id> of each listed instance, and the unavailable
+// sets a cancelled one leaves (a pending instance may hold a place while
+// it drains), are derived from KEYS[1].
 // ARGV[1] offset in the wave list, ARGV[2] chunk size, ARGV[3] now
 // Returns {next offset (-1 at the end of the wave, -2 when the rollout is
 // not aborted), instances examined, instances cancelled}.
-var abortChunkScript = redis.NewScript(sib + `
+var abortChunkScript = redis.NewScript(sib + releaseUnavailable + `
 local rk = KEYS[1]
 if redis.call('HGET', rk, 'state') ~= 'aborted' then return {-2, 0, 0} end
 local off, n = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -351,6 +367,7 @@ for _, id in ipairs(ids) do
   if s == 'pending' or s == 'held' then
     redis.call('HSET', ik, 'st', 'cancelled', 'done', ARGV[3])
     redis.call('SREM', KEYS[5], id)
+    releaseUnavailable(ik, rk, 'r', id)
     cancelled = cancelled + 1
   end
 end

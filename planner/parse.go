@@ -38,7 +38,7 @@ var (
 		"securityAgent", "monitorAgent", "rootSize", "hostName"}
 	topKeys = slices.Concat([]string{"version", "name", "region", "api", "endpoint", "groups",
 		"rateLimit", "verify", "retry", "waves", "failureBudget", "onBreach", "startAt",
-		"schedule", "window", "webhook", "zoneOrder", "skipMatching", "stopWhen"}, settingKeys, servingKeys)
+		"schedule", "window", "webhook", "zoneOrder", "skipMatching", "stopWhen", "maxUnavailable"}, settingKeys, servingKeys)
 	groupKeys = slices.Concat([]string{"name", "instances", "instancesFile"}, settingKeys, servingKeys)
 )
 
@@ -160,6 +160,8 @@ type raw struct {
 	window       *rollout.Window
 	webhook      string
 	zoneOrder    setting[[]string]
+	// maxUnavailable is nil when the plan leaves it out.
+	maxUnavailable *unavailable
 	// resetMatching is skipMatching: false.
 	resetMatching bool
 }
@@ -319,6 +321,9 @@ func (p *parser) top(root *yaml.Node) bool {
 		r.stopWhen, _ = p.stopWhen(en)
 	}
 	r.zoneOrder = p.zoneOrder(f)
+	if en, ok := f.get("maxUnavailable"); ok {
+		r.maxUnavailable = p.maxUnavailable(en)
+	}
 	if en, ok := f.get("groups"); !ok {
 		p.at(root, "groups", "is required: list the target groups, each with instances or instancesFile")
 	} else {

@@ -28,9 +28,10 @@ type Preview struct {
 	DescribeCalls int
 	// MinWallTime is the sum over waves of the time the reset budget needs
 	// for the wave, plus the soaks, plus the least time the wave's drain
-	// and health checks take (PreviewWave.Serving). The reinstall itself
-	// (minutes on the real cloud), verification and hooks add to it per
-	// wave.
+	// and health checks take (PreviewWave.Serving, once per
+	// PreviewWave.Rounds). The reinstall itself (minutes on the real
+	// cloud), verification and hooks add to it per wave, or per round
+	// under maxUnavailable (Reinstalls).
 	MinWallTime time.Duration
 	// HooksUpTo bounds what hooks may add to MinWallTime: the sum over
 	// waves of PreviewWave.HooksUpTo. How long hooks really take is
@@ -42,6 +43,13 @@ type Preview struct {
 	// Alarms describe the plan's stopWhen, one line each, after a line
 	// saying when they are read; nil without stopWhen.
 	Alarms []string
+	// MaxUnavailable describes the plan's maxUnavailable as resolved
+	// ("at most 5 instances unavailable at once per zone"); "" without.
+	MaxUnavailable string
+	// Reinstalls is, with maxUnavailable, the sum over waves of
+	// PreviewWave.Rounds: how many reinstall times in a row the rollout
+	// takes at the least, on top of MinWallTime. 0 without a cap.
+	Reinstalls int
 }
 
 // PreviewGroup is what surrounds each reset of one group's instances.
@@ -71,17 +79,24 @@ type PreviewWave struct {
 	Serving time.Duration
 	// HooksUpTo is likewise the most PreviewGroup.HooksUpTo.
 	HooksUpTo time.Duration
+	// Rounds is how many times the plan's maxUnavailable must turn over
+	// for the wave (rollout.MaxUnavailable.Rounds): each round is at least
+	// one reinstall, its serving time and its hooks. 1 without a cap.
+	Rounds int
 }
 
 // MakePreview computes a preview; pf may be nil when no pre-flight ran.
 func MakePreview(plan *Plan, pf *rollout.PreflightReport) Preview {
-	p := Preview{Rollout: plan.Spec.ID, ZoneCounts: map[string]int{}, Preflight: pf}
-	for _, t := range plan.Targets {
-		zone := t.Zone
-		if pf != nil && zone == "" {
-			zone = pf.Zones[t.InstanceID]
+	p := Preview{Rollout: plan.Spec.ID, ZoneCounts: map[string]int{}, Preflight: pf,
+		MaxUnavailable: unavailableLine(plan.Spec.MaxUnavailable)}
+	zoneOf := func(t rollout.Target) string {
+		if pf != nil && t.Zone == "" {
+			return pf.Zones[t.InstanceID]
 		}
-		p.ZoneCounts[zone]++
+		return t.Zone
+	}
+	for _, t := range plan.Targets {
+		p.ZoneCounts[zoneOf(t)]++
 	}
 	groups := make([]PreviewGroup, len(plan.Spec.Groups))
 	serving := false
@@ -96,18 +111,25 @@ func MakePreview(plan *Plan, pf *rollout.PreflightReport) Preview {
 	rate := cmp.Or(plan.Spec.ResetRate, 10)
 	for k, w := range plan.Spec.Waves {
 		pw := PreviewWave{Index: k, Size: w.Size, Soak: w.Soak, Approval: w.Approval, Budget: w.Budget}
+		zones := map[string]int{}
 		for _, t := range plan.WaveTargets(k) {
 			if pf == nil || (pf.Skipped[t.InstanceID] == "" && pf.Refused[t.InstanceID] == "") {
 				pw.ToReset++
+				zones[zoneOf(t)]++
 				pw.Serving = max(pw.Serving, groups[t.Group].Serving)
 				pw.HooksUpTo = max(pw.HooksUpTo, groups[t.Group].HooksUpTo)
 			}
 		}
+		// Without a cap the wave is down together: one round.
+		pw.Rounds = max(plan.Spec.MaxUnavailable.Rounds(zones), 1)
+		if plan.Spec.MaxUnavailable.Capped() {
+			p.Reinstalls += pw.Rounds
+		}
 		p.ResetCalls += pw.ToReset
 		p.DescribeCalls += 2 * ((w.Size + 99) / 100)
 		p.MinWallTime += time.Duration(float64(pw.ToReset) / rate * float64(time.Second))
-		p.MinWallTime += pw.Serving
-		p.HooksUpTo += pw.HooksUpTo
+		p.MinWallTime += time.Duration(pw.Rounds) * pw.Serving
+		p.HooksUpTo += time.Duration(pw.Rounds) * pw.HooksUpTo
 		if k < len(plan.Spec.Waves)-1 {
 			p.MinWallTime += w.Soak
 		}
@@ -116,10 +138,14 @@ func MakePreview(plan *Plan, pf *rollout.PreflightReport) Preview {
 	return p
 }
 
-// ETA formats the least wall time: MinWallTime, and what hooks may add,
-// like "4m10s + hooks up to 21m".
+// ETA formats the least wall time: MinWallTime, the reinstalls in a row
+// a maxUnavailable cap forces, and what hooks may add, like
+// "4m10s + 14 × the reinstall time (maxUnavailable) + hooks up to 21m".
 func (p Preview) ETA() string {
 	s := p.MinWallTime.Round(time.Second).String()
+	if p.Reinstalls > 0 {
+		s += fmt.Sprintf(" + %d × the reinstall time (maxUnavailable)", p.Reinstalls)
+	}
 	if p.HooksUpTo > 0 {
 		s += " + hooks up to " + short(p.HooksUpTo)
 	}

@@ -57,6 +57,7 @@ func (p *parser) check() {
 		p.checkGroup(g)
 	}
 	p.checkTargets()
+	p.checkUnavailable()
 	p.checkWaves()
 }
 
@@ -267,6 +268,7 @@ func (p *parser) build() *Plan {
 		}
 		slices.SortStableFunc(targets, func(a, b rollout.Target) int { return cmp.Compare(rank[a.Zone], rank[b.Zone]) })
 	}
+	spec.MaxUnavailable = p.buildUnavailable(targets)
 	next := 0
 	for i, st := range rollout.Expand(len(targets), p.sizes()) {
 		w := r.waves[st.Entry]

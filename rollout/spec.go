@@ -36,6 +36,9 @@ type Spec struct {
 	// (default), "abort", or "rollback" (abort, then reinstall every
 	// instance this rollout reset back to its previous image).
 	OnBreach string `json:"on_breach"`
+	// MaxUnavailable caps the instances out of service at once (plan:
+	// maxUnavailable); nil for no cap beyond the waves.
+	MaxUnavailable *MaxUnavailable `json:"max_unavailable,omitempty"`
 	// StopWhen lists alarms that stop the rollout; nil for none.
 	StopWhen *StopWhen `json:"stop_when,omitempty"`
 	// RollbackOf names the rollout this one undoes; empty for a rollout

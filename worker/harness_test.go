@@ -49,6 +49,8 @@ type planOpts struct {
 	verifyTimeout string
 	// redis, when set, is the Redis to use instead of redistest.New's.
 	redis *redistest.Redis
+	// zones spread the simulated instances round robin (default one zone).
+	zones []string
 }
 
 const plantedPassword = "Pl4nted!Secr#77"
@@ -102,7 +104,11 @@ func setup(t *testing.T, simCfg cvmsim.Config, o planOpts) *bundle {
 			present = append(present, id)
 		}
 	}
-	b.sim.AddInstances(testfleet.Fleet{Image: oldImage, Zones: []string{"ap-guangzhou-3"}}.Instances(present)...)
+	zones := o.zones
+	if len(zones) == 0 {
+		zones = []string{"ap-guangzhou-3"}
+	}
+	b.sim.AddInstances(testfleet.Fleet{Image: oldImage, Zones: zones}.Instances(present)...)
 	plan, err := planner.Parse("test.yaml", []byte(p.YAML()), planner.Options{})
 	if err != nil {
 		t.Fatalf("plan: %v\n%s", err, p.YAML())

@@ -67,7 +67,17 @@ func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 			return &retryLater{In: max(spec.VerifyInterval, w.backoff(in.Tries)), Cause: why}
 		case rollout.Adopt:
 			rid = obs.LatestOperationRequestID
+			// Down already, by the cloud's word: counted, so that it
+			// holds other instances back.
+			if err := w.takePlace(ctx, spec, in, obs, true); err != nil {
+				return err
+			}
 		case rollout.Call:
+			// A place among the unavailable before anything takes the
+			// instance out of service (maxUnavailable).
+			if err := w.takePlace(ctx, spec, in, obs, false); err != nil {
+				return err
+			}
 			// Drain and before hooks first: they take time and come back;
 			// the call itself happens only once they are done.
 			if ready, err := w.prepare(ctx, spec, in); !ready {

@@ -117,6 +117,9 @@ func printPreview(env *Env, plan *planner.Plan, p planner.Preview) {
 		fmt.Fprintf(out, "  %-5d %6d %8d %10s %-9s %s\n", w.Index+1, w.Size, w.ToReset, w.Soak, appr, w.Budget.String())
 	}
 	fmt.Fprintf(out, "  overall failure budget: %s, on breach: %s\n", plan.Spec.Budget.String(), plan.Spec.OnBreach)
+	if p.MaxUnavailable != "" {
+		fmt.Fprintf(out, "  maxUnavailable: %s\n", p.MaxUnavailable)
+	}
 	fmt.Fprintln(out, "Zones:")
 	for _, z := range sortedKeys(p.ZoneCounts) {
 		fmt.Fprintf(out, "  %-20s %d\n", cmp.Or(z, "(unknown)"), p.ZoneCounts[z])
@@ -143,7 +146,7 @@ func printPreview(env *Env, plan *planner.Plan, p planner.Preview) {
 		}
 		fmt.Fprintf(out, "Minimum wall time: %s (reset budget, soaks, drains and health checks; each wave also waits for its reinstalls to finish).\n", p.ETA())
 	} else {
-		fmt.Fprintf(out, "Minimum wall time: %s (reset budget and soaks; each wave also waits for its reinstalls to finish).\n", p.MinWallTime.Round(time.Second))
+		fmt.Fprintf(out, "Minimum wall time: %s (reset budget and soaks; each wave also waits for its reinstalls to finish).\n", p.ETA())
 	}
 	fmt.Fprintln(out, "Nothing was enqueued.")
 }
