@@ -2,17 +2,23 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/cvmsim"
 	"github.com/fleetreset/fleetreset/internal/redistest"
 	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/planner"
+	"github.com/fleetreset/fleetreset/ratelimit"
 )
 
 // selectFleet returns 5,000 simulated instances over three zones of which
@@ -164,4 +170,61 @@ func sumCalls(perSecond map[int64]int) int {
 		n += c
 	}
 	return n
+}
+
+// fakeLister answers filtered describes from a fixed fleet, recording each call.
+type fakeLister struct {
+	fleet []cvmsim.Instance
+	calls [][]cvm.Filter
+}
+
+func (f *fakeLister) DescribeInstancesFiltered(_ context.Context, fs []cvm.Filter, offset, limit int) ([]cvm.Instance, int, error) {
+	f.calls = append(f.calls, fs)
+	if len(fs) > cvm.MaxFilters || limit > cvm.MaxLimit {
+		return nil, 0, errors.New("over the limits")
+	}
+	var all []cvm.Instance
+	for _, in := range f.fleet {
+		ok := true
+		for _, flt := range fs {
+			if len(flt.Values) > cvm.MaxFilterValues {
+				return nil, 0, errors.New("too many values")
+			}
+			ok = ok && slices.Contains(flt.Values, in.Zone)
+		}
+		if ok {
+			all = append(all, cvm.Instance{InstanceID: in.ID, Zone: in.Zone})
+		}
+	}
+	end := min(len(all), offset+limit)
+	if offset >= len(all) {
+		return nil, len(all), nil
+	}
+	return all[offset:end], len(all), nil
+}
+
+// TestListSelections: a filter of 7 values is asked in two requests of at
+// most 5, each paged by 100 until TotalCount.
+func TestListSelections(t *testing.T) {
+	var fleet []cvmsim.Instance
+	for i, in := range cvmsim.Generate(450) {
+		in.Zone = fmt.Sprintf("ap-guangzhou-%d", i%7+1)
+		fleet = append(fleet, in)
+	}
+	l := &fakeLister{fleet: fleet}
+	zones := []string{"ap-guangzhou-1", "ap-guangzhou-2", "ap-guangzhou-3", "ap-guangzhou-4", "ap-guangzhou-5", "ap-guangzhou-6", "ap-guangzhou-7"}
+	sel := planner.Selection{Group: 2, GroupName: "g", Filters: []planner.Filter{{Name: "zone", Values: zones}}}
+	cfg := describeConfig{lim: ratelimit.NewLocal(ratelimit.Config{}), key: "k", rate: 1000}
+	got, calls, err := listSelections(t.Context(), cfg, l, []planner.Selection{sel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, m := range got[2] {
+		ids[m.InstanceID] = true
+	}
+	// 5 zones hold 322 instances (4 pages), 2 zones 128 (2 pages).
+	if len(ids) != 450 || calls != 6 || len(l.calls) != 6 {
+		t.Errorf("%d instances in %d calls (%d seen); want 450 in 6", len(ids), calls, len(l.calls))
+	}
 }
