@@ -60,6 +60,16 @@ type ResetRequest struct {
 	RootSize int
 	// HostName is the V3 HostName; empty keeps it.
 	HostName string
+	// UserData is the V3 UserData (cloud-init or a script) as plain
+	// bytes; the client sends it base64-encoded, at most MaxUserData
+	// bytes then. V2 has no UserData and refuses a request with it. It may
+	// hold secrets: the client's own errors never quote it.
+	UserData []byte
+	// AutomationAgent installs the TAT agent (V3
+	// EnhancedService.AutomationService.Enabled = true), which command
+	// hooks and tat health checks need. False leaves it to the cloud's
+	// default. Ignored by V2, which has no such parameter.
+	AutomationAgent bool
 }
 
 // Instance is the part of DescribeInstances that fleetreset reads, normalised
@@ -95,6 +105,9 @@ type Instance struct {
 	// Name is the instance name (v3 InstanceName, v2 instanceName) as the
 	// owner set it.
 	Name string
+	// Tags are the instance's tags (v3 Tags [{Key, Value}]); nil when it
+	// has none, and always nil for V2.
+	Tags map[string]string
 }
 
 // Resetting reports whether a reinstall is visibly in progress.

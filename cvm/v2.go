@@ -80,8 +80,8 @@ func v2ResetParams(req ResetRequest) (map[string]string, error) {
 	switch {
 	case req.InstanceID == "":
 		return nil, invalid(V2, action, "InstanceID is empty")
-	case len(req.KeyIDs) > 0 || req.KeepImageLogin || req.HostName != "":
-		return nil, invalid(V2, action, "KeyIDs, KeepImageLogin and HostName are V3-only")
+	case len(req.KeyIDs) > 0 || req.KeepImageLogin || req.HostName != "" || len(req.UserData) > 0:
+		return nil, invalid(V2, action, "KeyIDs, KeepImageLogin, HostName and UserData are V3-only")
 	case req.ImageType != 0 && req.ImageID == "":
 		return nil, invalid(V2, action, "ImageType %d given without ImageID", req.ImageType)
 	case req.ImageType < 0 || req.ImageType > 4:

@@ -2,6 +2,7 @@ package cvm
 
 import (
 	"context"
+	"encoding/base64"
 	"net/url"
 	"sync"
 
@@ -110,6 +111,8 @@ func v3ResetParams(req ResetRequest) (map[string]any, error) {
 		return nil, invalid(V3, action, "set at most one of Password, KeyIDs and KeepImageLogin")
 	case req.RootSize < 0:
 		return nil, invalid(V3, action, "RootSize %d is negative", req.RootSize)
+	case base64.StdEncoding.EncodedLen(len(req.UserData)) > MaxUserData:
+		return nil, invalid(V3, action, "UserData is %d bytes base64-encoded, at most %d", base64.StdEncoding.EncodedLen(len(req.UserData)), MaxUserData)
 	}
 	p := map[string]any{"InstanceId": req.InstanceID}
 	if req.ImageID != "" {
@@ -124,7 +127,7 @@ func v3ResetParams(req ResetRequest) (map[string]any, error) {
 		// A string, not a bool: "TRUE" or "FALSE".
 		p["LoginSettings"] = map[string]any{"KeepImageLogin": "TRUE"}
 	}
-	if req.SecurityAgent != nil || req.MonitorAgent != nil {
+	if req.SecurityAgent != nil || req.MonitorAgent != nil || req.AutomationAgent {
 		es := map[string]any{}
 		if req.SecurityAgent != nil {
 			es["SecurityService"] = map[string]any{"Enabled": *req.SecurityAgent}
@@ -132,7 +135,13 @@ func v3ResetParams(req ResetRequest) (map[string]any, error) {
 		if req.MonitorAgent != nil {
 			es["MonitorService"] = map[string]any{"Enabled": *req.MonitorAgent}
 		}
+		if req.AutomationAgent {
+			es["AutomationService"] = map[string]any{"Enabled": true}
+		}
 		p["EnhancedService"] = es
+	}
+	if len(req.UserData) > 0 {
+		p["UserData"] = base64.StdEncoding.EncodeToString(req.UserData)
 	}
 	if req.RootSize > 0 {
 		p["SystemDisk"] = map[string]any{"DiskSize": req.RootSize}
@@ -163,49 +172,8 @@ func (c *v3Client) DescribeInstances(ctx context.Context, ids []string) ([]Insta
 		// Filters, and 100 IDs fit one page.
 		"Limit": MaxDescribeIDs,
 	}
-	var out struct {
-		Response struct {
-			InstanceSet []struct {
-				InstanceID string `json:"InstanceId"`
-				Placement  struct {
-					Zone string `json:"Zone"`
-				} `json:"Placement"`
-				ImageID                  string   `json:"ImageId"`
-				OSName                   string   `json:"OsName"`
-				InstanceState            string   `json:"InstanceState"`
-				LatestOperation          string   `json:"LatestOperation"`
-				LatestOperationState     string   `json:"LatestOperationState"`
-				LatestOperationRequestID string   `json:"LatestOperationRequestId"`
-				LatestOperationErrorMsg  string   `json:"LatestOperationErrorMsg"`
-				PrivateIPAddresses       []string `json:"PrivateIpAddresses"`
-				PublicIPAddresses        []string `json:"PublicIpAddresses"`
-				InstanceName             string   `json:"InstanceName"`
-			} `json:"InstanceSet"`
-		} `json:"Response"`
-	}
-	cred, err := c.do(ctx, action, params, &out)
-	if err != nil {
-		return nil, err
-	}
-	r := newRedactor(cred)
-	res := make([]Instance, 0, len(out.Response.InstanceSet))
-	for _, in := range out.Response.InstanceSet {
-		res = append(res, Instance{
-			InstanceID:               in.InstanceID,
-			Zone:                     in.Placement.Zone,
-			ImageID:                  in.ImageID,
-			OSName:                   in.OSName,
-			State:                    in.InstanceState,
-			LatestOperation:          in.LatestOperation,
-			LatestOperationState:     in.LatestOperationState,
-			LatestOperationRequestID: in.LatestOperationRequestID,
-			LatestOperationErrorMsg:  r.clean(in.LatestOperationErrorMsg),
-			PrivateIPs:               nonEmpty(in.PrivateIPAddresses),
-			PublicIPs:                nonEmpty(in.PublicIPAddresses),
-			Name:                     in.InstanceName,
-		})
-	}
-	return res, nil
+	list, _, err := c.describe(ctx, action, params)
+	return list, err
 }
 
 // do sends one API 3.0 call through the SDK and decodes the success body,

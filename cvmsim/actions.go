@@ -22,6 +22,7 @@ type resetRequest struct {
 	keyIDs         []string
 	keepImageLogin bool
 	hostName       *string
+	extras         ResetExtras // recorded on acceptance (LastReset)
 }
 
 // reset validates and, if every check passes, accepts one reset. The order
@@ -93,6 +94,7 @@ func (s *Server) reset(req resetRequest, arrival, now time.Time, reqID string) *
 	if req.imageID != "" {
 		in.opTarget = req.imageID
 	}
+	in.lastReset = req.extras
 	in.opFails = s.roll(f.FailRate)
 	// Drawn after FailRate, and only when enabled, so earlier dice repeat.
 	in.opUnhealthy = s.roll(f.UnhealthyRate) || slices.Contains(f.UnhealthyIDs, id)
@@ -369,6 +371,9 @@ type v3Instance struct {
 	LatestOperationState     *string     `json:"LatestOperationState"`
 	LatestOperationRequestID *string     `json:"LatestOperationRequestId"`
 	LatestOperationErrorMsg  *string     `json:"LatestOperationErrorMsg"`
+	VirtualPrivateCloud      v3VPC       `json:"VirtualPrivateCloud"`
+	InstanceChargeType       string      `json:"InstanceChargeType"`
+	Tags                     []v3Tag     `json:"Tags"`
 }
 
 type v3Placement struct {
@@ -524,22 +529,18 @@ func (s *Server) resetV3(leaves map[string]leaf, arrival, now time.Time, reqID s
 	}
 	if p.UserData != nil {
 		raw, err := base64.StdEncoding.DecodeString(*p.UserData)
-		if err != nil || len(raw) > 16<<10 {
+		if err != nil || len(*p.UserData) > 16<<10 {
 			return s.fail(genV3, reqID, newErr(errInvalidUserData, "UserData must be base64 of at most 16 KB"))
 		}
+		req.extras.UserData = raw
+	}
+	if es := p.EnhancedService; es != nil && es.AutomationService != nil && es.AutomationService.Enabled != nil {
+		req.extras.AutomationService = es.AutomationService.Enabled
 	}
 	if e := s.reset(req, arrival, now, reqID); e != nil {
 		return s.fail(genV3, reqID, e)
 	}
 	return jsonResponse("", v3Envelope{Response: v3ResetBody{RequestID: reqID}})
-}
-
-// v3Filters are the simulated DescribeInstances filters.
-var v3Filters = map[string]func(*instance) string{
-	"instance-id":    func(in *instance) string { return in.ID },
-	"zone":           func(in *instance) string { return in.Zone },
-	"image-id":       func(in *instance) string { return in.ImageID },
-	"instance-state": func(in *instance) string { return in.State },
 }
 
 func (s *Server) describeV3(leaves map[string]leaf, now time.Time, reqID string) response {
@@ -549,11 +550,13 @@ func (s *Server) describeV3(leaves map[string]leaf, now time.Time, reqID string)
 	}
 	switch {
 	case len(p.InstanceIds) > 0 && len(p.Filters) > 0:
-		return s.fail(genV3, reqID, newErr(errParameterConflict, "InstanceIds and Filters cannot be combined"))
+		return s.fail(genV3, reqID, newErr(errCoexistIDsFilters, "InstanceIds and Filters cannot be specified at the same time"))
 	case len(p.InstanceIds) > 100:
 		return s.fail(genV3, reqID, newErr(errLimitExceeded, "at most 100 InstanceIds per request, got %d", len(p.InstanceIds)))
-	case len(p.Filters) > 10:
-		return s.fail(genV3, reqID, newErr(errLimitExceeded, "at most 10 Filters per request"))
+	}
+	filters, e := parseFilters(p.Filters)
+	if e != nil {
+		return s.fail(genV3, reqID, e)
 	}
 	offset, limit := 0, 20
 	if p.Offset != nil {
@@ -563,8 +566,8 @@ func (s *Server) describeV3(leaves map[string]leaf, now time.Time, reqID string)
 		offset = int(*p.Offset)
 	}
 	if p.Limit != nil {
-		if *p.Limit < 1 || *p.Limit > 100 {
-			return s.fail(genV3, reqID, newErr(errInvalidParamValue, "Limit must be within [1, 100]"))
+		if *p.Limit < 1 || *p.Limit > maxLimit {
+			return s.fail(genV3, reqID, newErr(errInvalidParamValue, "Limit must be within [1, %d]", maxLimit))
 		}
 		limit = int(*p.Limit)
 	}
@@ -575,30 +578,12 @@ func (s *Server) describeV3(leaves map[string]leaf, now time.Time, reqID string)
 		}
 		want[id] = true
 	}
-	type filter struct {
-		get    func(*instance) string
-		values map[string]bool
-	}
-	var filters []filter
-	for i, f := range p.Filters {
-		if f.Name == nil || v3Filters[*f.Name] == nil {
-			return s.fail(genV3, reqID, newErr(errInvalidFilter, "Filters.%d.Name is not one of %s", i, strings.Join(sortedKeys(v3Filters), ", ")))
-		}
-		if len(f.Values) == 0 || len(f.Values) > 5 {
-			return s.fail(genV3, reqID, newErr(errInvalidParamValue, "Filters.%d.Values must have 1 to 5 values", i))
-		}
-		vals := map[string]bool{}
-		for _, v := range f.Values {
-			vals[v] = true
-		}
-		filters = append(filters, filter{v3Filters[*f.Name], vals})
-	}
 	all := s.listInstances(now, func(in *instance) bool {
 		if len(want) > 0 && !want[in.ID] {
 			return false
 		}
 		for _, f := range filters {
-			if !f.values[f.get(in)] {
+			if !f.matches(in) {
 				return false
 			}
 		}
@@ -609,7 +594,10 @@ func (s *Server) describeV3(leaves map[string]leaf, now time.Time, reqID string)
 		body.InstanceSet = append(body.InstanceSet, v3Instance{
 			InstanceID:               in.ID,
 			InstanceName:             in.name(),
-			Placement:                v3Placement{Zone: in.Zone},
+			Placement:                v3Placement{Zone: in.Zone, ProjectID: in.ProjectID},
+			VirtualPrivateCloud:      v3VPC{VpcID: in.VpcID, SubnetID: in.SubnetID},
+			InstanceChargeType:       in.chargeType(),
+			Tags:                     in.v3Tags(),
 			ImageID:                  in.ImageID,
 			OsName:                   in.osName(),
 			InstanceState:            in.State,

@@ -177,8 +177,9 @@
 //	BalanceAfter reached             InvalidAccount.InsufficientBalance              5300     OperationConstraints.AccountBalanceNotEnough
 //	SystemBusyFirst / SystemBusyRate Faults.SystemBusyCodeV3, default InternalError  5100     OperationFail.SystemBusy
 //	                                 with Message "system busy" [U]
-//	InstanceIds and Filters together InvalidParameter.ParameterConflict [U]          -        -
+//	InstanceIds and Filters together InvalidParameter.InvalidParameterCoexistInstanceIdsFilters [U] -  -
 //	over 100 IDs / 10 filters        InvalidParameterValue.LimitExceeded [U]         4000     InvalidParameter [U]
+//	over 5 values in one filter      InvalidFilterValue.LimitExceeded                -        -
 //	Limit outside [1, 100]           InvalidParameterValue                           4000     InvalidParameter [U]
 //	unknown filter name              InvalidFilter                                   -        -
 //	v2 instanceIds.N not 0,1,2...    -                                               4000     InvalidParameter [U]

@@ -25,6 +25,17 @@ type Instance struct {
 	// Name is the instance name DescribeInstances reports.
 	// Defaults to "sim-" + ID.
 	Name string `json:"name,omitempty"`
+	// Tags are the instance's tags, which DescribeInstances reports and
+	// its tag filters match. Optional.
+	Tags map[string]string `json:"tags,omitempty"`
+	// VpcID and SubnetID place the instance in a VPC (vpc-id and
+	// subnet-id filters); ProjectID is its project (project-id, default
+	// 0) and ChargeType its InstanceChargeType (instance-charge-type),
+	// ChargeTypeDefault when empty. All optional.
+	VpcID      string `json:"vpc_id,omitempty"`
+	SubnetID   string `json:"subnet_id,omitempty"`
+	ProjectID  int    `json:"project_id,omitempty"`
+	ChargeType string `json:"charge_type,omitempty"`
 }
 
 // OS and State values of Instance.
@@ -107,8 +118,9 @@ type instance struct {
 	opFails                                bool   // decided at acceptance, so runs repeat
 	opUnhealthy                            bool   // unhealthy after success, decided at acceptance too
 
-	accepted  int // accepted resets
-	busyCalls int // calls answered SystemBusy by SystemBusyFirst
+	accepted  int         // accepted resets
+	lastReset ResetExtras // of the latest accepted reset
+	busyCalls int         // calls answered SystemBusy by SystemBusyFirst
 }
 
 func newInstance(in Instance) *instance {
@@ -231,7 +243,9 @@ const idSpace = 2821109907456 // 36^8
 // function of seed and position: GenerateSeed(5, s) is a prefix of
 // GenerateSeed(10, s), and IDs never repeat. About 80% are Linux and 20%
 // Windows, spread over ap-guangzhou-3/4/6, about 10% STOPPED, each on the
-// ImageLinuxOld or ImageWindowsOld image.
+// ImageLinuxOld or ImageWindowsOld image. Each has a role tag (web, db or
+// cache) and an env tag (prod or staging), a VPC per env and a subnet per
+// env and zone, and about 30% are PREPAID and 25% in project 1001.
 func GenerateSeed(n int, seed int64) []Instance {
 	// i*mult+offset mod 36^8 is a bijection because mult shares no factor
 	// (2 or 3) with 36^8, so IDs are unique without a collision check.
@@ -255,6 +269,7 @@ func GenerateSeed(n int, seed int64) []Instance {
 		if (h>>16)%10 == 0 {
 			in.State = StateStopped
 		}
+		generatedAttrs(&in, h)
 		out[i] = in
 	}
 	return out

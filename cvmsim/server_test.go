@@ -734,7 +734,7 @@ func TestDescribe(t *testing.T) {
 		}, "InvalidParameterValue.LimitExceeded"},
 		{"v3_ids_and_filters", func() string {
 			return b.c.v3("DescribeInstances", map[string]any{"InstanceIds": ids(1), "Filters": []map[string]any{{"Name": "zone", "Values": []string{"x"}}}}).code()
-		}, "InvalidParameter.ParameterConflict"},
+		}, "InvalidParameter.InvalidParameterCoexistInstanceIdsFilters"},
 		{"v3_limit_over_100", func() string { return b.c.v3("DescribeInstances", map[string]any{"Limit": 101}).code() }, "InvalidParameterValue"},
 		{"v3_limit_as_string", func() string { return b.c.v3("DescribeInstances", map[string]any{"Limit": "10"}).code() }, "InvalidParameter"},
 		{"v3_ids_not_array", func() string { return b.c.v3("DescribeInstances", map[string]any{"InstanceIds": ins[0].ID}).code() }, "InvalidParameter"},

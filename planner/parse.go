@@ -38,8 +38,8 @@ var (
 		"securityAgent", "monitorAgent", "rootSize", "hostName"}
 	topKeys = slices.Concat([]string{"version", "name", "region", "api", "endpoint", "groups",
 		"rateLimit", "verify", "retry", "waves", "failureBudget", "onBreach", "startAt",
-		"schedule", "window", "webhook", "zoneOrder", "skipMatching", "stopWhen", "maxUnavailable"}, settingKeys, servingKeys)
-	groupKeys = slices.Concat([]string{"name", "instances", "instancesFile"}, settingKeys, servingKeys)
+		"schedule", "window", "webhook", "zoneOrder", "skipMatching", "stopWhen", "maxUnavailable", "protectTag"}, settingKeys, servingKeys)
+	groupKeys = slices.Concat([]string{"name", "instances", "instancesFile", "select", "exclude", "userData", "automationAgent"}, settingKeys, servingKeys)
 )
 
 // setting is one field as read from the plan.
@@ -107,6 +107,10 @@ type group struct {
 	settings settings
 	serving  serving
 	targets  []target
+	// sel is the group's select (parse_select.go); nil without one.
+	sel             *selector
+	userData        *rollout.UserData
+	automationAgent bool
 }
 
 // target is one instance as written, with where it was written.
@@ -117,6 +121,7 @@ type target struct {
 	line     int
 	col      int
 	field    string
+	selected bool // a select matched it (field is the select)
 }
 
 // where formats a target's location for messages about another one.
@@ -164,6 +169,8 @@ type raw struct {
 	maxUnavailable *unavailable
 	// resetMatching is skipMatching: false.
 	resetMatching bool
+	// protectTag is "KEY=VALUE" (parse_select.go).
+	protectTag string
 }
 
 // parser holds the state of one Parse.
@@ -178,6 +185,10 @@ type parser struct {
 	// overrides is Plan.Overrides.
 	overrides map[string]string
 	raw       raw
+	// selections are Plan.Selections; unresolved is set when one of them
+	// had no matches in Options.Selected.
+	selections []Selection
+	unresolved bool
 }
 
 func newParser(filename string, opts Options) *parser {
@@ -324,6 +335,7 @@ func (p *parser) top(root *yaml.Node) bool {
 	if en, ok := f.get("maxUnavailable"); ok {
 		r.maxUnavailable = p.maxUnavailable(en)
 	}
+	p.protectTag(f)
 	if en, ok := f.get("groups"); !ok {
 		p.at(root, "groups", "is required: list the target groups, each with instances or instancesFile")
 	} else {

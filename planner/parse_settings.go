@@ -264,6 +264,8 @@ func (p *parser) groups(en entry) {
 		}
 		g.settings = p.settings(f)
 		g.serving = p.serving(f, true)
+		p.groupSelect(f, g)
+		p.groupUserData(f, g)
 		p.groupTargets(f, i, g)
 	}
 }

@@ -13,8 +13,8 @@ import (
 func (p *parser) groupTargets(f fields, gi int, g *group) {
 	inline, hasInline := f.get("instances")
 	file, hasFile := f.get("instancesFile")
-	if !hasInline && !hasFile {
-		p.at(g.node, g.path, "has no instances: give instances, instancesFile or both")
+	if !hasInline && !hasFile && !f.has("select") {
+		p.at(g.node, g.path, "has no instances: give instances, instancesFile, select, or a mix")
 		return
 	}
 	readable := true
@@ -24,7 +24,7 @@ func (p *parser) groupTargets(f fields, gi int, g *group) {
 	if hasFile {
 		readable = p.fileTargets(file, gi, g)
 	}
-	if len(g.targets) == 0 && readable {
+	if len(g.targets) == 0 && readable && !f.has("select") {
 		// Reported only when nothing else explains it (a bad entry, an
 		// unreadable file).
 		clean := true

@@ -104,6 +104,13 @@ type Options struct {
 	// same way: it must be an http(s) base URL without credentials, query
 	// or fragment. Defaults to the plan's endpoint.
 	Endpoint Override
+	// Selected holds, by group index, the instances each group's select
+	// matched: what the caller listed with DescribeInstances and the
+	// filters of Plan.Selections (Selection.Requests). A group with a
+	// select and no entry here is left unresolved (Plan.Unresolved).
+	// Protected and excluded instances may be included: the planner
+	// removes them.
+	Selected map[int][]Match
 }
 
 // Override is a value from outside the plan, such as a command-line flag,
@@ -174,6 +181,13 @@ type Plan struct {
 	// (Override.From). An override equal to the plan's value is not listed.
 	// Nil when the plan's own values hold.
 	Overrides map[string]string
+	// Selections are the groups' selects, in group order; nil for a plan
+	// without select. Until resolved (Options.Selected) their groups hold
+	// only their listed instances: see Unresolved.
+	Selections []Selection
+	// ProtectTag is the tag, "KEY=VALUE", that keeps an instance out of
+	// every selection: the plan's protectTag or ProtectTagDefault.
+	ProtectTag string
 }
 
 // WaveTargets returns the targets of wave i, a sub-slice of p.Targets.
@@ -220,5 +234,7 @@ func Parse(filename string, data []byte, opts Options) (*Plan, error) {
 	}
 	plan.Warnings = sortErrors(p.warns, filename)
 	plan.Overrides = p.overrides
+	plan.Selections = p.selections
+	plan.ProtectTag = p.raw.protectTag
 	return plan, nil
 }

@@ -56,6 +56,7 @@ func (p *parser) check() {
 	for _, g := range p.raw.groups {
 		p.checkGroup(g)
 	}
+	p.resolveSelections()
 	p.checkTargets()
 	p.checkUnavailable()
 	p.checkWaves()
@@ -171,10 +172,14 @@ func (p *parser) targetCount() int {
 
 // checkWaves warns about wave entries and budgets that cannot take effect.
 func (p *parser) checkWaves() {
-	if len(p.list) > 0 {
+	if len(p.list) > 0 || p.unresolved {
 		return // counts are unreliable; the errors come first
 	}
 	total := p.targetCount()
+	if total == 0 {
+		p.at(p.raw.groupsNode, "groups", "the plan has no instance: its selects matched none that are not protected, excluded or listed elsewhere")
+		return
+	}
 	steps := rollout.Expand(total, p.sizes())
 	used := 0
 	for _, st := range steps {
@@ -235,12 +240,14 @@ func (p *parser) build() *Plan {
 	for gi, g := range r.groups {
 		e := p.effective(g)
 		rg := rollout.Group{
-			Name:           g.name.v,
-			OS:             e.os.or(OSDefault),
-			KeyIDs:         slices.Clone(e.keyIDs.v),
-			KeepImageLogin: e.keep.v,
-			RootSize:       e.rootSize.v,
-			HostName:       e.hostName.v,
+			Name:            g.name.v,
+			OS:              e.os.or(OSDefault),
+			KeyIDs:          slices.Clone(e.keyIDs.v),
+			KeepImageLogin:  e.keep.v,
+			RootSize:        e.rootSize.v,
+			HostName:        e.hostName.v,
+			UserData:        g.userData,
+			AutomationAgent: g.automationAgent,
 		}
 		if e.image.ok {
 			rg.ImageType, rg.ImageID = e.image.v.typ.v, e.image.v.id.v

@@ -88,6 +88,10 @@ type Group struct {
 	MonitorAgent   *bool      `json:"monitor_agent,omitempty"`
 	RootSize       int        `json:"root_size,omitempty"`
 	HostName       string     `json:"host_name,omitempty"`
+	// UserData is the ResetInstance UserData by reference (userdata.go);
+	// AutomationAgent asks for the TAT agent (see WantsAutomationAgent).
+	UserData        *UserData `json:"user_data,omitempty"`
+	AutomationAgent bool      `json:"automation_agent,omitempty"`
 	// Health, Hooks and LoadBalancer make "succeeded" mean "serving
 	// again"; see serving.go. All optional.
 	Health       *Health       `json:"health,omitempty"`

@@ -154,7 +154,11 @@ func (w *Worker) request(spec rollout.Spec, in *ledger.Instance) (cvm.ResetReque
 		InstanceID: in.ID, ImageID: g.ImageID, ImageType: g.ImageType,
 		KeyIDs: g.KeyIDs, KeepImageLogin: g.KeepImageLogin,
 		SecurityAgent: g.SecurityAgent, MonitorAgent: g.MonitorAgent,
-		RootSize: g.RootSize, HostName: g.HostName,
+		RootSize: g.RootSize, HostName: g.HostName, AutomationAgent: g.WantsAutomationAgent(),
+	}
+	var err error
+	if req.UserData, err = g.UserData.Read(w.cfg.ReadFile); err != nil {
+		return req, err
 	}
 	if g.Password != nil {
 		pw, err := secretref.Resolve(*g.Password, w.cfg.LookupEnv, w.cfg.ReadFile)

@@ -44,6 +44,10 @@ func validateCmd(ctx context.Context, env *Env, o *validateOpts) error {
 		for _, w := range plan.Warnings {
 			fmt.Fprintln(env.Stderr, "warning:", w)
 		}
+		if plan.Unresolved() {
+			fmt.Fprintf(env.Stdout, "%s: ok: rollout %s, %s listed and %s resolved at plan, apply and run\n", path, plan.Spec.ID, plural(len(plan.Targets), "instance"), plural(len(plan.Selections), "select"))
+			continue
+		}
 		fmt.Fprintf(env.Stdout, "%s: ok: rollout %s, %s in %s\n", path, plan.Spec.ID, plural(len(plan.Targets), "instance"), plural(len(plan.Spec.Waves), "wave"))
 	}
 	if bad > 0 {
@@ -73,6 +77,9 @@ func planCmd(ctx context.Context, env *Env, o *planOpts) error {
 	if !o.offline {
 		creds, err := cvm.DefaultProvider(ctx)
 		if err != nil {
+			return err
+		}
+		if plan, err = selectPlan(ctx, env, c, a, o.arg(0), true, plan, creds); err != nil {
 			return err
 		}
 		api, err := apiFactory(a, creds)(plan.Spec)
@@ -119,6 +126,12 @@ func printPreview(env *Env, plan *planner.Plan, p planner.Preview) {
 	fmt.Fprintf(out, "  overall failure budget: %s, on breach: %s\n", plan.Spec.Budget.String(), plan.Spec.OnBreach)
 	if p.MaxUnavailable != "" {
 		fmt.Fprintf(out, "  maxUnavailable: %s\n", p.MaxUnavailable)
+	}
+	if lines := plan.SelectionLines(); len(lines) > 0 {
+		fmt.Fprintf(out, "Selected (protect tag %s):\n", plan.ProtectTag)
+		for _, l := range lines {
+			fmt.Fprintln(out, "  "+l)
+		}
 	}
 	fmt.Fprintln(out, "Zones:")
 	for _, z := range sortedKeys(p.ZoneCounts) {
@@ -177,6 +190,16 @@ func applyCmd(ctx context.Context, env *Env, o *applyOpts) error {
 		return err
 	}
 	defer cn.Close()
+	if len(plan.Selections) > 0 {
+		// Even with --no-preflight: the selection is the rollout's targets.
+		creds, err := cvm.DefaultProvider(ctx)
+		if err != nil {
+			return err
+		}
+		if plan, err = selectPlan(ctx, env, c, a, o.arg(0), o.secrets, plan, creds); err != nil {
+			return err
+		}
+	}
 	req := engine.ApplyRequest{Spec: plan.Spec, Targets: plan.Targets, Overrides: plan.Overrides}
 	if !o.noPreflight {
 		creds, err := cvm.DefaultProvider(ctx)

@@ -73,6 +73,18 @@ func runCmd(ctx context.Context, env *Env, o *runOpts) error {
 	if err != nil {
 		return err
 	}
+	if len(plan.Selections) > 0 {
+		if *simulate {
+			return &ExitError{Code: exitUsage, Err: errors.New("run: --simulate seeds its simulator with the plan's listed instances and cannot resolve select; start `fleetreset sim --fleet N` and run with --endpoint")}
+		}
+		creds, err := cvm.DefaultProvider(ctx)
+		if err != nil {
+			return err
+		}
+		if plan, err = selectPlan(ctx, env, c, a, o.arg(0), true, plan, creds); err != nil {
+			return err
+		}
+	}
 	log := c.logger(env, true)
 	out := env.Stdout
 	id := plan.Spec.ID
