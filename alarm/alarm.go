@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/fleetreset/fleetreset/internal/textcut"
 	"io"
 	"net/http"
 	"net/url"
@@ -237,16 +238,4 @@ func requestError(ctx context.Context, err error, timeout time.Duration) error {
 	return errors.New(oneLine(err.Error()))
 }
 
-// oneLine keeps an error text short and on one line.
-func oneLine(s string) string {
-	const max = 200
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > max {
-		cut := max
-		for cut > 0 && s[cut]&0xC0 == 0x80 {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
-}
+func oneLine(s string) string { return textcut.OneLine(s, 200) }

@@ -1,6 +1,10 @@
 package health
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/fleetreset/fleetreset/internal/textcut"
+)
 
 // Verdict is what one probe proves about an instance.
 type Verdict string
@@ -64,18 +68,4 @@ func combine(rs []Result) Result {
 	return Result{Verdict: Pass, Check: strings.Join(names, ", "), Detail: oneLine(strings.Join(details, "; "))}
 }
 
-// oneLine keeps a detail short and on one line, whatever an error or a
-// server put in it.
-func oneLine(s string) string {
-	const max = 160
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > max {
-		// Cut on a rune boundary so the detail stays valid UTF-8.
-		cut := max
-		for cut > 0 && s[cut]&0xC0 == 0x80 {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
-}
+func oneLine(s string) string { return textcut.OneLine(s, 160) }

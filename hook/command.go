@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/fleetreset/fleetreset/internal/textcut"
 	"log/slog"
 
 	"github.com/fleetreset/fleetreset/rollout"
@@ -63,7 +64,7 @@ func (r *Runner) pollCommand(ctx context.Context, hd Handle) (Status, error) {
 		return Status{Done: true, OK: true, Detail: "command succeeded"}, nil
 	case finalStatuses[status]:
 		detail := fmt.Sprintf("command %s with exit code %d", status, code)
-		if line := firstLine(output, maxOutputLine); line != "" {
+		if line := textcut.FirstLine(output, maxOutputLine); line != "" {
 			detail += ": " + line
 		}
 		return Status{Done: true, Detail: detail}, nil

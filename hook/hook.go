@@ -18,9 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/fleetreset/fleetreset/internal/clock"
 	"github.com/fleetreset/fleetreset/rollout"
@@ -208,24 +206,4 @@ func (r *Runner) Poll(ctx context.Context, rolloutID string, h rollout.Hook, hd 
 	}
 	r.log().Info("hook: step timed out", "rollout", rolloutID, "instance_id", hd.InstanceID, "hook", h.Name, "timeout", timeout)
 	return Status{Done: true, Detail: detail}, nil
-}
-
-// firstLine returns s's first non-empty line, cut to at most n bytes on a
-// rune boundary.
-func firstLine(s string, n int) string {
-	for line := range strings.Lines(s) {
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		if len(line) > n {
-			cut := n
-			for cut > 0 && !utf8.RuneStart(line[cut]) {
-				cut--
-			}
-			line = line[:cut] + "…"
-		}
-		return line
-	}
-	return ""
 }

@@ -761,3 +761,13 @@ func toInt(v any) int {
 	}
 	return 0
 }
+
+// RolledBackBy returns the ID of the rollback of rollout id when one
+// exists (rollout.RollbackID), else "".
+func (l *Ledger) RolledBackBy(ctx context.Context, id string) string {
+	rb := rollout.RollbackID(id)
+	if spec, _, err := l.Spec(ctx, rb); err != nil || spec.RollbackOf != id {
+		return ""
+	}
+	return rb
+}

@@ -198,3 +198,16 @@ func RollbackSpec(orig Spec, reset []RolledInstance) (Spec, []Target, error) {
 	spec.StopWhen = nil
 	return spec, targets, nil
 }
+
+// RolledBackBy takes rollouts as ID → the rollout each rolls back ("" for
+// none) and returns, for each of them whose rollback is among them, that
+// rollback's ID.
+func RolledBackBy(rollbackOf map[string]string) map[string]string {
+	out := map[string]string{}
+	for id := range rollbackOf {
+		if rb := RollbackID(id); rollbackOf[rb] == id {
+			out[id] = rb
+		}
+	}
+	return out
+}

@@ -211,7 +211,7 @@ func (s *Server) snapshot(ctx context.Context, ro *ledger.Rollout, se search) (s
 		return snapshot{}, err
 	}
 	v := rolloutView(ro, time.Now())
-	v.RolledBackBy = rolledBackBy(ctx, l, ro.ID)
+	v.RolledBackBy = l.RolledBackBy(ctx, ro.ID)
 	for k, n := range act.ResettingByWave {
 		if k < len(v.Waves) {
 			v.Waves[k].InFlight = n

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"net/url"
 	"time"
 
@@ -38,7 +37,7 @@ type RolloutView struct {
 	StartAt  time.Time   `json:"start_at,omitzero"`
 	Waves    []WaveView  `json:"waves"`
 	// RollbackOf names the rollout this one rolls back; RolledBackBy the
-	// rollback of this one, when it exists (linkRollbacks, rolledBackBy).
+	// rollback of this one, when it exists (linkRollbacks, ledger.RolledBackBy).
 	RollbackOf   string `json:"rollback_of,omitempty"`
 	RolledBackBy string `json:"rolled_back_by,omitempty"`
 }
@@ -211,26 +210,15 @@ func knownState(s string) bool {
 	return false
 }
 
-// rolledBackBy returns the ID of the rollback of rollout id when one
-// exists, else "".
-func rolledBackBy(ctx context.Context, l *ledger.Ledger, id string) string {
-	rb := rollout.RollbackID(id)
-	if spec, _, err := l.Spec(ctx, rb); err != nil || spec.RollbackOf != id {
-		return ""
-	}
-	return rb
-}
-
 // linkRollbacks sets RolledBackBy on every view whose rollback is among
 // views.
 func linkRollbacks(views []RolloutView) {
-	of := map[string]string{} // rollback → what it rolls back
+	of := make(map[string]string, len(views))
 	for _, v := range views {
 		of[v.ID] = v.RollbackOf
 	}
+	by := rollout.RolledBackBy(of)
 	for i, v := range views {
-		if rb := rollout.RollbackID(v.ID); of[rb] == v.ID {
-			views[i].RolledBackBy = rb
-		}
+		views[i].RolledBackBy = by[v.ID]
 	}
 }

@@ -105,7 +105,7 @@ func statusCmd(ctx context.Context, env *Env, o *statusOpts) error {
 				Rollout   rolloutJSON    `json:"rollout"`
 				Instances []instanceJSON `json:"instances"`
 			}{rolloutView(r, total, waves), make([]instanceJSON, 0, len(is))}
-			out.Rollout.RolledBackBy = rolledBackBy(ctx, cn.ledger, r.ID)
+			out.Rollout.RolledBackBy = cn.ledger.RolledBackBy(ctx, r.ID)
 			for _, in := range is {
 				out.Instances = append(out.Instances, instanceView(r, in))
 			}
@@ -115,7 +115,7 @@ func statusCmd(ctx context.Context, env *Env, o *statusOpts) error {
 			fmt.Fprint(env.Stdout, "\033[H\033[2J")
 		}
 		printStatus(env.Stdout, r, is, *all)
-		if rb := rolledBackBy(ctx, cn.ledger, r.ID); rb != "" {
+		if rb := cn.ledger.RolledBackBy(ctx, r.ID); rb != "" {
 			fmt.Fprintf(env.Stdout, "  rolled back by %s: fleetreset status %s\n", rb, rb)
 		}
 		if !*watchFlag || r.State.Terminal() {

@@ -184,26 +184,15 @@ func imageCounts(m map[string]int) string {
 	return cmp.Or(strings.Join(parts, ", "), "none")
 }
 
-// rolledBackBy returns the ID of the rollback of rollout id when one
-// exists, else "".
-func rolledBackBy(ctx context.Context, l *ledger.Ledger, id string) string {
-	rb := rollout.RollbackID(id)
-	if spec, _, err := l.Spec(ctx, rb); err != nil || spec.RollbackOf != id {
-		return ""
-	}
-	return rb
-}
-
 // linkRollbacks sets RolledBackBy on every view whose rollback is among
-// views (list reads every rollout already).
+// views.
 func linkRollbacks(views []rolloutJSON) {
-	of := map[string]string{} // rollback → what it rolls back
+	of := make(map[string]string, len(views))
 	for _, v := range views {
 		of[v.ID] = v.RollbackOf
 	}
+	by := rollout.RolledBackBy(of)
 	for i, v := range views {
-		if rb := rollout.RollbackID(v.ID); of[rb] == v.ID {
-			views[i].RolledBackBy = rb
-		}
+		views[i].RolledBackBy = by[v.ID]
 	}
 }
