@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -58,15 +59,12 @@ func (l *Ledger) Claim(ctx context.Context, rollout string, ids []string) ([]Con
 		return nil, fmt.Errorf("ledger: claim for %s: %w", rollout, err)
 	}
 	for round := 0; len(pend) > 0; round++ {
-		cmds, err := l.runEach(ctx, claimScript, len(pend), func(i int) ([]string, []any) {
-			return []string{l.claimKey(pend[i])}, []any{rollout, displace[pend[i]]}
-		})
+		replies, err := l.claimEach(ctx, rollout, pend, displace)
 		if err != nil {
 			return fail(err)
 		}
 		held := map[string]string{}
-		for i, c := range cmds {
-			res, _ := c.StringSlice()
+		for i, res := range replies {
 			switch {
 			case len(res) == 1 && res[0] == "new":
 				taken = append(taken, pend[i])
@@ -104,6 +102,59 @@ func (l *Ledger) Claim(ctx context.Context, rollout string, ids []string) ([]Con
 	slices.SortFunc(conflicts, func(a, b Conflict) int { return order[a.InstanceID] - order[b.InstanceID] })
 	return conflicts[:min(len(conflicts), maxConflicts)], nil
 }
+
+// claimEach runs claimScript's decision for every instance of ids and
+// returns each one's reply: one call per instance on a cluster, up to
+// batchKeys per call (claimBatchScript) on one server.
+func (l *Ledger) claimEach(ctx context.Context, rollout string, ids []string, displace map[string]string) ([][]string, error) {
+	out := make([][]string, len(ids))
+	if l.perKey {
+		cmds, err := l.runEach(ctx, claimScript, len(ids), func(i int) ([]string, []any) {
+			return []string{l.claimKey(ids[i])}, []any{rollout, displace[ids[i]]}
+		})
+		if err != nil {
+			return nil, err
+		}
+		for i, c := range cmds {
+			out[i], _ = c.StringSlice()
+		}
+		return out, nil
+	}
+	batches := (len(ids) + batchKeys - 1) / batchKeys
+	cmds, err := l.runEach(ctx, claimBatchScript, batches, func(b int) ([]string, []any) {
+		part := ids[b*batchKeys : min((b+1)*batchKeys, len(ids))]
+		keys := make([]string, len(part))
+		argv := make([]any, 1, len(part)+1)
+		argv[0] = rollout
+		for i, id := range part {
+			keys[i] = l.claimKey(id)
+			argv = append(argv, displace[id])
+		}
+		return keys, argv
+	})
+	if err != nil {
+		return nil, err
+	}
+	for b, c := range cmds {
+		replies, err := c.StringSlice()
+		if err != nil {
+			return nil, err
+		}
+		for i, r := range replies {
+			verdict, owner, _ := strings.Cut(r, " ")
+			if owner != "" {
+				out[b*batchKeys+i] = []string{verdict, owner}
+			} else {
+				out[b*batchKeys+i] = []string{verdict}
+			}
+		}
+	}
+	return out, nil
+}
+
+// batchKeys is how many claim keys one call of the batch scripts takes on
+// one server.
+const batchKeys = 1000
 
 // ownersLive judges each distinct owner in held (instance → owner) by
 // ownerScript on the owner's slot.
@@ -151,6 +202,20 @@ func (l *Ledger) unclaim(ctx context.Context, rollout string, ids []string) (int
 
 // unclaimKeys is unclaim of claim keys.
 func (l *Ledger) unclaimKeys(ctx context.Context, rollout string, keys []string) (int, error) {
+	if !l.perKey {
+		batches := (len(keys) + batchKeys - 1) / batchKeys
+		cmds, err := l.runEach(ctx, unclaimBatchScript, batches, func(b int) ([]string, []any) {
+			return keys[b*batchKeys : min((b+1)*batchKeys, len(keys))], []any{rollout}
+		})
+		n := 0
+		for _, c := range cmds {
+			if c != nil {
+				v, _ := c.Int()
+				n += v
+			}
+		}
+		return n, err
+	}
 	cmds, err := l.runEach(ctx, unclaimScript, len(keys), func(i int) ([]string, []any) {
 		return []string{keys[i]}, []any{rollout}
 	})

@@ -122,7 +122,7 @@ func cmdKeys(cmd redis.Cmder) []string {
 // clash between claims, and checks that no script call and no transaction
 // touches keys of two Redis Cluster slots: the ledger runs on a cluster.
 func TestNoScriptSpansSlots(t *testing.T) {
-	x := newRetention(t)
+	x := newRetentionOn(t, true)
 	h := &slotCalls{}
 	x.r.Client.AddHook(h)
 	ctx := t.Context()

@@ -40,11 +40,15 @@ type retention struct {
 	clk *manualClock
 }
 
-func newRetention(t *testing.T) *retention {
+func newRetention(t *testing.T) *retention { return newRetentionOn(t, false) }
+
+// newRetentionOn is newRetention with the ledger's scripts as on a Redis
+// Cluster when cluster is set.
+func newRetentionOn(t *testing.T, cluster bool) *retention {
 	t.Helper()
 	r := redistest.New(t)
 	clk := &manualClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
-	return &retention{r: r, clk: clk, l: ledger.New(r.Client, ledger.Config{Prefix: r.Prefix, Clock: clk})}
+	return &retention{r: r, clk: clk, l: ledger.New(r.Client, ledger.Config{Prefix: r.Prefix, Clock: clk, Cluster: cluster})}
 }
 
 // rollout creates a running rollout of instances first, first+1, ...

@@ -588,6 +588,39 @@ if st == 'completed' or st == 'aborted' then return 0 end
 return 1
 `)
 
+// claimBatchScript is claimScript over many claim keys, for one server
+// (never a cluster: its keys lie in many slots).
+//
+// KEYS the claim keys, ARGV[1] rollout ID, ARGV[1+i] the dead owner key i
+// may be taken from ('' for none). Returns one reply per key: "new",
+// "mine" or "held OWNER".
+var claimBatchScript = redis.NewScript(`
+local out = {}
+for i, k in ipairs(KEYS) do
+  local v = redis.call('GET', k)
+  if v == ARGV[1] then
+    out[i] = 'mine'
+  elseif not v or (ARGV[i + 1] ~= '' and v == ARGV[i + 1]) then
+    redis.call('SET', k, ARGV[1])
+    out[i] = 'new'
+  else
+    out[i] = 'held ' .. v
+  end
+end
+return out
+`)
+
+// unclaimBatchScript is unclaimScript over many claim keys, for one
+// server. KEYS the claim keys, ARGV[1] rollout ID. Returns how many it
+// released.
+var unclaimBatchScript = redis.NewScript(`
+local n = 0
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then n = n + redis.call('DEL', k) end
+end
+return n
+`)
+
 // unclaimScript releases one claim when the rollout still holds it.
 //
 // KEYS[1] the claim key, ARGV[1] rollout ID. Returns 1 when it released
