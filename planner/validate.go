@@ -219,6 +219,8 @@ func (p *parser) build() *Plan {
 		ID:             r.name.v,
 		PlanFile:       p.file,
 		Region:         r.region.v,
+		AccountName:    r.account.v,
+		Accounts:       r.accounts,
 		Endpoint:       r.endpoint,
 		API:            r.api,
 		Budget:         r.budget.v,
@@ -241,6 +243,8 @@ func (p *parser) build() *Plan {
 		e := p.effective(g)
 		rg := rollout.Group{
 			Name:            g.name.v,
+			Region:          g.region.v,
+			Account:         g.account.v,
 			OS:              e.os.or(OSDefault),
 			KeyIDs:          slices.Clone(e.keyIDs.v),
 			KeepImageLogin:  e.keep.v,

@@ -1,0 +1,83 @@
+package planner
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fleetreset/fleetreset/rollout"
+)
+
+// locationsPlan has two accounts and groups in two regions; extra is
+// appended to the first group.
+func locationsPlan(accounts, extra string) string {
+	return `version: 1
+name: multi
+region: ap-guangzhou
+password: {env: PW}
+waves: [1, 100%]
+accounts:
+` + accounts + `
+groups:
+  - name: gz
+    instances:
+      - {id: ins-aaaa0001, zone: ap-guangzhou-3}
+` + extra + `
+  - name: sh
+    region: ap-shanghai
+    account: second
+    instances:
+      - {id: ins-bbbb0001, zone: ap-shanghai-2}
+`
+}
+
+const twoAccounts = "  first: {env: FIRST}\n  second: {role: reset-role}"
+
+func TestParseLocations(t *testing.T) {
+	plan, err := Parse("plan.yaml", []byte(locationsPlan(twoAccounts+"\naccount: first", "")), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, plan)
+	s := plan.Spec
+	want := map[string]rollout.AccountSource{"first": {Env: "FIRST"}, "second": {Role: "reset-role"}}
+	if diff := cmp.Diff(want, s.Accounts); diff != "" {
+		t.Errorf("Accounts (-want +got):\n%s", diff)
+	}
+	locs := []rollout.Location{{Region: "ap-guangzhou", Account: "first"}, {Region: "ap-shanghai", Account: "second"}}
+	if diff := cmp.Diff(locs, s.Locations()); diff != "" {
+		t.Errorf("Locations (-want +got):\n%s", diff)
+	}
+	if got := s.LocationOf(1); got != locs[1] {
+		t.Errorf("LocationOf(1) = %v", got)
+	}
+	// The hash covers the credential sources.
+	other, err := Parse("plan.yaml", []byte(locationsPlan("  first: {env: OTHER}\n  second: {role: reset-role}\naccount: first", "")), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.Spec.PlanHash == s.PlanHash {
+		t.Error("changing an account's source kept the plan hash")
+	}
+}
+
+func TestParseLocationsErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, accounts, extra, want string
+	}{
+		{"unknown account", twoAccounts, "    account: thrid", `plan.yaml:13: groups[0].account: unknown account "thrid": accounts defines first, second`},
+		{"a key in the plan", "  first: {secretKey: abc}\n  second: {role: r}", "", `plan.yaml:7: accounts.first.secretKey: a plan names where credentials are, never the credentials`},
+		{"two sources", "  first: {env: A, role: r}\n  second: {role: r}", "", `plan.yaml:7: accounts.first: give exactly one credential source`},
+		{"bad prefix", "  first: {env: 'A-B'}\n  second: {role: r}", "", `accounts.first.env: "A-B" is not an environment variable prefix`},
+		{"group region is a zone", twoAccounts, "    region: ap-beijing-1", `groups[0].region: "ap-beijing-1" is an availability zone`},
+		{"zone outside the group's region", twoAccounts, "    region: ap-beijing", `zone "ap-guangzhou-3" is not in region ap-beijing`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("plan.yaml", []byte(locationsPlan(tc.accounts, tc.extra)), Options{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
