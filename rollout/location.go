@@ -66,8 +66,19 @@ func (s Spec) MultiLocation() bool { return len(s.Locations()) > 1 }
 
 // At returns the spec as seen by the calls of one location: Region and
 // AccountName are the location's. Code that builds clients and rate-limit
-// keys from a spec uses it unchanged.
+// keys from a spec uses it unchanged. The groups keep their own locations
+// (LocationOf answers as on s), so At of an At is safe.
 func (s Spec) At(loc Location) Spec {
+	if s.Region == loc.Region && s.AccountName == loc.Account {
+		return s
+	}
+	gs := make([]Group, len(s.Groups))
+	for i, g := range s.Groups {
+		l := s.LocationOf(i)
+		g.Region, g.Account = l.Region, l.Account
+		gs[i] = g
+	}
+	s.Groups = gs
 	s.Region, s.AccountName = loc.Region, loc.Account
 	return s
 }
