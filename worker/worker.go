@@ -69,7 +69,7 @@ type Config struct {
 	// AccountName are the location's (see AccountProvider).
 	APIFunc func(spec rollout.Spec) (cvm.API, error)
 	// AccountProvider returns the credentials of a plan's named account
-	// (rollout.AccountSource). Defaults to accountProvider: an env prefix,
+	// (rollout.AccountSource). Defaults to AccountProvider: an env prefix,
 	// a profile section or a CVM role, resolved on this worker.
 	AccountProvider func(ctx context.Context, src rollout.AccountSource) (cvm.CredentialProvider, error)
 	// Endpoint and API, when set (from --endpoint and --api), limit the
@@ -219,7 +219,7 @@ func New(cfg Config) (*Worker, error) {
 		accounts: map[rollout.AccountSource]cvm.CredentialProvider{},
 	}
 	if cfg.AccountProvider == nil {
-		w.cfg.AccountProvider = accountProvider
+		w.cfg.AccountProvider = AccountProvider
 	}
 	if cfg.APIFunc == nil {
 		w.cfg.APIFunc = w.defaultAPI
@@ -286,9 +286,11 @@ func (w *Worker) provider(ctx context.Context, spec rollout.Spec) (cvm.Credentia
 	return p, nil
 }
 
-// accountProvider resolves a named account's credential source on this
-// worker.
-func accountProvider(ctx context.Context, src rollout.AccountSource) (cvm.CredentialProvider, error) {
+// AccountProvider resolves a named account's credential source in this
+// process: cvm.EnvProvider with the prefix (checked once here), the
+// profile file's section, or the CVM role. Errors name the source, never a
+// secret.
+func AccountProvider(ctx context.Context, src rollout.AccountSource) (cvm.CredentialProvider, error) {
 	switch {
 	case src.Env != "":
 		p := cvm.EnvProvider{Prefix: src.Env}

@@ -75,8 +75,14 @@ func (a *apiFlags) planOptions(env *Env, secrets bool) planner.Options {
 }
 
 // apiFactory builds CVM clients for rollouts with the overrides applied.
+// A spec of a named account (spec.At a location) is signed with that
+// account's credentials, resolved in this process.
 func apiFactory(a apiFlags, creds cvm.CredentialProvider) func(spec rollout.Spec) (cvm.API, error) {
 	return func(spec rollout.Spec) (cvm.API, error) {
+		creds, err := specCredentials(context.Background(), spec, creds)
+		if err != nil {
+			return nil, err
+		}
 		return cvm.New(cvm.Config{
 			Generation: cvm.Generation(cmp.Or(a.api, spec.API)),
 			Endpoint:   cmp.Or(a.endpoint, spec.Endpoint),
