@@ -1,0 +1,153 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetreset/fleetreset/cvm"
+	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/internal/redistest"
+	"github.com/fleetreset/fleetreset/internal/testfleet"
+	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/planner"
+	"github.com/fleetreset/fleetreset/rollout"
+	"github.com/fleetreset/fleetreset/worker"
+)
+
+// TestTwoRegionsTwoAccounts is issue 12's test of locations: a plan with
+// a group in ap-guangzhou under one account and a group in ap-shanghai
+// under another. Each location's calls stay under the plan's rate on their
+// own budget (the simulator's per-second record per region and SecretId),
+// every request goes to the region of its instances, and the locations
+// run in parallel: the whole rollout's reset calls span well under the sum
+// of the two locations' spans.
+func TestTwoRegionsTwoAccounts(t *testing.T) {
+	t.Parallel()
+	const (
+		perRegion = 16
+		rate      = 4 // resets per second per location
+	)
+	second := cvm.Credentials{SecretID: "AKIDsecondaccount", SecretKey: "second-key", Token: "second-token"}
+	sim := cvmsim.New(cvmsim.Config{Regions: []string{"ap-shanghai"}, ResetDuration: 500 * time.Millisecond,
+		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}})
+	sim.AcceptCredentials(second.SecretID, string(second.SecretKey), string(second.Token), time.Now().Add(time.Hour))
+	url := testfleet.Serve(t, sim)
+
+	all := testfleet.IDs(2 * perRegion)
+	gz, sh := all[:perRegion], all[perRegion:]
+	sim.AddInstances(testfleet.Fleet{Image: oldImage, Zones: []string{"ap-guangzhou-3"}}.Instances(gz)...)
+	shIns := testfleet.Fleet{Image: oldImage, Zones: []string{"ap-shanghai-2"}}.Instances(sh)
+	for i := range shIns {
+		shIns[i].Region = "ap-shanghai"
+	}
+	sim.AddInstances(shIns...)
+
+	var y strings.Builder
+	fmt.Fprintf(&y, `version: 1
+name: two-locations
+region: ap-guangzhou
+endpoint: %s
+image: {type: 1, id: %s}
+keepImageLogin: true
+rateLimit: {reset: %d, describe: 20}
+verify: {interval: 200ms, timeout: 1m}
+waves: [{size: 100%%}]
+accounts:
+  first: {env: FIRST}
+  second: {env: SECOND}
+account: first
+groups:
+  - name: gz
+    instances: [%s]
+  - name: sh
+    region: ap-shanghai
+    account: second
+    instances: [%s]
+`, url, targetImage, rate, strings.Join(gz, ", "), strings.Join(sh, ", "))
+	plan, err := planner.Parse("two.yaml", []byte(y.String()), planner.Options{})
+	if err != nil {
+		t.Fatalf("plan: %v\n%s", err, y.String())
+	}
+
+	s := testfleet.NewStack(t, redistest.New(t))
+	s.Apply(t, plan)
+	first := testfleet.SimCredentials()
+	accounts := func(_ context.Context, src rollout.AccountSource) (cvm.CredentialProvider, error) {
+		switch src.Env {
+		case "FIRST":
+			return cvm.StaticProvider(first), nil
+		case "SECOND":
+			return cvm.StaticProvider(second), nil
+		}
+		return nil, fmt.Errorf("unknown source %+v", src)
+	}
+	var ws []testfleet.Runner
+	for range 2 {
+		w, err := worker.New(worker.Config{Redis: s.Redis.ConnOpt(), Engine: s.Engine, Limiter: s.Limiter(),
+			// The default credentials are no account of the plan's: every
+			// call must use the location's.
+			Credentials:     &cvm.Credentials{SecretID: "AKIDnobody", SecretKey: "nobody"},
+			AccountProvider: accounts, Concurrency: 10, ReconcileGrace: time.Second,
+			RetryBase: 100 * time.Millisecond, RetryCap: time.Second, ShutdownTimeout: 5 * time.Second, Logger: s.Log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	testfleet.RunWorkers(t, ws...)
+	r := s.Await(t, plan.Spec.ID, time.Minute, ledger.Completed, ledger.Paused, ledger.Aborted)
+	testfleet.RequireSucceeded(t, r)
+
+	st := sim.Stats()
+	testfleet.RequireExactlyOnce(t, st, all)
+	for _, c := range []struct{ region, id string }{{"ap-guangzhou", first.SecretID}, {"ap-shanghai", second.SecretID}} {
+		if got := st.MaxPerSecond("ResetInstance", c.region, c.id); got == 0 || got > rate {
+			t.Errorf("%s under %s: %d resets in one second, want 1..%d", c.region, c.id, got, rate)
+		}
+		if got := st.MaxPerSecond("DescribeInstances", c.region, c.id); got == 0 || got > 20 {
+			t.Errorf("%s under %s: %d describes in one second, want 1..20", c.region, c.id, got)
+		}
+	}
+	// No call crossed locations: nothing went to a region under the other
+	// account, nor under the worker's default key.
+	for k := range st.CallsBy {
+		switch {
+		case strings.Contains(k, "ap-guangzhou "+second.SecretID), strings.Contains(k, "ap-shanghai "+first.SecretID):
+			t.Errorf("a call crossed locations: %s", k)
+		case strings.HasSuffix(k, " AKIDnobody"):
+			t.Errorf("a call used the default credentials: %s", k)
+		}
+	}
+	if n := st.Errors["InvalidInstanceId.NotFound"]; n > 0 {
+		t.Errorf("%d calls named an instance of another region", n)
+	}
+
+	span := func(ids []string) (first, last time.Time) {
+		var ts []time.Time
+		for _, id := range ids {
+			ts = append(ts, st.ResetTimes[id]...)
+		}
+		slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+		return ts[0], ts[len(ts)-1]
+	}
+	gf, gl := span(gz)
+	sf, sl := span(sh)
+	af, al := span(all)
+	gzSpan, shSpan, total := gl.Sub(gf), sl.Sub(sf), al.Sub(af)
+	t.Logf("reset calls: guangzhou %s, shanghai %s, whole rollout %s", gzSpan, shSpan, total)
+	// At 4/s, 16 resets take ~3.75 s per location: one after the other
+	// would take ~7.5 s, in parallel ~3.75 s.
+	// Alone, a location takes (perRegion-1)/rate; sharing one budget or
+	// running one after the other, the rollout would take twice that.
+	alone := time.Duration(perRegion-1) * time.Second / rate
+	if total > alone*3/2 {
+		t.Errorf("the rollout's resets spanned %s; one location alone takes %s: the locations did not each have their own budget", total, alone)
+	}
+	if total > (gzSpan+shSpan)*3/4 {
+		t.Errorf("the rollout's resets spanned %s, not well under the sum of the locations' %s + %s: locations did not run in parallel", total, gzSpan, shSpan)
+	}
+}
