@@ -3,6 +3,7 @@ package planner
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -79,5 +80,52 @@ func TestParseLocationsErrors(t *testing.T) {
 				t.Fatalf("err = %v\nwant it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestPreviewLocations: the preview counts targets per location, and the
+// reset time of a wave is its slowest location's, not the sum.
+func TestPreviewLocations(t *testing.T) {
+	plan, err := Parse("plan.yaml", []byte(`version: 1
+name: multi
+region: ap-guangzhou
+password: {env: PW}
+rateLimit: {reset: 2}
+waves: [100%]
+accounts:
+  second: {profile: second}
+groups:
+  - name: gz
+    instances: [ins-aaaa0001, ins-aaaa0002, ins-aaaa0003, ins-aaaa0004]
+  - name: sh
+    region: ap-shanghai
+    account: second
+    instances: [ins-bbbb0001, ins-bbbb0002]
+`), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := MakePreview(plan, nil)
+	want := []PreviewLocation{
+		{Location: rollout.Location{Region: "ap-guangzhou"}, Targets: 4, ToReset: 4, ResetTime: 2 * time.Second},
+		{Location: rollout.Location{Region: "ap-shanghai", Account: "second"}, Targets: 2, ToReset: 2, ResetTime: time.Second},
+	}
+	if diff := cmp.Diff(want, p.Locations); diff != "" {
+		t.Errorf("Locations (-want +got):\n%s", diff)
+	}
+	if p.MinWallTime != 2*time.Second {
+		t.Errorf("MinWallTime = %s, want 2s (the slower location's, not 3s)", p.MinWallTime)
+	}
+	lines := p.LocationLines()
+	if len(lines) != 2 || !strings.Contains(lines[1], "account second") || !strings.Contains(lines[0], "default credentials") {
+		t.Errorf("LocationLines = %q", lines)
+	}
+	// A plan in one location shows no locations.
+	one, err := Parse("plan.yaml", []byte("version: 1\nname: one\nregion: ap-guangzhou\npassword: {env: PW}\nwaves: [100%]\ngroups:\n  - {name: a, instances: [ins-aaaa0001]}\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := MakePreview(one, nil).Locations; l != nil {
+		t.Errorf("one location: Locations = %v", l)
 	}
 }

@@ -137,6 +137,12 @@ func printPreview(env *Env, plan *planner.Plan, p planner.Preview) {
 			fmt.Fprintln(out, "  "+l)
 		}
 	}
+	if lines := p.LocationLines(); len(lines) > 0 {
+		fmt.Fprintln(out, "Locations (in parallel, each on its own rate budget):")
+		for _, l := range lines {
+			fmt.Fprintln(out, "  "+l)
+		}
+	}
 	fmt.Fprintln(out, "Zones:")
 	for _, z := range sortedKeys(p.ZoneCounts) {
 		fmt.Fprintf(out, "  %-20s %d\n", cmp.Or(z, "(unknown)"), p.ZoneCounts[z])
