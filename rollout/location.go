@@ -1,5 +1,11 @@
 package rollout
 
+import (
+	"context"
+	"fmt"
+	"maps"
+)
+
 // AccountSource names where a worker finds an account's credentials; never
 // the credentials themselves. Exactly one field is set.
 type AccountSource struct {
@@ -106,4 +112,32 @@ func (s Spec) ByLocation(ids []string, groupOf func(id string) int) ([]Location,
 		out[l] = append(out[l], id)
 	}
 	return order, out
+}
+
+// DescribeByLocation returns a DescribeFunc that sends each location's
+// share of its IDs (targets say their groups) to that location's
+// describe, for callers that take one DescribeFunc. An ID not among
+// targets goes to the spec's default location.
+func (s Spec) DescribeByLocation(targets []Target, at func(Location) DescribeFunc) DescribeFunc {
+	group := make(map[string]int, len(targets))
+	for _, t := range targets {
+		group[t.InstanceID] = t.Group
+	}
+	return func(ctx context.Context, ids []string) (map[string]Observed, error) {
+		order, by := s.ByLocation(ids, func(id string) int {
+			if g, ok := group[id]; ok {
+				return g
+			}
+			return -1
+		})
+		out := make(map[string]Observed, len(ids))
+		for _, loc := range order {
+			found, err := at(loc)(ctx, by[loc])
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", loc, err)
+			}
+			maps.Copy(out, found)
+		}
+		return out, nil
+	}
 }
