@@ -43,7 +43,10 @@ func locationDescribe(env *Env, a apiFlags, plan *planner.Plan, lim ratelimit.Li
 			return d
 		}
 		at := plan.Spec.At(loc)
-		creds, err := specCredentials(context.Background(), at, def)
+		creds, err := def, error(nil)
+		if !a.oneKey {
+			creds, err = specCredentials(context.Background(), at, def)
+		}
 		var d rollout.DescribeFunc
 		if err == nil {
 			var api cvm.API

@@ -115,3 +115,44 @@ groups:
 		t.Errorf("%d calls named an instance of another region", n)
 	}
 }
+
+// TestRunSimulateTwoLocations: run --simulate serves every region of the
+// plan and signs every account with the simulator's key.
+func TestRunSimulateTwoLocations(t *testing.T) {
+	dir := t.TempDir()
+	plan := `version: 1
+name: sim-two
+region: ap-guangzhou
+image: {type: 1, id: img-new00001}
+keepImageLogin: true
+verify: {interval: 200ms, timeout: 1m}
+waves: [1, 100%]
+accounts:
+  other: {env: FLEETRESET_TEST_UNSET}
+groups:
+  - name: gz
+    instances: [ins-aaaa0001, ins-aaaa0002]
+  - name: sh
+    region: ap-shanghai
+    account: other
+    instances: [ins-bbbb0001, {id: ins-bbbb0002, zone: ap-shanghai-2}]
+`
+	path := filepath.Join(dir, "sim.yaml")
+	if err := os.WriteFile(path, []byte(plan), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var sim *cvmsim.Server
+	env, out, errb := testEnv(nil)
+	env.Hooks = &Hooks{Simulator: func(s *cvmsim.Server, _ string) { sim = s }}
+	if code := Main(t.Context(), env, []string{"run", "--simulate", "--sim-reset-duration", "300ms", "--state-dir", t.TempDir(), path}); code != 0 {
+		t.Fatalf("run exited %d\nstdout:\n%s\nstderr:\n%s", code, out, errb)
+	}
+	st := sim.Stats()
+	testfleet.RequireExactlyOnce(t, st, []string{"ins-aaaa0001", "ins-aaaa0002", "ins-bbbb0001", "ins-bbbb0002"})
+	if st.MaxPerSecond("ResetInstance", "ap-shanghai", cvmsim.SecretIDDefault) == 0 {
+		t.Errorf("no reset in ap-shanghai: %v", st.CallsBy)
+	}
+	if in, _ := sim.Instance("ins-bbbb0001"); in.Region != "ap-shanghai" || !strings.HasPrefix(in.Zone, "ap-shanghai-") {
+		t.Errorf("simulated shanghai instance: %+v", in)
+	}
+}

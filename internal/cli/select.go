@@ -38,7 +38,10 @@ func selectPlan(ctx context.Context, env *Env, c *common, a apiFlags, path strin
 	selected, calls := map[int][]planner.Match{}, 0
 	for _, loc := range order {
 		at := plan.Spec.At(loc)
-		lc, err := specCredentials(ctx, at, creds)
+		lc, err := creds, error(nil)
+		if !a.oneKey {
+			lc, err = specCredentials(ctx, at, creds)
+		}
 		if err != nil {
 			return nil, &ExitError{Code: exitFailed, Err: fmt.Errorf("select: %w", err)}
 		}
