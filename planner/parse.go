@@ -38,7 +38,7 @@ var (
 		"securityAgent", "monitorAgent", "rootSize", "hostName"}
 	topKeys = slices.Concat([]string{"version", "name", "region", "api", "endpoint", "groups",
 		"rateLimit", "verify", "retry", "waves", "failureBudget", "onBreach", "startAt",
-		"schedule", "window", "webhook", "zoneOrder", "skipMatching", "stopWhen", "maxUnavailable", "protectTag", "accounts", "account"}, settingKeys, servingKeys)
+		"schedule", "window", "webhook", "zoneOrder", "skipMatching", "stopWhen", "maxUnavailable", "protectTag", "accounts", "account", "regionOrder"}, settingKeys, servingKeys)
 	groupKeys = slices.Concat([]string{"name", "region", "account", "instances", "instancesFile", "select", "exclude", "userData", "automationAgent"}, settingKeys, servingKeys)
 )
 
@@ -178,6 +178,8 @@ type raw struct {
 	// parse_locations.go.
 	accounts map[string]rollout.AccountSource
 	account  setting[string]
+	// regionOrder makes each region a phase (parse_locations.go).
+	regionOrder setting[[]string]
 }
 
 // parser holds the state of one Parse.
@@ -352,6 +354,7 @@ func (p *parser) top(root *yaml.Node) bool {
 		r.groupsNode = en.val
 		p.groups(en)
 	}
+	r.regionOrder = p.regionOrder(f)
 	p.rateLimit(f)
 	p.verifyAndRetry(f)
 	if en, ok := f.get("waves"); !ok {

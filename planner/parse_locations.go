@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -144,4 +145,57 @@ func (p *parser) groupLocation(f fields, g *group) {
 	if en, ok := f.get("account"); ok {
 		g.account = p.accountRef(en)
 	}
+}
+
+// regionOrder reads the optional regionOrder: the regions of the plan's
+// groups, each listed once, in the order their phases run.
+func (p *parser) regionOrder(f fields) setting[[]string] {
+	en, ok := f.get("regionOrder")
+	if !ok {
+		return setting[[]string]{}
+	}
+	items, ok := p.seq(en.val, en.field, "of regions")
+	if !ok {
+		return bad[[]string](en)
+	}
+	used := map[string]bool{}
+	if p.raw.region.ok {
+		for _, g := range p.raw.groups {
+			switch {
+			case g.region.ok:
+				used[g.region.v] = true
+			case !g.region.present:
+				used[p.raw.region.v] = true
+			}
+		}
+	}
+	var regions []string
+	seen := map[string]int{}
+	good := true
+	for i, it := range items {
+		r := p.regionAt(entry{val: it, field: index(en.field, i)})
+		switch {
+		case !r.ok:
+			good = false
+		case seen[r.v] > 0:
+			p.at(it, r.field, "region %s is listed twice (first at line %d)", r.v, seen[r.v])
+			good = false
+		case !used[r.v]:
+			p.at(it, r.field, "no group is in region %s", r.v)
+			good = false
+		default:
+			seen[r.v] = it.Line
+			regions = append(regions, r.v)
+		}
+	}
+	for _, r := range slices.Sorted(maps.Keys(used)) {
+		if seen[r] == 0 && good {
+			p.at(en.val, en.field, "region %s has groups but is not listed: list every region of the plan", r)
+			good = false
+		}
+	}
+	if !good {
+		return bad[[]string](en)
+	}
+	return set(en, regions)
 }

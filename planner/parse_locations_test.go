@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -127,5 +128,49 @@ groups:
 	}
 	if l := MakePreview(one, nil).Locations; l != nil {
 		t.Errorf("one location: Locations = %v", l)
+	}
+}
+
+// TestRegionOrder: each region is a phase; waves are cut from each
+// region's instances in turn and never hold two regions.
+func TestRegionOrder(t *testing.T) {
+	const head = `version: 1
+name: phased
+region: ap-guangzhou
+password: {env: PW}
+waves: [1, 100%]
+groups:
+  - name: gz
+    instances: [ins-aaaa0001, ins-aaaa0002, ins-aaaa0003]
+  - name: sh
+    region: ap-shanghai
+    instances: [ins-bbbb0001, ins-bbbb0002]
+`
+	plan, err := Parse("plan.yaml", []byte(head+"regionOrder: [ap-shanghai, ap-guangzhou]\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, plan)
+	var got []string
+	for _, tg := range plan.Targets {
+		got = append(got, fmt.Sprintf("%d:%s", tg.Wave, plan.Spec.LocationOf(tg.Group).Region))
+	}
+	want := []string{"0:ap-shanghai", "1:ap-shanghai", "2:ap-guangzhou", "3:ap-guangzhou", "3:ap-guangzhou"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("wave:region of the targets (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"ap-shanghai", "ap-guangzhou"}, plan.Spec.RegionOrder); diff != "" {
+		t.Errorf("RegionOrder (-want +got):\n%s", diff)
+	}
+	for _, tc := range []struct{ order, want string }{
+		{"[ap-shanghai]", "plan.yaml:12: regionOrder: region ap-guangzhou has groups but is not listed"},
+		{"[ap-shanghai, ap-guangzhou, ap-beijing]", "plan.yaml:12: regionOrder[2]: no group is in region ap-beijing"},
+		{"[ap-shanghai, ap-shanghai, ap-guangzhou]", "regionOrder[1]: region ap-shanghai is listed twice"},
+		{"[ap-shanghai-2, ap-guangzhou]", `regionOrder[0]: "ap-shanghai-2" is an availability zone`},
+	} {
+		_, err := Parse("plan.yaml", []byte(head+"regionOrder: "+tc.order+"\n"), Options{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("regionOrder %s: err = %v, want %q", tc.order, err, tc.want)
+		}
 	}
 }

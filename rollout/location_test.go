@@ -9,7 +9,7 @@ import (
 func locationSpec() Spec {
 	return Spec{Region: "ap-guangzhou", AccountName: "main",
 		Accounts: map[string]AccountSource{"main": {Env: "MAIN"}, "sg": {Profile: "sg"}},
-		Groups: []Group{{Name: "gz"}, {Name: "sh", Region: "ap-shanghai"}, {Name: "sg", Region: "ap-singapore", Account: "sg"}}}
+		Groups:   []Group{{Name: "gz"}, {Name: "sh", Region: "ap-shanghai"}, {Name: "sg", Region: "ap-singapore", Account: "sg"}}}
 }
 
 func TestLocationOf(t *testing.T) {

@@ -20,6 +20,10 @@ type Spec struct {
 	// AccountName is the default account of the groups, a key of
 	// Accounts; "" is the process's default credentials. See LocationOf.
 	AccountName string `json:"account,omitempty"`
+	// RegionOrder, when set, makes each region a phase in this order: the
+	// waves are cut from each region's instances in turn (plan:
+	// regionOrder), so no two regions are ever reset at once.
+	RegionOrder []string `json:"region_order,omitempty"`
 	// Accounts maps account names to where their credentials are found
 	// (plan: accounts); never a key.
 	Accounts map[string]AccountSource `json:"accounts,omitempty"`

@@ -27,83 +27,9 @@ import (
 // of the two locations' spans.
 func TestTwoRegionsTwoAccounts(t *testing.T) {
 	t.Parallel()
-	const (
-		perRegion = 16
-		rate      = 4 // resets per second per location
-	)
-	second := cvm.Credentials{SecretID: "AKIDsecondaccount", SecretKey: "second-key", Token: "second-token"}
-	sim := cvmsim.New(cvmsim.Config{Regions: []string{"ap-shanghai"}, ResetDuration: 500 * time.Millisecond,
-		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}})
-	sim.AcceptCredentials(second.SecretID, string(second.SecretKey), string(second.Token), time.Now().Add(time.Hour))
-	url := testfleet.Serve(t, sim)
-
-	all := testfleet.IDs(2 * perRegion)
-	gz, sh := all[:perRegion], all[perRegion:]
-	sim.AddInstances(testfleet.Fleet{Image: oldImage, Zones: []string{"ap-guangzhou-3"}}.Instances(gz)...)
-	shIns := testfleet.Fleet{Image: oldImage, Zones: []string{"ap-shanghai-2"}}.Instances(sh)
-	for i := range shIns {
-		shIns[i].Region = "ap-shanghai"
-	}
-	sim.AddInstances(shIns...)
-
-	var y strings.Builder
-	fmt.Fprintf(&y, `version: 1
-name: two-locations
-region: ap-guangzhou
-endpoint: %s
-image: {type: 1, id: %s}
-keepImageLogin: true
-rateLimit: {reset: %d, describe: 20}
-verify: {interval: 200ms, timeout: 1m}
-waves: [{size: 100%%}]
-accounts:
-  first: {env: FIRST}
-  second: {env: SECOND}
-account: first
-groups:
-  - name: gz
-    instances: [%s]
-  - name: sh
-    region: ap-shanghai
-    account: second
-    instances: [%s]
-`, url, targetImage, rate, strings.Join(gz, ", "), strings.Join(sh, ", "))
-	plan, err := planner.Parse("two.yaml", []byte(y.String()), planner.Options{})
-	if err != nil {
-		t.Fatalf("plan: %v\n%s", err, y.String())
-	}
-
-	s := testfleet.NewStack(t, redistest.New(t))
-	s.Apply(t, plan)
+	st, gz, sh := runTwoLocations(t, "")
+	all := append(slices.Clone(gz), sh...)
 	first := testfleet.SimCredentials()
-	accounts := func(_ context.Context, src rollout.AccountSource) (cvm.CredentialProvider, error) {
-		switch src.Env {
-		case "FIRST":
-			return cvm.StaticProvider(first), nil
-		case "SECOND":
-			return cvm.StaticProvider(second), nil
-		}
-		return nil, fmt.Errorf("unknown source %+v", src)
-	}
-	var ws []testfleet.Runner
-	for range 2 {
-		w, err := worker.New(worker.Config{Redis: s.Redis.ConnOpt(), Engine: s.Engine, Limiter: s.Limiter(),
-			// The default credentials are no account of the plan's: every
-			// call must use the location's.
-			Credentials:     &cvm.Credentials{SecretID: "AKIDnobody", SecretKey: "nobody"},
-			AccountProvider: accounts, Concurrency: 10, ReconcileGrace: time.Second,
-			RetryBase: 100 * time.Millisecond, RetryCap: time.Second, ShutdownTimeout: 5 * time.Second, Logger: s.Log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ws = append(ws, w)
-	}
-	testfleet.RunWorkers(t, ws...)
-	r := s.Await(t, plan.Spec.ID, time.Minute, ledger.Completed, ledger.Paused, ledger.Aborted)
-	testfleet.RequireSucceeded(t, r)
-
-	st := sim.Stats()
-	testfleet.RequireExactlyOnce(t, st, all)
 	for _, c := range []struct{ region, id string }{{"ap-guangzhou", first.SecretID}, {"ap-shanghai", second.SecretID}} {
 		if got := st.MaxPerSecond("ResetInstance", c.region, c.id); got == 0 || got > rate {
 			t.Errorf("%s under %s: %d resets in one second, want 1..%d", c.region, c.id, got, rate)
@@ -149,5 +75,123 @@ groups:
 	}
 	if total > (gzSpan+shSpan)*3/4 {
 		t.Errorf("the rollout's resets spanned %s, not well under the sum of the locations' %s + %s: locations did not run in parallel", total, gzSpan, shSpan)
+	}
+}
+
+// Sizes of runTwoLocations' fleet and its per-location reset rate.
+const (
+	perRegion = 16
+	rate      = 4
+)
+
+// second is the second account's key, a temporary one.
+var second = cvm.Credentials{SecretID: "AKIDsecondaccount", SecretKey: "second-key", Token: "second-token"}
+
+// runTwoLocations runs a plan of perRegion instances in ap-guangzhou under
+// account first (the simulator's default key) and perRegion in
+// ap-shanghai under account second, with extra top-level YAML, on two
+// workers whose own default key is no account of the plan's. It requires
+// the rollout to succeed with every instance reset once, and returns the
+// simulator's record and the instances of each region.
+func runTwoLocations(t *testing.T, extra string) (st cvmsim.Stats, gz, sh []string) {
+	t.Helper()
+	sim := cvmsim.New(cvmsim.Config{Regions: []string{"ap-shanghai"}, ResetDuration: 500 * time.Millisecond,
+		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}})
+	sim.AcceptCredentials(second.SecretID, string(second.SecretKey), string(second.Token), time.Now().Add(time.Hour))
+	url := testfleet.Serve(t, sim)
+
+	all := testfleet.IDs(2 * perRegion)
+	gz, sh = all[:perRegion], all[perRegion:]
+	sim.AddInstances(testfleet.Fleet{Image: oldImage, Zones: []string{"ap-guangzhou-3"}}.Instances(gz)...)
+	shIns := testfleet.Fleet{Image: oldImage, Zones: []string{"ap-shanghai-2"}}.Instances(sh)
+	for i := range shIns {
+		shIns[i].Region = "ap-shanghai"
+	}
+	sim.AddInstances(shIns...)
+
+	var y strings.Builder
+	fmt.Fprintf(&y, `version: 1
+name: two-locations
+region: ap-guangzhou
+endpoint: %s
+image: {type: 1, id: %s}
+keepImageLogin: true
+rateLimit: {reset: %d, describe: 20}
+verify: {interval: 200ms, timeout: 1m}
+waves: [{size: 100%%}]
+%s
+accounts:
+  first: {env: FIRST}
+  second: {env: SECOND}
+account: first
+groups:
+  - name: gz
+    instances: [%s]
+  - name: sh
+    region: ap-shanghai
+    account: second
+    instances: [%s]
+`, url, targetImage, rate, extra, strings.Join(gz, ", "), strings.Join(sh, ", "))
+	plan, err := planner.Parse("two.yaml", []byte(y.String()), planner.Options{})
+	if err != nil {
+		t.Fatalf("plan: %v\n%s", err, y.String())
+	}
+
+	s := testfleet.NewStack(t, redistest.New(t))
+	s.Apply(t, plan)
+	first := testfleet.SimCredentials()
+	accounts := func(_ context.Context, src rollout.AccountSource) (cvm.CredentialProvider, error) {
+		switch src.Env {
+		case "FIRST":
+			return cvm.StaticProvider(first), nil
+		case "SECOND":
+			return cvm.StaticProvider(second), nil
+		}
+		return nil, fmt.Errorf("unknown source %+v", src)
+	}
+	var ws []testfleet.Runner
+	for range 2 {
+		w, err := worker.New(worker.Config{Redis: s.Redis.ConnOpt(), Engine: s.Engine, Limiter: s.Limiter(),
+			// The default credentials are no account of the plan's: every
+			// call must use the location's.
+			Credentials:     &cvm.Credentials{SecretID: "AKIDnobody", SecretKey: "nobody"},
+			AccountProvider: accounts, Concurrency: 10, ReconcileGrace: time.Second,
+			RetryBase: 100 * time.Millisecond, RetryCap: time.Second, ShutdownTimeout: 5 * time.Second, Logger: s.Log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	testfleet.RunWorkers(t, ws...)
+	r := s.Await(t, plan.Spec.ID, time.Minute, ledger.Completed, ledger.Paused, ledger.Aborted)
+	testfleet.RequireSucceeded(t, r)
+
+	st = sim.Stats()
+	testfleet.RequireExactlyOnce(t, st, all)
+	return st, gz, sh
+}
+
+// TestRegionOrderPhases: with regionOrder, ap-shanghai's phase ends before
+// ap-guangzhou's starts: no two regions are ever reset at once.
+func TestRegionOrderPhases(t *testing.T) {
+	t.Parallel()
+	st, gz, sh := runTwoLocations(t, "regionOrder: [ap-shanghai, ap-guangzhou]")
+	var lastSh, firstGz time.Time
+	for _, id := range sh {
+		for _, at := range st.ResetTimes[id] {
+			if at.After(lastSh) {
+				lastSh = at
+			}
+		}
+	}
+	for _, id := range gz {
+		for _, at := range st.ResetTimes[id] {
+			if firstGz.IsZero() || at.Before(firstGz) {
+				firstGz = at
+			}
+		}
+	}
+	if !firstGz.After(lastSh) {
+		t.Errorf("the first ap-guangzhou reset (%s) came before the last ap-shanghai one (%s)", firstGz, lastSh)
 	}
 }
