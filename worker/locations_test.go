@@ -27,7 +27,7 @@ import (
 // of the two locations' spans.
 func TestTwoRegionsTwoAccounts(t *testing.T) {
 	t.Parallel()
-	st, gz, sh := runTwoLocations(t, "")
+	st, gz, sh, _ := runTwoLocations(t, "", "")
 	all := append(slices.Clone(gz), sh...)
 	first := testfleet.SimCredentials()
 	for _, c := range []struct{ region, id string }{{"ap-guangzhou", first.SecretID}, {"ap-shanghai", second.SecretID}} {
@@ -90,10 +90,11 @@ var second = cvm.Credentials{SecretID: "AKIDsecondaccount", SecretKey: "second-k
 // runTwoLocations runs a plan of perRegion instances in ap-guangzhou under
 // account first (the simulator's default key) and perRegion in
 // ap-shanghai under account second, with extra top-level YAML, on two
-// workers whose own default key is no account of the plan's. It requires
-// the rollout to succeed with every instance reset once, and returns the
-// simulator's record and the instances of each region.
-func runTwoLocations(t *testing.T, extra string) (st cvmsim.Stats, gz, sh []string) {
+// workers whose own default key is no account of the plan's. Unless the
+// workers lack the source env names (missing), it requires the rollout to
+// succeed with every instance reset once. It returns the simulator's
+// record, the instances of each region and the rollout as it ended.
+func runTwoLocations(t *testing.T, extra, missing string) (st cvmsim.Stats, gz, sh []string, r *ledger.Rollout) {
 	t.Helper()
 	sim := cvmsim.New(cvmsim.Config{Regions: []string{"ap-shanghai"}, ResetDuration: 500 * time.Millisecond,
 		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}})
@@ -142,6 +143,8 @@ groups:
 	first := testfleet.SimCredentials()
 	accounts := func(_ context.Context, src rollout.AccountSource) (cvm.CredentialProvider, error) {
 		switch src.Env {
+		case missing:
+			return nil, fmt.Errorf("%w: %s_SECRET_ID is not set", cvm.ErrNoCredentials, src.Env)
 		case "FIRST":
 			return cvm.StaticProvider(first), nil
 		case "SECOND":
@@ -163,19 +166,20 @@ groups:
 		ws = append(ws, w)
 	}
 	testfleet.RunWorkers(t, ws...)
-	r := s.Await(t, plan.Spec.ID, time.Minute, ledger.Completed, ledger.Paused, ledger.Aborted)
-	testfleet.RequireSucceeded(t, r)
-
+	r = s.Await(t, plan.Spec.ID, time.Minute, ledger.Completed, ledger.Paused, ledger.Aborted)
 	st = sim.Stats()
-	testfleet.RequireExactlyOnce(t, st, all)
-	return st, gz, sh
+	if missing == "" {
+		testfleet.RequireSucceeded(t, r)
+		testfleet.RequireExactlyOnce(t, st, all)
+	}
+	return st, gz, sh, r
 }
 
 // TestRegionOrderPhases: with regionOrder, ap-shanghai's phase ends before
 // ap-guangzhou's starts: no two regions are ever reset at once.
 func TestRegionOrderPhases(t *testing.T) {
 	t.Parallel()
-	st, gz, sh := runTwoLocations(t, "regionOrder: [ap-shanghai, ap-guangzhou]")
+	st, gz, sh, _ := runTwoLocations(t, "regionOrder: [ap-shanghai, ap-guangzhou]", "")
 	var lastSh, firstGz time.Time
 	for _, id := range sh {
 		for _, at := range st.ResetTimes[id] {
@@ -193,5 +197,21 @@ func TestRegionOrderPhases(t *testing.T) {
 	}
 	if !firstGz.After(lastSh) {
 		t.Errorf("the first ap-guangzhou reset (%s) came before the last ap-shanghai one (%s)", firstGz, lastSh)
+	}
+}
+
+// TestMissingAccountPauses: a worker without an account's credential
+// source pauses the rollout, naming the account, and calls nothing in that
+// location.
+func TestMissingAccountPauses(t *testing.T) {
+	t.Parallel()
+	st, _, sh, r := runTwoLocations(t, "", "SECOND")
+	if r.State != ledger.Paused || !strings.Contains(r.Reason, "account second") || !strings.Contains(r.Reason, "SECOND_SECRET_ID") {
+		t.Fatalf("rollout %s: %q; want paused naming account second and its variable", r.State, r.Reason)
+	}
+	for _, id := range sh {
+		if n := st.AcceptedResets[id]; n != 0 {
+			t.Errorf("%s in ap-shanghai reset %d times without its account", id, n)
+		}
 	}
 }

@@ -50,6 +50,9 @@ func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 	spec = spec.At(spec.LocationOf(in.Group))
 	api, err := w.api(spec)
 	if err != nil {
+		if cvm.Classify(err) == cvm.Fatal {
+			return w.ctl.PauseFatal(ctx, spec, in.Wave, err.Error())
+		}
 		return err
 	}
 	verdict, why, rid := rollout.Call, "", ""

@@ -280,24 +280,23 @@ func (w *Worker) provider(ctx context.Context, spec rollout.Spec) (cvm.Credentia
 	}
 	p, err := w.cfg.AccountProvider(ctx, src)
 	if err != nil {
-		return nil, fmt.Errorf("worker: credentials of account %s: %w", spec.AccountName, err)
+		// As a call without usable credentials fails: Fatal, so the
+		// rollout pauses (cvm.Classify) until the worker has the source.
+		return nil, fmt.Errorf("worker: account %s: %w", spec.AccountName,
+			&cvm.APIError{Code: cvm.CodeCredentialError, Message: err.Error()})
 	}
 	w.accounts[src] = p
 	return p, nil
 }
 
 // AccountProvider resolves a named account's credential source in this
-// process: cvm.EnvProvider with the prefix (checked once here), the
-// profile file's section, or the CVM role. Errors name the source, never a
-// secret.
+// process: cvm.EnvProvider with the prefix (read at each call, so a call
+// without the variables fails as ClientError.CredentialError), the profile
+// file's section, or the CVM role. Errors name the source, never a secret.
 func AccountProvider(ctx context.Context, src rollout.AccountSource) (cvm.CredentialProvider, error) {
 	switch {
 	case src.Env != "":
-		p := cvm.EnvProvider{Prefix: src.Env}
-		if _, err := p.Credentials(ctx); err != nil {
-			return nil, err
-		}
-		return p, nil
+		return cvm.EnvProvider{Prefix: src.Env}, nil
 	case src.Profile != "":
 		return cvm.NamedProfileProvider(src.Profile)
 	case src.Role != "":
