@@ -76,8 +76,12 @@ func (p Preview) LocationLines() []string {
 		if l.Account != "" {
 			acct = "account " + l.Account
 		}
-		out = append(out, fmt.Sprintf("%-16s %-28s %d instances, %d to reset, resets take at least %s",
-			l.Region, acct, l.Targets, l.ToReset, l.ResetTime.Round(time.Second)))
+		noun := "instances"
+		if l.Targets == 1 {
+			noun = "instance"
+		}
+		out = append(out, fmt.Sprintf("%-16s %-28s %d %s, %d to reset, resets take at least %s",
+			l.Region, acct, l.Targets, noun, l.ToReset, l.ResetTime.Round(time.Second)))
 	}
 	return out
 }

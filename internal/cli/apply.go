@@ -138,7 +138,11 @@ func printPreview(env *Env, plan *planner.Plan, p planner.Preview) {
 		}
 	}
 	if lines := p.LocationLines(); len(lines) > 0 {
-		fmt.Fprintln(out, "Locations (in parallel, each on its own rate budget):")
+		how := "in parallel"
+		if len(plan.Spec.RegionOrder) > 0 {
+			how = "regions one after another (regionOrder)"
+		}
+		fmt.Fprintf(out, "Locations (%s, each on its own rate budget):\n", how)
 		for _, l := range lines {
 			fmt.Fprintln(out, "  "+l)
 		}
