@@ -55,29 +55,51 @@ func (p staticProvider) Credentials(context.Context) (Credentials, error) { retu
 func (p staticProvider) Identity() string                                 { return p.c.SecretID }
 
 // EnvProvider reads TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY and
-// TENCENTCLOUD_SESSION_TOKEN on every call (see CredentialsFromEnv). Its
-// Identity is the SecretID in the environment.
-type EnvProvider struct{}
+// TENCENTCLOUD_SESSION_TOKEN on every call (see CredentialsFromEnv). With
+// a Prefix it reads PREFIX_SECRET_ID, PREFIX_SECRET_KEY and PREFIX_TOKEN
+// instead: one process can hold the keys of several accounts. Its Identity
+// is the SecretID in the environment.
+type EnvProvider struct {
+	// Prefix names the variables; "" is the SDK's TENCENTCLOUD_ names.
+	Prefix string
+}
 
-// Credentials returns CredentialsFromEnv.
-func (EnvProvider) Credentials(context.Context) (Credentials, error) { return CredentialsFromEnv() }
+// names returns the ID, key and token variables.
+func (p EnvProvider) names() (id, key, token string) {
+	if p.Prefix == "" {
+		return EnvSecretID, EnvSecretKey, EnvSessionToken
+	}
+	return p.Prefix + "_SECRET_ID", p.Prefix + "_SECRET_KEY", p.Prefix + "_TOKEN"
+}
+
+// Credentials returns the credentials in the environment.
+func (p EnvProvider) Credentials(context.Context) (Credentials, error) {
+	return credentialsFromEnv(p.names())
+}
 
 // Identity returns the SecretID in the environment.
-func (EnvProvider) Identity() string { return os.Getenv(EnvSecretID) }
+func (p EnvProvider) Identity() string {
+	id, _, _ := p.names()
+	return os.Getenv(id)
+}
 
 // CredentialsFromEnv reads TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY
 // and, optionally, TENCENTCLOUD_SESSION_TOKEN. It fails, wrapping
 // ErrNoCredentials, when the ID or key is unset or empty; the error names
 // the variable, never its value.
 func CredentialsFromEnv() (Credentials, error) {
-	id, key := os.Getenv(EnvSecretID), os.Getenv(EnvSecretKey)
+	return credentialsFromEnv(EnvSecretID, EnvSecretKey, EnvSessionToken)
+}
+
+func credentialsFromEnv(idVar, keyVar, tokenVar string) (Credentials, error) {
+	id, key := os.Getenv(idVar), os.Getenv(keyVar)
 	switch {
 	case id == "":
-		return Credentials{}, fmt.Errorf("%w: %s is not set", ErrNoCredentials, EnvSecretID)
+		return Credentials{}, fmt.Errorf("%w: %s is not set", ErrNoCredentials, idVar)
 	case key == "":
-		return Credentials{}, fmt.Errorf("%w: %s is not set", ErrNoCredentials, EnvSecretKey)
+		return Credentials{}, fmt.Errorf("%w: %s is not set", ErrNoCredentials, keyVar)
 	}
-	return Credentials{SecretID: id, SecretKey: Secret(key), Token: Secret(os.Getenv(EnvSessionToken))}, nil
+	return Credentials{SecretID: id, SecretKey: Secret(key), Token: Secret(os.Getenv(tokenVar))}, nil
 }
 
 // ProfileProvider reads the SDK's profile file once

@@ -1,6 +1,7 @@
 package cvmsim
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -39,7 +40,7 @@ func (s *Server) reset(req resetRequest, arrival, now time.Time, reqID string) *
 		return newErr(errInstanceMalformed, "instance ID %q is malformed", id)
 	}
 	in, ok := s.instances[id]
-	if !ok {
+	if !ok || !s.inRegion(in) {
 		return newErr(errInstanceNotFound, "instance %s not found", req.instanceID)
 	}
 	if req.imageID != "" {
@@ -181,6 +182,7 @@ func (s *Server) serveV2(method, host string, p url.Values, arrival, now time.Ti
 	}
 	action := p.Get("Action")
 	s.countCall(action, arrival)
+	s.countCaller(action, cmp.Or(s.canonRegion(genV2, p.Get("Region")), p.Get("Region")), p.Get("SecretId"), arrival)
 	var limit int
 	switch action {
 	case "ResetInstances":
@@ -196,6 +198,7 @@ func (s *Server) serveV2(method, host string, p url.Values, arrival, now time.Ti
 	if !s.regionOK(genV2, p.Get("Region")) {
 		return s.fail(genV2, reqID, newErr(errUnsupportedRegion, "Region %q is not %s", p.Get("Region"), s.cfg.Region))
 	}
+	s.callRegion = s.canonRegion(genV2, p.Get("Region"))
 	if action == "ResetInstances" {
 		return s.resetV2(p, arrival, now, reqID)
 	}
@@ -307,7 +310,7 @@ func (s *Server) describeV2(p url.Values, now time.Time, reqID string) response 
 			InstanceID:   in.legacyID,
 			UnImgID:      in.ImageID,
 			Status:       in.v2Status(),
-			Region:       legacyRegions[s.cfg.Region],
+			Region:       legacyRegions[cmp.Or(in.Region, s.cfg.Region)],
 			ZoneID:       zoneID(in.Zone),
 			ZoneName:     in.Zone,
 			OS:           in.osName(),
@@ -435,6 +438,7 @@ func (s *Server) serveV1(method, host, path string, p url.Values, arrival, now t
 	}
 	action := p.Get("Action")
 	s.countCall(action, arrival)
+	s.countCaller(action, p.Get("Region"), p.Get("SecretId"), arrival)
 	if p.Get("Version") != apiVersion {
 		return s.fail(genV3, reqID, newErr(errNoSuchVersion, "Version %q is not %s", p.Get("Version"), apiVersion))
 	}
@@ -448,6 +452,7 @@ func (s *Server) serveTC3(r *http.Request, body []byte, arrival, now time.Time, 
 	}
 	action := r.Header.Get("X-TC-Action")
 	s.countCall(action, arrival)
+	s.countCaller(action, r.Header.Get("X-TC-Region"), tc3SecretID(r), arrival)
 	service := tc3ServiceOf(r)
 	if v, want := r.Header.Get("X-TC-Version"), serviceVersions[service]; v != want {
 		return s.fail(genV3, reqID, newErr(errNoSuchVersion, "X-TC-Version %q is not %s (%s)", v, want, service))
@@ -491,6 +496,7 @@ func (s *Server) dispatchV3(action, region string, leaves map[string]leaf, arriv
 	if !s.regionOK(genV3, region) {
 		return s.fail(genV3, reqID, newErr(errUnsupportedRegion, "region %q is not %s", region, s.cfg.Region))
 	}
+	s.callRegion = s.canonRegion(genV3, region)
 	if action == "ResetInstance" {
 		return s.resetV3(leaves, arrival, now, reqID)
 	}
@@ -619,4 +625,12 @@ func nonEmpty(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// tc3SecretID returns the SecretId of a TC3 Authorization header (checked
+// by authTC3 before).
+func tc3SecretID(r *http.Request) string {
+	_, rest, _ := strings.Cut(r.Header.Get("Authorization"), "Credential=")
+	id, _, _ := strings.Cut(rest, "/")
+	return id
 }

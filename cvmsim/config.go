@@ -61,6 +61,10 @@ type Config struct {
 	// also accepts its legacy short code, e.g. "gz" for ap-guangzhou.
 	// Defaults to RegionDefault.
 	Region string
+	// Regions are further regions the simulator serves: an instance whose
+	// Instance.Region names one lives there, and an action answers only
+	// the instances of its request's region.
+	Regions []string
 	// Clock tells the simulator the time: request timestamps, reinstall
 	// progress and rate-limit seconds all come from it. If it also has a
 	// method After(time.Duration) <-chan time.Time, Faults.Latency waits on

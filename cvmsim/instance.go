@@ -16,6 +16,9 @@ type Instance struct {
 	ID string `json:"instance_id"`
 	// Zone is the availability zone, e.g. ap-guangzhou-3.
 	Zone string `json:"zone"`
+	// Region is where the instance lives, Config.Region when empty; a
+	// request for another region does not see it.
+	Region string `json:"region,omitempty"`
 	// ImageID is the current image, "img-" and 8 lower-case letters or digits.
 	ImageID string `json:"image_id"`
 	// OS is "linux" or "windows"; it selects the password and key rules.

@@ -1,6 +1,7 @@
 package cvmsim
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -61,6 +62,7 @@ type Server struct {
 	images    map[string]bool   // nil: any well-formed image exists
 
 	temp       map[string]tempCredential // temporary SecretId -> key, token, expiry
+	callRegion string                    // the region of the request being answered
 	nonces     map[string]time.Time      // SecretId/Nonce -> arrival
 	nonceQueue []nonceEntry
 	passed     map[string]map[int64]int // action -> arrival second -> calls let through
@@ -389,6 +391,10 @@ func (s *Server) handle(r *http.Request, body []byte, err error, arrival time.Ti
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// callRegion is set by the dispatch once the request's region is
+	// checked, and holds only while the request is answered.
+	s.callRegion = ""
+	defer func() { s.callRegion = "" }()
 	now := s.cfg.Clock.Now()
 	reqID := s.newRequestID()
 	if err != nil {
@@ -430,6 +436,17 @@ func (s *Server) handle(r *http.Request, body []byte, err error, arrival time.Ti
 }
 
 // countCall records an authenticated arrival of action.
+// countCaller records an authenticated arrival in Stats.CallsBy.
+func (s *Server) countCaller(action, region, secretID string, arrival time.Time) {
+	k := CallKey(action, region, secretID)
+	perSec := s.stats.CallsBy[k]
+	if perSec == nil {
+		perSec = map[int64]int{}
+		s.stats.CallsBy[k] = perSec
+	}
+	perSec[arrival.Unix()]++
+}
+
 func (s *Server) countCall(action string, arrival time.Time) {
 	perSec := s.stats.Calls[action]
 	if perSec == nil {
@@ -464,13 +481,26 @@ func (s *Server) allow(action string, limit int, arrival time.Time) bool {
 	return true
 }
 
-// regionOK reports whether region names the simulator's region; v2 may
-// use the legacy short code.
+// regionOK reports whether region names one of the simulator's regions;
+// v2 may use the legacy short code.
 func (s *Server) regionOK(gen generation, region string) bool {
-	if region == s.cfg.Region {
-		return true
+	return s.canonRegion(gen, region) != ""
+}
+
+// canonRegion returns the simulator's region that region names, or "".
+func (s *Server) canonRegion(gen generation, region string) string {
+	for _, r := range append([]string{s.cfg.Region}, s.cfg.Regions...) {
+		if region == r || (gen == genV2 && region != "" && legacyRegions[r] == region) {
+			return r
+		}
 	}
-	return gen == genV2 && region != "" && legacyRegions[s.cfg.Region] == region
+	return ""
+}
+
+// inRegion reports whether in lives in the region of the request being
+// answered (any region outside a request).
+func (s *Server) inRegion(in *instance) bool {
+	return s.callRegion == "" || cmp.Or(in.Region, s.cfg.Region) == s.callRegion
 }
 
 // legacyRegions maps regions to the short codes of the old v2 docs.
@@ -487,7 +517,7 @@ func (s *Server) listInstances(now time.Time, keep func(*instance) bool) []*inst
 	for _, id := range s.order {
 		in := s.instances[id]
 		s.settle(in, now)
-		if keep(in) {
+		if s.inRegion(in) && keep(in) {
 			out = append(out, in)
 		}
 	}

@@ -64,6 +64,7 @@ func (s *Server) dispatchService(service, action, region string, leaves map[stri
 	case region != "" && !s.regionOK(genV3, region):
 		return s.fail(genV3, reqID, newErr(errUnsupportedRegion, "region %q is not %s", region, s.cfg.Region))
 	}
+	s.callRegion = s.canonRegion(genV3, region)
 	switch action {
 	case "DescribeTargets":
 		return s.describeTargets(leaves, now, reqID)

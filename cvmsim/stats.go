@@ -19,6 +19,9 @@ type Stats struct {
 	Calls map[string]map[int64]int `json:"calls"`
 	// MaxCallsPerSecond is the largest per-second count in Calls, per action.
 	MaxCallsPerSecond map[string]int `json:"max_calls_per_second"`
+	// CallsBy counts the same arrivals per caller: CallKey (action, the
+	// region the request named and its SecretId) → Unix second → count.
+	CallsBy map[string]map[int64]int `json:"calls_by"`
 	// AcceptedResets maps every known instance to its number of accepted
 	// resets, zero included: "every instance reset exactly once" is every
 	// value being 1.
@@ -66,6 +69,7 @@ func newStats() Stats {
 	return Stats{
 		Calls:             map[string]map[int64]int{},
 		MaxCallsPerSecond: map[string]int{},
+		CallsBy:           map[string]map[int64]int{},
 		AcceptedResets:    map[string]int{},
 		ResetTimes:        map[string][]time.Time{},
 		RateLimited:       map[string]int{},
@@ -100,6 +104,10 @@ func (s *Server) Stats() Stats {
 	for action, perSec := range s.stats.Calls {
 		st.Calls[action] = maps.Clone(perSec)
 		st.MaxCallsPerSecond[action] = slices.Max(slices.Collect(maps.Values(perSec)))
+	}
+	st.CallsBy = map[string]map[int64]int{}
+	for k, perSec := range s.stats.CallsBy {
+		st.CallsBy[k] = maps.Clone(perSec)
 	}
 	st.AcceptedResets = maps.Clone(s.stats.AcceptedResets)
 	st.ResetTimes = map[string][]time.Time{}
@@ -139,4 +147,19 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
+}
+
+// CallKey names a caller's calls of one action in Stats.CallsBy.
+func CallKey(action, region, secretID string) string {
+	return action + " " + region + " " + secretID
+}
+
+// MaxPerSecond is the largest per-second count of action's calls in region
+// under secretID (Stats.CallsBy), 0 when there were none.
+func (st Stats) MaxPerSecond(action, region, secretID string) int {
+	n := 0
+	for _, c := range st.CallsBy[CallKey(action, region, secretID)] {
+		n = max(n, c)
+	}
+	return n
 }

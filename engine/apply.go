@@ -29,6 +29,10 @@ type ApplyRequest struct {
 	// written: missing or unresettable instances refuse the whole apply;
 	// instances already on the target image are skipped.
 	Describe rollout.DescribeFunc
+	// DescribeAt, when set, replaces Describe with one describe per
+	// location (rollout.PreflightAllAt): a plan spanning regions or
+	// accounts is pre-flighted where each instance is.
+	DescribeAt func(loc rollout.Location) rollout.DescribeFunc
 	// Recovered carries the state an earlier run left in a local journal.
 	Recovered ledger.CreateOptions
 }
@@ -84,8 +88,12 @@ func (c *Engine) Apply(ctx context.Context, req ApplyRequest) (ApplyResult, erro
 	if opts.Seeds == nil {
 		opts.Seeds = map[string]ledger.Seed{}
 	}
-	if req.Describe != nil {
-		pf, err := rollout.PreflightAll(ctx, spec, req.Targets, req.Describe)
+	if req.Describe != nil || req.DescribeAt != nil {
+		at := req.DescribeAt
+		if at == nil {
+			at = func(rollout.Location) rollout.DescribeFunc { return req.Describe }
+		}
+		pf, err := rollout.PreflightAllAt(ctx, spec, req.Targets, at)
 		if err != nil {
 			return res, fmt.Errorf("engine: %w", err)
 		}

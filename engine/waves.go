@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/fleetreset/fleetreset/alarm"
@@ -26,6 +27,11 @@ func (e *Later) Error() string { return "retry in " + e.In.String() + ": " + e.C
 // finished instance. The worker adapts its client, journal and metrics.
 type Adapter struct {
 	Describe rollout.DescribeFunc
+	// DescribeAt, when set, describes instances of one location (a
+	// group's region and account): the engine then sends every request
+	// to the location of its instances, never mixing two, and Describe
+	// is not used.
+	DescribeAt func(loc rollout.Location) rollout.DescribeFunc
 	// Fatal reports an error that pauses the rollout (credentials,
 	// balance) rather than being retried.
 	Fatal func(error) bool
@@ -178,7 +184,7 @@ func (c *Engine) scanWave(ctx context.Context, spec rollout.Spec, k, seq int, ad
 // skips or refuses each; finished holds those it skipped or refused. stop
 // reports that the rollout was paused.
 func (c *Engine) preflight(ctx context.Context, spec rollout.Spec, ad Adapter, ins []*ledger.Instance, need []string) (finished map[string]bool, stop bool, err error) {
-	found, err := ad.Describe(ctx, need)
+	found, err := ad.describe(ctx, spec, ins, need)
 	if err != nil {
 		if ad.Fatal != nil && ad.Fatal(err) {
 			return nil, true, c.PauseFatal(ctx, spec, 0, "pre-flight: "+err.Error())
@@ -326,4 +332,31 @@ func (c *Engine) Finish(ctx context.Context, spec rollout.Spec, id string, o led
 		ad.Finished(ctx, spec, id, o)
 	}
 	return res, c.AfterFinish(ctx, spec, res)
+}
+
+// describe asks what the cloud shows of ids (instances among ins), one
+// request per location when the adapter knows locations.
+func (ad Adapter) describe(ctx context.Context, spec rollout.Spec, ins []*ledger.Instance, ids []string) (map[string]rollout.Observed, error) {
+	if ad.DescribeAt == nil {
+		return ad.Describe(ctx, ids)
+	}
+	group := make(map[string]int, len(ins))
+	for _, in := range ins {
+		if in != nil {
+			group[in.ID] = in.Group
+		}
+	}
+	order, by := spec.ByLocation(ids, func(id string) int { return group[id] })
+	out := make(map[string]rollout.Observed, len(ids))
+	for _, loc := range order {
+		found, err := ad.DescribeAt(loc)(ctx, by[loc])
+		if err != nil && len(order) > 1 {
+			return nil, fmt.Errorf("%s: %w", loc, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(out, found)
+	}
+	return out, nil
 }

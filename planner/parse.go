@@ -38,8 +38,8 @@ var (
 		"securityAgent", "monitorAgent", "rootSize", "hostName"}
 	topKeys = slices.Concat([]string{"version", "name", "region", "api", "endpoint", "groups",
 		"rateLimit", "verify", "retry", "waves", "failureBudget", "onBreach", "startAt",
-		"schedule", "window", "webhook", "zoneOrder", "skipMatching", "stopWhen", "maxUnavailable", "protectTag"}, settingKeys, servingKeys)
-	groupKeys = slices.Concat([]string{"name", "instances", "instancesFile", "select", "exclude", "userData", "automationAgent"}, settingKeys, servingKeys)
+		"schedule", "window", "webhook", "zoneOrder", "skipMatching", "stopWhen", "maxUnavailable", "protectTag", "accounts", "account", "regionOrder"}, settingKeys, servingKeys)
+	groupKeys = slices.Concat([]string{"name", "region", "account", "instances", "instancesFile", "select", "exclude", "userData", "automationAgent"}, settingKeys, servingKeys)
 )
 
 // setting is one field as read from the plan.
@@ -111,6 +111,9 @@ type group struct {
 	sel             *selector
 	userData        *rollout.UserData
 	automationAgent bool
+	// region and account are the group's own (parse_locations.go).
+	region  setting[string]
+	account setting[string]
 }
 
 // target is one instance as written, with where it was written.
@@ -171,6 +174,12 @@ type raw struct {
 	resetMatching bool
 	// protectTag is "KEY=VALUE" (parse_select.go).
 	protectTag string
+	// accounts and account (the groups' default) are read by
+	// parse_locations.go.
+	accounts map[string]rollout.AccountSource
+	account  setting[string]
+	// regionOrder makes each region a phase (parse_locations.go).
+	regionOrder setting[[]string]
 }
 
 // parser holds the state of one Parse.
@@ -189,6 +198,8 @@ type parser struct {
 	// had no matches in Options.Selected.
 	selections []Selection
 	unresolved bool
+	// zoneRegion is the region of the group being read, when it has one.
+	zoneRegion setting[string]
 }
 
 func newParser(filename string, opts Options) *parser {
@@ -302,6 +313,7 @@ func (p *parser) top(root *yaml.Node) bool {
 	}
 	r.api = p.api
 	r.region = p.region(f)
+	p.accounts(f)
 	if en, ok := f.get("name"); !ok {
 		p.at(root, "name", "is required: the rollout's name, like web-fleet-ubuntu22")
 	} else if s, ok := p.str(en.val, en.field, "a name"); ok {
@@ -342,6 +354,7 @@ func (p *parser) top(root *yaml.Node) bool {
 		r.groupsNode = en.val
 		p.groups(en)
 	}
+	r.regionOrder = p.regionOrder(f)
 	p.rateLimit(f)
 	p.verifyAndRetry(f)
 	if en, ok := f.get("waves"); !ok {
@@ -396,6 +409,11 @@ func (p *parser) region(f fields) setting[string] {
 		p.at(f.node, "region", "is required, like ap-guangzhou")
 		return setting[string]{}
 	}
+	return p.regionAt(en)
+}
+
+// regionAt reads a region name.
+func (p *parser) regionAt(en entry) setting[string] {
 	s, ok := p.str(en.val, en.field, "a region like ap-guangzhou")
 	if !ok {
 		return bad[string](en)
@@ -411,9 +429,13 @@ func (p *parser) region(f fields) setting[string] {
 	return set(en, s)
 }
 
-// zoneOK checks a zone name against the plan's region.
+// zoneOK checks a zone name against the plan's region, or the region of
+// the group being read (p.zoneRegion).
 func (p *parser) zoneOK(zone string) string {
 	region := p.raw.region
+	if p.zoneRegion.present {
+		region = p.zoneRegion
+	}
 	if !region.ok {
 		return "" // the region's own error says enough
 	}

@@ -262,10 +262,12 @@ func (p *parser) groups(en entry) {
 				g.name = set(n, s)
 			}
 		}
+		p.groupLocation(f, g)
 		g.settings = p.settings(f)
 		g.serving = p.serving(f, true)
 		p.groupSelect(f, g)
 		p.groupUserData(f, g)
 		p.groupTargets(f, i, g)
+		p.zoneRegion = setting[string]{}
 	}
 }

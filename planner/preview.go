@@ -46,10 +46,44 @@ type Preview struct {
 	// MaxUnavailable describes the plan's maxUnavailable as resolved
 	// ("at most 5 instances unavailable at once per zone"); "" without.
 	MaxUnavailable string
+	// Locations count the targets per region and account, in group
+	// order; nil for a plan in one location. Each location has its own
+	// reset budget, so MinWallTime counts per wave the slowest location's
+	// resets, not their sum.
+	Locations []PreviewLocation
 	// Reinstalls is, with maxUnavailable, the sum over waves of
 	// PreviewWave.Rounds: how many reinstall times in a row the rollout
 	// takes at the least, on top of MinWallTime. 0 without a cap.
 	Reinstalls int
+}
+
+// PreviewLocation is one location's share of the plan.
+type PreviewLocation struct {
+	rollout.Location
+	// Targets counts its instances; ToReset those not skipped or refused
+	// by the pre-flight.
+	Targets, ToReset int
+	// ResetTime is the least time its reset budget needs for ToReset.
+	ResetTime time.Duration
+}
+
+// LocationLines formats Locations for `fleetreset plan`; nil for a plan
+// in one location.
+func (p Preview) LocationLines() []string {
+	var out []string
+	for _, l := range p.Locations {
+		acct := "default credentials"
+		if l.Account != "" {
+			acct = "account " + l.Account
+		}
+		noun := "instances"
+		if l.Targets == 1 {
+			noun = "instance"
+		}
+		out = append(out, fmt.Sprintf("%-16s %-28s %d %s, %d to reset, resets take at least %s",
+			l.Region, acct, l.Targets, noun, l.ToReset, l.ResetTime.Round(time.Second)))
+	}
+	return out
 }
 
 // PreviewGroup is what surrounds each reset of one group's instances.
@@ -109,11 +143,22 @@ func MakePreview(plan *Plan, pf *rollout.PreflightReport) Preview {
 	}
 	p.Alarms = previewAlarms(plan.Spec)
 	rate := cmp.Or(plan.Spec.ResetRate, 10)
+	locs := plan.Spec.Locations()
+	locIndex := map[rollout.Location]int{}
+	for i, l := range locs {
+		locIndex[l] = i
+		p.Locations = append(p.Locations, PreviewLocation{Location: l})
+	}
+	for _, t := range plan.Targets {
+		p.Locations[locIndex[plan.Spec.LocationOf(t.Group)]].Targets++
+	}
 	for k, w := range plan.Spec.Waves {
 		pw := PreviewWave{Index: k, Size: w.Size, Soak: w.Soak, Approval: w.Approval, Budget: w.Budget}
 		zones := map[string]int{}
+		perLoc := make([]int, len(locs))
 		for _, t := range plan.WaveTargets(k) {
 			if pf == nil || (pf.Skipped[t.InstanceID] == "" && pf.Refused[t.InstanceID] == "") {
+				perLoc[locIndex[plan.Spec.LocationOf(t.Group)]]++
 				pw.ToReset++
 				zones[zoneOf(t)]++
 				pw.Serving = max(pw.Serving, groups[t.Group].Serving)
@@ -127,13 +172,25 @@ func MakePreview(plan *Plan, pf *rollout.PreflightReport) Preview {
 		}
 		p.ResetCalls += pw.ToReset
 		p.DescribeCalls += 2 * ((w.Size + 99) / 100)
-		p.MinWallTime += time.Duration(float64(pw.ToReset) / rate * float64(time.Second))
+		// Locations reset in parallel, each on its own budget.
+		slowest := 0
+		for i, n := range perLoc {
+			slowest = max(slowest, n)
+			p.Locations[i].ToReset += n
+		}
+		p.MinWallTime += time.Duration(float64(slowest) / rate * float64(time.Second))
 		p.MinWallTime += time.Duration(pw.Rounds) * pw.Serving
 		p.HooksUpTo += time.Duration(pw.Rounds) * pw.HooksUpTo
 		if k < len(plan.Spec.Waves)-1 {
 			p.MinWallTime += w.Soak
 		}
 		p.Waves = append(p.Waves, pw)
+	}
+	for i := range p.Locations {
+		p.Locations[i].ResetTime = time.Duration(float64(p.Locations[i].ToReset) / rate * float64(time.Second))
+	}
+	if len(p.Locations) < 2 {
+		p.Locations = nil
 	}
 	return p
 }

@@ -180,6 +180,11 @@ func (p *parser) checkWaves() {
 		p.at(p.raw.groupsNode, "groups", "the plan has no instance: its selects matched none that are not protected, excluded or listed elsewhere")
 		return
 	}
+	if p.raw.regionOrder.ok {
+		// Waves are cut per region; the entries' reach is judged per
+		// region, and a small region may leave entries unused.
+		return
+	}
 	steps := rollout.Expand(total, p.sizes())
 	used := 0
 	for _, st := range steps {
@@ -219,6 +224,8 @@ func (p *parser) build() *Plan {
 		ID:             r.name.v,
 		PlanFile:       p.file,
 		Region:         r.region.v,
+		AccountName:    r.account.v,
+		Accounts:       r.accounts,
 		Endpoint:       r.endpoint,
 		API:            r.api,
 		Budget:         r.budget.v,
@@ -241,6 +248,8 @@ func (p *parser) build() *Plan {
 		e := p.effective(g)
 		rg := rollout.Group{
 			Name:            g.name.v,
+			Region:          g.region.v,
+			Account:         g.account.v,
 			OS:              e.os.or(OSDefault),
 			KeyIDs:          slices.Clone(e.keyIDs.v),
 			KeepImageLogin:  e.keep.v,
@@ -275,14 +284,32 @@ func (p *parser) build() *Plan {
 		}
 		slices.SortStableFunc(targets, func(a, b rollout.Target) int { return cmp.Compare(rank[a.Zone], rank[b.Zone]) })
 	}
+	// With regionOrder each region is a phase: the waves are cut from
+	// each region's instances in turn, so no wave holds two regions.
+	phases := []int{len(targets)}
+	if r.regionOrder.ok {
+		spec.RegionOrder = r.regionOrder.v
+		rank := map[string]int{}
+		for i, rg := range r.regionOrder.v {
+			rank[rg] = i
+		}
+		regionOf := func(t rollout.Target) int { return rank[spec.LocationOf(t.Group).Region] }
+		slices.SortStableFunc(targets, func(a, b rollout.Target) int { return cmp.Compare(regionOf(a), regionOf(b)) })
+		phases = make([]int, len(r.regionOrder.v))
+		for _, t := range targets {
+			phases[regionOf(t)]++
+		}
+	}
 	spec.MaxUnavailable = p.buildUnavailable(targets)
 	next := 0
-	for i, st := range rollout.Expand(len(targets), p.sizes()) {
-		w := r.waves[st.Entry]
-		spec.Waves = append(spec.Waves, rollout.Wave{Size: st.Size, Soak: w.soak, Approval: w.approval, Budget: w.budget.v})
-		for range st.Size {
-			targets[next].Wave = i
-			next++
+	for _, n := range phases {
+		for _, st := range rollout.Expand(n, p.sizes()) {
+			w := r.waves[st.Entry]
+			spec.Waves = append(spec.Waves, rollout.Wave{Size: st.Size, Soak: w.soak, Approval: w.approval, Budget: w.budget.v})
+			for range st.Size {
+				targets[next].Wave = len(spec.Waves) - 1
+				next++
+			}
 		}
 	}
 	spec.PlanHash = planHash(spec, targets)

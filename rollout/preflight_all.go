@@ -51,7 +51,36 @@ func (p PreflightReport) RefusedSummary(n int) string {
 // PreflightAll checks every target with describe, 100 per call, and
 // decides proceed, skip, await or refuse for each (Preflight).
 func PreflightAll(ctx context.Context, spec Spec, targets []Target, describe DescribeFunc) (PreflightReport, error) {
+	return PreflightAllAt(ctx, spec, targets, func(Location) DescribeFunc { return describe })
+}
+
+// PreflightAllAt is PreflightAll with a describe per location: each
+// request holds the targets of one location (their group's region and
+// account).
+func PreflightAllAt(ctx context.Context, spec Spec, targets []Target, at func(Location) DescribeFunc) (PreflightReport, error) {
 	res := PreflightReport{Skipped: map[string]string{}, Refused: map[string]string{}, Awaited: map[string]string{}, Images: map[string]string{}, Zones: map[string]string{}}
+	var order []Location
+	byLoc := map[Location][]Target{}
+	for _, t := range targets {
+		l := spec.LocationOf(t.Group)
+		if _, ok := byLoc[l]; !ok {
+			order = append(order, l)
+		}
+		byLoc[l] = append(byLoc[l], t)
+	}
+	for _, loc := range order {
+		if err := preflightLocation(ctx, spec, byLoc[loc], at(loc), &res); err != nil {
+			if len(order) > 1 {
+				err = fmt.Errorf("%s: %w", loc, err)
+			}
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// preflightLocation pre-flights the targets of one location, 100 per call.
+func preflightLocation(ctx context.Context, spec Spec, targets []Target, describe DescribeFunc, res *PreflightReport) error {
 	const batch = 100
 	for start := 0; start < len(targets); start += batch {
 		chunk := targets[start:min(start+batch, len(targets))]
@@ -62,7 +91,7 @@ func PreflightAll(ctx context.Context, spec Spec, targets []Target, describe Des
 		obs, err := describe(ctx, ids)
 		res.DescribeCalls++
 		if err != nil {
-			return res, fmt.Errorf("pre-flight: %w", err)
+			return fmt.Errorf("pre-flight: %w", err)
 		}
 		for _, t := range chunk {
 			o := obs[t.InstanceID]
@@ -80,5 +109,5 @@ func PreflightAll(ctx context.Context, spec Spec, targets []Target, describe Des
 			}
 		}
 	}
-	return res, nil
+	return nil
 }

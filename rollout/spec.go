@@ -15,7 +15,18 @@ type Spec struct {
 	// PlanHash is a hash of the plan's canonical content; applying a changed
 	// plan under the same name is refused.
 	PlanHash string `json:"plan_hash"`
-	Region   string `json:"region"`
+	// Region is the default region of the groups (Group.Region).
+	Region string `json:"region"`
+	// AccountName is the default account of the groups, a key of
+	// Accounts; "" is the process's default credentials. See LocationOf.
+	AccountName string `json:"account,omitempty"`
+	// RegionOrder, when set, makes each region a phase in this order: the
+	// waves are cut from each region's instances in turn (plan:
+	// regionOrder), so no two regions are ever reset at once.
+	RegionOrder []string `json:"region_order,omitempty"`
+	// Accounts maps account names to where their credentials are found
+	// (plan: accounts); never a key.
+	Accounts map[string]AccountSource `json:"accounts,omitempty"`
 	// Endpoint is the API base URL; empty means the real service.
 	Endpoint string `json:"endpoint,omitempty"`
 	// API is "v2" or "v3".
@@ -76,6 +87,10 @@ type Spec struct {
 // Group is the image and login settings shared by a set of targets.
 type Group struct {
 	Name string `json:"name"`
+	// Region and Account say where the group's instances are; empty
+	// means the spec's (Spec.LocationOf).
+	Region  string `json:"region,omitempty"`
+	Account string `json:"account,omitempty"`
 	// OS is "linux" or "windows" (password rules differ).
 	OS        string `json:"os"`
 	ImageType int    `json:"image_type,omitempty"`

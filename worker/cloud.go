@@ -34,11 +34,13 @@ type cloud struct {
 	api  *cvm.Serving
 }
 
-// cloud returns the (cached) serving client of a rollout.
+// cloud returns the (cached) serving client of a rollout's location
+// (spec.At).
 func (w *Worker) cloud(spec rollout.Spec) (*cloud, error) {
+	k := clientKey(spec)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if c, ok := w.clouds[spec.ID]; ok {
+	if c, ok := w.clouds[k]; ok {
 		return c, nil
 	}
 	f := w.cfg.ServingFunc
@@ -50,16 +52,20 @@ func (w *Worker) cloud(spec rollout.Spec) (*cloud, error) {
 		return nil, fmt.Errorf("worker: CLB/TAT client for %s: %w", spec.ID, err)
 	}
 	c := &cloud{w: w, spec: spec, api: api}
-	w.clouds[spec.ID] = c
+	w.clouds[k] = c
 	return c, nil
 }
 
 func (w *Worker) defaultServing(spec rollout.Spec) (*cvm.Serving, error) {
+	creds, err := w.provider(context.Background(), spec)
+	if err != nil {
+		return nil, err
+	}
 	return cvm.NewServing(cvm.Config{
 		Generation: cvm.V3,
 		Endpoint:   spec.Endpoint,
 		Region:     spec.Region,
-		Provider:   w.creds,
+		Provider:   creds,
 		Timeout:    w.cfg.CallTimeout,
 	})
 }

@@ -63,9 +63,11 @@ func (w *Worker) precallSpacing(resetRate float64) time.Duration {
 // spacing after the last one to pass, closes the batch and
 // describes all of it at once (up to 100 instances).
 func (w *Worker) describeOne(ctx context.Context, spec rollout.Spec, api cvm.API, id string) (*cvm.Instance, error) {
-	b, lead := w.batches.join(spec.ID, id)
+	// One lane per location: a request holds one region's and one
+	// account's instances.
+	b, lead := w.batches.join(clientKey(spec), id)
 	if lead {
-		w.batches.run(ctx, spec.ID, b, w.precallSpacing(spec.ResetRate), func(ids []string) (map[string]*cvm.Instance, error) {
+		w.batches.run(ctx, clientKey(spec), b, w.precallSpacing(spec.ResetRate), func(ids []string) (map[string]*cvm.Instance, error) {
 			return w.describe(ctx, spec, api, ids)
 		})
 	}

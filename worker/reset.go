@@ -46,8 +46,13 @@ func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 		// failed before the call) gives the drained weights back.
 		return w.undrain(ctx, spec, in.ID)
 	}
+	// Every call for this instance goes to its group's region and account.
+	spec = spec.At(spec.LocationOf(in.Group))
 	api, err := w.api(spec)
 	if err != nil {
+		if cvm.Classify(err) == cvm.Fatal {
+			return w.ctl.PauseFatal(ctx, spec, in.Wave, err.Error())
+		}
 		return err
 	}
 	verdict, why, rid := rollout.Call, "", ""

@@ -249,7 +249,7 @@ func (w *Worker) undrain(ctx context.Context, spec rollout.Spec, id string) erro
 	default:
 		return nil
 	}
-	cloud, err := w.cloud(spec)
+	cloud, err := w.cloud(spec.At(spec.LocationOf(in.Group)))
 	if err != nil {
 		return err
 	}

@@ -25,23 +25,32 @@ func (w *Worker) handleVerify(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	api, err := w.api(spec)
-	if err != nil {
-		return err
-	}
 	ids, err := w.l.Resetting(ctx, spec.ID)
 	if err != nil {
 		return err
 	}
+	order, byLoc, err := w.byLocation(ctx, spec, ids)
+	if err != nil {
+		return err
+	}
 	left, every := 0, spec.VerifyInterval
-	for start := 0; start < len(ids); start += cvm.MaxDescribeIDs {
-		n, next, err := w.verifyBatch(ctx, spec, api, ids[start:min(start+cvm.MaxDescribeIDs, len(ids))])
+	for _, loc := range order {
+		// Each request holds one location's instances.
+		at := spec.At(loc)
+		api, err := w.api(at)
 		if err != nil {
 			return err
 		}
-		left += n
-		if n > 0 && next > 0 {
-			every = min(every, next)
+		ids := byLoc[loc]
+		for start := 0; start < len(ids); start += cvm.MaxDescribeIDs {
+			n, next, err := w.verifyBatch(ctx, at, api, ids[start:min(start+cvm.MaxDescribeIDs, len(ids))])
+			if err != nil {
+				return err
+			}
+			left += n
+			if n > 0 && next > 0 {
+				every = min(every, next)
+			}
 		}
 	}
 	// Anything accepted since the read above is counted too, so no
@@ -166,4 +175,28 @@ func (w *Worker) passwords(spec rollout.Spec, group int) []cvm.Secret {
 		return nil
 	}
 	return []cvm.Secret{cvm.Secret(pw)}
+}
+
+// byLocation splits a rollout's instance IDs by the location of their
+// group. A rollout in one location needs no ledger read for it.
+func (w *Worker) byLocation(ctx context.Context, spec rollout.Spec, ids []string) ([]rollout.Location, map[rollout.Location][]string, error) {
+	if !spec.MultiLocation() {
+		loc := spec.Locations()[0]
+		if len(ids) == 0 {
+			return nil, nil, nil
+		}
+		return []rollout.Location{loc}, map[rollout.Location][]string{loc: ids}, nil
+	}
+	ins, err := w.l.Instances(ctx, spec.ID, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	group := make(map[string]int, len(ins))
+	for _, in := range ins {
+		if in != nil {
+			group[in.ID] = in.Group
+		}
+	}
+	order, by := spec.ByLocation(ids, func(id string) int { return group[id] })
+	return order, by, nil
 }

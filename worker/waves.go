@@ -91,6 +91,16 @@ func (w *Worker) adapter(spec rollout.Spec, api cvm.API) engine.Adapter {
 			}
 			return obs, nil
 		},
+		DescribeAt: func(loc rollout.Location) rollout.DescribeFunc {
+			return func(ctx context.Context, ids []string) (map[string]rollout.Observed, error) {
+				at := spec.At(loc)
+				api, err := w.api(at)
+				if err != nil {
+					return nil, err
+				}
+				return w.adapter(at, api).Describe(ctx, ids)
+			}
+		},
 		Fatal:    func(err error) bool { return cvm.Classify(err) == cvm.Fatal },
 		Finished: w.finished,
 		Alarms: func(ctx context.Context, sw rollout.StopWhen) alarm.Status {

@@ -63,7 +63,15 @@ type Config struct {
 	// Provider and the rollout's API, endpoint and region. A client is
 	// built once per rollout and kept, so it must read credentials per
 	// request (cvm.Config.Provider) rather than hold a snapshot.
+	//
+	// A rollout whose groups span regions or accounts gets one client per
+	// location: APIFunc is called with spec.At(location), whose Region and
+	// AccountName are the location's (see AccountProvider).
 	APIFunc func(spec rollout.Spec) (cvm.API, error)
+	// AccountProvider returns the credentials of a plan's named account
+	// (rollout.AccountSource). Defaults to AccountProvider: an env prefix,
+	// a profile section or a CVM role, resolved on this worker.
+	AccountProvider func(ctx context.Context, src rollout.AccountSource) (cvm.CredentialProvider, error)
 	// Endpoint and API, when set (from --endpoint and --api), limit the
 	// worker to rollouts stored with that endpoint and API generation. A
 	// rollout keeps the endpoint and API it was applied with (overrides
@@ -160,6 +168,9 @@ type Worker struct {
 	mu     sync.Mutex
 	apis   map[string]cvm.API
 	clouds map[string]*cloud
+	// accounts caches the providers of named accounts, by source.
+	accounts   map[rollout.AccountSource]cvm.CredentialProvider
+	accountsMu sync.Mutex
 
 	batches batches
 	// gone holds rollouts found missing from Redis, said once each.
@@ -205,6 +216,10 @@ func New(cfg Config) (*Worker, error) {
 		cfg: cfg, ctl: cfg.Engine, l: cfg.Engine.Ledger(), q: cfg.Engine.Queues(),
 		log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)), clock: clock.Or(cfg.Clock),
 		creds: cfg.Provider, apis: map[string]cvm.API{}, clouds: map[string]*cloud{},
+		accounts: map[rollout.AccountSource]cvm.CredentialProvider{},
+	}
+	if cfg.AccountProvider == nil {
+		w.cfg.AccountProvider = AccountProvider
 	}
 	if cfg.APIFunc == nil {
 		w.cfg.APIFunc = w.defaultAPI
@@ -213,34 +228,96 @@ func New(cfg Config) (*Worker, error) {
 }
 
 func (w *Worker) defaultAPI(spec rollout.Spec) (cvm.API, error) {
+	creds, err := w.provider(context.Background(), spec)
+	if err != nil {
+		return nil, err
+	}
 	return cvm.New(cvm.Config{
 		Generation: cvm.Generation(spec.API),
 		Endpoint:   spec.Endpoint,
 		Region:     spec.Region,
-		Provider:   w.creds,
+		Provider:   creds,
 		Timeout:    w.cfg.CallTimeout,
 	})
 }
 
-// api returns the (cached) client of a rollout.
+// clientKey names the client of one location of a rollout.
+func clientKey(spec rollout.Spec) string {
+	return spec.ID + "@" + rollout.Location{Region: spec.Region, Account: spec.AccountName}.String()
+}
+
+// api returns the (cached) client of a rollout's location (spec.At): one
+// per rollout, region and account.
 func (w *Worker) api(spec rollout.Spec) (cvm.API, error) {
+	k := clientKey(spec)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if a, ok := w.apis[spec.ID]; ok {
+	if a, ok := w.apis[k]; ok {
 		return a, nil
 	}
 	a, err := w.cfg.APIFunc(spec)
 	if err != nil {
-		return nil, fmt.Errorf("worker: client for %s: %w", spec.ID, err)
+		return nil, fmt.Errorf("worker: client for %s in %s: %w", spec.ID, spec.Region, err)
 	}
-	w.apis[spec.ID] = a
+	w.apis[k] = a
 	return a, nil
+}
+
+// provider returns the credentials of spec's account: the worker's own for
+// the default account, else the named account's source (cached).
+func (w *Worker) provider(ctx context.Context, spec rollout.Spec) (cvm.CredentialProvider, error) {
+	if spec.AccountName == "" {
+		return w.creds, nil
+	}
+	src, ok := spec.AccountSource()
+	if !ok {
+		return nil, fmt.Errorf("worker: rollout %s: account %q is not in its accounts", spec.ID, spec.AccountName)
+	}
+	w.accountsMu.Lock()
+	defer w.accountsMu.Unlock()
+	if p, ok := w.accounts[src]; ok {
+		return p, nil
+	}
+	p, err := w.cfg.AccountProvider(ctx, src)
+	if err != nil {
+		// As a call without usable credentials fails: Fatal, so the
+		// rollout pauses (cvm.Classify) until the worker has the source.
+		return nil, fmt.Errorf("worker: account %s: %w", spec.AccountName,
+			&cvm.APIError{Code: cvm.CodeCredentialError, Message: err.Error()})
+	}
+	w.accounts[src] = p
+	return p, nil
+}
+
+// AccountProvider resolves a named account's credential source in this
+// process: cvm.EnvProvider with the prefix (read at each call, so a call
+// without the variables fails as ClientError.CredentialError), the profile
+// file's section, or the CVM role. Errors name the source, never a secret.
+func AccountProvider(ctx context.Context, src rollout.AccountSource) (cvm.CredentialProvider, error) {
+	switch {
+	case src.Env != "":
+		return cvm.EnvProvider{Prefix: src.Env}, nil
+	case src.Profile != "":
+		return cvm.NamedProfileProvider(src.Profile)
+	case src.Role != "":
+		return cvm.NewRoleProvider(ctx, cvm.RoleConfig{Role: src.Role})
+	}
+	return nil, errors.New("empty credential source")
 }
 
 // limiterKey names the rate budget of one action for a rollout's endpoint
 // and region and the credential identity: rollouts sharing an account
-// share the budget, and rotating role credentials keep it.
+// share the budget, and rotating role credentials keep it. For a named
+// account (spec.At a location) the region and identity are the location's,
+// so every account × region × action has its own budget.
 func (w *Worker) limiterKey(spec rollout.Spec, action string) string {
+	if spec.AccountName != "" {
+		id := "account:" + spec.AccountName
+		if p, err := w.provider(context.Background(), spec); err == nil && p.Identity() != "" {
+			id = p.Identity()
+		}
+		return ratelimit.AccountKey(action, spec.Endpoint, spec.Region, id)
+	}
 	return ratelimit.AccountKey(action, spec.Endpoint, spec.Region, spec.Account().LimiterIdentity(w.creds.Identity()))
 }
 

@@ -87,7 +87,11 @@ func planCmd(ctx context.Context, env *Env, o *planOpts) error {
 			return err
 		}
 		lim, key := previewLimiter(ctx, c, plan.Spec.Region, cmp.Or(a.endpoint, plan.Spec.Endpoint), creds.Identity())
-		res, err := rollout.PreflightAll(ctx, plan.Spec, plan.Targets, preflightDescribe(env, plan, api, lim, key))
+		describeAt := func(rollout.Location) rollout.DescribeFunc { return preflightDescribe(env, plan, api, lim, key) }
+		if plan.Spec.MultiLocation() || plan.Spec.AccountName != "" {
+			describeAt = locationDescribe(env, a, plan, lim, creds)
+		}
+		res, err := rollout.PreflightAllAt(ctx, plan.Spec, plan.Targets, describeAt)
 		if err != nil {
 			return err
 		}
@@ -129,6 +133,16 @@ func printPreview(env *Env, plan *planner.Plan, p planner.Preview) {
 	}
 	if lines := plan.SelectionLines(); len(lines) > 0 {
 		fmt.Fprintf(out, "Selected (protect tag %s):\n", plan.ProtectTag)
+		for _, l := range lines {
+			fmt.Fprintln(out, "  "+l)
+		}
+	}
+	if lines := p.LocationLines(); len(lines) > 0 {
+		how := "in parallel"
+		if len(plan.Spec.RegionOrder) > 0 {
+			how = "regions one after another (regionOrder)"
+		}
+		fmt.Fprintf(out, "Locations (%s, each on its own rate budget):\n", how)
 		for _, l := range lines {
 			fmt.Fprintln(out, "  "+l)
 		}
@@ -213,6 +227,9 @@ func applyCmd(ctx context.Context, env *Env, o *applyOpts) error {
 		lim := ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix})
 		key := ratelimit.AccountKey("DescribeInstances", cmp.Or(a.endpoint, plan.Spec.Endpoint), plan.Spec.Region, creds.Identity())
 		req.Describe = preflightDescribe(env, plan, api, lim, key)
+		if plan.Spec.MultiLocation() || plan.Spec.AccountName != "" {
+			req.DescribeAt = locationDescribe(env, a, plan, lim, creds)
+		}
 		// The rollout keeps the credential identity it was applied with
 		// (rollout.Account): workers holding another hand its tasks back.
 		req.Spec.Identity = creds.Identity()

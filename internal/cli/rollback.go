@@ -12,6 +12,7 @@ import (
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/planner"
 	"github.com/fleetreset/fleetreset/ratelimit"
 	"github.com/fleetreset/fleetreset/rollout"
 )
@@ -83,6 +84,10 @@ func rollbackCmd(ctx context.Context, env *Env, o *rollbackOpts) error {
 			cfg.sleep, cfg.clock = h.Sleep, h.Clock
 		}
 		describe = describeWith(cfg)
+		if p.Spec.MultiLocation() || p.Spec.AccountName != "" {
+			// Each instance is described where it is.
+			describe = p.Spec.DescribeByLocation(p.Targets, locationDescribe(env, o.api, &planner.Plan{Spec: p.Spec, Targets: p.Targets}, lim, creds))
+		}
 	}
 	res, err := rollbackSettled(ctx, env, eng, id, describe)
 	switch {

@@ -20,6 +20,7 @@ import (
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/planner"
 	"github.com/fleetreset/fleetreset/ratelimit"
+	"github.com/fleetreset/fleetreset/rollout"
 	"github.com/fleetreset/fleetreset/tasks"
 	"github.com/fleetreset/fleetreset/worker"
 )
@@ -106,6 +107,9 @@ func runCmd(ctx context.Context, env *Env, o *runOpts) error {
 	var sim *cvmsim.Server
 	if *simulate {
 		simCfg = simServing(simCfg, plan)
+		simCfg.Regions = append(simCfg.Regions, simRegions(plan)...)
+		// The simulator knows one key: every account of the plan uses it.
+		a.oneKey = true
 		sim = cvmsim.New(simCfg)
 		sim.AddInstances(fleetFromPlan(plan)...)
 		// Health endpoints, when the plan checks health: one loopback
@@ -197,6 +201,9 @@ func runCmd(ctx context.Context, env *Env, o *runOpts) error {
 	wcfg := worker.Config{Redis: cn.opt, Engine: ctl, Limiter: lim, APIFunc: apiFor,
 		Endpoint: a.endpoint, API: a.api, Provider: creds, Concurrency: *concurrency,
 		ReconcileGrace: *grace, CallTimeout: a.timeout, ReplayWindow: a.replay, Logger: log, LookupEnv: env.lookupEnv()}
+	if a.oneKey {
+		wcfg.AccountProvider = func(context.Context, rollout.AccountSource) (cvm.CredentialProvider, error) { return creds, nil }
+	}
 	if err := serveWorkerMetrics(ctx, *metricsAddr, cn, &wcfg, log); err != nil {
 		return err
 	}
@@ -226,10 +233,14 @@ func runCmd(ctx context.Context, env *Env, o *runOpts) error {
 	if err != nil {
 		return err
 	}
-	res, err := ctl.Apply(ctx, engine.ApplyRequest{
+	req := engine.ApplyRequest{
 		Spec: plan.Spec, Targets: plan.Targets, Overrides: plan.Overrides, Recovered: recovered,
 		Describe: describeFunc(api, lim, ratelimit.AccountKey("DescribeInstances", cmp.Or(a.endpoint, plan.Spec.Endpoint), plan.Spec.Region, creds.Identity()), plan.Spec.DescribeRate),
-	})
+	}
+	if plan.Spec.MultiLocation() || plan.Spec.AccountName != "" {
+		req.DescribeAt = locationDescribe(env, a, plan, lim, creds)
+	}
+	res, err := ctl.Apply(ctx, req)
 	if err != nil && ctx.Err() != nil {
 		// Apply is all or nothing: an interrupted one started nothing.
 		return &ExitError{Code: exitStopped, Err: fmt.Errorf("rollout %s stopped (%s) before it started; to start it: %s", id, context.Cause(ctx), continueCommand(fs, jrnl != nil && !*simulate, *stateDir))}

@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"time"
 
 	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/internal/clock"
 	"github.com/fleetreset/fleetreset/planner"
+	"github.com/fleetreset/fleetreset/rollout"
 )
 
 // selectPlan resolves plan's selections, if it has any: it lists the
@@ -23,22 +25,45 @@ func selectPlan(ctx context.Context, env *Env, c *common, a apiFlags, path strin
 	if len(plan.Selections) == 0 {
 		return plan, nil
 	}
-	api, err := apiFactory(a, creds)(plan.Spec)
-	if err != nil {
-		return nil, err
+	// Each group's select lists its own region with its account's key.
+	var order []rollout.Location
+	byLoc := map[rollout.Location][]planner.Selection{}
+	for _, s := range plan.Selections {
+		loc := plan.Spec.LocationOf(s.Group)
+		if _, ok := byLoc[loc]; !ok {
+			order = append(order, loc)
+		}
+		byLoc[loc] = append(byLoc[loc], s)
 	}
-	lister, ok := api.(cvm.Lister)
-	if !ok {
-		return nil, &ExitError{Code: exitFailed, Err: fmt.Errorf("select: the %s client cannot list instances by filters", api.Generation())}
-	}
-	lim, key := previewLimiter(ctx, c, plan.Spec.Region, cmp.Or(a.endpoint, plan.Spec.Endpoint), creds.Identity())
-	cfg := describeConfig{lim: lim, key: key, rate: plan.Spec.DescribeRate}
-	if h := env.Hooks; h != nil {
-		cfg.sleep, cfg.clock = h.Sleep, h.Clock
-	}
-	selected, calls, err := listSelections(ctx, cfg, lister, plan.Selections)
-	if err != nil {
-		return nil, &ExitError{Code: exitFailed, Err: err}
+	selected, calls := map[int][]planner.Match{}, 0
+	for _, loc := range order {
+		at := plan.Spec.At(loc)
+		lc, err := creds, error(nil)
+		if !a.oneKey {
+			lc, err = specCredentials(ctx, at, creds)
+		}
+		if err != nil {
+			return nil, &ExitError{Code: exitFailed, Err: fmt.Errorf("select: %w", err)}
+		}
+		api, err := apiFactory(a, lc)(at)
+		if err != nil {
+			return nil, err
+		}
+		lister, ok := api.(cvm.Lister)
+		if !ok {
+			return nil, &ExitError{Code: exitFailed, Err: fmt.Errorf("select: the %s client cannot list instances by filters", api.Generation())}
+		}
+		lim, key := previewLimiter(ctx, c, loc.Region, cmp.Or(a.endpoint, plan.Spec.Endpoint), lc.Identity())
+		cfg := describeConfig{lim: lim, key: key, rate: plan.Spec.DescribeRate}
+		if h := env.Hooks; h != nil {
+			cfg.sleep, cfg.clock = h.Sleep, h.Clock
+		}
+		got, n, err := listSelections(ctx, cfg, lister, byLoc[loc])
+		calls += n
+		if err != nil {
+			return nil, &ExitError{Code: exitFailed, Err: err}
+		}
+		maps.Copy(selected, got)
 	}
 	fmt.Fprintf(env.Stderr, "select: %d DescribeInstances calls for %s\n", calls, plural(len(plan.Selections), "selecting group"))
 	opts := a.planOptions(env, secrets)

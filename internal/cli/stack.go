@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +49,9 @@ type apiFlags struct {
 	// replay is how long the API accepts a signed request; zero means
 	// worker.ReplayWindowDefault (the real API's 5 minutes).
 	replay time.Duration
+	// oneKey signs every account of a plan with the default credentials:
+	// run --simulate, whose simulator knows one key.
+	oneKey bool
 }
 
 func (a *apiFlags) flags() []flagDef {
@@ -75,8 +79,17 @@ func (a *apiFlags) planOptions(env *Env, secrets bool) planner.Options {
 }
 
 // apiFactory builds CVM clients for rollouts with the overrides applied.
+// A spec of a named account (spec.At a location) is signed with that
+// account's credentials, resolved in this process.
 func apiFactory(a apiFlags, creds cvm.CredentialProvider) func(spec rollout.Spec) (cvm.API, error) {
 	return func(spec rollout.Spec) (cvm.API, error) {
+		creds := creds
+		if !a.oneKey {
+			var err error
+			if creds, err = specCredentials(context.Background(), spec, creds); err != nil {
+				return nil, err
+			}
+		}
 		return cvm.New(cvm.Config{
 			Generation: cvm.Generation(cmp.Or(a.api, spec.API)),
 			Endpoint:   cmp.Or(a.endpoint, spec.Endpoint),
@@ -311,8 +324,14 @@ func fleetFromPlan(p *planner.Plan) []cvmsim.Instance {
 		if img == g.ImageID {
 			img = "img-0ld00000"
 		}
-		out = append(out, cvmsim.Instance{ID: t.InstanceID, Zone: cmp.Or(t.Zone, zones[i%len(zones)]),
-			ImageID: img, OS: cmp.Or(g.OS, "linux"), State: "RUNNING"})
+		in := cvmsim.Instance{ID: t.InstanceID, Zone: cmp.Or(t.Zone, zones[i%len(zones)]),
+			ImageID: img, OS: cmp.Or(g.OS, "linux"), State: "RUNNING"}
+		if r := p.Spec.LocationOf(t.Group).Region; r != cvmsim.RegionDefault {
+			// A group of another region: the simulator serves it too
+			// (simRegions).
+			in.Region, in.Zone = r, cmp.Or(t.Zone, r+zones[i%len(zones)][len("ap-guangzhou"):])
+		}
+		out = append(out, in)
 	}
 	return out
 }
@@ -346,4 +365,16 @@ func loadPlan(env *Env, a *apiFlags, path string, secrets bool) (*planner.Plan, 
 		return nil, &ExitError{Code: exitFailed, Err: err}
 	}
 	return plan, nil
+}
+
+// simRegions are the regions of a plan's groups besides the simulator's
+// default one.
+func simRegions(p *planner.Plan) []string {
+	var out []string
+	for _, l := range p.Spec.Locations() {
+		if l.Region != cvmsim.RegionDefault && !slices.Contains(out, l.Region) {
+			out = append(out, l.Region)
+		}
+	}
+	return out
 }
