@@ -592,7 +592,7 @@ return 1
 // (never a cluster: its keys lie in many slots).
 //
 // KEYS the claim keys, ARGV[1] rollout ID, ARGV[1+i] the dead owner key i
-// may be taken from ('' for none). Returns one reply per key: "new",
+// may be taken from (empty for none). Returns one reply per key: "new",
 // "mine" or "held OWNER".
 var claimBatchScript = redis.NewScript(`
 local out = {}
