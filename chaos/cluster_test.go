@@ -25,7 +25,6 @@ import (
 
 	"github.com/fleetreset/fleetreset/cvmsim"
 	"github.com/fleetreset/fleetreset/ledger"
-	"github.com/fleetreset/fleetreset/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
@@ -174,46 +173,6 @@ func clusterRollout(t *testing.T, c *redisCluster, name string, n int, seed int6
 	return f, sim, ws, ledger.New(rdb, ledger.Config{Prefix: "chaos:"}), rdb
 }
 
-// awaitClusterSettled waits until the rollout completes, pauses or
-// aborts; when it does not, it fails listing the unfinished instances
-// with the state of their reset tasks.
-func awaitClusterSettled(t *testing.T, c *redisCluster, ws *workers, l *ledger.Ledger, f fleet, within time.Duration) *ledger.Rollout {
-	t.Helper()
-	id := f.plan.Spec.ID
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if r, err := l.Get(context.Background(), id); err == nil {
-			switch r.State {
-			case ledger.Completed, ledger.Paused, ledger.Aborted:
-				return r
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	r, err := l.Get(context.Background(), id)
-	must(t, err)
-	insp := asynq.NewInspector(asynq.RedisClusterClientOpt{Addrs: c.addrs()})
-	defer insp.Close()
-	ins, err := l.Instances(context.Background(), id, f.ids)
-	must(t, err)
-	stuck := 0
-	for _, in := range ins {
-		if in == nil || in.State.Terminal() {
-			continue
-		}
-		stuck++
-		task := "no task"
-		if ti, err := insp.GetTaskInfo(tasks.QueuesFor("chaos").Reset, tasks.ResetTaskID(id, in.ID, in.Gen)); err == nil {
-			task = ti.State.String()
-		}
-		if stuck <= 10 {
-			t.Logf("unfinished: %s %s gen %d, reset task: %s\n%s", in.ID, in.State, in.Gen, task, ws.linesAbout(in.ID))
-		}
-	}
-	t.Fatalf("rollout %s still %s (%s) after %s: %d instances unfinished, counters %+v", id, r.State, r.Reason, within, stuck, r.Counters)
-	return nil
-}
-
 // checkRate checks rate fidelity: the simulator never saw more reset
 // calls in one second than the plan allows, and rate-limited none.
 func checkRate(t *testing.T, sim *cvmsim.Server, f fleet) {
@@ -245,7 +204,7 @@ func TestClusterKillWorker(t *testing.T) {
 			time.Sleep(5 * time.Second)
 		}
 	}
-	r := awaitClusterSettled(t, c, ws, l, f, size(4*time.Minute, 15*time.Minute))
+	r := awaitSettled(t, asynq.RedisClusterClientOpt{Addrs: c.addrs()}, ws, l, "chaos", f, size(4*time.Minute, 15*time.Minute))
 	ws.stop()
 	checkSucceeded(t, r)
 	checkExactlyOnce(t, sim, f.ids)
@@ -273,7 +232,7 @@ func TestClusterReshard(t *testing.T) {
 			t.Fatalf("the rollout's slot is served by %s after the reshard; want %s", now, to)
 		}
 	}
-	r := awaitClusterSettled(t, c, ws, l, f, size(4*time.Minute, 15*time.Minute))
+	r := awaitSettled(t, asynq.RedisClusterClientOpt{Addrs: c.addrs()}, ws, l, "chaos", f, size(4*time.Minute, 15*time.Minute))
 	ws.stop()
 	t.Logf("worker log lines naming a redirect: %d MOVED, %d ASK",
 		strings.Count(ws.linesAbout("MOVED "), "\n"), strings.Count(ws.linesAbout("ASK "), "\n"))

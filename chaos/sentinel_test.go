@@ -184,8 +184,8 @@ func (s *sentinelSet) ledger(ns string) *ledger.Ledger {
 // it does not within the time, it fails the test listing every instance
 // left unfinished with the state of the task that should finish it: an
 // instance with no task (none, or one "active" with no worker, asynq#1144)
-// is one that no failover may leave behind.
-func awaitSettled(t *testing.T, s *sentinelSet, ws *workers, l *ledger.Ledger, ns string, f fleet, within time.Duration) *ledger.Rollout {
+// is one that no failover (or slot move, on a cluster) may leave behind.
+func awaitSettled(t *testing.T, opt asynq.RedisConnOpt, ws *workers, l *ledger.Ledger, ns string, f fleet, within time.Duration) *ledger.Rollout {
 	t.Helper()
 	id := f.plan.Spec.ID
 	deadline := time.Now().Add(within)
@@ -202,7 +202,7 @@ func awaitSettled(t *testing.T, s *sentinelSet, ws *workers, l *ledger.Ledger, n
 	if err != nil {
 		t.Fatalf("rollout %s: %v", id, err)
 	}
-	insp := asynq.NewInspector(asynq.RedisFailoverClientOpt{MasterName: sentinelMaster, SentinelAddrs: s.addrs})
+	insp := asynq.NewInspector(opt)
 	defer insp.Close()
 	q := tasks.QueuesFor(ns)
 	ins, err := l.Instances(context.Background(), id, f.ids)
@@ -226,6 +226,11 @@ func awaitSettled(t *testing.T, s *sentinelSet, ws *workers, l *ledger.Ledger, n
 	}
 	t.Fatalf("rollout %s still %s (%s) after %s: %d instances unfinished, counters %+v", id, r.State, r.Reason, within, stuck, r.Counters)
 	return nil
+}
+
+// connOpt is asynq's connection to the set's master, through the sentinels.
+func (s *sentinelSet) connOpt() asynq.RedisConnOpt {
+	return asynq.RedisFailoverClientOpt{MasterName: sentinelMaster, SentinelAddrs: s.addrs}
 }
 
 // sentinelRollout applies a plan of n instances through the sentinels and
@@ -274,7 +279,7 @@ func TestSentinelFailover(t *testing.T) {
 		// The old primary rejoins as a replica; the next failover needs it.
 		s.awaitLinkUp(old, time.Minute)
 	}
-	r := awaitSettled(t, s, ws, l, "chaos", f, size(3*time.Minute, 15*time.Minute))
+	r := awaitSettled(t, s.connOpt(), ws, l, "chaos", f, size(3*time.Minute, 15*time.Minute))
 	ws.stop()
 	checkSucceeded(t, r)
 	checkExactlyOnce(t, sim, f.ids)
@@ -296,7 +301,7 @@ func TestSentinelPrimaryKilled(t *testing.T) {
 	start := time.Now()
 	nm := s.awaitNewMaster(old, time.Minute)
 	t.Logf("primary %s SIGKILLed after %d accepted resets; sentinels promoted %s in %s", old, killed, nm, time.Since(start).Round(time.Millisecond))
-	r := awaitSettled(t, s, ws, l, "chaos", f, size(4*time.Minute, 15*time.Minute))
+	r := awaitSettled(t, s.connOpt(), ws, l, "chaos", f, size(4*time.Minute, 15*time.Minute))
 	ws.stop()
 	checkSucceeded(t, r)
 	checkExactlyOnce(t, sim, f.ids)
@@ -355,7 +360,7 @@ func TestSentinelLostWrites(t *testing.T) {
 	if lost[ledger.Pending]+lost[ledger.Calling] == 0 {
 		t.Fatalf("the failover lost no accepted call (%d resets accepted while the replica was paused): the test did not make the loss it is about", killed-paused)
 	}
-	r := awaitSettled(t, s, ws, l, "chaos", f, size(4*time.Minute, 15*time.Minute))
+	r := awaitSettled(t, s.connOpt(), ws, l, "chaos", f, size(4*time.Minute, 15*time.Minute))
 	ws.stop()
 	checkSucceeded(t, r)
 	checkExactlyOnce(t, sim, f.ids)
