@@ -354,7 +354,9 @@ func (c *Engine) Abort(ctx context.Context, id, reason string) (inFlight int, er
 // gate. It is idempotent, so a redelivered handler may call it again.
 func (c *Engine) AfterFinish(ctx context.Context, spec rollout.Spec, res ledger.FinishResult) error {
 	if res.WaveCounters.Failures() > 0 || res.Overall.Failures() > 0 {
-		if why := rollout.BreachReason(spec, res.Wave, counts(res.WaveCounters), counts(res.Overall)); why != "" {
+		o := rollout.Outcomes{Wave: res.Wave, InWave: counts(res.WaveCounters), Overall: counts(res.Overall),
+			Region: res.Region, InRegion: counts(res.RegionCounters)}
+		if why := rollout.BreachReason(spec, o); why != "" {
 			if err := c.breach(ctx, spec, res.Wave, why); err != nil {
 				return err
 			}

@@ -42,6 +42,14 @@ func (l *Ledger) Create(ctx context.Context, spec rollout.Spec, targets []rollou
 	sizes := make([]int, nw)
 	perWave := make([][6]int, nw)
 	var overall [6]int
+	// Rollouts that count regions keep counters per region too, and each
+	// instance names its region (rg) for the scripts that count it.
+	regions := spec.CountedRegions()
+	perRegion := make([][6]int, len(regions))
+	regionAt := map[string]int{}
+	for i, r := range regions {
+		regionAt[r] = i
+	}
 	for _, t := range targets {
 		if t.Wave < 0 || t.Wave >= nw {
 			return false, fmt.Errorf("ledger: create %s: instance %s in wave %d of %d", spec.ID, t.InstanceID, t.Wave+1, nw)
@@ -53,6 +61,11 @@ func (l *Ledger) Create(ctx context.Context, spec rollout.Spec, targets []rollou
 			overall[5]++
 			perWave[t.Wave][i]++
 			perWave[t.Wave][5]++
+			if regions != nil {
+				r := regionAt[spec.LocationOf(t.Group).Region]
+				perRegion[r][i]++
+				perRegion[r][5]++
+			}
 		}
 	}
 	var maxTok int64
@@ -73,6 +86,9 @@ func (l *Ledger) Create(ctx context.Context, spec rollout.Spec, targets []rollou
 	for w := range nw {
 		ks = append(ks, k.waveCounters(w))
 	}
+	for _, r := range regions {
+		ks = append(ks, k.regionCounters(r))
+	}
 	args := []any{spec.PlanHash, token, now, applyLease.Milliseconds(), specJSON, len(targets), nw, opts.Wave, opts.Seq,
 		// Tokens from a journal must stay below every token issued from now on.
 		maxTok}
@@ -86,6 +102,12 @@ func (l *Ledger) Create(ctx context.Context, spec rollout.Spec, targets []rollou
 		}
 		args = append(args, b01(perWave[w][5] >= sizes[w]), b01(w < opts.Wave))
 	}
+	args = append(args, len(regions))
+	for _, c := range perRegion {
+		for _, n := range c {
+			args = append(args, n)
+		}
+	}
 	res, err := createScript.Run(ctx, l.rdb, ks, args...).StringSlice()
 	if err != nil {
 		return false, fmt.Errorf("ledger: create %s: %w", spec.ID, err)
@@ -98,7 +120,11 @@ func (l *Ledger) Create(ctx context.Context, spec rollout.Spec, targets []rollou
 	case "applying":
 		return false, fmt.Errorf("%w: %q", ErrApplying, spec.ID)
 	}
-	if err := l.writeInstances(ctx, k, spec.ID, token, res[0] == "created", nw, targets, opts.Seeds, now); err != nil {
+	var regionOf func(group int) string
+	if regions != nil {
+		regionOf = func(group int) string { return spec.LocationOf(group).Region }
+	}
+	if err := l.writeInstances(ctx, k, spec.ID, token, res[0] == "created", nw, targets, opts.Seeds, regionOf, now); err != nil {
 		return false, err
 	}
 	if err := l.rdb.ZAdd(ctx, l.indexKey(), redis.Z{Score: float64(l.clock.Now().UnixMilli()), Member: spec.ID}).Err(); err != nil {
@@ -121,7 +147,7 @@ var errLost = errors.New("another apply took the creation over")
 // is written twice. The next chunk is encoded while Redis runs the
 // current one.
 func (l *Ledger) writeInstances(ctx context.Context, k keys, id, token string, fresh bool, nw int,
-	targets []rollout.Target, seeds map[string]Seed, now string) error {
+	targets []rollout.Target, seeds map[string]Seed, regionOf func(group int) string, now string) error {
 	type chunk struct {
 		start, end int
 		cmds       [][]any
@@ -146,6 +172,9 @@ func (l *Ledger) writeInstances(ctx context.Context, k keys, id, token string, f
 				cmd := []any{"hset", ik, "st", "pending", "w", t.Wave, "g", t.Group}
 				if t.Zone != "" {
 					cmd = append(cmd, "zone", t.Zone)
+				}
+				if regionOf != nil {
+					cmd = append(cmd, "rg", regionOf(t.Group))
 				}
 				s := seeds[t.InstanceID]
 				cmd = appendSeed(cmd, s, now)

@@ -22,5 +22,9 @@ func (k keys) instance(id string) string { return k.b + "i:" + id }
 func (k keys) wave(w int) string         { return k.b + "w:" + strconv.Itoa(w) }
 func (k keys) waveCounters(w int) string { return k.b + "wc:" + strconv.Itoa(w) }
 
+// regionCounters counts the outcomes of one region's instances, for
+// rollouts that count regions (rollout.Spec.CountedRegions).
+func (k keys) regionCounters(region string) string { return k.b + "rc:" + region }
+
 // base is the prefix every key of one rollout starts with.
 func (l *Ledger) base(rollout string) string { return l.keys(rollout).b }

@@ -248,6 +248,15 @@ type Rollout struct {
 	UpdatedAt time.Time    `json:"updated_at"`
 	Counters  Counters     `json:"counters"`
 	Waves     []WaveStatus `json:"waves"`
+	// Regions has the counters of each region, in group order, for
+	// rollouts that count regions (rollout.Spec.CountedRegions).
+	Regions []RegionStatus `json:"regions,omitempty"`
+}
+
+// RegionStatus is the progress of one region's instances.
+type RegionStatus struct {
+	Region   string   `json:"region"`
+	Counters Counters `json:"counters"`
 }
 
 // Get reads a rollout record with its wave statuses.
@@ -276,6 +285,11 @@ func (l *Ledger) Get(ctx context.Context, id string) (*Rollout, error) {
 	for w := range r.Spec.Waves {
 		wcs[w] = pipe.HGetAll(ctx, k.waveCounters(w))
 	}
+	regions := r.Spec.CountedRegions()
+	rcs := make([]*redis.MapStringStringCmd, len(regions))
+	for i, rg := range regions {
+		rcs[i] = pipe.HGetAll(ctx, k.regionCounters(rg))
+	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("ledger: get %s: %w", id, err)
 	}
@@ -286,6 +300,9 @@ func (l *Ledger) Get(ctx context.Context, id string) (*Rollout, error) {
 		r.Waves = append(r.Waves, WaveStatus{Index: k, Size: size, Counters: countersFromMap(wm),
 			Complete: wm["complete"] == "1", Approved: wm["approved"] == "1",
 			StartedAt: msTime(wm["started"]), SoakUntil: msTime(wm["soak_until"])})
+	}
+	for i, c := range rcs {
+		r.Regions = append(r.Regions, RegionStatus{Region: regions[i], Counters: countersFromMap(c.Val())})
 	}
 	return r, nil
 }
@@ -608,6 +625,10 @@ type FinishResult struct {
 	WaveSize     int
 	WaveComplete bool
 	Total        int
+	// Region is the instance's region and RegionCounters its region's
+	// counts, when the rollout counts regions; else "" and zero.
+	Region         string
+	RegionCounters Counters
 }
 
 // Finish moves an instance to a terminal state, counting it exactly once.
@@ -626,16 +647,25 @@ func (l *Ledger) Finish(ctx context.Context, rollout, id string, o Outcome) (Fin
 	k := l.keys(rollout)
 	vals, err := finishScript.Run(ctx, l.rdb, []string{k.instance(id), k.record(), k.counters(), k.held(), k.resetting()},
 		id, strings.Join(from, ","), tok,
-		string(o.To), o.Code, o.Message, l.now(), o.NewImage).Int64Slice()
+		string(o.To), o.Code, o.Message, l.now(), o.NewImage).Slice()
 	if err != nil {
 		return FinishResult{}, fmt.Errorf("ledger: finish %s: %w", id, err)
 	}
 	if len(vals) < 17 {
 		return FinishResult{}, fmt.Errorf("%w: instance %s of %q", ErrNotFound, id, rollout)
 	}
-	return FinishResult{Changed: vals[0] == 1, Wave: int(vals[1]),
-		WaveCounters: countersFrom(vals[2:8]), Overall: countersFrom(vals[8:14]),
-		WaveSize: int(vals[14]), WaveComplete: vals[15] == 1, Total: int(vals[16])}, nil
+	n := make([]int64, len(vals))
+	for i, v := range vals {
+		n[i] = int64(toInt(v))
+	}
+	res := FinishResult{Changed: n[0] == 1, Wave: int(n[1]),
+		WaveCounters: countersFrom(n[2:8]), Overall: countersFrom(n[8:14]),
+		WaveSize: int(n[14]), WaveComplete: n[15] == 1, Total: int(n[16])}
+	if len(vals) >= 24 {
+		res.Region, _ = vals[17].(string)
+		res.RegionCounters = countersFrom(n[18:24])
+	}
+	return res, nil
 }
 
 // SetState changes the rollout state when it is in one of from (nil: any

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/fleetreset/fleetreset/rollout"
 )
 
 // Retention: finished rollouts (completed or aborted) are deleted, every
@@ -480,6 +482,23 @@ func (l *Ledger) countRollout(ctx context.Context, id string, chunk int) (int, e
 	return count, err
 }
 
+// countedRegions reads the regions whose counters (B rc:<region>) the
+// rollout of record rec keeps.
+func (l *Ledger) countedRegions(ctx context.Context, rec string) ([]string, error) {
+	js, err := l.rdb.HGet(ctx, rec, "spec").Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var spec rollout.Spec
+	if err := json.Unmarshal([]byte(js), &spec); err != nil {
+		return nil, fmt.Errorf("decode spec: %w", err)
+	}
+	return spec.CountedRegions(), nil
+}
+
 // eachRolloutChunk hands every key of a rollout except its record to del,
 // at most chunk at a time: claims ("claims") and instance entries ("keys")
 // wave by wave, then wave keys and the rollout's other keys. Wave lists go
@@ -527,6 +546,13 @@ func (l *Ledger) eachRolloutChunk(ctx context.Context, id, rec string, chunk int
 	}
 	for _, s := range rolloutKeys {
 		rest = append(rest, b+s)
+	}
+	regions, err := l.countedRegions(ctx, rec)
+	if err != nil {
+		return false, fmt.Errorf("ledger: prune %s: %w", id, err)
+	}
+	for _, rg := range regions {
+		rest = append(rest, b+"rc:"+rg)
 	}
 	for k := range waves {
 		rest = append(rest, b+"wc:"+strconv.Itoa(k), b+"w:"+strconv.Itoa(k))

@@ -61,15 +61,16 @@ local function sib(k, suffix, name) return string.sub(k, 1, #k - #suffix) .. nam
 // beginScript starts a reset attempt.
 //
 // KEYS[1] B i:<id>, KEYS[2] B r, KEYS[3] B fence, KEYS[4] B held, KEYS[5] B c;
-// B wc:<w> of the instance's wave w, and the unavailable sets of an
-// instance parked or cancelled (releaseUnavailable), are derived from KEYS[5].
+// B wc:<w> of the instance's wave w, B rc:<region> of its region, and the
+// unavailable sets of an instance parked or cancelled (releaseUnavailable),
+// are derived from KEYS[5].
 // ARGV[1] instance ID, ARGV[2] gen, ARGV[3] now (unix ms)
 // Returns {action, token, intent_ms}: action is one of
 // missing | stale | done | verify | reconcile | held | cancelled | proceed.
 var beginScript = redis.NewScript(sib + releaseUnavailable + `
 local ik, rk = KEYS[1], KEYS[2]
 -- One read per hash: Redis counts (and runs) every call a script makes.
-local f = redis.call('HMGET', ik, 'st', 'gen', 'tok', 'intent', 'w', 'tries', 'first')
+local f = redis.call('HMGET', ik, 'st', 'gen', 'tok', 'intent', 'w', 'tries', 'first', 'rg')
 local st, w = f[1], f[5]
 if not st then return {'missing', '0', '0'} end
 -- gen is absent until the instance's first new generation.
@@ -85,7 +86,9 @@ if rs == 'aborted' then
   redis.call('HSET', ik, 'st', 'cancelled', 'done', ARGV[3])
   redis.call('SREM', KEYS[4], ARGV[1])
   releaseUnavailable(ik, KEYS[5], 'c', ARGV[1])
-  for _, ck in ipairs({KEYS[5], sib(KEYS[5], 'c', 'wc:' .. w)}) do
+  local scopes = {KEYS[5], sib(KEYS[5], 'c', 'wc:' .. w)}
+  if f[8] then scopes[3] = sib(KEYS[5], 'c', 'rc:' .. f[8]) end
+  for _, ck in ipairs(scopes) do
     redis.call('HINCRBY', ck, 'cancelled', 1)
     redis.call('HINCRBY', ck, 'terminal', 1)
   end
@@ -192,17 +195,18 @@ return tok
 // finishScript moves an instance to a terminal state and counts it once.
 //
 // KEYS[1] B i:<id>, KEYS[2] B r, KEYS[3] B c, KEYS[4] B held,
-// KEYS[5] B resetting; B wc:<w> of the instance's wave w, and the
-// unavailable sets it leaves (releaseUnavailable), are derived from KEYS[3].
+// KEYS[5] B resetting; B wc:<w> of the instance's wave w, B rc:<region> of
+// its region (when the rollout counts regions), and the unavailable sets
+// it leaves (releaseUnavailable), are derived from KEYS[3].
 // ARGV[1] instance ID, ARGV[2] comma-separated states it may leave,
 // ARGV[3] token that must hold it (” for any), ARGV[4] new state,
 // ARGV[5] code, ARGV[6] message, ARGV[7] now, ARGV[8] new image
 // Returns {changed, wave, wave counters..., overall counters..., wave size,
-// wave complete, total} with counters in the order
-// succeeded skipped failed ambiguous cancelled terminal.
+// wave complete, total[, region, region counters...]} with counters in the
+// order succeeded skipped failed ambiguous cancelled terminal.
 var finishScript = redis.NewScript(sib + releaseUnavailable + `
 local ik, ck = KEYS[1], KEYS[3]
-local f = redis.call('HMGET', ik, 'st', 'w', 'tok')
+local f = redis.call('HMGET', ik, 'st', 'w', 'tok', 'rg')
 local st, w = f[1], f[2]
 if not st then return {0} end
 local ok = false
@@ -210,6 +214,8 @@ for s in string.gmatch(ARGV[2], '[^,]+') do if s == st then ok = true end end
 if ok and ARGV[3] ~= '' and f[3] ~= ARGV[3] then ok = false end
 local changed = 0
 local wk = sib(ck, 'c', 'wc:' .. w)
+-- The region's counters, when the rollout counts regions (rg is set).
+local rgk = sib(ck, 'c', 'rc:' .. (f[4] or ''))
 if ok then
   changed = 1
   redis.call('HSET', ik, 'st', ARGV[4], 'code', ARGV[5], 'err', ARGV[6], 'done', ARGV[7], 'nimg', ARGV[8])
@@ -219,6 +225,10 @@ if ok then
   for _, k in ipairs({ck, wk}) do
     redis.call('HINCRBY', k, ARGV[4], 1)
     redis.call('HINCRBY', k, 'terminal', 1)
+  end
+  if f[4] then
+    redis.call('HINCRBY', rgk, ARGV[4], 1)
+    redis.call('HINCRBY', rgk, 'terminal', 1)
   end
 end
 local out = {changed, tonumber(w)}
@@ -234,6 +244,11 @@ for i = 1, 6 do table.insert(out, tonumber(cv[i] or '0') or 0) end
 table.insert(out, tonumber(wv[7] or '0') or 0)
 table.insert(out, wv[8] == '1' and 1 or 0)
 table.insert(out, tonumber(redis.call('HGET', KEYS[2], 'total') or '0'))
+if f[4] then
+  table.insert(out, f[4])
+  local rv = redis.call('HMGET', rgk, unpack(names, 1, 6))
+  for i = 1, 6 do table.insert(out, tonumber(rv[i] or '0') or 0) end
+end
 return out
 `)
 
@@ -349,8 +364,8 @@ return {st, 0}
 // again (an interrupted abort is redone from the start).
 //
 // KEYS[1] B r, KEYS[2] B c, KEYS[3] B w:<k>, KEYS[4] B wc:<k>,
-// KEYS[5] B held; B i:<id> of each listed instance, and the unavailable
-// sets a cancelled one leaves (a pending instance may hold a place while
+// KEYS[5] B held; B i:<id> of each listed instance, B rc:<region> of its
+// region, and the unavailable sets a cancelled one leaves (a pending instance may hold a place while
 // it drains), are derived from KEYS[1].
 // ARGV[1] offset in the wave list, ARGV[2] chunk size, ARGV[3] now
 // Returns {next offset (-1 at the end of the wave, -2 when the rollout is
@@ -361,20 +376,28 @@ if redis.call('HGET', rk, 'state') ~= 'aborted' then return {-2, 0, 0} end
 local off, n = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ids = redis.call('LRANGE', KEYS[3], off, off + n - 1)
 local cancelled = 0
+local byRegion = {}
 for _, id in ipairs(ids) do
   local ik = sib(rk, 'r', 'i:' .. id)
-  local s = redis.call('HGET', ik, 'st')
+  local f = redis.call('HMGET', ik, 'st', 'rg')
+  local s = f[1]
   if s == 'pending' or s == 'held' then
     redis.call('HSET', ik, 'st', 'cancelled', 'done', ARGV[3])
     redis.call('SREM', KEYS[5], id)
     releaseUnavailable(ik, rk, 'r', id)
     cancelled = cancelled + 1
+    if f[2] then byRegion[f[2]] = (byRegion[f[2]] or 0) + 1 end
   end
 end
 if cancelled > 0 then
   for _, ck in ipairs({KEYS[2], KEYS[4]}) do
     redis.call('HINCRBY', ck, 'cancelled', cancelled)
     redis.call('HINCRBY', ck, 'terminal', cancelled)
+  end
+  for rg, n in pairs(byRegion) do
+    local ck = sib(rk, 'r', 'rc:' .. rg)
+    redis.call('HINCRBY', ck, 'cancelled', n)
+    redis.call('HINCRBY', ck, 'terminal', n)
   end
 end
 local nxt = off + #ids
@@ -400,7 +423,8 @@ return 1
 // every instance it reopened, and none reopens twice.
 //
 // KEYS[1] B r, KEYS[2] B c, KEYS[3] B w:<k>, KEYS[4] B wc:<k>,
-// KEYS[5] B retrying; B i:<id> of each listed instance is derived from KEYS[1].
+// KEYS[5] B retrying; B i:<id> of each listed instance, and B rc:<region>
+// of its region, are derived from KEYS[1].
 // ARGV[1] offset in the wave list, ARGV[2] chunk size, ARGV[3] 1 to
 // include ambiguous instances
 // Returns {next offset (-1 at the end of the wave, -2 when the rollout is
@@ -416,15 +440,22 @@ local nxt = off + #ids
 if #ids < n then nxt = -1 end
 local out = {nxt, #ids}
 local dec = {failed = 0, ambiguous = 0}
+local byRegion = {}
 for _, id in ipairs(ids) do
   local ik = sib(rk, 'r', 'i:' .. id)
-  local s = redis.call('HGET', ik, 'st')
+  local f = redis.call('HMGET', ik, 'st', 'rg')
+  local s = f[1]
   if s == 'failed' or (ARGV[3] == '1' and s == 'ambiguous') then
     redis.call('HSET', ik, 'st', 'pending', 'tries', 0, 'code', '', 'err', '', 'done', '')
     redis.call('HDEL', ik, 'first')
     local gen = redis.call('HINCRBY', ik, 'gen', 1)
     redis.call('SADD', KEYS[5], id)
     dec[s] = dec[s] + 1
+    if f[2] then
+      local r = byRegion[f[2]] or {failed = 0, ambiguous = 0}
+      r[s] = r[s] + 1
+      byRegion[f[2]] = r
+    end
     table.insert(out, id)
     table.insert(out, gen)
   elseif again and s == 'pending' and redis.call('SISMEMBER', KEYS[5], id) == 1 then
@@ -440,6 +471,15 @@ if moved > 0 then
       if n > 0 then redis.call('HINCRBY', ck, s, 0 - n) end
     end
     redis.call('HINCRBY', ck, 'terminal', 0 - moved)
+  end
+  for rg, r in pairs(byRegion) do
+    local ck = sib(rk, 'r', 'rc:' .. rg)
+    for st, n in pairs(r) do
+      if n > 0 then
+        redis.call('HINCRBY', ck, st, 0 - n)
+        redis.call('HINCRBY', ck, 'terminal', 0 - n)
+      end
+    end
   end
   redis.call('HSET', KEYS[4], 'complete', '0')
 end
@@ -475,12 +515,13 @@ return {redis.call('HINCRBY', rk, 'seq', 1), wave}
 //
 // KEYS[1] B r, KEYS[2] B applying, KEYS[3] B c, KEYS[4] B fence,
 // KEYS[5] B held, KEYS[6] B resetting, KEYS[7] B retrying, then W wave
-// lists B w:<k> and W wave hashes B wc:<k>
+// lists B w:<k>, W wave hashes B wc:<k>, and R region hashes B rc:<region>
 // ARGV[1] plan hash, ARGV[2] token, ARGV[3] now, ARGV[4] lease (ms),
 // ARGV[5] spec JSON, ARGV[6] total, ARGV[7] W, ARGV[8] wave, ARGV[9] seq,
 // ARGV[10] first fencing token - 1, ARGV[11..16] overall counters
 // (succeeded skipped failed ambiguous cancelled terminal), then per wave
-// size, the six counters, complete (0|1), approved (0|1)
+// size, the six counters, complete (0|1), approved (0|1); then R and per
+// region its six counters
 // Returns {how, detail}: how is created | takeover (both: write the
 // instances), exists (created and past applying), changed (detail is the
 // stored plan hash) or applying (another creator holds the lease).
@@ -517,6 +558,10 @@ for k = 0, W - 1 do
   if ARGV[a + 7] == '1' then f[#f + 1] = 'complete'; f[#f + 1] = '1' end
   if ARGV[a + 8] == '1' then f[#f + 1] = 'approved'; f[#f + 1] = '1' end
   redis.call('HSET', KEYS[8 + W + k], unpack(f))
+end
+local a = 17 + W * 9
+for j = 1, tonumber(ARGV[a] or '0') do
+  redis.call('HSET', KEYS[7 + 2 * W + j], unpack(counters(a + 1 + (j - 1) * 6)))
 end
 return {how, ''}
 `)

@@ -38,7 +38,7 @@ var (
 		"securityAgent", "monitorAgent", "rootSize", "hostName"}
 	topKeys = slices.Concat([]string{"version", "name", "region", "api", "endpoint", "groups",
 		"rateLimit", "verify", "retry", "waves", "failureBudget", "onBreach", "startAt",
-		"schedule", "window", "webhook", "zoneOrder", "skipMatching", "stopWhen", "maxUnavailable", "protectTag", "accounts", "account", "regionOrder"}, settingKeys, servingKeys)
+		"schedule", "window", "webhook", "zoneOrder", "skipMatching", "stopWhen", "maxUnavailable", "protectTag", "accounts", "account", "regionOrder", "regionFailureBudget"}, settingKeys, servingKeys)
 	groupKeys = slices.Concat([]string{"name", "region", "account", "instances", "instancesFile", "select", "exclude", "userData", "automationAgent"}, settingKeys, servingKeys)
 )
 
@@ -67,6 +67,15 @@ func (s setting[T]) or(def T) T {
 		return s.v
 	}
 	return def
+}
+
+// ptr returns a copy of s.v when valid, else nil: for optional blocks.
+func (s setting[T]) ptr() *T {
+	if !s.ok {
+		return nil
+	}
+	v := s.v
+	return &v
 }
 
 // imageRef is a plan's `image: {type, id}`.
@@ -180,6 +189,9 @@ type raw struct {
 	account  setting[string]
 	// regionOrder makes each region a phase (parse_locations.go).
 	regionOrder setting[[]string]
+	// regionBudget is regionFailureBudget: not ok when the plan leaves it
+	// out (no budget per region).
+	regionBudget setting[rollout.Budget]
 }
 
 // parser holds the state of one Parse.
@@ -368,6 +380,9 @@ func (p *parser) top(root *yaml.Node) bool {
 	r.budget = setting[rollout.Budget]{v: rollout.Budget{Max: 0, Percent: rollout.NoLimit}, ok: true}
 	if en, ok := f.get("failureBudget"); ok {
 		r.budget = p.budget(en)
+	}
+	if en, ok := f.get("regionFailureBudget"); ok {
+		r.regionBudget = p.budget(en)
 	}
 	r.onBreach = OnBreachDefault
 	if en, ok := f.get("onBreach"); ok {

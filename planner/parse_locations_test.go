@@ -174,3 +174,69 @@ groups:
 		}
 	}
 }
+
+func TestRegionFailureBudget(t *testing.T) {
+	const head = `version: 1
+name: budgets
+region: ap-guangzhou
+password: {env: PW}
+waves: [1, 100%]
+failureBudget: {max: 10}
+groups:
+  - name: gz
+    instances: [ins-aaaa0001, ins-aaaa0002, ins-aaaa0003]
+  - name: sh
+    region: ap-shanghai
+    instances: [ins-bbbb0001, ins-bbbb0002]
+`
+	plan, err := Parse("plan.yaml", []byte(head+"regionFailureBudget: {max: 1, percent: 20%, minSample: 2}\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, plan)
+	want := &rollout.Budget{Max: 1, Percent: 20, MinSample: 2}
+	if diff := cmp.Diff(want, plan.Spec.RegionBudget); diff != "" {
+		t.Errorf("RegionBudget (-want +got):\n%s", diff)
+	}
+	if len(plan.Warnings) != 0 {
+		t.Errorf("warnings: %v", plan.Warnings)
+	}
+	none, err := Parse("plan.yaml", []byte(head), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if none.Spec.RegionBudget != nil {
+		t.Errorf("RegionBudget without regionFailureBudget = %+v, want nil", none.Spec.RegionBudget)
+	}
+	if none.Spec.PlanHash == plan.Spec.PlanHash {
+		t.Error("the plan hash does not cover regionFailureBudget")
+	}
+
+	for _, tc := range []struct{ budget, want string }{
+		{"{}", "plan.yaml:13: regionFailureBudget: is empty: give max, percent or both"},
+		{"{max: -1}", "plan.yaml:13: regionFailureBudget.max: must be 0 or more"},
+		{"{percent: 120%}", "plan.yaml:13: regionFailureBudget.percent"},
+		{"{max: 1, regions: 2}", "plan.yaml:13: regionFailureBudget.regions"},
+		{"3", "plan.yaml:13: regionFailureBudget"},
+	} {
+		_, err := Parse("plan.yaml", []byte(head+"regionFailureBudget: "+tc.budget+"\n"), Options{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("regionFailureBudget: %s: err = %v, want %q", tc.budget, err, tc.want)
+		}
+	}
+
+	for _, tc := range []struct{ plan, want string }{
+		{strings.Replace(head, "    region: ap-shanghai\n", "", 1) + "regionFailureBudget: {max: 1}\n",
+			"plan.yaml:12: regionFailureBudget: the plan has one region (ap-guangzhou): failureBudget already judges it"},
+		{head + "regionFailureBudget: {percent: 10%, minSample: 3}\n",
+			"plan.yaml:13: regionFailureBudget.minSample: 3 is more than the 2 instances of region ap-shanghai, so its percentage is never judged there"},
+	} {
+		p, err := Parse("plan.yaml", []byte(tc.plan), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.Warnings.Error(); !strings.Contains(got, tc.want) {
+			t.Errorf("warnings = %q, want %q", got, tc.want)
+		}
+	}
+}

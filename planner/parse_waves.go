@@ -112,7 +112,7 @@ func (p *parser) budget(en entry) setting[rollout.Budget] {
 		}
 	}
 	if !f.has("max") && !f.has("percent") {
-		p.at(en.val, en.field, "is empty: give max, percent or both (leave failureBudget out for the default)")
+		p.at(en.val, en.field, "is empty: give max, percent or both (leave %s out for the default)", lastKey(en.field))
 		good = false
 	}
 	if !good {

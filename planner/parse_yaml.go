@@ -49,6 +49,12 @@ func join(prefix, key string) string {
 	return prefix + "." + key
 }
 
+// lastKey returns the last key of a field path: "waves[1].failureBudget"
+// gives "failureBudget".
+func lastKey(path string) string {
+	return path[strings.LastIndexAny(path, ".]")+1:]
+}
+
 // index appends a list index to a field path.
 func index(prefix string, i int) string { return fmt.Sprintf("%s[%d]", prefix, i) }
 

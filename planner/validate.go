@@ -205,6 +205,38 @@ func (p *parser) checkWaves() {
 	if b := p.raw.budget; b.node != nil && b.v.Percent >= 0 && b.v.MinSample > total {
 		p.warn(b.node, join(b.field, "minSample"), "%d is more than the plan's %d instances, so the percentage is never judged", b.v.MinSample, total)
 	}
+	p.checkRegionBudget()
+}
+
+// checkRegionBudget warns about a regionFailureBudget that can never act
+// apart from failureBudget: one region only, or a minSample no region
+// reaches.
+func (p *parser) checkRegionBudget() {
+	b := p.raw.regionBudget
+	if !b.ok || b.node == nil {
+		return
+	}
+	perRegion := map[string]int{}
+	var order []string
+	for _, g := range p.raw.groups {
+		rg := cmp.Or(g.region.v, p.raw.region.v)
+		if _, seen := perRegion[rg]; !seen {
+			order = append(order, rg)
+		}
+		perRegion[rg] += len(g.targets)
+	}
+	if len(order) == 1 {
+		p.warn(b.node, b.field, "the plan has one region (%s): failureBudget already judges it", order[0])
+		return
+	}
+	if b.v.Percent < 0 {
+		return
+	}
+	for _, rg := range order {
+		if n := perRegion[rg]; n > 0 && b.v.MinSample > n {
+			p.warn(b.node, join(b.field, "minSample"), "%d is more than the %d instances of region %s, so its percentage is never judged there", b.v.MinSample, n, rg)
+		}
+	}
 }
 
 // sizes returns the configured wave sizes.
@@ -229,6 +261,7 @@ func (p *parser) build() *Plan {
 		Endpoint:       r.endpoint,
 		API:            r.api,
 		Budget:         r.budget.v,
+		RegionBudget:   r.regionBudget.ptr(),
 		OnBreach:       r.onBreach,
 		ResetRate:      r.resetRate.v,
 		DescribeRate:   r.describeRate.v,

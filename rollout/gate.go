@@ -12,18 +12,33 @@ type Counts struct {
 	Failed, Judged int
 }
 
-// BreachReason says why the outcomes breach the failure budgets of wave
-// (its own, when the wave exists in spec) and of the whole rollout, or ""
-// when neither is breached. The reason names the counts it judged and every
+// BreachReason says why the outcomes breach the failure budgets of their
+// wave (its own, when the wave exists in spec), of their region (when spec
+// has a RegionBudget) and of the whole rollout, or "" when none is
+// breached. The reason names the counts it judged and every
 // limit they exceed, e.g. "wave 2 failure budget exceeded: 3 failed of 10
 // finished (max 2)", so an operator knows which number to look at.
-func BreachReason(spec Spec, wave int, inWave, overall Counts) string {
+func BreachReason(spec Spec, o Outcomes) string {
 	var whys []string
-	if wave >= 0 && wave < len(spec.Waves) {
-		whys = appendBreach(whys, fmt.Sprintf("wave %d", wave+1), spec.Waves[wave].Budget, inWave)
+	if o.Wave >= 0 && o.Wave < len(spec.Waves) {
+		whys = appendBreach(whys, fmt.Sprintf("wave %d", o.Wave+1), spec.Waves[o.Wave].Budget, o.InWave)
 	}
-	whys = appendBreach(whys, "rollout", spec.Budget, overall)
+	if spec.RegionBudget != nil && o.Region != "" {
+		whys = appendBreach(whys, "region "+o.Region, *spec.RegionBudget, o.InRegion)
+	}
+	whys = appendBreach(whys, "rollout", spec.Budget, o.Overall)
 	return strings.Join(whys, "; ")
+}
+
+// Outcomes are the counts the failure budgets judge after an instance
+// finished: those of its wave, of its region and of the whole rollout.
+type Outcomes struct {
+	Wave            int
+	InWave, Overall Counts
+	// Region is the finished instance's region, "" when the rollout does
+	// not count outcomes per region (Spec.CountedRegions).
+	Region   string
+	InRegion Counts
 }
 
 func appendBreach(whys []string, scope string, b Budget, c Counts) []string {

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -29,8 +30,65 @@ func TestBreachReason(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := BreachReason(spec, tt.wave, tt.inWave, tt.overall); got != tt.want {
+			if got := BreachReason(spec, Outcomes{Wave: tt.wave, InWave: tt.inWave, Overall: tt.overall}); got != tt.want {
 				t.Errorf("BreachReason = %q\nwant            %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestBreachReasonPerRegion(t *testing.T) {
+	spec := Spec{
+		Budget:       Budget{Max: 10, Percent: NoLimit},
+		RegionBudget: &Budget{Max: NoLimit, Percent: 20, MinSample: 5},
+		Waves:        []Wave{{Size: 100, Budget: Budget{Max: NoLimit, Percent: NoLimit}}},
+	}
+	tests := []struct {
+		name     string
+		o        Outcomes
+		want     string
+		noBudget string // the same outcomes without a RegionBudget
+	}{
+		{"region within", Outcomes{Region: "ap-guangzhou", InRegion: Counts{1, 5}, Overall: Counts{1, 20}}, "", ""},
+		{"region below its sample", Outcomes{Region: "ap-guangzhou", InRegion: Counts{3, 4}, Overall: Counts{3, 20}}, "", ""},
+		{"one region over while the rollout is within", Outcomes{Region: "ap-shanghai", InRegion: Counts{2, 6}, Overall: Counts{2, 30}},
+			"region ap-shanghai failure budget exceeded: 2 failed of 6 finished (max 20% once 5 finished)", ""},
+		{"region and rollout", Outcomes{Region: "ap-shanghai", InRegion: Counts{11, 20}, Overall: Counts{11, 40}},
+			"region ap-shanghai failure budget exceeded: 11 failed of 20 finished (max 20% once 5 finished); rollout failure budget exceeded: 11 failed of 40 finished (max 10)",
+			"rollout failure budget exceeded: 11 failed of 40 finished (max 10)"},
+		{"no region counted", Outcomes{InRegion: Counts{5, 5}, Overall: Counts{5, 40}}, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := BreachReason(spec, tt.o); got != tt.want {
+				t.Errorf("BreachReason = %q\nwant            %q", got, tt.want)
+			}
+			plain := spec
+			plain.RegionBudget = nil
+			if got := BreachReason(plain, tt.o); got != tt.noBudget {
+				t.Errorf("without a region budget: BreachReason = %q\nwant %q", got, tt.noBudget)
+			}
+		})
+	}
+}
+
+func TestCountedRegions(t *testing.T) {
+	one := Spec{Region: "ap-guangzhou", Groups: []Group{{Name: "a"}, {Name: "b", Account: "other"}}}
+	two := Spec{Region: "ap-guangzhou", Groups: []Group{{Name: "a"}, {Name: "b", Region: "ap-shanghai"}, {Name: "c"}}}
+	withBudget := one
+	withBudget.RegionBudget = &Budget{Max: 1, Percent: NoLimit}
+	for _, tt := range []struct {
+		name string
+		spec Spec
+		want []string
+	}{
+		{"one region, no budget", one, nil},
+		{"two regions", two, []string{"ap-guangzhou", "ap-shanghai"}},
+		{"one region with a budget", withBudget, []string{"ap-guangzhou"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.spec.CountedRegions(); !slices.Equal(got, tt.want) {
+				t.Errorf("CountedRegions = %q, want %q", got, tt.want)
 			}
 		})
 	}

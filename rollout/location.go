@@ -66,6 +66,25 @@ func (s Spec) Locations() []Location {
 	return out
 }
 
+// CountedRegions returns the regions whose outcomes the ledger counts apart
+// (for RegionBudget and per-region progress), in group order: the spec's
+// distinct regions when it has a RegionBudget or spans more than one
+// region, else nil.
+func (s Spec) CountedRegions() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, l := range s.Locations() {
+		if !seen[l.Region] {
+			seen[l.Region] = true
+			out = append(out, l.Region)
+		}
+	}
+	if s.RegionBudget == nil && len(out) < 2 {
+		return nil
+	}
+	return out
+}
+
 // MultiLocation reports whether the spec's groups span more than one
 // location.
 func (s Spec) MultiLocation() bool { return len(s.Locations()) > 1 }

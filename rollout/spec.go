@@ -43,6 +43,10 @@ type Spec struct {
 	Waves []Wave `json:"waves"`
 	// Budget is the failure budget for the whole rollout.
 	Budget Budget `json:"budget"`
+	// RegionBudget, when set, is a failure budget each region must keep on
+	// its own (plan: regionFailureBudget): a region breaches it even while
+	// the rollout as a whole is within Budget. nil for none.
+	RegionBudget *Budget `json:"region_budget,omitempty"`
 	// OnBreach is what a tripped budget or a firing alarm does: "pause"
 	// (default), "abort", or "rollback" (abort, then reinstall every
 	// instance this rollout reset back to its previous image).
