@@ -96,7 +96,7 @@ func (s *Server) reset(req resetRequest, arrival, now time.Time, reqID string) *
 		in.opTarget = req.imageID
 	}
 	in.lastReset = req.extras
-	in.opFails = s.roll(f.FailRate)
+	in.opFails = s.roll(f.FailRate) || slices.Contains(f.FailIDs, id)
 	// Drawn after FailRate, and only when enabled, so earlier dice repeat.
 	in.opUnhealthy = s.roll(f.UnhealthyRate) || slices.Contains(f.UnhealthyIDs, id)
 	s.recordConcurrency(in, now)

@@ -150,6 +150,10 @@ type Faults struct {
 	// image unchanged, LatestOperationState FAILED, v2 status back to 2/4.
 	// Defaults to 0.
 	FailRate float64
+	// FailIDs are instances whose every accepted reinstall ends FAILED, as
+	// with FailRate.
+	// Defaults to none.
+	FailIDs []string
 	// Latency delays every API request before it is processed. A request
 	// whose context ends during the wait is abandoned with no effect.
 	// Defaults to 0.
@@ -293,7 +297,7 @@ func (f Faults) Validate() error {
 	if f.Latency < 0 {
 		return errors.New("cvmsim: Latency must not be negative")
 	}
-	for name, ids := range map[string][]string{"UnhealthyIDs": f.UnhealthyIDs, "AgentOfflineIDs": f.AgentOfflineIDs, "CommandFailIDs": f.CommandFailIDs} {
+	for name, ids := range map[string][]string{"FailIDs": f.FailIDs, "UnhealthyIDs": f.UnhealthyIDs, "AgentOfflineIDs": f.AgentOfflineIDs, "CommandFailIDs": f.CommandFailIDs} {
 		for _, id := range ids {
 			if !validInstanceID(id) {
 				return fmt.Errorf("cvmsim: %s: %q is not ins- followed by 8 lower-case letters or digits", name, id)
@@ -354,6 +358,7 @@ func RegisterFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.Float64Var(&f.ServerErrorRate, "server-error-rate", d.ServerErrorRate, "fault: probability a request answers HTTP 502 with an HTML body, no state change")
 	fs.BoolVar(&f.EchoParams, "echo-params", d.EchoParams, "fault: error answers quote the request's password (raw, JSON- and HTML-escaped, percent-encoded, cut), like a careless upstream")
 	fs.Float64Var(&f.UnhealthyRate, "unhealthy-rate", d.UnhealthyRate, "fault: probability an instance is unhealthy (health 503, CLB Dead) after a successful reinstall")
+	idsFlag(fs, &f.FailIDs, "fail-ids", "fault: comma-separated instances whose every accepted reinstall ends FAILED")
 	idsFlag(fs, &f.UnhealthyIDs, "unhealthy-ids", "fault: comma-separated instances that come back unhealthy from every reinstall")
 	idsFlag(fs, &f.AgentOfflineIDs, "agent-offline-ids", "fault: comma-separated instances whose TAT agent is always Offline")
 	idsFlag(fs, &f.CommandFailIDs, "command-fail-ids", "fault: comma-separated instances on which every TAT command fails with exit code 1")

@@ -101,7 +101,7 @@
 // Faults.Seed, apart from the fault dice) the image becomes the requested one
 // (unchanged when none was given), the state returns to what it was
 // (RUNNING/STOPPED, v2 status 2/4 [U]) and LatestOperationState becomes
-// SUCCESS, or, with probability FailRate, FAILED with the image unchanged
+// SUCCESS, or, with probability FailRate (always for FailIDs), FAILED with the image unchanged
 // and LatestOperationErrorMsg set. During a reinstall v3 InstanceState keeps
 // its previous value [U]: use LatestOperationState. LatestOperation* are
 // JSON null until the first accepted reset. OsName is derived from the OS

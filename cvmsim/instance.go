@@ -157,7 +157,7 @@ func (in *instance) settle(now time.Time) (ended string) {
 	}
 	if in.opFails {
 		in.opState = OperationFailed
-		in.opErrMsg = "simulated reinstall failure (Faults.FailRate): the system disk was not changed"
+		in.opErrMsg = "simulated reinstall failure (Faults.FailRate or FailIDs): the system disk was not changed"
 	} else {
 		in.opState = OperationSuccess
 		in.ImageID = in.opTarget

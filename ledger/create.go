@@ -50,19 +50,24 @@ func (l *Ledger) Create(ctx context.Context, spec rollout.Spec, targets []rollou
 	for i, r := range regions {
 		regionAt[r] = i
 	}
+	regionSizes := make([]int, len(regions))
 	for _, t := range targets {
 		if t.Wave < 0 || t.Wave >= nw {
 			return false, fmt.Errorf("ledger: create %s: instance %s in wave %d of %d", spec.ID, t.InstanceID, t.Wave+1, nw)
 		}
 		sizes[t.Wave]++
+		r := -1
+		if regions != nil {
+			r = regionAt[spec.LocationOf(t.Group).Region]
+			regionSizes[r]++
+		}
 		if st := opts.Seeds[t.InstanceID].State; st.Terminal() {
 			i := counterIndex(st)
 			overall[i]++
 			overall[5]++
 			perWave[t.Wave][i]++
 			perWave[t.Wave][5]++
-			if regions != nil {
-				r := regionAt[spec.LocationOf(t.Group).Region]
+			if r >= 0 {
 				perRegion[r][i]++
 				perRegion[r][5]++
 			}
@@ -103,7 +108,8 @@ func (l *Ledger) Create(ctx context.Context, spec rollout.Spec, targets []rollou
 		args = append(args, b01(perWave[w][5] >= sizes[w]), b01(w < opts.Wave))
 	}
 	args = append(args, len(regions))
-	for _, c := range perRegion {
+	for r, c := range perRegion {
+		args = append(args, regionSizes[r])
 		for _, n := range c {
 			args = append(args, n)
 		}

@@ -256,6 +256,7 @@ type Rollout struct {
 // RegionStatus is the progress of one region's instances.
 type RegionStatus struct {
 	Region   string   `json:"region"`
+	Size     int      `json:"size"`
 	Counters Counters `json:"counters"`
 }
 
@@ -302,7 +303,8 @@ func (l *Ledger) Get(ctx context.Context, id string) (*Rollout, error) {
 			StartedAt: msTime(wm["started"]), SoakUntil: msTime(wm["soak_until"])})
 	}
 	for i, c := range rcs {
-		r.Regions = append(r.Regions, RegionStatus{Region: regions[i], Counters: countersFromMap(c.Val())})
+		size, _ := strconv.Atoi(c.Val()["size"])
+		r.Regions = append(r.Regions, RegionStatus{Region: regions[i], Size: size, Counters: countersFromMap(c.Val())})
 	}
 	return r, nil
 }

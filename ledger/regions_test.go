@@ -58,8 +58,8 @@ func TestRegionCounters(t *testing.T) {
 		for _, rs := range r.Regions {
 			out[rs.Region] = rs.Counters
 		}
-		if len(r.Regions) != 2 || r.Regions[0].Region != "ap-guangzhou" {
-			t.Errorf("Regions = %+v; want ap-guangzhou then ap-shanghai", r.Regions)
+		if len(r.Regions) != 2 || r.Regions[0].Region != "ap-guangzhou" || r.Regions[0].Size != 4 || r.Regions[1].Size != 4 {
+			t.Errorf("Regions = %+v; want ap-guangzhou then ap-shanghai, 4 instances each", r.Regions)
 		}
 		return out
 	}

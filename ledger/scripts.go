@@ -521,7 +521,7 @@ return {redis.call('HINCRBY', rk, 'seq', 1), wave}
 // ARGV[10] first fencing token - 1, ARGV[11..16] overall counters
 // (succeeded skipped failed ambiguous cancelled terminal), then per wave
 // size, the six counters, complete (0|1), approved (0|1); then R and per
-// region its six counters
+// region its size and six counters
 // Returns {how, detail}: how is created | takeover (both: write the
 // instances), exists (created and past applying), changed (detail is the
 // stored plan hash) or applying (another creator holds the lease).
@@ -561,7 +561,10 @@ for k = 0, W - 1 do
 end
 local a = 17 + W * 9
 for j = 1, tonumber(ARGV[a] or '0') do
-  redis.call('HSET', KEYS[7 + 2 * W + j], unpack(counters(a + 1 + (j - 1) * 6)))
+  local b = a + 1 + (j - 1) * 7
+  local f = counters(b + 1)
+  f[#f + 1] = 'size'; f[#f + 1] = ARGV[b]
+  redis.call('HSET', KEYS[7 + 2 * W + j], unpack(f))
 end
 return {how, ''}
 `)

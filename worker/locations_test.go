@@ -27,7 +27,7 @@ import (
 // of the two locations' spans.
 func TestTwoRegionsTwoAccounts(t *testing.T) {
 	t.Parallel()
-	st, gz, sh, _ := runTwoLocations(t, "", "")
+	st, gz, sh, _ := runTwoLocations(t, "", "", nil)
 	all := append(slices.Clone(gz), sh...)
 	first := testfleet.SimCredentials()
 	for _, c := range []struct{ region, id string }{{"ap-guangzhou", first.SecretID}, {"ap-shanghai", second.SecretID}} {
@@ -94,15 +94,19 @@ var second = cvm.Credentials{SecretID: "AKIDsecondaccount", SecretKey: "second-k
 // workers lack the source env names (missing), it requires the rollout to
 // succeed with every instance reset once. It returns the simulator's
 // record, the instances of each region and the rollout as it ended.
-func runTwoLocations(t *testing.T, extra, missing string) (st cvmsim.Stats, gz, sh []string, r *ledger.Rollout) {
+// fail(gz, sh) names instances whose reinstall fails (nil: none).
+func runTwoLocations(t *testing.T, extra, missing string, fail func(gz, sh []string) []string) (st cvmsim.Stats, gz, sh []string, r *ledger.Rollout) {
 	t.Helper()
-	sim := cvmsim.New(cvmsim.Config{Regions: []string{"ap-shanghai"}, ResetDuration: 500 * time.Millisecond,
-		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}})
+	all := testfleet.IDs(2 * perRegion)
+	gz, sh = all[:perRegion], all[perRegion:]
+	faults := cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}
+	if fail != nil {
+		faults.FailIDs = fail(gz, sh)
+	}
+	sim := cvmsim.New(cvmsim.Config{Regions: []string{"ap-shanghai"}, ResetDuration: 500 * time.Millisecond, Faults: faults})
 	sim.AcceptCredentials(second.SecretID, string(second.SecretKey), string(second.Token), time.Now().Add(time.Hour))
 	url := testfleet.Serve(t, sim)
 
-	all := testfleet.IDs(2 * perRegion)
-	gz, sh = all[:perRegion], all[perRegion:]
 	sim.AddInstances(testfleet.Fleet{Image: oldImage, Zones: []string{"ap-guangzhou-3"}}.Instances(gz)...)
 	shIns := testfleet.Fleet{Image: oldImage, Zones: []string{"ap-shanghai-2"}}.Instances(sh)
 	for i := range shIns {
@@ -168,7 +172,7 @@ groups:
 	testfleet.RunWorkers(t, ws...)
 	r = s.Await(t, plan.Spec.ID, time.Minute, ledger.Completed, ledger.Paused, ledger.Aborted)
 	st = sim.Stats()
-	if missing == "" {
+	if missing == "" && fail == nil {
 		testfleet.RequireSucceeded(t, r)
 		testfleet.RequireExactlyOnce(t, st, all)
 	}
@@ -179,7 +183,7 @@ groups:
 // ap-guangzhou's starts: no two regions are ever reset at once.
 func TestRegionOrderPhases(t *testing.T) {
 	t.Parallel()
-	st, gz, sh, _ := runTwoLocations(t, "regionOrder: [ap-shanghai, ap-guangzhou]", "")
+	st, gz, sh, _ := runTwoLocations(t, "regionOrder: [ap-shanghai, ap-guangzhou]", "", nil)
 	var lastSh, firstGz time.Time
 	for _, id := range sh {
 		for _, at := range st.ResetTimes[id] {
@@ -205,7 +209,7 @@ func TestRegionOrderPhases(t *testing.T) {
 // location.
 func TestMissingAccountPauses(t *testing.T) {
 	t.Parallel()
-	st, _, sh, r := runTwoLocations(t, "", "SECOND")
+	st, _, sh, r := runTwoLocations(t, "", "SECOND", nil)
 	if r.State != ledger.Paused || !strings.Contains(r.Reason, "account second") || !strings.Contains(r.Reason, "SECOND_SECRET_ID") {
 		t.Fatalf("rollout %s: %q; want paused naming account second and its variable", r.State, r.Reason)
 	}
@@ -213,5 +217,40 @@ func TestMissingAccountPauses(t *testing.T) {
 		if n := st.AcceptedResets[id]; n != 0 {
 			t.Errorf("%s in ap-shanghai reset %d times without its account", id, n)
 		}
+	}
+}
+
+// TestRegionFailureBudget: two ap-shanghai instances fail while the
+// rollout as a whole is within its failureBudget (max 10). With
+// regionFailureBudget max 1 the second failure pauses the rollout, naming
+// the region; without it the same run completes.
+func TestRegionFailureBudget(t *testing.T) {
+	t.Parallel()
+	failTwo := func(_, sh []string) []string { return sh[:2] }
+	const budgets = "failureBudget: {max: 10}\n"
+	st, _, sh, r := runTwoLocations(t, budgets+"regionFailureBudget: {max: 1}", "", failTwo)
+	if r.State != ledger.Paused || !strings.Contains(r.Reason, "region ap-shanghai failure budget exceeded: 2 failed") {
+		t.Fatalf("rollout %s: %q; want paused by ap-shanghai's budget", r.State, r.Reason)
+	}
+	if strings.Contains(r.Reason, "rollout failure budget") {
+		t.Errorf("reason %q: the rollout's own budget was not exceeded", r.Reason)
+	}
+	for _, rs := range r.Regions {
+		if rs.Region == "ap-shanghai" && rs.Counters.Failed != 2 {
+			t.Errorf("ap-shanghai counters %+v; want 2 failed", rs.Counters)
+		}
+		if rs.Region == "ap-guangzhou" && rs.Counters.Failures() != 0 {
+			t.Errorf("ap-guangzhou counters %+v; want no failure", rs.Counters)
+		}
+	}
+	for _, id := range sh {
+		if n := st.AcceptedResets[id]; n > 1 {
+			t.Errorf("%s reset %d times", id, n)
+		}
+	}
+
+	_, _, _, r = runTwoLocations(t, budgets, "", failTwo)
+	if r.State != ledger.Completed || r.Counters.Failed != 2 {
+		t.Errorf("without a region budget: rollout %s (%q), %+v; want completed with 2 failed", r.State, r.Reason, r.Counters)
 	}
 }

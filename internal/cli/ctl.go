@@ -165,6 +165,20 @@ func printStatus(out io.Writer, r *ledger.Rollout, is []*ledger.Instance, all bo
 	}
 	row(" ", "total", total, "")
 	tw.Flush()
+	if rts := regionTallies(r, is); rts != nil {
+		budget := "none apart from the rollout's"
+		if b := r.Spec.RegionBudget; b != nil {
+			budget = b.String() + " each"
+		}
+		fmt.Fprintf(out, "  by region (failure budget: %s):\n", budget)
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, " \tregion\tsize\tsucceeded\tskipped\tfailed\tambiguous\tcancelled\tin-flight\tpending\t")
+		for _, rt := range rts {
+			t := rt.tally
+			fmt.Fprintf(tw, " \t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", rt.Region, t.Size, t.Succeeded, t.Skipped, t.Failed, t.Ambiguous, t.Cancelled, t.InFlight, t.Pending)
+		}
+		tw.Flush()
+	}
 	adopted := 0
 	for _, in := range is {
 		if in.Adopted != "" {

@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -113,6 +115,35 @@ groups:
 	}
 	if n := st.Errors["InvalidInstanceId.NotFound"]; n > 0 {
 		t.Errorf("%d calls named an instance of another region", n)
+	}
+
+	// status shows each region's progress, in text and JSON.
+	env, out, errb = testEnv(vars)
+	if code := Main(t.Context(), env, []string{"status", "--namespace", ns, "two-locations"}); code != 0 {
+		t.Fatalf("status exited %d\n%s\n%s", code, out, errb)
+	}
+	for _, re := range []string{`by region \(failure budget: none apart from the rollout's\)`, `ap-guangzhou\s+6\s+6\s+0\s+0`, `ap-shanghai\s+6\s+6\s+0\s+0`} {
+		if !regexp.MustCompile(re).MatchString(out.String()) {
+			t.Errorf("status lacks %s:\n%s", re, out)
+		}
+	}
+	env, out, errb = testEnv(vars)
+	if code := Main(t.Context(), env, []string{"status", "--json", "--namespace", ns, "two-locations"}); code != 0 {
+		t.Fatalf("status --json exited %d\n%s\n%s", code, out, errb)
+	}
+	var js struct {
+		Rollout struct {
+			Regions []struct {
+				Region string
+				Counts struct{ Total, Succeeded int }
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out.String()), &js); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	if rs := js.Rollout.Regions; len(rs) != 2 || rs[1].Region != "ap-shanghai" || rs[1].Counts.Total != 6 || rs[1].Counts.Succeeded != 6 {
+		t.Errorf("status --json regions = %+v; want ap-guangzhou and ap-shanghai, 6 of 6 each", rs)
 	}
 }
 

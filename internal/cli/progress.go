@@ -80,6 +80,41 @@ func instanceTallies(r *ledger.Rollout, is []*ledger.Instance) (total tally, wav
 	return total, waves
 }
 
+// regionTally is the tally of one region of a rollout that counts regions.
+type regionTally struct {
+	Region string
+	tally
+}
+
+// regionTallies counts each region of r (none unless the rollout counts
+// regions: rollout.Spec.CountedRegions) from the ledger's counters, with
+// the open instances of is when it is not nil.
+func regionTallies(r *ledger.Rollout, is []*ledger.Instance) []regionTally {
+	if len(r.Regions) == 0 {
+		return nil
+	}
+	out := make([]regionTally, len(r.Regions))
+	at := map[string]int{}
+	for i, rs := range r.Regions {
+		out[i] = regionTally{Region: rs.Region, tally: tally{Size: rs.Size, Counters: rs.Counters, Open: is != nil}}
+		at[rs.Region] = i
+	}
+	for _, in := range is {
+		i, ok := at[r.Spec.LocationOf(in.Group).Region]
+		if !ok {
+			continue
+		}
+		t := &out[i].tally
+		switch in.State {
+		case ledger.Calling, ledger.Resetting:
+			t.InFlight++
+		case ledger.Pending, ledger.Held:
+			t.Pending++
+		}
+	}
+	return out
+}
+
 // progressText is the one-line progress of a rollout from its record
 // alone, e.g. "[wave 2/4] ███░░░ 26/40 finished: ok 24, skipped 0, failed
 // 2, ambiguous 0, cancelled 0, not finished 14 · running". It reads no

@@ -38,6 +38,12 @@ func countsOf(t tally) countsJSON {
 	return c
 }
 
+// regionJSON is the progress of one region.
+type regionJSON struct {
+	Region string     `json:"region"`
+	Counts countsJSON `json:"counts"`
+}
+
 // budgetJSON is a failure budget; a limit that is off is absent.
 type budgetJSON struct {
 	MaxFailed  *int     `json:"max_failed,omitempty"`
@@ -105,20 +111,23 @@ type rolloutJSON struct {
 	API       string     `json:"api"`
 	Endpoint  string     `json:"endpoint,omitempty"`
 	// Webhook is the host only: the rest of a webhook URL is often a token.
-	Webhook        string      `json:"webhook,omitempty"`
-	Groups         []groupJSON `json:"groups"`
-	Budget         budgetJSON  `json:"failure_budget"`
-	OnBreach       string      `json:"on_breach"`
-	ResetRate      float64     `json:"reset_rate_per_second"`
-	DescribeRate   float64     `json:"describe_rate_per_second"`
-	VerifyInterval string      `json:"verify_interval"`
-	VerifyTimeout  string      `json:"verify_timeout"`
-	RetryAttempts  int         `json:"retry_attempts"`
-	RetryDeadline  string      `json:"retry_deadline"`
-	StartAt        time.Time   `json:"start_at,omitzero"`
-	Schedule       string      `json:"schedule,omitempty"`
-	Window         *windowJSON `json:"window,omitempty"`
-	Waves          []waveJSON  `json:"waves"`
+	Webhook      string      `json:"webhook,omitempty"`
+	Groups       []groupJSON `json:"groups"`
+	Budget       budgetJSON  `json:"failure_budget"`
+	RegionBudget *budgetJSON `json:"region_failure_budget,omitempty"`
+	// Regions count each region, for rollouts that count regions.
+	Regions        []regionJSON `json:"regions,omitempty"`
+	OnBreach       string       `json:"on_breach"`
+	ResetRate      float64      `json:"reset_rate_per_second"`
+	DescribeRate   float64      `json:"describe_rate_per_second"`
+	VerifyInterval string       `json:"verify_interval"`
+	VerifyTimeout  string       `json:"verify_timeout"`
+	RetryAttempts  int          `json:"retry_attempts"`
+	RetryDeadline  string       `json:"retry_deadline"`
+	StartAt        time.Time    `json:"start_at,omitzero"`
+	Schedule       string       `json:"schedule,omitempty"`
+	Window         *windowJSON  `json:"window,omitempty"`
+	Waves          []waveJSON   `json:"waves"`
 	// RollbackOf names the rollout this one rolls back; RolledBackBy the
 	// rollback of this one, when it exists.
 	RollbackOf   string `json:"rollback_of,omitempty"`
@@ -145,6 +154,13 @@ func rolloutView(r *ledger.Rollout, total tally, waves []tally) rolloutJSON {
 			gv.Password = g.Password.String()
 		}
 		v.Groups = append(v.Groups, gv)
+	}
+	if b := s.RegionBudget; b != nil {
+		bv := budgetOf(*b)
+		v.RegionBudget = &bv
+	}
+	for _, rt := range regionTallies(r, nil) {
+		v.Regions = append(v.Regions, regionJSON{Region: rt.Region, Counts: countsOf(rt.tally)})
 	}
 	if w := s.Window; w != nil {
 		v.Window = &windowJSON{Start: clockText(w.Start), End: clockText(w.End), Location: w.Location, Days: w.Days}
