@@ -128,6 +128,9 @@ func printPreview(env *Env, plan *planner.Plan, p planner.Preview) {
 		fmt.Fprintf(out, "  %-5d %6d %8d %10s %-9s %s\n", w.Index+1, w.Size, w.ToReset, w.Soak, appr, w.Budget.String())
 	}
 	fmt.Fprintf(out, "  overall failure budget: %s, on breach: %s\n", plan.Spec.Budget.String(), plan.Spec.OnBreach)
+	if b := plan.Spec.RegionBudget; b != nil {
+		fmt.Fprintf(out, "  failure budget of each region: %s\n", b.String())
+	}
 	if p.MaxUnavailable != "" {
 		fmt.Fprintf(out, "  maxUnavailable: %s\n", p.MaxUnavailable)
 	}

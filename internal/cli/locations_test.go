@@ -51,6 +51,7 @@ keepImageLogin: true
 rateLimit: {reset: 5, describe: 20}
 verify: {interval: 200ms, timeout: 1m}
 waves: [100%]
+regionFailureBudget: {max: 1}
 accounts:
   second: {env: SECOND}
 groups:
@@ -73,7 +74,7 @@ groups:
 	if code := Main(t.Context(), env, append(append([]string{"plan"}, common...), path)); code != 0 {
 		t.Fatalf("plan exited %d\n%s\n%s", code, out, errb)
 	}
-	for _, s := range []string{"Locations (in parallel", "ap-guangzhou     default credentials", "ap-shanghai      account second", "6 instances, 6 to reset", "Minimum wall time: 1s"} {
+	for _, s := range []string{"Locations (in parallel", "ap-guangzhou     default credentials", "ap-shanghai      account second", "6 instances, 6 to reset", "Minimum wall time: 1s", "failure budget of each region: stop at more than 1 failed"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("plan output lacks %q:\n%s", s, out)
 		}
@@ -122,7 +123,7 @@ groups:
 	if code := Main(t.Context(), env, []string{"status", "--namespace", ns, "two-locations"}); code != 0 {
 		t.Fatalf("status exited %d\n%s\n%s", code, out, errb)
 	}
-	for _, re := range []string{`by region \(failure budget: none apart from the rollout's\)`, `ap-guangzhou\s+6\s+6\s+0\s+0`, `ap-shanghai\s+6\s+6\s+0\s+0`} {
+	for _, re := range []string{`by region \(failure budget: stop at more than 1 failed each\)`, `ap-guangzhou\s+6\s+6\s+0\s+0`, `ap-shanghai\s+6\s+6\s+0\s+0`} {
 		if !regexp.MustCompile(re).MatchString(out.String()) {
 			t.Errorf("status lacks %s:\n%s", re, out)
 		}
