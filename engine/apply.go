@@ -129,7 +129,11 @@ func (e *claimError) Error() string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "%s is in active rollout %q", c.InstanceID, c.Rollout)
+		if c.InFlight {
+			fmt.Fprintf(&b, "%s is still being reset by aborted rollout %q (its call is in flight; wait until it is verified)", c.InstanceID, c.Rollout)
+		} else {
+			fmt.Fprintf(&b, "%s is in active rollout %q", c.InstanceID, c.Rollout)
+		}
 	}
 	return b.String()
 }

@@ -331,6 +331,14 @@ func (c *Engine) Finish(ctx context.Context, spec rollout.Spec, id string, o led
 	if res.Changed && ad.Finished != nil {
 		ad.Finished(ctx, spec, id, o)
 	}
+	if res.State == ledger.Aborted {
+		// The abort left this instance claimed while its call was in
+		// flight (ledger.UnclaimAll); it has an outcome now. (A crash
+		// before this leaves a claim other rollouts may take over.)
+		if err := c.l.Unclaim(ctx, spec.ID, []string{id}); err != nil {
+			return res, err
+		}
+	}
 	return res, c.AfterFinish(ctx, spec, res)
 }
 

@@ -14,6 +14,10 @@ import (
 type Conflict struct {
 	InstanceID string
 	Rollout    string
+	// InFlight is set when Rollout is aborted but its reset call for the
+	// instance is still in flight (calling or resetting): the instance is
+	// free once that call has an outcome.
+	InFlight bool
 }
 
 // maxConflicts is how many conflicts Claim reports at most.
@@ -75,14 +79,14 @@ func (l *Ledger) Claim(ctx context.Context, rollout string, ids []string) ([]Con
 				return fail(fmt.Errorf("unexpected reply %v", res))
 			}
 		}
-		live, err := l.ownersLive(ctx, held)
+		live, inFlight, err := l.holdersLive(ctx, held)
 		if err != nil {
 			return fail(err)
 		}
 		pend = nil
 		for id, owner := range held {
-			if live[owner] || round+1 >= claimRounds {
-				conflicts = append(conflicts, Conflict{InstanceID: id, Rollout: owner})
+			if live[owner] || inFlight[id] || round+1 >= claimRounds {
+				conflicts = append(conflicts, Conflict{InstanceID: id, Rollout: owner, InFlight: inFlight[id]})
 				continue
 			}
 			pend = append(pend, id)
@@ -156,9 +160,13 @@ func (l *Ledger) claimEach(ctx context.Context, rollout string, ids []string, di
 // one server.
 const batchKeys = 1000
 
-// ownersLive judges each distinct owner in held (instance → owner) by
-// ownerScript on the owner's slot.
-func (l *Ledger) ownersLive(ctx context.Context, held map[string]string) (map[string]bool, error) {
+// holdersLive judges each distinct owner in held (instance → owner) by
+// ownerScript on the owner's slot. An aborted owner is dead except for the
+// instances whose reset call it still has in flight (calling or
+// resetting): those it holds until the call has an outcome, so no other
+// rollout resets them again meanwhile. live is per owner, inFlight per
+// instance.
+func (l *Ledger) holdersLive(ctx context.Context, held map[string]string) (live map[string]bool, inFlight map[string]bool, err error) {
 	var owners []string
 	seen := map[string]bool{}
 	for _, o := range held {
@@ -172,14 +180,38 @@ func (l *Ledger) ownersLive(ctx context.Context, held map[string]string) (map[st
 		return []string{k.record(), k.applying(), k.claiming()}, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("judge owners: %w", err)
+		return nil, nil, fmt.Errorf("judge owners: %w", err)
 	}
-	live := make(map[string]bool, len(owners))
+	live = make(map[string]bool, len(owners))
+	aborted := map[string]bool{}
 	for i, c := range cmds {
 		n, _ := c.Int()
 		live[owners[i]] = n == 1
+		aborted[owners[i]] = n == 2
 	}
-	return live, nil
+	var ids []string
+	for id, o := range held {
+		if aborted[o] {
+			ids = append(ids, id)
+		}
+	}
+	inFlight = map[string]bool{}
+	for start := 0; start < len(ids); start += pipeChunk {
+		part := ids[start:min(start+pipeChunk, len(ids))]
+		pipe := l.rdb.Pipeline()
+		sts := make([]*redis.StringCmd, len(part))
+		for i, id := range part {
+			sts[i] = pipe.HGet(ctx, l.keys(held[id]).instance(id), "st")
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, nil, fmt.Errorf("judge owners: %w", err)
+		}
+		for i, id := range part {
+			st := InstanceState(sts[i].Val())
+			inFlight[id] = st == Calling || st == Resetting
+		}
+	}
+	return live, inFlight, nil
 }
 
 // Unclaim releases the claims a rollout holds on ids.
@@ -229,18 +261,51 @@ func (l *Ledger) unclaimKeys(ctx context.Context, rollout string, keys []string)
 	return n, err
 }
 
-// UnclaimAll releases every claim of a finished rollout.
+// UnclaimAll releases every claim of a finished rollout, except, unless
+// r is completed, the claims of instances whose reset call is in flight
+// (calling or resetting): an aborted rollout keeps those until the call
+// has an outcome (Finish of an aborted rollout's instance releases its
+// claim; see also holdersLive).
 func (l *Ledger) UnclaimAll(ctx context.Context, r *Rollout) error {
 	for k := range r.Spec.Waves {
 		ids, err := l.WaveInstances(ctx, r.ID, k)
 		if err != nil {
 			return err
 		}
+		if r.State != Completed {
+			if ids, err = l.notInFlight(ctx, r.ID, ids); err != nil {
+				return err
+			}
+		}
 		if err := l.Unclaim(ctx, r.ID, ids); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// notInFlight returns the instances of ids that are not calling or
+// resetting in rollout.
+func (l *Ledger) notInFlight(ctx context.Context, rollout string, ids []string) ([]string, error) {
+	k := l.keys(rollout)
+	out := make([]string, 0, len(ids))
+	for start := 0; start < len(ids); start += pipeChunk {
+		part := ids[start:min(start+pipeChunk, len(ids))]
+		pipe := l.rdb.Pipeline()
+		sts := make([]*redis.StringCmd, len(part))
+		for i, id := range part {
+			sts[i] = pipe.HGet(ctx, k.instance(id), "st")
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("ledger: unclaim %s: %w", rollout, err)
+		}
+		for i, id := range part {
+			if st := InstanceState(sts[i].Val()); st != Calling && st != Resetting {
+				out = append(out, id)
+			}
+		}
+	}
+	return out, nil
 }
 
 // runEach runs s n times, call i with the keys and arguments args(i)

@@ -514,6 +514,9 @@ const (
 	ActHeld      BeginAction = "held"      // rollout not running: parked until resume
 	ActCancelled BeginAction = "cancelled" // rollout aborted
 	ActProceed   BeginAction = "proceed"   // intent recorded under Token: call the API
+	// ActAgain: the rollout is running, but the caller was not ready to
+	// call (Park); nothing changed: start the attempt over.
+	ActAgain BeginAction = "again"
 )
 
 // BeginResult is the outcome of Begin.
@@ -527,9 +530,23 @@ type BeginResult struct {
 // rollout is running and the instance is pending. Only ActProceed permits
 // an API call.
 func (l *Ledger) Begin(ctx context.Context, rollout, id string, gen int) (BeginResult, error) {
+	return l.begin(ctx, rollout, id, gen, true)
+}
+
+// Park is Begin for a caller that is not ready to call: one that read the
+// rollout stopped and so did none of the steps before a call (describe,
+// drain, hooks, a place among the unavailable, a rate-limit slot). It
+// parks or cancels the instance as Begin does, but where Begin would
+// record an intent (the rollout runs again) it changes nothing and returns
+// ActAgain.
+func (l *Ledger) Park(ctx context.Context, rollout, id string, gen int) (BeginResult, error) {
+	return l.begin(ctx, rollout, id, gen, false)
+}
+
+func (l *Ledger) begin(ctx context.Context, rollout, id string, gen int, ready bool) (BeginResult, error) {
 	k := l.keys(rollout)
 	res, err := beginScript.Run(ctx, l.rdb, []string{k.instance(id), k.record(), k.fence(), k.held(), k.counters()},
-		id, gen, l.now()).StringSlice()
+		id, gen, l.now(), b01(ready)).StringSlice()
 	if err != nil {
 		return BeginResult{}, fmt.Errorf("ledger: begin %s: %w", id, err)
 	}
@@ -627,6 +644,8 @@ type FinishResult struct {
 	WaveSize     int
 	WaveComplete bool
 	Total        int
+	// State is the rollout's state when the outcome was recorded.
+	State RolloutState
 	// Region is the instance's region and RegionCounters its region's
 	// counts, when the rollout counts regions; else "" and zero.
 	Region         string
@@ -653,19 +672,20 @@ func (l *Ledger) Finish(ctx context.Context, rollout, id string, o Outcome) (Fin
 	if err != nil {
 		return FinishResult{}, fmt.Errorf("ledger: finish %s: %w", id, err)
 	}
-	if len(vals) < 17 {
+	if len(vals) < 18 {
 		return FinishResult{}, fmt.Errorf("%w: instance %s of %q", ErrNotFound, id, rollout)
 	}
 	n := make([]int64, len(vals))
 	for i, v := range vals {
 		n[i] = int64(toInt(v))
 	}
+	st, _ := vals[17].(string)
 	res := FinishResult{Changed: n[0] == 1, Wave: int(n[1]),
 		WaveCounters: countersFrom(n[2:8]), Overall: countersFrom(n[8:14]),
-		WaveSize: int(n[14]), WaveComplete: n[15] == 1, Total: int(n[16])}
-	if len(vals) >= 24 {
-		res.Region, _ = vals[17].(string)
-		res.RegionCounters = countersFrom(n[18:24])
+		WaveSize: int(n[14]), WaveComplete: n[15] == 1, Total: int(n[16]), State: RolloutState(st)}
+	if len(vals) >= 25 {
+		res.Region, _ = vals[18].(string)
+		res.RegionCounters = countersFrom(n[19:25])
 	}
 	return res, nil
 }

@@ -413,3 +413,58 @@ func TestOneApplyWritesAtATime(t *testing.T) {
 		t.Errorf("Create after activation = %v, %v; want false, nil", created, err)
 	}
 }
+
+// TestAbortedRolloutHoldsInstancesInFlight: an aborted rollout frees its
+// instances for other rollouts, except those whose reset call it still has
+// in flight (calling or resetting), until that call has an outcome; and
+// UnclaimAll keeps their claims.
+func TestAbortedRolloutHoldsInstancesInFlight(t *testing.T) {
+	l, spec, _ := setup(t, 4)
+	ctx := t.Context()
+	ids := []string{"ins-00000000", "ins-00000001", "ins-00000002", "ins-00000003"}
+	if c, err := l.Claim(ctx, spec.ID, ids); err != nil || len(c) != 0 {
+		t.Fatalf("Claim = %v, %v", c, err)
+	}
+	// ins-0 is calling (intent recorded, answer not yet back), ins-1
+	// resetting (accepted, not verified), ins-2 and ins-3 never called.
+	a, _ := l.Begin(ctx, spec.ID, ids[0], 0)
+	b, _ := l.Begin(ctx, spec.ID, ids[1], 0)
+	if err := l.Called(ctx, spec.ID, ids[1], b.Token, "req-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Abort(ctx, spec.ID, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	// Before any unclaim: the owner is aborted, yet holds its calls.
+	c, err := l.Claim(ctx, "next", ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ledger.Conflict{{InstanceID: ids[0], Rollout: spec.ID, InFlight: true}, {InstanceID: ids[1], Rollout: spec.ID, InFlight: true}}
+	if fmt.Sprint(c) != fmt.Sprint(want) {
+		t.Errorf("Claim over an aborted rollout with calls in flight = %v; want %v", c, want)
+	}
+	r, err := l.Get(ctx, spec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.UnclaimAll(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	// UnclaimAll kept the two claims (had it dropped them, next would
+	// take the instances now).
+	if c, err := l.Claim(ctx, "next", ids); err != nil || fmt.Sprint(c) != fmt.Sprint(want) {
+		t.Errorf("Claim after UnclaimAll = %v, %v; want %v", c, err, want)
+	}
+	// The calls end: both instances are free.
+	if _, err := l.Finish(ctx, spec.ID, ids[0], ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: a.Token, To: ledger.Cancelled}); err != nil {
+		t.Fatal(err)
+	}
+	fr, err := l.Finish(ctx, spec.ID, ids[1], ledger.Outcome{From: []ledger.InstanceState{ledger.Resetting}, To: ledger.Succeeded})
+	if err != nil || fr.State != ledger.Aborted {
+		t.Fatalf("Finish = %+v, %v; want the rollout's state aborted reported", fr, err)
+	}
+	if c, err := l.Claim(ctx, "next", ids); err != nil || len(c) != 0 {
+		t.Errorf("Claim after the calls ended = %v, %v; want every instance free", c, err)
+	}
+}

@@ -64,9 +64,10 @@ local function sib(k, suffix, name) return string.sub(k, 1, #k - #suffix) .. nam
 // B wc:<w> of the instance's wave w, B rc:<region> of its region, and the
 // unavailable sets of an instance parked or cancelled (releaseUnavailable),
 // are derived from KEYS[5].
-// ARGV[1] instance ID, ARGV[2] gen, ARGV[3] now (unix ms)
+// ARGV[1] instance ID, ARGV[2] gen, ARGV[3] now (unix ms), ARGV[4] 1 when
+// the caller is ready to call (else 'again' where it would proceed)
 // Returns {action, token, intent_ms}: action is one of
-// missing | stale | done | verify | reconcile | held | cancelled | proceed.
+// missing | stale | done | verify | reconcile | held | cancelled | proceed | again.
 var beginScript = redis.NewScript(sib + releaseUnavailable + `
 local ik, rk = KEYS[1], KEYS[2]
 -- One read per hash: Redis counts (and runs) every call a script makes.
@@ -102,6 +103,7 @@ if rs ~= 'running' or tonumber(w) > tonumber(r[2]) then
   releaseUnavailable(ik, KEYS[5], 'c', ARGV[1])
   return {'held', '0', '0'}
 end
+if ARGV[4] ~= '1' then return {'again', '0', '0'} end
 local tok = redis.call('INCR', KEYS[3])
 redis.call('HSET', ik, 'st', 'calling', 'tok', tok, 'intent', ARGV[3],
   'tries', (tonumber(f[6] or '0') or 0) + 1, 'first', f[7] or ARGV[3])
@@ -202,8 +204,9 @@ return tok
 // ARGV[3] token that must hold it (” for any), ARGV[4] new state,
 // ARGV[5] code, ARGV[6] message, ARGV[7] now, ARGV[8] new image
 // Returns {changed, wave, wave counters..., overall counters..., wave size,
-// wave complete, total[, region, region counters...]} with counters in the
-// order succeeded skipped failed ambiguous cancelled terminal.
+// wave complete, total, rollout state[, region, region counters...]} with
+// counters in the order succeeded skipped failed ambiguous cancelled
+// terminal.
 var finishScript = redis.NewScript(sib + releaseUnavailable + `
 local ik, ck = KEYS[1], KEYS[3]
 local f = redis.call('HMGET', ik, 'st', 'w', 'tok', 'rg')
@@ -243,7 +246,9 @@ local cv = redis.call('HMGET', ck, unpack(names, 1, 6))
 for i = 1, 6 do table.insert(out, tonumber(cv[i] or '0') or 0) end
 table.insert(out, tonumber(wv[7] or '0') or 0)
 table.insert(out, wv[8] == '1' and 1 or 0)
-table.insert(out, tonumber(redis.call('HGET', KEYS[2], 'total') or '0'))
+local r = redis.call('HMGET', KEYS[2], 'total', 'state')
+table.insert(out, tonumber(r[1] or '0'))
+table.insert(out, r[2] or '')
 if f[4] then
   table.insert(out, f[4])
   local rv = redis.call('HMGET', rgk, unpack(names, 1, 6))
@@ -623,8 +628,11 @@ return {'held', v}
 // (state applying) is live while its creation lease (B applying) or the
 // mark lasts; a creation that died frees its claims when both run out.
 //
+// An aborted owner is dead but for the instances whose reset call it still
+// has in flight, which the caller judges apart (Ledger.holdersLive).
+//
 // KEYS[1] B r, KEYS[2] B applying, KEYS[3] B claiming, all of the owner.
-// Returns 1 when the owner is live, else 0.
+// Returns 1 when the owner is live, 2 when it is aborted, else 0.
 var ownerScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return redis.call('EXISTS', KEYS[3]) end
@@ -632,7 +640,8 @@ if st == 'applying' then
   if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then return 1 end
   return 0
 end
-if st == 'completed' or st == 'aborted' then return 0 end
+if st == 'aborted' then return 2 end
+if st == 'completed' then return 0 end
 return 1
 `)
 

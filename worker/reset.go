@@ -57,7 +57,11 @@ func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 	}
 	verdict, why, rid := rollout.Call, "", ""
 	var slot time.Time
-	if in.State == ledger.Pending && st == ledger.Running {
+	// ready: this delivery did the steps before a call. One that read the
+	// rollout stopped did none, and must not call if it runs again by the
+	// time Begin looks (a resume in between): it only parks (Park).
+	ready := in.State == ledger.Pending && st == ledger.Running
+	if ready {
 		obs, err := w.describeOne(ctx, spec, api, in.ID)
 		if err != nil {
 			if cvm.Classify(err) == cvm.Fatal {
@@ -96,11 +100,17 @@ func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 			slot = w.clock.Now()
 		}
 	}
-	res, err := w.l.Begin(ctx, spec.ID, p.InstanceID, p.Gen)
+	begin := w.l.Begin
+	if !ready {
+		begin = w.l.Park
+	}
+	res, err := begin(ctx, spec.ID, p.InstanceID, p.Gen)
 	if err != nil {
 		return err
 	}
 	switch res.Action {
+	case ledger.ActAgain:
+		return &retryLater{In: time.Second, Cause: "the rollout runs again: starting the attempt over, drain and checks first"}
 	case ledger.ActProceed:
 		switch verdict {
 		case rollout.Adopt:
@@ -361,6 +371,26 @@ func (w *Worker) reconcileCall(ctx context.Context, spec rollout.Spec, api cvm.A
 		// once the API refuses it for certain.
 		if wait := res.IntentAt.Add(w.recallAfter()).Sub(w.clock.Now()); wait > 0 {
 			return &retryLater{In: wait, Cause: "no trace of the earlier call; waiting until its signature expired before calling again"}
+		}
+		// The earlier call certainly never landed: whether to call now
+		// is decided as for a new attempt. An aborted rollout calls
+		// nothing more; a paused one parks the instance until resume.
+		rs, _, err := w.l.State(ctx, spec.ID)
+		if err != nil {
+			return err
+		}
+		switch rs {
+		case ledger.Aborted:
+			log.Info("reconciled: the earlier call never landed; the rollout is aborted, not calling", "why", why)
+			return w.finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: res.Token,
+				To: ledger.Cancelled, Code: "Aborted", Message: "the rollout was aborted; its earlier call never landed"})
+		case ledger.Running:
+		default:
+			log.Info("reconciled: the earlier call never landed; the rollout is "+string(rs)+", parking", "why", why)
+			if err := w.l.Release(ctx, spec.ID, in.ID, res.Token, ledger.Held, "", ""); err != nil && !errors.Is(err, ledger.ErrFenced) {
+				return err
+			}
+			return w.undrain(ctx, spec, in.ID)
 		}
 		at := w.clock.Now()
 		tok, err := w.l.Retake(ctx, spec.ID, in.ID, res.Token)

@@ -1,0 +1,171 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/fleetreset/fleetreset/cvm"
+	"github.com/fleetreset/fleetreset/cvmsim"
+	"github.com/fleetreset/fleetreset/engine"
+	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/rollout"
+	"github.com/fleetreset/fleetreset/worker"
+)
+
+// operatorAt plays an operator's pause at the moment a reset handler reads
+// its rollout (before it decides what to do) and a resume right after the
+// handler read its instance: the handler has seen the rollout paused, but
+// it runs again by the time the handler records its intent.
+type operatorAt struct {
+	armed, resumeNext atomic.Bool
+	pause, resume     func()
+}
+
+func inResetTask(ctx context.Context) bool {
+	id, _ := asynq.GetTaskID(ctx)
+	return strings.HasPrefix(id, "reset:")
+}
+
+func (h *operatorAt) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *operatorAt) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if a := cmd.Args(); cmd.Name() == "hmget" && len(a) > 2 && a[2] == "spec" && inResetTask(ctx) && h.armed.CompareAndSwap(true, false) {
+			h.pause()
+			h.resumeNext.Store(true)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *operatorAt) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if len(cmds) == 1 && cmds[0].Name() == "hgetall" && inResetTask(ctx) && h.resumeNext.CompareAndSwap(true, false) {
+			h.resume()
+		}
+		return err
+	}
+}
+
+// TestResumeWhileAHandlerReadsItPausedDrainsFirst: a reset handler that
+// read its rollout paused did none of the steps before a call (drain,
+// before hooks, maxUnavailable, describe); when the rollout is resumed
+// before the handler records its intent, it must start over, not call.
+// (Found by the 2026-12-07 audit: the reset ran at weight 10, hook unrun.)
+func TestResumeWhileAHandlerReadsItPausedDrainsFirst(t *testing.T) {
+	all := ids(1)
+	b := setup(t, servingSim(cvmsim.Faults{}), planOpts{n: 1, extraAt: healthYAML("30s", drainYAML+
+		"hooks: {before: [{name: stop-app, command: 'systemctl stop app', timeout: 30s}]}\n")})
+	h := &operatorAt{}
+	var paused, resumed atomic.Bool
+	h.pause = func() {
+		if err := b.ctl.Pause(context.WithoutCancel(t.Context()), b.plan.Spec.ID, "operator"); err != nil {
+			t.Errorf("pause: %v", err)
+		}
+		paused.Store(true)
+	}
+	h.resume = func() {
+		if _, err := b.ctl.Resume(context.WithoutCancel(t.Context()), b.plan.Spec.ID); err != nil {
+			t.Errorf("resume: %v", err)
+		}
+		resumed.Store(true)
+	}
+	h.armed.Store(true)
+	b.r.Client.AddHook(h)
+	b.apply(t)
+	b.startWorkers(t, 1, nil)
+	b.await(t, time.Minute, ledger.Completed)
+	if !paused.Load() || !resumed.Load() {
+		t.Fatal("the pause and resume were not played: the hook no longer matches the handler's reads")
+	}
+	b.exactlyOnce(t, nil)
+	in := b.instance(t, all[0])
+	hist := b.sim.WeightHistory(all[0])
+	if len(hist) != 2 || hist[0].To != 0 || !hist[0].At.Before(in.CalledAt) {
+		t.Errorf("weight history %+v, reset called at %s; want drained to 0 before the call, then restored", hist, in.CalledAt)
+	}
+	if n := len(b.sim.Invocations(all[0])); n != 1 {
+		t.Errorf("before hook ran %d times; want once, before the reset", n)
+	}
+}
+
+// gatedAPI holds the reset calls of one rollout until open is closed: a
+// call in flight (a slow answer, a request held in the network).
+type gatedAPI struct {
+	cvm.API
+	sent chan<- struct{}
+	open <-chan struct{}
+}
+
+func (g gatedAPI) ResetInstance(ctx context.Context, req cvm.ResetRequest) (string, error) {
+	select {
+	case g.sent <- struct{}{}:
+	default:
+	}
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	return g.API.ResetInstance(ctx, req)
+}
+
+// TestAbortKeepsInstancesWithCallsInFlight: an operator aborts a rollout
+// while its reset call is in flight and applies another over the same
+// instance. The new rollout is refused until the call has an outcome, then
+// accepted, and the instance is reset once in all. (Found by the
+// 2026-12-07 audit: the abort released the claim, and both rollouts reset
+// the instance.)
+func TestAbortKeepsInstancesWithCallsInFlight(t *testing.T) {
+	all := ids(1)
+	b := setup(t, cvmsim.Config{}, planOpts{n: 1})
+	b.apply(t)
+	sent, open := make(chan struct{}, 1), make(chan struct{})
+	b.startWorkers(t, 1, func(c *worker.Config) {
+		c.APIFunc = func(spec rollout.Spec) (cvm.API, error) {
+			api, err := cvm.New(cvm.Config{Generation: cvm.V3, Endpoint: b.url, Region: spec.Region, Credentials: b.creds})
+			if err != nil || spec.ID != b.plan.Spec.ID {
+				return api, err
+			}
+			return gatedAPI{API: api, sent: sent, open: open}, nil
+		}
+	})
+	select {
+	case <-sent:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the reset call was never made")
+	}
+	inFlight, err := b.ctl.Abort(t.Context(), b.plan.Spec.ID, "operator: wrong plan")
+	if err != nil || inFlight != 1 {
+		t.Fatalf("Abort = %d in flight, %v; want 1", inFlight, err)
+	}
+	next := b.plan.Spec
+	next.ID = "test-next"
+	req := engine.ApplyRequest{Spec: next, Targets: b.plan.Targets}
+	_, err = b.ctl.Apply(t.Context(), req)
+	if !errors.Is(err, engine.ErrRefused) || !strings.Contains(err.Error(), "still being reset by aborted rollout") {
+		t.Fatalf("Apply over an instance with a call in flight = %v; want refused, naming the aborted rollout", err)
+	}
+	close(open)
+	if !eventually(30*time.Second, func() bool {
+		in, err := b.l.Instance(t.Context(), b.plan.Spec.ID, all[0])
+		return err == nil && in.State.Terminal()
+	}) {
+		t.Fatal("the aborted rollout's call never got an outcome")
+	}
+	if res, err := b.ctl.Apply(t.Context(), req); err != nil || !res.Created {
+		t.Fatalf("Apply once the call ended = %+v, %v; want created", res, err)
+	}
+	b.stack.Await(t, next.ID, time.Minute, ledger.Completed)
+	if n := b.sim.Stats().AcceptedResets[all[0]]; n != 1 {
+		t.Errorf("%s reset %d times; want once in all", all[0], n)
+	}
+}
