@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -47,6 +48,17 @@ func join(prefix, key string) string {
 		return key
 	}
 	return prefix + "." + key
+}
+
+// printableKey is a mapping key as messages show it in a field path: as
+// written, or quoted with escapes when it holds anything a terminal would
+// not print as text (control characters, escape sequences, bidirectional
+// overrides), so that a plan cannot write to the operator's terminal.
+func printableKey(k string) string {
+	if strings.IndexFunc(k, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return k
+	}
+	return quote(k)
 }
 
 // lastKey returns the last key of a field path: "waves[1].failureBudget"
@@ -126,7 +138,7 @@ func (e *errs) mapping(n *yaml.Node, path, what string, known ...string) (fields
 			}
 			continue
 		}
-		field := join(path, k.Value)
+		field := join(path, printableKey(k.Value))
 		if prev, dup := f.m[k.Value]; dup {
 			e.at(k, field, "duplicate key (first at line %d)", prev.key.Line)
 			continue
