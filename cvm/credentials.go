@@ -143,6 +143,32 @@ func DefaultProvider(ctx context.Context) (CredentialProvider, error) {
 		strings.TrimPrefix(roleErr.Error(), ErrNoCredentials.Error()+": "))
 }
 
+// NoCredentials is the provider of a process that has no default
+// credentials (DefaultProvider failed with Err), for plans whose every group
+// names an account: any use fails with Err, and its Identity is empty.
+type NoCredentials struct{ Err error }
+
+// Credentials returns the error DefaultProvider gave.
+func (n NoCredentials) Credentials(context.Context) (Credentials, error) {
+	if n.Err == nil {
+		return Credentials{}, ErrNoCredentials
+	}
+	return Credentials{}, n.Err
+}
+
+// Identity is empty: there is no key.
+func (NoCredentials) Identity() string { return "" }
+
+// DefaultOrNone is DefaultProvider, or NoCredentials carrying its error when
+// the process has none.
+func DefaultOrNone(ctx context.Context) CredentialProvider {
+	p, err := DefaultProvider(ctx)
+	if err != nil {
+		return NoCredentials{Err: err}
+	}
+	return p
+}
+
 // DefaultCredentials returns one snapshot of DefaultProvider's credentials.
 // Role credentials are temporary: a process running longer than their
 // lifetime (hours) must use DefaultProvider instead.

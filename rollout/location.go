@@ -85,6 +85,17 @@ func (s Spec) CountedRegions() []string {
 	return out
 }
 
+// UsesDefaultAccount reports whether any group's calls go out under the
+// process's default credentials (a location without an account).
+func (s Spec) UsesDefaultAccount() bool {
+	for _, l := range s.Locations() {
+		if l.Account == "" {
+			return true
+		}
+	}
+	return false
+}
+
 // MultiLocation reports whether the spec's groups span more than one
 // location.
 func (s Spec) MultiLocation() bool { return len(s.Locations()) > 1 }

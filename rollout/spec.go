@@ -37,6 +37,11 @@ type Spec struct {
 	// rollout's tasks back, and its rate budgets are keyed by it. Resolved
 	// at apply, not part of PlanHash.
 	Identity string `json:"identity,omitempty"`
+	// AccountIdentities names the credential each named account (a key of
+	// Accounts) resolved to where the plan was applied, as Identity does
+	// for the default credentials: workers whose source of an account
+	// resolves to another hand the rollout's tasks back. Never a secret.
+	AccountIdentities map[string]string `json:"account_identities,omitempty"`
 	// Groups hold per-group image and login settings; Target.Group indexes it.
 	Groups []Group `json:"groups"`
 	// Waves in order; wave 0 is the canary.

@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/fleetreset/fleetreset/internal/redistest"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/metrics"
+	"github.com/fleetreset/fleetreset/rollout"
 	"github.com/fleetreset/fleetreset/worker"
 )
 
@@ -275,32 +277,61 @@ func TestOOMPausesOnceWritesWork(t *testing.T) {
 // rollout's calls to the real API).
 func TestWorkerServesOnlyItsEndpoint(t *testing.T) {
 	t.Parallel()
+	// The plan of the account cases names account main (MAIN_*), which
+	// resolved to the simulator's key where it was applied.
+	const mainAccount = "accounts: {main: {env: MAIN}}\naccount: main\n"
+	keyOf := func(id string, b *bundle) func(context.Context, rollout.AccountSource) (cvm.CredentialProvider, error) {
+		return func(context.Context, rollout.AccountSource) (cvm.CredentialProvider, error) {
+			return cvm.StaticProvider(cvm.Credentials{SecretID: id, SecretKey: b.creds.SecretKey}), nil
+		}
+	}
 	for _, tt := range []struct {
-		name string
-		// identity is stored with the rollout at apply.
-		identity string
-		// other makes the worker that must not serve the rollout.
-		other func(b *bundle, c *worker.Config)
+		name  string
+		extra string
+		// spec sets what apply stored (the identities).
+		spec func(*rollout.Spec)
+		// other makes the worker that must not serve the rollout; good,
+		// when set, the one that must.
+		other, good func(b *bundle, c *worker.Config)
 	}{
 		{name: "endpoint", other: func(_ *bundle, c *worker.Config) { c.Endpoint = "http://127.0.0.1:9" }},
-		{name: "identity", identity: cvmsim.SecretIDDefault, other: func(b *bundle, c *worker.Config) {
+		{name: "identity", spec: func(s *rollout.Spec) { s.Identity = cvmsim.SecretIDDefault }, other: func(b *bundle, c *worker.Config) {
 			// A worker holding another account's key (the simulator
 			// would even accept it): it must not judge this rollout.
 			c.Credentials = &cvm.Credentials{SecretID: "AKIDanotheraccount", SecretKey: b.creds.SecretKey}
 		}},
+		{name: "no default credentials", other: func(_ *bundle, c *worker.Config) {
+			c.Credentials, c.Provider = nil, cvm.NoCredentials{Err: cvm.ErrNoCredentials}
+		}},
+		{name: "named account's identity", extra: mainAccount,
+			spec: func(s *rollout.Spec) { s.AccountIdentities = map[string]string{"main": cvmsim.SecretIDDefault} },
+			other: func(b *bundle, c *worker.Config) {
+				// Its MAIN_* variables hold another account's key.
+				c.AccountProvider = keyOf("AKIDanotheraccount", b)
+			},
+			good: func(b *bundle, c *worker.Config) { c.AccountProvider = keyOf(cvmsim.SecretIDDefault, b) }},
+		{name: "named accounts only, worker without default credentials serves", extra: mainAccount,
+			spec: func(s *rollout.Spec) { s.AccountIdentities = map[string]string{"main": cvmsim.SecretIDDefault} },
+			other: func(b *bundle, c *worker.Config) { c.Endpoint = "http://127.0.0.1:9" },
+			good: func(b *bundle, c *worker.Config) {
+				c.Credentials, c.Provider = nil, cvm.NoCredentials{Err: cvm.ErrNoCredentials}
+				c.AccountProvider = keyOf(cvmsim.SecretIDDefault, b)
+			}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			testServesOnly(t, tt.identity, tt.other)
+			testServesOnly(t, tt.extra, tt.spec, tt.other, tt.good)
 		})
 	}
 }
 
-func testServesOnly(t *testing.T, identity string, other func(*bundle, *worker.Config)) {
+func testServesOnly(t *testing.T, extra string, spec func(*rollout.Spec), other, good func(*bundle, *worker.Config)) {
 	b := setup(t, cvmsim.Config{ResetDuration: 50 * time.Millisecond,
 		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}},
-		planOpts{n: 5, extra: fast})
-	b.plan.Spec.Identity = identity
+		planOpts{n: 5, extra: fast + "\n" + extra})
+	if spec != nil {
+		spec(&b.plan.Spec)
+	}
 	b.apply(t)
 	m := metrics.New(metrics.Config{})
 	stopOther := b.startWorkers(t, 1, func(c *worker.Config) { other(b, c); c.Observer = m })
@@ -332,7 +363,11 @@ func testServesOnly(t *testing.T, identity string, other func(*bundle, *worker.C
 	// The tasks it handed back come back within 5 s to whoever asks; with
 	// the other worker gone, to the matching one.
 	stopOther()
-	b.startWorkers(t, 1, nil)
+	b.startWorkers(t, 1, func(c *worker.Config) {
+		if good != nil {
+			good(b, c)
+		}
+	})
 	r := b.await(t, time.Minute, ledger.Completed, ledger.Paused, ledger.Aborted)
 	if r.State != ledger.Completed {
 		t.Fatalf("rollout %s (%s); want completed by the matching worker", r.State, r.Reason)

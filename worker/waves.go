@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/fleetreset/fleetreset/alarm"
@@ -57,7 +59,27 @@ func (w *Worker) notServed(spec rollout.Spec) (reason, why string) {
 	case "identity":
 		why = fmt.Sprintf("rollout applied with credential %s, this worker has %s", a.Identity, cmp.Or(w.creds.Identity(), "none"))
 	}
-	return reason, why
+	if reason != "" {
+		return reason, why
+	}
+	if none, ok := w.creds.(cvm.NoCredentials); ok && spec.UsesDefaultAccount() {
+		return "identity", fmt.Sprintf("some of its groups use the default credentials and this worker has none (%v)", none.Err)
+	}
+	// Each named account must resolve here to the credential it had where
+	// the plan was applied: the same source name (a variable prefix, a
+	// profile) can hold another account's key on another machine.
+	for _, name := range slices.Sorted(maps.Keys(spec.AccountIdentities)) {
+		at := spec
+		at.AccountName = name
+		p, err := w.provider(context.Background(), at)
+		if err != nil {
+			continue // a missing source pauses the rollout when called, naming it
+		}
+		if want, got := spec.AccountIdentities[name], p.Identity(); got != "" && got != want {
+			return "identity", fmt.Sprintf("account %s was applied with credential %s, this worker's source for it has %s", name, want, got)
+		}
+	}
+	return "", ""
 }
 
 // handleStartWave starts or rescans a wave through the engine.

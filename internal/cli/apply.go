@@ -75,7 +75,7 @@ func planCmd(ctx context.Context, env *Env, o *planOpts) error {
 	}
 	var pf *rollout.PreflightReport
 	if !o.offline {
-		creds, err := cvm.DefaultProvider(ctx)
+		creds, err := defaultCredentials(ctx, plan.Spec, a)
 		if err != nil {
 			return err
 		}
@@ -209,7 +209,7 @@ func applyCmd(ctx context.Context, env *Env, o *applyOpts) error {
 	defer cn.Close()
 	if len(plan.Selections) > 0 {
 		// Even with --no-preflight: the selection is the rollout's targets.
-		creds, err := cvm.DefaultProvider(ctx)
+		creds, err := defaultCredentials(ctx, plan.Spec, a)
 		if err != nil {
 			return err
 		}
@@ -219,7 +219,7 @@ func applyCmd(ctx context.Context, env *Env, o *applyOpts) error {
 	}
 	req := engine.ApplyRequest{Spec: plan.Spec, Targets: plan.Targets, Overrides: plan.Overrides}
 	if !o.noPreflight {
-		creds, err := cvm.DefaultProvider(ctx)
+		creds, err := defaultCredentials(ctx, plan.Spec, a)
 		if err != nil {
 			return err
 		}
@@ -233,9 +233,16 @@ func applyCmd(ctx context.Context, env *Env, o *applyOpts) error {
 		if plan.Spec.MultiLocation() || plan.Spec.AccountName != "" {
 			req.DescribeAt = locationDescribe(env, a, plan, lim, creds)
 		}
-		// The rollout keeps the credential identity it was applied with
-		// (rollout.Account): workers holding another hand its tasks back.
-		req.Spec.Identity = creds.Identity()
+		// The rollout keeps the credential identities it was applied with
+		// (rollout.Account): workers holding others hand its tasks back.
+		if plan.Spec.UsesDefaultAccount() {
+			req.Spec.Identity = creds.Identity()
+		}
+		if !a.oneKey {
+			if req.Spec.AccountIdentities, err = accountIdentities(ctx, plan.Spec, creds); err != nil {
+				return err
+			}
+		}
 	}
 	eng := cn.controller(c.namespace, c.logger(env, true))
 	res, err := eng.Apply(ctx, req)
@@ -285,9 +292,11 @@ func workerCmd(ctx context.Context, env *Env, o *workerOpts) error {
 		return err
 	}
 	defer cn.Close()
-	creds, err := cvm.DefaultProvider(ctx)
-	if err != nil {
-		return err
+	// A worker without default credentials serves the rollouts whose
+	// every group names an account, and hands the others back.
+	creds := cvm.DefaultOrNone(ctx)
+	if none, ok := creds.(cvm.NoCredentials); ok {
+		log.Warn("no default credentials: serving only rollouts whose every group names an account", "why", none.Err)
 	}
 	a.timeout = worker.CallTimeout(a.timeout, *grace)
 	wcfg := worker.Config{Redis: cn.opt, Engine: cn.controller(c.namespace, log),

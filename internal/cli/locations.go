@@ -30,6 +30,40 @@ func specCredentials(ctx context.Context, spec rollout.Spec, def cvm.CredentialP
 	return p, nil
 }
 
+// defaultCredentials returns the process's default credentials when the
+// spec needs them (a group without an account, or --one-key); when every
+// group names an account it returns them if the process has any, else
+// cvm.NoCredentials: plan and apply then need no default key.
+func defaultCredentials(ctx context.Context, spec rollout.Spec, a apiFlags) (cvm.CredentialProvider, error) {
+	if a.oneKey || spec.UsesDefaultAccount() {
+		return cvm.DefaultProvider(ctx)
+	}
+	return cvm.DefaultOrNone(ctx), nil
+}
+
+// accountIdentities resolves the credential source of every named account
+// the spec's groups use and returns the identity each has here, for
+// rollout.Spec.AccountIdentities.
+func accountIdentities(ctx context.Context, spec rollout.Spec, def cvm.CredentialProvider) (map[string]string, error) {
+	var out map[string]string
+	for _, loc := range spec.Locations() {
+		if loc.Account == "" {
+			continue
+		}
+		p, err := specCredentials(ctx, spec.At(loc), def)
+		if err != nil {
+			return nil, err
+		}
+		if id := p.Identity(); id != "" {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[loc.Account] = id
+		}
+	}
+	return out, nil
+}
+
 // locationDescribe returns the pre-flight describe of each of the plan's
 // locations: a client with the location's region and account, under the
 // location's own DescribeInstances budget. Built once per location.

@@ -188,3 +188,59 @@ groups:
 		t.Errorf("simulated shanghai instance: %+v", in)
 	}
 }
+
+// TestNamedAccountsNeedNoDefaultCredentials: when every group names an
+// account, plan and apply run without default credentials, and the rollout
+// stores the identity each account resolved to (and none for the default).
+func TestNamedAccountsNeedNoDefaultCredentials(t *testing.T) {
+	r := redistest.New(t)
+	sim := cvmsim.New(cvmsim.Config{ResetDuration: 200 * time.Millisecond})
+	sim.AcceptCredentials("AKIDsecond", "second-key", "", time.Now().Add(time.Hour))
+	all := testfleet.IDs(3)
+	sim.AddInstances(testfleet.Fleet{Image: "img-old00001", Zones: []string{"ap-guangzhou-3"}}.Instances(all)...)
+	hs := httptest.NewServer(sim)
+	defer hs.Close()
+	// No default credentials anywhere: environment, profile file, role.
+	t.Setenv("TENCENTCLOUD_SECRET_ID", "")
+	t.Setenv("TENCENTCLOUD_SECRET_KEY", "")
+	t.Setenv("TENCENTCLOUD_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("SECOND_SECRET_ID", "AKIDsecond")
+	t.Setenv("SECOND_SECRET_KEY", "second-key")
+	plan := `version: 1
+name: named-only
+region: ap-guangzhou
+image: {type: 1, id: img-new00001}
+keepImageLogin: true
+waves: [100%]
+accounts:
+  second: {env: SECOND}
+account: second
+groups:
+  - name: all
+    instances: [` + strings.Join(all, ", ") + `]
+`
+	path := filepath.Join(t.TempDir(), "named.yaml")
+	if err := os.WriteFile(path, []byte(plan), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ns := strings.TrimSuffix(r.Prefix, ":")
+	vars := map[string]string{"REDIS_URL": "redis://" + r.Addr}
+	common := []string{"--namespace", ns, "--endpoint", hs.URL}
+	for _, cmd := range []string{"plan", "apply"} {
+		env, out, errb := testEnv(vars)
+		if code := Main(t.Context(), env, append(append([]string{cmd}, common...), path)); code != 0 {
+			t.Fatalf("%s without default credentials exited %d\n%s\n%s", cmd, code, out, errb)
+		}
+	}
+	l := ledger.New(r.Client, ledger.Config{Prefix: ns + ":"})
+	spec, _, err := l.Spec(t.Context(), "named-only")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Identity != "" || spec.AccountIdentities["second"] != "AKIDsecond" {
+		t.Errorf("stored identities: default %q, accounts %v; want none and second=AKIDsecond", spec.Identity, spec.AccountIdentities)
+	}
+	if n := sim.Stats().TotalCalls; n == 0 {
+		t.Error("no pre-flight call reached the simulator")
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fleetreset/fleetreset/cvm"
 	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/planner"
@@ -67,7 +66,7 @@ func rollbackCmd(ctx context.Context, env *Env, o *rollbackOpts) error {
 	}
 	var describe rollout.DescribeFunc
 	if !o.noPreflight {
-		creds, err := cvm.DefaultProvider(ctx)
+		creds, err := defaultCredentials(ctx, orig.Spec, o.api)
 		if err != nil {
 			return err
 		}

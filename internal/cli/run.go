@@ -78,7 +78,7 @@ func runCmd(ctx context.Context, env *Env, o *runOpts) error {
 		if *simulate {
 			return &ExitError{Code: exitUsage, Err: errors.New("run: --simulate seeds its simulator with the plan's listed instances and cannot resolve select; start `fleetreset sim --fleet N` and run with --endpoint")}
 		}
-		creds, err := cvm.DefaultProvider(ctx)
+		creds, err := defaultCredentials(ctx, plan.Spec, a)
 		if err != nil {
 			return err
 		}
@@ -141,13 +141,15 @@ func runCmd(ctx context.Context, env *Env, o *runOpts) error {
 		if h := env.Hooks; h != nil && h.Simulator != nil {
 			h.Simulator(sim, a.endpoint)
 		}
-	} else if creds, err = cvm.DefaultProvider(ctx); err != nil {
+	} else if creds, err = defaultCredentials(ctx, plan.Spec, a); err != nil {
 		return err
 	}
 	a.timeout = worker.CallTimeout(a.timeout, *grace)
 	// The rollout keeps the credential identity it was applied with
 	// (rollout.Account): workers holding another hand its tasks back.
-	plan.Spec.Identity = creds.Identity()
+	if plan.Spec.UsesDefaultAccount() {
+		plan.Spec.Identity = creds.Identity()
+	}
 	apiFor := apiFactory(a, creds)
 
 	// Redis: an embedded one with a journal on disk, or REDIS_URL under a
