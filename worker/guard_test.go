@@ -311,7 +311,7 @@ func TestWorkerServesOnlyItsEndpoint(t *testing.T) {
 			},
 			good: func(b *bundle, c *worker.Config) { c.AccountProvider = keyOf(cvmsim.SecretIDDefault, b) }},
 		{name: "named accounts only, worker without default credentials serves", extra: mainAccount,
-			spec: func(s *rollout.Spec) { s.AccountIdentities = map[string]string{"main": cvmsim.SecretIDDefault} },
+			spec:  func(s *rollout.Spec) { s.AccountIdentities = map[string]string{"main": cvmsim.SecretIDDefault} },
 			other: func(b *bundle, c *worker.Config) { c.Endpoint = "http://127.0.0.1:9" },
 			good: func(b *bundle, c *worker.Config) {
 				c.Credentials, c.Provider = nil, cvm.NoCredentials{Err: cvm.ErrNoCredentials}
