@@ -2,6 +2,7 @@ package planner
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -177,6 +178,10 @@ type raw struct {
 	window       *rollout.Window
 	webhook      string
 	zoneOrder    setting[[]string]
+	// zoneItems are zoneOrder's well-formed zones with where they are,
+	// even when another item is bad: their regions are checked once the
+	// groups are read (checkZoneOrder).
+	zoneItems []zoneItem
 	// maxUnavailable is nil when the plan leaves it out.
 	maxUnavailable *unavailable
 	// resetMatching is skipMatching: false.
@@ -454,14 +459,27 @@ func (p *parser) zoneOK(zone string) string {
 	if !region.ok {
 		return "" // the region's own error says enough
 	}
+	in, msg := zoneSyntax(zone, region.v)
+	if msg == "" && in != region.v {
+		msg = fmt.Sprintf("zone %q is not in region %s", zone, region.v)
+	}
+	return msg
+}
+
+// zoneSyntax checks that zone is a well-formed availability zone name and
+// returns its region; example is a region for the message.
+func zoneSyntax(zone, example string) (region, msg string) {
 	i := strings.LastIndexByte(zone, '-')
 	if i <= 0 || !zoneSuffixRE.MatchString(zone[i:]) || !regionRE.MatchString(zone[:i]) {
-		return fmt.Sprintf("%q is not an availability zone: want a name like %s-3", zone, region.v)
+		return "", fmt.Sprintf("%q is not an availability zone: want a name like %s-3", zone, cmp.Or(example, "ap-guangzhou"))
 	}
-	if zone[:i] != region.v {
-		return fmt.Sprintf("zone %q is not in region %s", zone, region.v)
-	}
-	return ""
+	return zone[:i], ""
+}
+
+// zoneItem is one zone of zoneOrder as written.
+type zoneItem struct {
+	zone, field string
+	node        *yaml.Node
 }
 
 // zoneOrder reads the optional zoneOrder list.
@@ -488,11 +506,14 @@ func (p *parser) zoneOrder(f fields) setting[[]string] {
 			good = false
 			continue
 		}
-		if msg := p.zoneOK(z); msg != "" {
+		// Zones of any region of the plan's groups (checked once the
+		// groups are read: checkZoneOrder).
+		if _, msg := zoneSyntax(z, p.raw.region.v); msg != "" {
 			p.at(it, field, "%s", msg)
 			good = false
 			continue
 		}
+		p.raw.zoneItems = append(p.raw.zoneItems, zoneItem{zone: z, field: field, node: it})
 		if line, dup := seen[z]; dup {
 			p.at(it, field, "zone %s is listed twice (first at line %d)", z, line)
 			good = false

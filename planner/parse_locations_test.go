@@ -240,3 +240,44 @@ groups:
 		}
 	}
 }
+
+func TestZoneOrderAcrossRegions(t *testing.T) {
+	const head = `version: 1
+name: zones
+region: ap-guangzhou
+password: {env: PW}
+waves: [1, 100%]
+groups:
+  - name: gz
+    instances:
+      - {id: ins-aaaa0001, zone: ap-guangzhou-3}
+      - {id: ins-aaaa0002, zone: ap-guangzhou-4}
+  - name: sh
+    region: ap-shanghai
+    instances:
+      - {id: ins-bbbb0001, zone: ap-shanghai-2}
+`
+	plan, err := Parse("plan.yaml", []byte(head+"zoneOrder: [ap-shanghai-2, ap-guangzhou-4, ap-guangzhou-3]\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, plan)
+	var got []string
+	for _, tg := range plan.Targets {
+		got = append(got, tg.Zone)
+	}
+	if diff := cmp.Diff([]string{"ap-shanghai-2", "ap-guangzhou-4", "ap-guangzhou-3"}, got); diff != "" {
+		t.Errorf("target zones (-want +got):\n%s", diff)
+	}
+	for _, tc := range []struct{ order, want string }{
+		{"[ap-shanghai-2, ap-guangzhou-4, ap-guangzhou-3, ap-beijing-1]",
+			`plan.yaml:15: zoneOrder[3]: zone "ap-beijing-1" is in region ap-beijing, where no group of the plan is (regions: ap-guangzhou, ap-shanghai)`},
+		{"[ap-guangzhou-4, ap-guangzhou-3]", "zone ap-shanghai-2 of ins-bbbb0001 is not in zoneOrder"},
+		{"[ap-shanghai-2, ap-guangzhou-4, ap-guangzhou-3, zone-a]", `zoneOrder[3]: "zone-a" is not an availability zone`},
+	} {
+		_, err := Parse("plan.yaml", []byte(head+"zoneOrder: "+tc.order+"\n"), Options{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("zoneOrder %s: err = %v, want %q", tc.order, err, tc.want)
+		}
+	}
+}

@@ -126,8 +126,33 @@ func hostNameProblem(osName, h string) string {
 	return ""
 }
 
+// checkZoneOrder checks that every zone of zoneOrder is in a region of
+// the plan's groups.
+func (p *parser) checkZoneOrder() {
+	var regions []string
+	for _, g := range p.raw.groups {
+		if rg := cmp.Or(g.region.v, p.raw.region.v); rg != "" && !slices.Contains(regions, rg) {
+			regions = append(regions, rg)
+		}
+	}
+	if len(regions) == 0 {
+		return // the region's own error says enough
+	}
+	for _, it := range p.raw.zoneItems {
+		rg, _ := zoneSyntax(it.zone, "")
+		switch {
+		case slices.Contains(regions, rg):
+		case len(regions) == 1:
+			p.at(it.node, it.field, "zone %q is not in region %s", it.zone, regions[0])
+		default:
+			p.at(it.node, it.field, "zone %q is in region %s, where no group of the plan is (regions: %s)", it.zone, rg, strings.Join(regions, ", "))
+		}
+	}
+}
+
 // checkTargets finds instances listed twice and checks zones against zoneOrder.
 func (p *parser) checkTargets() {
+	p.checkZoneOrder()
 	first := map[string]target{}
 	order := p.raw.zoneOrder
 	for _, g := range p.raw.groups {
