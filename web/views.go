@@ -36,6 +36,10 @@ type RolloutView struct {
 	OnBreach string      `json:"on_breach"`
 	StartAt  time.Time   `json:"start_at,omitzero"`
 	Waves    []WaveView  `json:"waves"`
+	// Regions count each region, for rollouts that count regions
+	// (rollout.Spec.CountedRegions); RegionBudget is each one's budget.
+	Regions      []RegionView `json:"regions,omitempty"`
+	RegionBudget string       `json:"region_failure_budget,omitempty"`
 	// RollbackOf names the rollout this one rolls back; RolledBackBy the
 	// rollback of this one, when it exists (linkRollbacks, ledger.RolledBackBy).
 	RollbackOf   string `json:"rollback_of,omitempty"`
@@ -72,6 +76,13 @@ type WaveView struct {
 	SoakUntil time.Time     `json:"soak_until,omitzero"`
 	// Status is a word for people: done, running, soaking, awaiting approval, waiting.
 	Status string `json:"status"`
+}
+
+// RegionView is one region's progress.
+type RegionView struct {
+	Region   string          `json:"region"`
+	Size     int             `json:"size"`
+	Counters ledger.Counters `json:"counters"`
 }
 
 // InstanceView is one instance's ledger entry.
@@ -129,6 +140,12 @@ func rolloutView(r *ledger.Rollout, now time.Time) RolloutView {
 			}
 		}
 		v.Groups = append(v.Groups, gv)
+	}
+	for _, rs := range r.Regions {
+		v.Regions = append(v.Regions, RegionView{Region: rs.Region, Size: rs.Size, Counters: rs.Counters})
+	}
+	if b := r.Spec.RegionBudget; b != nil {
+		v.RegionBudget = b.String()
 	}
 	for _, w := range r.Waves {
 		wv := WaveView{Number: w.Index + 1, Size: w.Size, Counters: w.Counters, Complete: w.Complete, Approved: w.Approved,
