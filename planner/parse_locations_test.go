@@ -133,8 +133,9 @@ groups:
 
 // TestRegionOrder: each region is a phase; waves are cut from each
 // region's instances in turn and never hold two regions.
-func TestRegionOrder(t *testing.T) {
-	const head = `version: 1
+// twoRegionsPlan has three instances in ap-guangzhou and two in
+// ap-shanghai; tests append top-level keys from line 12.
+const twoRegionsPlan = `version: 1
 name: phased
 region: ap-guangzhou
 password: {env: PW}
@@ -146,6 +147,9 @@ groups:
     region: ap-shanghai
     instances: [ins-bbbb0001, ins-bbbb0002]
 `
+
+func TestRegionOrder(t *testing.T) {
+	const head = twoRegionsPlan
 	plan, err := Parse("plan.yaml", []byte(head+"regionOrder: [ap-shanghai, ap-guangzhou]\n"), Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -176,19 +180,7 @@ groups:
 }
 
 func TestRegionFailureBudget(t *testing.T) {
-	const head = `version: 1
-name: budgets
-region: ap-guangzhou
-password: {env: PW}
-waves: [1, 100%]
-failureBudget: {max: 10}
-groups:
-  - name: gz
-    instances: [ins-aaaa0001, ins-aaaa0002, ins-aaaa0003]
-  - name: sh
-    region: ap-shanghai
-    instances: [ins-bbbb0001, ins-bbbb0002]
-`
+	const head = twoRegionsPlan + "failureBudget: {max: 10}\n"
 	plan, err := Parse("plan.yaml", []byte(head+"regionFailureBudget: {max: 1, percent: 20%, minSample: 2}\n"), Options{})
 	if err != nil {
 		t.Fatal(err)
