@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"testing"
@@ -68,6 +69,70 @@ func TestEnqueueVerifySharesAndFallsBack(t *testing.T) {
 	}
 	if got := scheduled(); len(got) != 3 || got[2] != first+20 {
 		t.Errorf("after a sweep's own enqueue: %v; want a third at %d", got, first+20)
+	}
+}
+
+// TestSweepChainSurvivesFractionalIntervals: health probes come due at
+// fractions of a second (NextProbe - now), and asynq runs a scheduled task
+// at the whole second of its time (it keeps Unix seconds): a sweep that
+// ran at that whole second, before its own fractional time, found itself
+// "already scheduled" and enqueued no successor, so instances waited in
+// health forever (audit 2026-12-07). Sweep times are whole seconds now,
+// and a sweep's successor is always scheduled.
+func TestSweepChainSurvivesFractionalIntervals(t *testing.T) {
+	r := redistest.New(t)
+	ns := r.Prefix[:len(r.Prefix)-1]
+	client := asynq.NewClient(r.ConnOpt())
+	defer client.Close()
+	insp := asynq.NewInspector(r.ConnOpt())
+	defer insp.Close()
+	// An hour ahead, so that asynq keeps the sweeps scheduled.
+	clk := &fixedClock{time.Now().Add(time.Hour).Truncate(time.Second).Add(150 * time.Millisecond)}
+	ctl := engine.New(engine.Config{Ledger: ledger.New(r.Client, ledger.Config{Prefix: r.Prefix}), Client: client, Namespace: ns, Clock: clk})
+	const wait = 2600 * time.Millisecond // a probe due in 2.6 s
+	if err := ctl.EnqueueVerify(t.Context(), "r", wait, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	var after time.Time
+	for i := range 5 {
+		ts, err := insp.ListScheduledTasks(tasks.QueuesFor(ns).Control)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ts) != 1 {
+			t.Fatalf("sweep %d: %d sweeps scheduled; want exactly the next one", i, len(ts))
+		}
+		var p tasks.VerifyPayload
+		if err := json.Unmarshal(ts[0].Payload, &p); err != nil {
+			t.Fatal(err)
+		}
+		at := time.Unix(p.At, 0)
+		if !ts[0].NextProcessAt.Equal(at) || !at.After(after) {
+			t.Fatalf("sweep %d at %s (payload %s); want a whole second after %s", i, ts[0].NextProcessAt, at, after)
+		}
+		// asynq runs it at that second: the sweep is done and schedules
+		// its successor with its own time.
+		if err := insp.DeleteTask(tasks.QueuesFor(ns).Control, ts[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		clk.t, after = at, at
+		if err := ctl.EnqueueVerify(t.Context(), "r", wait, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestSweepAtIsAWholeSecondAfterNow: whatever the interval, a sweep's
+// time is a whole second (what asynq can honour) and after now.
+func TestSweepAtIsAWholeSecondAfterNow(t *testing.T) {
+	base := time.Date(2026, 12, 7, 13, 47, 30, 0, time.UTC)
+	for _, now := range []time.Time{base, base.Add(150 * time.Millisecond), base.Add(999 * time.Millisecond)} {
+		for _, iv := range []time.Duration{0, 200 * time.Millisecond, time.Second, 1500 * time.Millisecond, 2600 * time.Millisecond, 10 * time.Second} {
+			at := tasks.SweepAt(now, iv)
+			if !at.After(now) || at.Nanosecond() != 0 || at.Sub(now) > max(iv, time.Second)+time.Second {
+				t.Errorf("SweepAt(%s, %s) = %s; want a whole second after now, within the interval rounded up", now.Format("15:04:05.000"), iv, at.Format("15:04:05.000"))
+			}
+		}
 	}
 }
 

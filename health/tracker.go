@@ -74,6 +74,9 @@ type State struct {
 	// say why the deadline passed without one).
 	Check  string `json:"check,omitempty"`
 	Detail string `json:"detail,omitempty"`
+	// Grace, when set, is the deadline of an instance whose probes came
+	// late (see Next).
+	Grace time.Time `json:"grace,omitzero"`
 }
 
 // Reason is s's Check and Detail as one line, "" when nothing failed.
@@ -95,9 +98,22 @@ func (t Tracker) First(verifiedAt time.Time) time.Time {
 // outcome is Wait). The probe is counted before the deadline is judged, so
 // a pass at the deadline that reaches the threshold is Healthy. The next
 // probe is never scheduled past the deadline, so the last one lands on it.
+//
+// A probe more than an interval past the deadline came late: the probes
+// did not run on schedule (the last one lands on the deadline), because no
+// worker ran them (all down, a stalled queue). An instance whose late probe
+// passes is not failed for probes nobody made: it gets healthyThreshold
+// more intervals from that probe (State.Grace) to finish its run.
 func (t Tracker) Next(s State, r Result, now, verifiedAt time.Time) (State, Outcome, time.Time) {
 	threshold := max(t.HealthyThreshold, HealthyThresholdDefault)
+	interval := cmp.Or(t.Interval, IntervalDefault)
 	deadline := verifiedAt.Add(cmp.Or(t.Deadline, DeadlineDefault))
+	if s.Grace.IsZero() && r.Verdict == Pass && now.After(deadline.Add(interval)) {
+		s.Grace = now.Add(time.Duration(threshold) * interval)
+	}
+	if s.Grace.After(deadline) {
+		deadline = s.Grace
+	}
 
 	s.Probes++
 	s.LastAt = now
@@ -118,7 +134,7 @@ func (t Tracker) Next(s State, r Result, now, verifiedAt time.Time) (State, Outc
 	case s.Passes >= threshold:
 		return s, Healthy, time.Time{}
 	case now.Before(deadline):
-		next := now.Add(cmp.Or(t.Interval, IntervalDefault))
+		next := now.Add(interval)
 		if next.After(deadline) {
 			next = deadline
 		}

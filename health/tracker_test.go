@@ -71,6 +71,23 @@ func TestTrackerNext(t *testing.T) {
 		{name: "late_probe_after_deadline", tracker: tr, steps: []step{
 			{fail, 5 * time.Minute, health.Unhealthy, 0}, // a worker that came back late decides at once
 		}, wantReason: "tcp 10.0.0.1:22: connection refused"},
+		{name: "late_passing_probes_get_a_grace", tracker: tr, steps: []step{
+			// Nobody probed until long after the deadline (the sweeps had
+			// stopped): a pass is not failed for the probes nobody made; it
+			// gets healthyThreshold intervals from that probe.
+			{pass, 10 * time.Minute, health.Wait, 10*time.Minute + 10*time.Second},
+			{pass, 10*time.Minute + 10*time.Second, health.Wait, 10*time.Minute + 20*time.Second},
+			{pass, 10*time.Minute + 20*time.Second, health.Healthy, 0},
+		}, wantPasses: 3},
+		{name: "late_grace_ends_like_a_deadline", tracker: tr, steps: []step{
+			{pass, 10 * time.Minute, health.Wait, 10*time.Minute + 10*time.Second},
+			{fail, 10*time.Minute + 10*time.Second, health.Wait, 10*time.Minute + 20*time.Second},
+			{pass, 10*time.Minute + 20*time.Second, health.Wait, 10*time.Minute + 30*time.Second},
+			{pass, 10*time.Minute + 30*time.Second, health.Unhealthy, 0},
+		}, wantPasses: 2, wantReason: "tcp 10.0.0.1:22: 2 of 3 passes in a row by the deadline; before: connection refused"},
+		{name: "on_time_probe_at_deadline_gets_no_grace", tracker: tr, steps: []step{
+			{pass, 125 * time.Second, health.Unhealthy, 0}, // within an interval of the deadline: on schedule
+		}, wantPasses: 1, wantReason: "health: 1 of 3 passes in a row by the deadline"},
 		{name: "short_run_at_deadline", tracker: tr, steps: []step{
 			{pass, 110 * time.Second, health.Wait, 120 * time.Second},
 			{pass, 120 * time.Second, health.Unhealthy, 0},

@@ -192,9 +192,16 @@ func NewVerify(q Queues, p VerifyPayload, at time.Time) (*asynq.Task, error) {
 }
 
 // SweepAt is when the sweep that covers now runs: the end of the current
-// interval, so that calls accepted within one interval share a sweep.
+// interval, so that calls accepted within one interval share a sweep. The
+// interval is rounded up to whole seconds, so the time is a whole second:
+// asynq keeps a task's time in Unix seconds and may run it up to a second
+// before a fractional time, when the sweep would still look scheduled to
+// itself and schedule no successor.
 func SweepAt(now time.Time, interval time.Duration) time.Time {
 	interval = max(interval, time.Second)
+	if r := interval % time.Second; r != 0 {
+		interval += time.Second - r
+	}
 	return now.Truncate(interval).Add(interval)
 }
 
