@@ -319,7 +319,7 @@ func RegisterFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.DurationVar(&cfg.ResetDurationMax, "reset-duration-max", d.ResetDurationMax, "when above -reset-duration, each reinstall lasts a random duration in [-reset-duration, this], drawn from -seed (0: exactly -reset-duration)")
 	fs.DurationVar(&cfg.ReplayWindow, "replay-window", d.ReplayWindow, "allowed request timestamp skew; a Nonce reused within it is rejected as a replay")
 	cfg.Images = d.Images
-	fs.Func("images", "comma-separated image IDs that exist (default: any well-formed img-xxxxxxxx)", func(v string) error {
+	funcFlag(fs, "images", "comma-separated image IDs that exist (default: any well-formed img-xxxxxxxx)", func(v string) error {
 		cfg.Images = nil
 		for _, img := range strings.Split(v, ",") {
 			if img = strings.TrimSpace(img); img == "" {
@@ -336,7 +336,7 @@ func RegisterFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.DurationVar(&cfg.CommandDuration, "command-duration", d.CommandDuration, "how long a TAT command runs")
 	fs.DurationVar(&cfg.TaskDuration, "task-duration", d.TaskDuration, "how long a CLB weight change runs as an async task before it takes effect")
 	cfg.LoadBalancers = d.LoadBalancers
-	fs.Func("clb", "add a CLB listener LB:LISTENER:PORT[:LOCATION] (e.g. lb-aaaaaaaa:lbl-bbbbbbbb:80) with every instance as a target on PORT, weight 10; with LOCATION (loc-xxxxxxxx) a layer-7 HTTP listener with that rule; repeatable", func(v string) error {
+	funcFlag(fs, "clb", "add a CLB listener LB:LISTENER:PORT[:LOCATION] (e.g. lb-aaaaaaaa:lbl-bbbbbbbb:80) with every instance as a target on PORT, weight 10; with LOCATION (loc-xxxxxxxx) a layer-7 HTTP listener with that rule; repeatable", func(v string) error {
 		lbs, err := addListenerFlag(cfg.LoadBalancers, v)
 		if err != nil {
 			return err
@@ -367,9 +367,41 @@ func RegisterFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.Int64Var(&f.Seed, "seed", d.Seed, "seed of the fault and RequestId random source (0 means 1)")
 }
 
+// funcFlag is fs.Func whose flag remembers the values it was given
+// (Values, and String joined with commas), so that a command line can be
+// written back from the flag set: flag.Func's String is always empty.
+func funcFlag(fs *flag.FlagSet, name, usage string, set func(string) error) {
+	fs.Var(&givenValue{set: set}, name, usage)
+}
+
+// givenValue is a flag.Value that records each value given.
+type givenValue struct {
+	vals []string
+	set  func(string) error
+}
+
+func (g *givenValue) String() string {
+	if g == nil {
+		return ""
+	}
+	return strings.Join(g.vals, ",")
+}
+
+func (g *givenValue) Set(v string) error {
+	if err := g.set(v); err != nil {
+		return err
+	}
+	g.vals = append(g.vals, v)
+	return nil
+}
+
+// Values returns every value given, in order: a repeatable flag is written
+// back once per value.
+func (g *givenValue) Values() []string { return g.vals }
+
 // idsFlag registers a comma-separated list of instance IDs.
 func idsFlag(fs *flag.FlagSet, dst *[]string, name, usage string) {
-	fs.Func(name, usage, func(v string) error {
+	funcFlag(fs, name, usage, func(v string) error {
 		*dst = nil
 		for id := range strings.SplitSeq(v, ",") {
 			if id = strings.TrimSpace(id); id == "" {

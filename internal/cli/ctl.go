@@ -248,7 +248,11 @@ func simpleCtl[P interface {
 		defer cn.Close()
 		err = do(ctx, env, cn.controller(c.namespace, c.logger(env, true)), id, x)
 		if errors.Is(err, engine.ErrNotChanged) {
-			st, _, _ := cn.ledger.State(ctx, id)
+			st, _, serr := cn.ledger.State(ctx, id)
+			if serr != nil {
+				// Not changed because there is nothing: say that.
+				return &ExitError{Code: exitFailed, Err: fmt.Errorf("%s: %w", name, serr)}
+			}
 			return &ExitError{Code: exitFailed, Err: fmt.Errorf("%s: rollout %s is %s", name, id, st)}
 		}
 		return err

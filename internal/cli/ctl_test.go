@@ -370,3 +370,19 @@ func TestProgressText(t *testing.T) {
 		t.Errorf("formatProgress with open counts = %q; want it to end %q", got, want)
 	}
 }
+
+// TestCommandsOnAnUnknownRollout: every command that acts on a rollout
+// says the rollout is not found (resume, approve and retry-failed said
+// "rollout nope is " and stopped there).
+func TestCommandsOnAnUnknownRollout(t *testing.T) {
+	r := redistest.New(t)
+	vars := map[string]string{"REDIS_URL": "redis://" + r.Addr}
+	ns := strings.TrimSuffix(r.Prefix, ":")
+	for _, cmd := range []string{"pause", "resume", "approve", "abort", "retry-failed", "status"} {
+		env, out, errb := testEnv(vars)
+		code := Main(t.Context(), env, []string{cmd, "--namespace", ns, "nope"})
+		if code != exitFailed || !strings.Contains(errb.String(), `not found: "nope"`) {
+			t.Errorf("%s nope: exit %d\nstdout: %s\nstderr: %s\nwant exit %d saying not found", cmd, code, out, errb, exitFailed)
+		}
+	}
+}

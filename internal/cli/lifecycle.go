@@ -108,10 +108,17 @@ func leftRunning(insts []*ledger.Instance) string {
 func continueCommand(fs *flag.FlagSet, withJournal bool, stateDir string) string {
 	parts := []string{"fleetreset", "run"}
 	fs.Visit(func(f *flag.Flag) {
+		repeated, many := f.Value.(interface{ Values() []string })
 		switch {
 		case f.Name == "state-dir":
 		case isBoolFlag(f) && f.Value.String() == "true":
 			parts = append(parts, "--"+f.Name)
+		case many:
+			// Written back value by value: a repeatable flag (--sim-clb)
+			// keeps each, and a list keeps its commas.
+			for _, v := range repeated.Values() {
+				parts = append(parts, "--"+f.Name+"="+shellQuote(v))
+			}
 		default:
 			parts = append(parts, "--"+f.Name+"="+shellQuote(f.Value.String()))
 		}

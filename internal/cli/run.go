@@ -106,6 +106,9 @@ func runCmd(ctx context.Context, env *Env, o *runOpts) error {
 	var creds cvm.CredentialProvider
 	var sim *cvmsim.Server
 	if *simulate {
+		if err := simCfg.Validate(); err != nil {
+			return &ExitError{Code: exitUsage, Err: err}
+		}
 		simCfg = simServing(simCfg, plan)
 		simCfg.Regions = append(simCfg.Regions, simRegions(plan)...)
 		// The simulator knows one key: every account of the plan uses it.

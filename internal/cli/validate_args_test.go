@@ -199,3 +199,40 @@ func TestEveryCommandIsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestContinueCommandKeepsListFlags: the command `run` prints to continue
+// repeats the simulator's list and repeatable flags with their values
+// (flag.Func flags print as empty, which lost --sim-images: the continued
+// run had every image exist).
+func TestContinueCommandKeepsListFlags(t *testing.T) {
+	c, _ := lookupCommand("run")
+	d, err := declare(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--simulate", "--sim-images", "img-demo0001,img-demo0002",
+		"--sim-clb", "lb-aaaaaaaa:lbl-bbbbbbbb:80", "--sim-clb", "lb-cccccccc:lbl-dddddddd:8080",
+		"--sim-fail-ids", "ins-aaaa0001", "plan.yaml"}
+	if err := d.parse(&Env{Getenv: func(string) string { return "" }}, args); err != nil {
+		t.Fatal(err)
+	}
+	cmd := continueCommand(d.opts.base().fs, false, "")
+	for _, want := range []string{"--sim-images=img-demo0001,img-demo0002", "--sim-clb=lb-aaaaaaaa:lbl-bbbbbbbb:80",
+		"--sim-clb=lb-cccccccc:lbl-dddddddd:8080", "--sim-fail-ids=ins-aaaa0001", "--simulate"} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("continueCommand %q lacks %q", cmd, want)
+		}
+	}
+}
+
+// TestRunSimulateRefusesBadSimulatorValues: an out-of-range --sim-* value
+// is a usage error (exit 2) naming the knob, not a panic.
+func TestRunSimulateRefusesBadSimulatorValues(t *testing.T) {
+	for _, args := range [][]string{{"--sim-fail-rate", "2"}, {"--sim-drop-rate", "-1"}, {"--sim-latency", "-1s"}} {
+		env, out, errb := testEnv(nil)
+		code := Main(t.Context(), env, append(append([]string{"run", "--simulate"}, args...), "../../plans/demo.yaml"))
+		if code != exitUsage || !strings.Contains(errb.String(), "cvmsim:") {
+			t.Errorf("run --simulate %v: exit %d\nstdout: %s\nstderr: %s\nwant exit %d naming the knob", args, code, out, errb, exitUsage)
+		}
+	}
+}
