@@ -118,10 +118,10 @@ func TestBadOverride(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{"unknownAPI", Options{API: Override{Value: "v4", From: "--api"}}, `planner: --api: unknown API "v4": want v3 (API 3.0) or v2 (legacy cvm.api.qcloud.com)`},
-		{"notURL", Options{Endpoint: Override{Value: "ftp://x", From: "--endpoint"}}, `planner: --endpoint: "ftp://x" is not an http:// or https:// URL with a host`},
-		{"credentials", Options{Endpoint: Override{Value: "http://u:p@sim:8080"}}, `planner: the override: must not contain credentials (user:password@)`},
-		{"query", Options{Endpoint: Override{Value: "http://sim:8080/?x=1", From: "--endpoint"}}, `planner: --endpoint: must not have a query or fragment: give the base URL, like https://cvm.tencentcloudapi.com`},
+		{"unknownAPI", Options{API: Override{Value: "v4", From: "--api"}}, `--api: unknown API "v4": want v3 (API 3.0) or v2 (legacy cvm.api.qcloud.com)`},
+		{"notURL", Options{Endpoint: Override{Value: "ftp://x", From: "--endpoint"}}, `--endpoint: "ftp://x" is not an http:// or https:// URL with a host`},
+		{"credentials", Options{Endpoint: Override{Value: "http://u:p@sim:8080"}}, `the override: must not contain credentials (user:password@)`},
+		{"query", Options{Endpoint: Override{Value: "http://sim:8080/?x=1", From: "--endpoint"}}, `--endpoint: must not have a query or fragment: give the base URL, like https://cvm.tencentcloudapi.com`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,7 +134,11 @@ func TestBadOverride(t *testing.T) {
 			}
 			var fe *FieldError
 			if errors.As(err, &fe) {
-				t.Errorf("Parse error is a FieldError %v; want a plain error", fe)
+				t.Errorf("Parse error is a FieldError %v; want an OverrideError", fe)
+			}
+			var oe *OverrideError
+			if !errors.As(err, &oe) {
+				t.Errorf("Parse error %T is not an OverrideError", err)
 			}
 		})
 	}

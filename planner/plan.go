@@ -131,17 +131,26 @@ func (o Override) from() string {
 	return o.From
 }
 
+// OverrideError is a bad override (Options.API, Options.Endpoint): a
+// mistake of the command line or environment, not of the plan.
+type OverrideError struct {
+	// From names the override, e.g. "--endpoint".
+	From, Msg string
+}
+
+func (e *OverrideError) Error() string { return e.From + ": " + e.Msg }
+
 // validate checks the overrides; they are not in the plan, so their
 // mistakes are not FieldErrors.
 func (o Options) validate() error {
 	switch o.API.Value {
 	case "", "v2", "v3":
 	default:
-		return fmt.Errorf("planner: %s: unknown API %q: want v3 (API 3.0) or v2 (legacy cvm.api.qcloud.com)", o.API.from(), o.API.Value)
+		return &OverrideError{From: o.API.from(), Msg: fmt.Sprintf("unknown API %q: want v3 (API 3.0) or v2 (legacy cvm.api.qcloud.com)", o.API.Value)}
 	}
 	if e := o.Endpoint.Value; e != "" {
 		if msg := endpointProblem(e); msg != "" {
-			return fmt.Errorf("planner: %s: %s", o.Endpoint.from(), msg)
+			return &OverrideError{From: o.Endpoint.from(), Msg: msg}
 		}
 	}
 	return nil

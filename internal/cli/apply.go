@@ -36,6 +36,9 @@ func validateCmd(ctx context.Context, env *Env, o *validateOpts) error {
 	bad := 0
 	for _, path := range o.args {
 		plan, err := planner.Load(path, a.planOptions(env, o.secrets))
+		if oe := (*planner.OverrideError)(nil); errors.As(err, &oe) {
+			return &ExitError{Code: exitUsage, Err: err} // the same for every plan
+		}
 		if err != nil {
 			fmt.Fprintln(env.Stderr, err)
 			bad++
@@ -276,7 +279,7 @@ type workerOpts struct {
 
 func (o *workerOpts) flags() []flagDef {
 	return append(append(o.common.flags(), o.api.flags()...),
-		intFlag(&o.concurrency, "concurrency", worker.ConcurrencyDefault, "tasks handled at once"),
+		atLeastFlag(&o.concurrency, "concurrency", worker.ConcurrencyDefault, 1, "tasks handled at once"),
 		durationFlag(&o.grace, "reconcile-grace", worker.ReconcileGraceDefault, "how long after an unanswered reset call to wait before asking the API whether it landed; must exceed --call-timeout"),
 		durationFlag(&o.shutdown, "shutdown-timeout", worker.ShutdownTimeoutDefault, "how long calls in flight may take to finish on SIGTERM"),
 		stringFlag(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9464)"),

@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -59,6 +61,37 @@ func intFlag(p *int, name string, def int, help string) flagDef {
 
 func durationFlag(p *time.Duration, name string, def time.Duration, help string) flagDef {
 	return declared(name, func(fs *flag.FlagSet) { fs.DurationVar(p, name, def, help) })
+}
+
+// atLeastFlag is an int flag that refuses values below least: a usage
+// error at parse time, as for a malformed number.
+func atLeastFlag(p *int, name string, def, least int, help string) flagDef {
+	*p = def
+	return flagDef{name: name, help: help, value: &atLeastValue{p: p, least: least}}
+}
+
+type atLeastValue struct {
+	p     *int
+	least int
+}
+
+func (v *atLeastValue) String() string {
+	if v == nil || v.p == nil {
+		return ""
+	}
+	return strconv.Itoa(*v.p)
+}
+
+func (v *atLeastValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("must be a whole number")
+	}
+	if n < v.least {
+		return fmt.Errorf("must be %d or more", v.least)
+	}
+	*v.p = n
+	return nil
 }
 
 // enumFlag is a string flag that takes only one of allowed; a value

@@ -57,7 +57,7 @@ func (o *runOpts) flags() []flagDef {
 		boolFlag(&o.autoApprove, "auto-approve", false, "approve manual gates without asking"),
 		boolFlag(&o.retryFailed, "retry-failed", false, "give instances that failed in an earlier run of this plan a new attempt (with the journal, or on REDIS_URL)"),
 		boolFlag(&o.wait, "wait", false, "keep waiting when the rollout pauses (resume it from another terminal) instead of exiting with status 3"),
-		intFlag(&o.concurrency, "concurrency", worker.ConcurrencyDefault, "reset tasks handled at once"),
+		atLeastFlag(&o.concurrency, "concurrency", worker.ConcurrencyDefault, 1, "reset tasks handled at once"),
 		stringFlag(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address while the rollout runs (e.g. 127.0.0.1:9464)"),
 		stringFlag(&o.stateDir, "state-dir", ".fleetreset", "directory of the crash-safety journal, relative to the current directory (embedded Redis only; with --simulate a temporary one, since the simulator itself is gone after the run)"),
 		boolFlag(&o.adoptJournal, "adopt-journal", false, "resume from a journal written against another endpoint or SecretId: the same fleet reached by another URL, or a rotated key"),

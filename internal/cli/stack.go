@@ -3,6 +3,7 @@ package cli
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -361,6 +362,9 @@ func startSim(ctx context.Context, sim *cvmsim.Server, addr string, log *slog.Lo
 // --endpoint overrides applied: the shared prologue of run, plan and apply.
 func loadPlan(env *Env, a *apiFlags, path string, secrets bool) (*planner.Plan, error) {
 	plan, err := planner.Load(path, a.planOptions(env, secrets))
+	if oe := (*planner.OverrideError)(nil); errors.As(err, &oe) {
+		return nil, &ExitError{Code: exitUsage, Err: err}
+	}
 	if err != nil {
 		return nil, &ExitError{Code: exitFailed, Err: err}
 	}

@@ -236,3 +236,25 @@ func TestRunSimulateRefusesBadSimulatorValues(t *testing.T) {
 		}
 	}
 }
+
+// TestBadFlagValuesAreUsageErrors: a bad value of a flag exits 2 (usage),
+// as the exit-status table says, naming the flag.
+func TestBadFlagValuesAreUsageErrors(t *testing.T) {
+	for _, tt := range []struct {
+		flag string
+		args []string
+	}{
+		{"endpoint", []string{"validate", "--endpoint", "ftp://x", "../../plans/demo.yaml"}},
+		{"endpoint", []string{"plan", "--offline", "--endpoint", "ftp://x", "../../plans/demo.yaml"}},
+		{"api", []string{"plan", "--offline", "--api", "v4", "../../plans/demo.yaml"}},
+		{"concurrency", []string{"run", "--simulate", "--concurrency", "0", "../../plans/demo.yaml"}},
+		{"concurrency", []string{"worker", "--concurrency", "-3"}},
+	} {
+		args := tt.args
+		env, out, errb := testEnv(nil)
+		code := Main(t.Context(), env, args)
+		if code != exitUsage || !strings.Contains(errb.String(), "-"+tt.flag) || strings.Contains(errb.String(), "planner:") {
+			t.Errorf("%v: exit %d\nstdout: %s\nstderr: %s\nwant exit %d naming the flag", args, code, out, errb, exitUsage)
+		}
+	}
+}
