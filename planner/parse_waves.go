@@ -177,6 +177,9 @@ func (p *parser) rateLimit(f fields) {
 		case v <= 0:
 			p.at(k.val, k.field, "must be more than 0 calls per second")
 			*x.dst = bad[float64](k)
+		case v < MinRate:
+			p.at(k.val, k.field, "%v calls/s is below the least a plan may ask for (%v/s, one call in %s); stage a slower rollout with waves and soaks", v, MinRate, time.Duration(float64(time.Second)/MinRate))
+			*x.dst = bad[float64](k)
 		case v > MaxRate:
 			p.at(k.val, k.field, "%v calls/s is above the most the workers' rate limiter supports (%v/s)", v, MaxRate)
 			*x.dst = bad[float64](k)

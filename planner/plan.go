@@ -44,7 +44,11 @@ const (
 	// unsafeAboveApiLimit: the fleet-wide limiter's ceiling,
 	// ratelimit.MaxRate (plan parsing imports no limiter; a test keeps the
 	// two equal).
-	MaxRate              = 1000
+	MaxRate = 1000
+	// MinRate is the lowest: one call in 1,000 s (16m40s). Slower rollouts
+	// are cut into waves with soaks instead; a rate far below it would
+	// make durations overflow.
+	MinRate              = 0.001
 	RetryDeadlineDefault = 30 * time.Minute
 	// OnBreachDefault is what a breached failure budget does: pause, so a
 	// human decides; "abort" must be asked for.
