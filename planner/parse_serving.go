@@ -137,6 +137,9 @@ func (p *parser) health(en entry) setting[*rollout.Health] {
 	// Durations, remembering which were written: a cross-field error
 	// points at a value the plan gave, not at a default.
 	nodes := map[string]entry{}
+	// badKey: a value the plan gave and that was refused; the cross-field
+	// checks that do not read it still run, so every mistake shows at once.
+	badKey := map[string]bool{}
 	for _, d := range []struct {
 		key       string
 		dst       *time.Duration
@@ -152,23 +155,28 @@ func (p *parser) health(en entry) setting[*rollout.Health] {
 				*d.dst = v
 				nodes[d.key] = k
 			} else {
-				good = false
+				good, badKey[d.key] = false, true
 			}
 		}
 	}
 	if k, ok := f.get("healthyThreshold"); ok {
 		if v, ok := p.integer(k.val, k.field); !ok {
-			good = false
+			good, badKey["healthyThreshold"] = false, true
 		} else if v < 1 {
 			p.at(k.val, k.field, "must be at least 1: the passing probes in a row that make an instance healthy")
-			good = false
+			good, badKey["healthyThreshold"] = false, true
 		} else {
 			h.HealthyThreshold = v
 			nodes["healthyThreshold"] = k
 		}
 	}
-	if !good {
-		return bad[*rollout.Health](en)
+	valid := func(keys ...string) bool {
+		for _, k := range keys {
+			if badKey[k] {
+				return false
+			}
+		}
+		return true
 	}
 	// pick returns the first written of keys, else the health mapping.
 	pick := func(keys ...string) (*yaml.Node, string) {
@@ -179,16 +187,19 @@ func (p *parser) health(en entry) setting[*rollout.Health] {
 		}
 		return en.val, join(en.field, keys[0])
 	}
-	if h.Timeout >= h.Interval {
+	if valid("timeout", "interval") && h.Timeout >= h.Interval {
 		n, field := pick("timeout", "interval")
 		p.at(n, field, "health timeout %v must be less than its interval %v: a probe must end before the next starts", h.Timeout, h.Interval)
 		good = false
 	}
-	if h.Deadline <= h.InitialDelay {
+	need := h.InitialDelay + time.Duration(h.HealthyThreshold-1)*h.Interval
+	switch {
+	case !valid("deadline", "initialDelay"):
+	case h.Deadline <= h.InitialDelay:
 		n, field := pick("deadline", "initialDelay")
 		p.at(n, field, "health deadline %v must be more than initialDelay %v: no probe could run before it", h.Deadline, h.InitialDelay)
 		good = false
-	} else if need := h.InitialDelay + time.Duration(h.HealthyThreshold-1)*h.Interval; h.Deadline <= need {
+	case valid("healthyThreshold", "interval") && h.Deadline <= need:
 		n, field := pick("deadline", "healthyThreshold", "interval")
 		p.at(n, field, "health deadline %v is too short: %d passing probes %v apart after initialDelay %v take %v", h.Deadline, h.HealthyThreshold, h.Interval, h.InitialDelay, need)
 		good = false
