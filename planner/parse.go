@@ -243,7 +243,7 @@ func (p *parser) document(data []byte) (root *yaml.Node) {
 		if errors.Is(err, io.EOF) {
 			p.at(nil, "", "empty plan: start with `version: 1`")
 		} else {
-			p.syntax(err)
+			p.syntax(err, data)
 		}
 		return nil
 	}
@@ -253,7 +253,7 @@ func (p *parser) document(data []byte) (root *yaml.Node) {
 		p.at(&extra, "", "a plan is one YAML document; remove the `---` and what follows")
 		return nil
 	case !errors.Is(err, io.EOF):
-		p.syntax(err)
+		p.syntax(err, data)
 		return nil
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
@@ -263,8 +263,10 @@ func (p *parser) document(data []byte) (root *yaml.Node) {
 	return doc.Content[0]
 }
 
-// syntax records a yaml.v3 syntax error at its line.
-func (p *parser) syntax(err error) {
+// syntax records a yaml.v3 syntax error at its line. A tab on that line
+// is named: YAML's message about it ("found character that cannot start
+// any token") does not say so.
+func (p *parser) syntax(err error, data []byte) {
 	msg := err.Error()
 	fe := &FieldError{File: p.file}
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
@@ -272,6 +274,9 @@ func (p *parser) syntax(err error) {
 		msg = m[2]
 	}
 	fe.Msg = "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")
+	if lines := bytes.Split(data, []byte("\n")); fe.Line > 0 && fe.Line <= len(lines) && bytes.ContainsRune(lines[fe.Line-1], '\t') {
+		fe.Msg += " (this line holds a tab: YAML indents with spaces only)"
+	}
 	p.list = append(p.list, fe)
 }
 

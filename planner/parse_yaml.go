@@ -1,8 +1,10 @@
 package planner
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -222,18 +224,30 @@ func (e *errs) str(n *yaml.Node, field, what string) (string, bool) {
 	return e.scalar(n, field, what)
 }
 
+// digitsRE is a decimal whole number, however large (YAML reads one too
+// large for an int as a float); durationRE a duration in Go's syntax, so
+// that one ParseDuration refuses is too long, not malformed.
+var (
+	digitsRE   = regexp.MustCompile(`^[-+]?[0-9]+$`)
+	durationRE = regexp.MustCompile(`^([0-9]+(\.[0-9]*)?(ns|us|µs|ms|s|m|h))+$`)
+)
+
 // integer reads a whole number written in decimal.
 func (e *errs) integer(n *yaml.Node, field string) (int, bool) {
 	s, ok := e.scalar(n, field, "a whole number")
 	if !ok {
 		return 0, false
 	}
-	if n.Tag != "!!int" {
+	if n.Tag != "!!int" && !digitsRE.MatchString(s) {
 		e.at(n, field, "must be a whole number, not %q", s)
 		return 0, false
 	}
 	v, err := strconv.Atoi(strings.TrimPrefix(s, "+"))
-	if err != nil {
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		e.at(n, field, "%s is too large", s)
+		return 0, false
+	case err != nil:
 		e.at(n, field, "must be a whole number in decimal, not %q", s)
 		return 0, false
 	}
@@ -283,6 +297,9 @@ func (e *errs) duration(n *yaml.Node, field string, allowZero bool) (time.Durati
 	switch {
 	case err != nil && n.Tag == "!!int":
 		e.at(n, field, "%q has no unit: write it like 30s, 5m or 1h", s)
+		return 0, false
+	case err != nil && durationRE.MatchString(s):
+		e.at(n, field, "%s is too long: durations go up to about 290 years", s)
 		return 0, false
 	case err != nil:
 		e.at(n, field, "%q is not a duration: use a number with a unit (ms, s, m, h), like 90s or 1h30m", s)
