@@ -134,6 +134,9 @@ func printPreview(env *Env, plan *planner.Plan, p planner.Preview) {
 	if b := plan.Spec.RegionBudget; b != nil {
 		fmt.Fprintf(out, "  failure budget of each region: %s\n", b.String())
 	}
+	for _, l := range timingLines(plan.Spec) {
+		fmt.Fprintf(out, "  %s\n", l)
+	}
 	if p.MaxUnavailable != "" {
 		fmt.Fprintf(out, "  maxUnavailable: %s\n", p.MaxUnavailable)
 	}

@@ -140,6 +140,9 @@ func printStatus(out io.Writer, r *ledger.Rollout, is []*ledger.Instance, all bo
 		fmt.Fprintf(out, "  rollback of %s: its instances go back to the image they ran before it\n", r.Spec.RollbackOf)
 	}
 	fmt.Fprintf(out, "  failure budget: %s; on breach: %s; attempt %d; created %s\n", r.Spec.Budget.String(), r.Spec.OnBreach, r.Attempt, humanTimeOf(r.CreatedAt))
+	for _, l := range timingLines(r.Spec) {
+		fmt.Fprintf(out, "  %s\n", l)
+	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	row := func(mark, wave string, t tally, extra string) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", mark, wave, t.Size, t.Succeeded, t.Skipped, t.Failed, t.Ambiguous, t.Cancelled, t.InFlight, t.Pending, extra)

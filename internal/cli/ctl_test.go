@@ -386,3 +386,19 @@ func TestCommandsOnAnUnknownRollout(t *testing.T) {
 		}
 	}
 }
+
+// TestTimingLines: plan and status say when a rollout may start and run.
+func TestTimingLines(t *testing.T) {
+	spec := rollout.Spec{StartAt: time.Date(2026, 12, 12, 1, 0, 0, 0, time.UTC), Schedule: "CRON_TZ=Asia/Shanghai 0 1 * * sat",
+		Window: &rollout.Window{Start: 60, End: 300, Location: "Asia/Shanghai", Days: []int{6, 0}}}
+	got := strings.Join(timingLines(spec), "\n")
+	for _, want := range []string{"starts at " + humanTimeOf(spec.StartAt), "schedule: CRON_TZ=Asia/Shanghai 0 1 * * sat",
+		"window: new waves start only 01:00–05:00 Asia/Shanghai, Sat, Sun"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("timingLines = %q; want %q", got, want)
+		}
+	}
+	if l := timingLines(rollout.Spec{}); len(l) != 0 {
+		t.Errorf("timingLines of an unscheduled rollout = %q; want none", l)
+	}
+}

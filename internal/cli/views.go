@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/fleetreset/fleetreset/ledger"
@@ -191,6 +192,30 @@ func durationText(d time.Duration) string {
 
 // clockText formats minutes after midnight as "15:04".
 func clockText(m int) string { return fmt.Sprintf("%02d:%02d", m/60, m%60) }
+
+// timingLines says when a rollout may start and run, for people: its
+// startAt, schedule and maintenance window; none when it has none.
+func timingLines(s rollout.Spec) []string {
+	var out []string
+	if !s.StartAt.IsZero() {
+		out = append(out, "starts at "+humanTimeOf(s.StartAt))
+	}
+	if s.Schedule != "" {
+		out = append(out, "schedule: "+s.Schedule)
+	}
+	if w := s.Window; w != nil {
+		days := "every day"
+		if len(w.Days) > 0 {
+			names := make([]string, len(w.Days))
+			for i, d := range w.Days {
+				names[i] = time.Weekday(d).String()[:3]
+			}
+			days = strings.Join(names, ", ")
+		}
+		out = append(out, fmt.Sprintf("window: new waves start only %s–%s %s, %s", clockText(w.Start), clockText(w.End), w.Location, days))
+	}
+	return out
+}
 
 // instanceJSON is one instance in `status --json`.
 type instanceJSON struct {
