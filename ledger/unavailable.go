@@ -47,12 +47,10 @@ end
 // KEYS[1] B i:<id>, KEYS[2] B r, KEYS[3] B u, KEYS[4] B uz:<zone>, KEYS[5] B uzs
 // ARGV[1] instance ID, ARGV[2] gen, ARGV[3] zone, ARGV[4] overall cap
 // (0: none), ARGV[5] zone cap (0: none), ARGV[6] 1 to take a place even
-// over the caps (the instance is down already: count it, hold others back),
-// ARGV[7] 1 to only look (Peek: 'free' instead of taking)
+// over the caps (the instance is down already: count it, hold others back)
 // Returns {verdict, unavailable overall, unavailable in the zone}, the
 // counts after the call; verdict is one of
-// taken | free (Peek: there is a place) | holding (had one) | total |
-// zone (that cap is full) |
+// taken | holding (had one) | total | zone (that cap is full) |
 // stopped (the rollout is not running) | gone (the instance is not in
 // this attempt: another generation, held or terminal).
 var takeScript = redis.NewScript(`
@@ -69,7 +67,6 @@ if ARGV[6] ~= '1' then
   if total > 0 and redis.call('SCARD', KEYS[3]) >= total then return counts('total') end
   if zone > 0 and redis.call('SCARD', KEYS[4]) >= zone then return counts('zone') end
 end
-if ARGV[7] == '1' then return counts('free') end
 redis.call('SADD', KEYS[3], id)
 redis.call('SADD', KEYS[4], id)
 redis.call('SADD', KEYS[5], ARGV[3])
@@ -84,7 +81,6 @@ type TakeVerdict string
 // instance down.
 const (
 	TakeTaken   TakeVerdict = "taken"   // the instance now holds a place
-	TakeFree    TakeVerdict = "free"    // Peek: a place is free (nothing taken)
 	TakeHolding TakeVerdict = "holding" // it held one already (a redelivery)
 	TakeTotal   TakeVerdict = "total"   // the overall cap is full: try later
 	TakeZone    TakeVerdict = "zone"    // the zone's cap is full: try later
@@ -104,10 +100,6 @@ type Place struct {
 	// Force takes a place even over the caps: for an instance the cloud
 	// already shows down (an adopted reinstall), which must be counted.
 	Force bool
-	// Peek only looks: TakeFree where Take would give a place, nothing
-	// written. A worker peeks before it spends a describe on an instance
-	// that could not go down anyway.
-	Peek bool
 }
 
 // TakeResult is the outcome of Take with the counts after it.
@@ -124,7 +116,7 @@ func (l *Ledger) Take(ctx context.Context, rollout, id string, gen int, p Place)
 	k := l.keys(rollout)
 	vals, err := takeScript.Run(ctx, l.rdb,
 		[]string{k.instance(id), k.record(), k.unavailable(), k.unavailableZone(p.Zone), k.unavailableZones()},
-		id, gen, p.Zone, p.Total, p.PerZone, b01(p.Force), b01(p.Peek)).Slice()
+		id, gen, p.Zone, p.Total, p.PerZone, b01(p.Force)).Slice()
 	if err != nil {
 		return TakeResult{}, fmt.Errorf("ledger: take unavailable place for %s: %w", id, err)
 	}

@@ -42,20 +42,16 @@ func TestTakeIsIdempotentAndHonoursTheCaps(t *testing.T) {
 	l, spec, tg := setup(t, 10)
 	id := func(i int) string { return tg[i].InstanceID }
 	p := func(zone string) ledger.Place { return ledger.Place{Zone: zone, Total: 3, PerZone: 2} }
-	peek := func(pl ledger.Place) ledger.Place { pl.Peek = true; return pl }
 	for _, step := range []struct {
 		i     int
 		place ledger.Place
 		want  ledger.TakeVerdict
 		n, z  int
 	}{
-		{0, peek(p(zoneA)), ledger.TakeFree, 0, 0}, // a peek takes nothing
 		{0, p(zoneA), ledger.TakeTaken, 1, 1},
 		{0, p(zoneA), ledger.TakeHolding, 1, 1}, // a redelivery keeps its place, counted once
-		{1, peek(p(zoneA)), ledger.TakeFree, 1, 1},
 		{1, p(zoneA), ledger.TakeTaken, 2, 2},
-		{2, peek(p(zoneA)), ledger.TakeZone, 2, 2}, // a peek sees the zone full
-		{2, p(zoneA), ledger.TakeZone, 2, 2},       // zone A is full
+		{2, p(zoneA), ledger.TakeZone, 2, 2}, // zone A is full
 		{3, p(zoneB), ledger.TakeTaken, 3, 1},
 		{4, p(zoneB), ledger.TakeTotal, 3, 1}, // the rollout is full
 		{1, p(zoneA), ledger.TakeHolding, 3, 2},

@@ -62,10 +62,6 @@ func (w *Worker) handleReset(ctx context.Context, t *asynq.Task) error {
 	// time Begin looks (a resume in between): it only parks (Park).
 	ready := in.State == ledger.Pending && st == ledger.Running
 	if ready {
-		// No describe for an instance that could not go down now.
-		if err := w.placeFree(ctx, spec, in); err != nil {
-			return err
-		}
 		obs, err := w.describeOne(ctx, spec, api, in.ID)
 		if err != nil {
 			if cvm.Classify(err) == cvm.Fatal {

@@ -60,34 +60,6 @@ func (w *Worker) takePlace(ctx context.Context, spec rollout.Spec, in *ledger.In
 	return &retryLater{In: time.Second, Cause: fmt.Sprintf("no place among the unavailable: %s", res.Verdict)}
 }
 
-// placeFree looks, without taking one, whether instance in could get a
-// place among the unavailable now: in its zone as the plan says, or, when
-// the plan does not say, under the overall cap alone. A task that could
-// not is handed back before it spends a describe (a wave of thousands
-// under a cap of a few asks many times). The place itself is taken after
-// the describe (takePlace), with the zone the cloud reports.
-func (w *Worker) placeFree(ctx context.Context, spec rollout.Spec, in *ledger.Instance) error {
-	m := spec.MaxUnavailable
-	if !m.Capped() {
-		return nil
-	}
-	total, perZone := m.Limits(in.Zone)
-	if in.Zone == "" {
-		perZone = 0
-	}
-	res, err := w.l.Take(ctx, spec.ID, in.ID, in.Gen, ledger.Place{Zone: in.Zone, Total: total, PerZone: perZone, Peek: true})
-	if err != nil {
-		return err
-	}
-	switch res.Verdict {
-	case ledger.TakeTotal:
-		return &retryLater{In: w.placeWait(spec), Cause: fmt.Sprintf("maxUnavailable: %d of %d instances unavailable", res.Unavailable, total)}
-	case ledger.TakeZone:
-		return &retryLater{In: w.placeWait(spec), Cause: fmt.Sprintf("maxUnavailable: %d of %d instances unavailable in zone %s", res.InZone, perZone, in.Zone)}
-	}
-	return nil // free, holding, or for the full judgement to say (stopped, gone)
-}
-
 // placeWait is how long a task without a place waits before asking again.
 // Places free up as instances are verified, polled every VerifyInterval:
 // asking much more often finds nothing new. Jitter spreads the tasks of a
