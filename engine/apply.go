@@ -130,7 +130,7 @@ func (e *claimError) Error() string {
 			b.WriteString(", ")
 		}
 		if c.InFlight {
-			fmt.Fprintf(&b, "%s is still being reset by aborted rollout %q (its call is in flight; wait until it is verified)", c.InstanceID, c.Rollout)
+			fmt.Fprintf(&b, "%s is still out of service in aborted rollout %q (its reset call in flight, or drained); apply again once it is back", c.InstanceID, c.Rollout)
 		} else {
 			fmt.Fprintf(&b, "%s is in active rollout %q", c.InstanceID, c.Rollout)
 		}

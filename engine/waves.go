@@ -333,9 +333,10 @@ func (c *Engine) Finish(ctx context.Context, spec rollout.Spec, id string, o led
 	}
 	if res.State == ledger.Aborted {
 		// The abort left this instance claimed while its call was in
-		// flight (ledger.UnclaimAll); it has an outcome now. (A crash
-		// before this leaves a claim other rollouts may take over.)
-		if err := c.l.Unclaim(ctx, spec.ID, []string{id}); err != nil {
+		// flight (ledger.UnclaimAll); it has an outcome now, and unless
+		// it stays drained it is free. (A crash before this leaves a
+		// claim other rollouts may take over: ledger.Claim judges it.)
+		if err := c.l.UnclaimIdle(ctx, spec.ID, []string{id}); err != nil {
 			return res, err
 		}
 	}

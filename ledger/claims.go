@@ -14,9 +14,10 @@ import (
 type Conflict struct {
 	InstanceID string
 	Rollout    string
-	// InFlight is set when Rollout is aborted but its reset call for the
-	// instance is still in flight (calling or resetting): the instance is
-	// free once that call has an outcome.
+	// InFlight is set when Rollout is aborted but still has the instance
+	// out of service: its reset call in flight (calling or resetting), or
+	// drained from its load balancers. The instance is free once the call
+	// has an outcome and its weights are back.
 	InFlight bool
 }
 
@@ -162,9 +163,9 @@ const batchKeys = 1000
 
 // holdersLive judges each distinct owner in held (instance → owner) by
 // ownerScript on the owner's slot. An aborted owner is dead except for the
-// instances whose reset call it still has in flight (calling or
-// resetting): those it holds until the call has an outcome, so no other
-// rollout resets them again meanwhile. live is per owner, inFlight per
+// instances it still has out of service (busy: a reset call in flight, or
+// drained): those it holds until they are back, so no other rollout
+// resets or drains them meanwhile. live is per owner, inFlight per
 // instance.
 func (l *Ledger) holdersLive(ctx context.Context, held map[string]string) (live map[string]bool, inFlight map[string]bool, err error) {
 	var owners []string
@@ -198,20 +199,39 @@ func (l *Ledger) holdersLive(ctx context.Context, held map[string]string) (live 
 	inFlight = map[string]bool{}
 	for start := 0; start < len(ids); start += pipeChunk {
 		part := ids[start:min(start+pipeChunk, len(ids))]
-		pipe := l.rdb.Pipeline()
-		sts := make([]*redis.StringCmd, len(part))
-		for i, id := range part {
-			sts[i] = pipe.HGet(ctx, l.keys(held[id]).instance(id), "st")
-		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		busy, err := l.busy(ctx, part, func(id string) string { return held[id] })
+		if err != nil {
 			return nil, nil, fmt.Errorf("judge owners: %w", err)
 		}
 		for i, id := range part {
-			st := InstanceState(sts[i].Val())
-			inFlight[id] = st == Calling || st == Resetting
+			inFlight[id] = busy[i]
 		}
 	}
 	return live, inFlight, nil
+}
+
+// busy reports, for each of ids in the rollout ownerOf names, whether the
+// rollout still has it out of service: its reset call in flight (calling
+// or resetting), or drained with its weights not yet given back. An
+// aborted rollout keeps such instances until they are back.
+func (l *Ledger) busy(ctx context.Context, ids []string, ownerOf func(id string) string) ([]bool, error) {
+	pipe := l.rdb.Pipeline()
+	sts := make([]*redis.StringCmd, len(ids))
+	drained := make([]*redis.BoolCmd, len(ids))
+	for i, id := range ids {
+		k := l.keys(ownerOf(id))
+		sts[i] = pipe.HGet(ctx, k.instance(id), "st")
+		drained[i] = pipe.SIsMember(ctx, k.drained(), id)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := make([]bool, len(ids))
+	for i := range ids {
+		st := InstanceState(sts[i].Val())
+		out[i] = st == Calling || st == Resetting || drained[i].Val()
+	}
+	return out, nil
 }
 
 // Unclaim releases the claims a rollout holds on ids.
@@ -262,10 +282,11 @@ func (l *Ledger) unclaimKeys(ctx context.Context, rollout string, keys []string)
 }
 
 // UnclaimAll releases every claim of a finished rollout, except, unless
-// r is completed, the claims of instances whose reset call is in flight
-// (calling or resetting): an aborted rollout keeps those until the call
-// has an outcome (Finish of an aborted rollout's instance releases its
-// claim; see also holdersLive).
+// r is completed, the claims of instances it keeps out of service (busy:
+// a reset call in flight, or drained): an aborted rollout keeps those
+// until the call has an outcome or the weights are back (Finish of an
+// aborted rollout's instance and the worker's undrain release them; see
+// also holdersLive).
 func (l *Ledger) UnclaimAll(ctx context.Context, r *Rollout) error {
 	for k := range r.Spec.Waves {
 		ids, err := l.WaveInstances(ctx, r.ID, k)
@@ -284,23 +305,29 @@ func (l *Ledger) UnclaimAll(ctx context.Context, r *Rollout) error {
 	return nil
 }
 
-// notInFlight returns the instances of ids that are not calling or
-// resetting in rollout.
+// UnclaimIdle releases the claims rollout holds on those of ids it no
+// longer keeps out of service (not busy): for an aborted rollout, as each
+// of its last instances comes back.
+func (l *Ledger) UnclaimIdle(ctx context.Context, rollout string, ids []string) error {
+	idle, err := l.notInFlight(ctx, rollout, ids)
+	if err != nil {
+		return err
+	}
+	return l.Unclaim(ctx, rollout, idle)
+}
+
+// notInFlight returns the instances of ids that rollout does not keep out
+// of service (busy).
 func (l *Ledger) notInFlight(ctx context.Context, rollout string, ids []string) ([]string, error) {
-	k := l.keys(rollout)
 	out := make([]string, 0, len(ids))
 	for start := 0; start < len(ids); start += pipeChunk {
 		part := ids[start:min(start+pipeChunk, len(ids))]
-		pipe := l.rdb.Pipeline()
-		sts := make([]*redis.StringCmd, len(part))
-		for i, id := range part {
-			sts[i] = pipe.HGet(ctx, k.instance(id), "st")
-		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		busy, err := l.busy(ctx, part, func(string) string { return rollout })
+		if err != nil {
 			return nil, fmt.Errorf("ledger: unclaim %s: %w", rollout, err)
 		}
 		for i, id := range part {
-			if st := InstanceState(sts[i].Val()); st != Calling && st != Resetting {
+			if !busy[i] {
 				out = append(out, id)
 			}
 		}

@@ -419,28 +419,36 @@ func TestOneApplyWritesAtATime(t *testing.T) {
 // in flight (calling or resetting), until that call has an outcome; and
 // UnclaimAll keeps their claims.
 func TestAbortedRolloutHoldsInstancesInFlight(t *testing.T) {
-	l, spec, _ := setup(t, 4)
+	l, spec, _ := setup(t, 5)
 	ctx := t.Context()
-	ids := []string{"ins-00000000", "ins-00000001", "ins-00000002", "ins-00000003"}
+	ids := []string{"ins-00000000", "ins-00000001", "ins-00000002", "ins-00000003", "ins-00000004"}
 	if c, err := l.Claim(ctx, spec.ID, ids); err != nil || len(c) != 0 {
 		t.Fatalf("Claim = %v, %v", c, err)
 	}
 	// ins-0 is calling (intent recorded, answer not yet back), ins-1
-	// resetting (accepted, not verified), ins-2 and ins-3 never called.
+	// resetting (accepted, not verified), ins-4 drained and not yet called
+	// (waiting out its drain time), ins-2 and ins-3 untouched.
 	a, _ := l.Begin(ctx, spec.ID, ids[0], 0)
 	b, _ := l.Begin(ctx, spec.ID, ids[1], 0)
 	if err := l.Called(ctx, spec.ID, ids[1], b.Token, "req-1"); err != nil {
 		t.Fatal(err)
 	}
+	drained := ledger.Serving{Phase: ledger.PhaseDrain, Zeroed: true, Weights: []ledger.Weight{{LoadBalancerID: "lb-a", ListenerID: "lbl-a", Port: 80, Weight: 10}}}
+	ver, err := l.SetServing(ctx, spec.ID, ids[4], 0, []ledger.InstanceState{ledger.Pending}, drained)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := l.Abort(ctx, spec.ID, "operator"); err != nil {
 		t.Fatal(err)
 	}
-	// Before any unclaim: the owner is aborted, yet holds its calls.
+	// Before any unclaim: the owner is aborted, yet holds its calls and
+	// the drained instance (cancelled by the abort, weights not back).
 	c, err := l.Claim(ctx, "next", ids)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []ledger.Conflict{{InstanceID: ids[0], Rollout: spec.ID, InFlight: true}, {InstanceID: ids[1], Rollout: spec.ID, InFlight: true}}
+	want := []ledger.Conflict{{InstanceID: ids[0], Rollout: spec.ID, InFlight: true}, {InstanceID: ids[1], Rollout: spec.ID, InFlight: true},
+		{InstanceID: ids[4], Rollout: spec.ID, InFlight: true}}
 	if fmt.Sprint(c) != fmt.Sprint(want) {
 		t.Errorf("Claim over an aborted rollout with calls in flight = %v; want %v", c, want)
 	}
@@ -456,8 +464,11 @@ func TestAbortedRolloutHoldsInstancesInFlight(t *testing.T) {
 	if c, err := l.Claim(ctx, "next", ids); err != nil || fmt.Sprint(c) != fmt.Sprint(want) {
 		t.Errorf("Claim after UnclaimAll = %v, %v; want %v", c, err, want)
 	}
-	// The calls end: both instances are free.
+	// The calls end and the weights come back: every instance is free.
 	if _, err := l.Finish(ctx, spec.ID, ids[0], ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: a.Token, To: ledger.Cancelled}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.SetServing(ctx, spec.ID, ids[4], ver, []ledger.InstanceState{ledger.Cancelled}, ledger.Serving{}); err != nil {
 		t.Fatal(err)
 	}
 	fr, err := l.Finish(ctx, spec.ID, ids[1], ledger.Outcome{From: []ledger.InstanceState{ledger.Resetting}, To: ledger.Succeeded})

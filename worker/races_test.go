@@ -151,7 +151,7 @@ func TestAbortKeepsInstancesWithCallsInFlight(t *testing.T) {
 	next.ID = "test-next"
 	req := engine.ApplyRequest{Spec: next, Targets: b.plan.Targets}
 	_, err = b.ctl.Apply(t.Context(), req)
-	if !errors.Is(err, engine.ErrRefused) || !strings.Contains(err.Error(), "still being reset by aborted rollout") {
+	if !errors.Is(err, engine.ErrRefused) || !strings.Contains(err.Error(), "still out of service in aborted rollout") {
 		t.Fatalf("Apply over an instance with a call in flight = %v; want refused, naming the aborted rollout", err)
 	}
 	close(open)
@@ -167,5 +167,50 @@ func TestAbortKeepsInstancesWithCallsInFlight(t *testing.T) {
 	b.stack.Await(t, next.ID, time.Minute, ledger.Completed)
 	if n := b.sim.Stats().AcceptedResets[all[0]]; n != 1 {
 		t.Errorf("%s reset %d times; want once in all", all[0], n)
+	}
+}
+
+// TestAbortKeepsDrainedInstances: an instance drained for a reset that
+// was never called (waiting out its drain time) stays its aborted
+// rollout's until its weight is back; a rollout applied over it meanwhile
+// is refused, so it never drains an instance at weight 0 and "restores" 0.
+// (Found by the 2026-12-07 audit, round 2.)
+func TestAbortKeepsDrainedInstances(t *testing.T) {
+	all := ids(1)
+	b := setup(t, servingSim(cvmsim.Faults{}), planOpts{n: 1, extraAt: healthYAML("30s",
+		"loadBalancer: {listeners: [{loadBalancer: "+testLB+", listener: "+testListener+", port: 80}], drainTime: 3s}\n")})
+	b.apply(t)
+	b.startWorkers(t, 1, nil)
+	if !eventually(30*time.Second, func() bool { return b.sim.Weights(all[0])[weightKey] == 0 }) {
+		t.Fatal("the instance was never drained")
+	}
+	if _, err := b.ctl.Abort(t.Context(), b.plan.Spec.ID, "operator: wrong plan"); err != nil {
+		t.Fatal(err)
+	}
+	next := b.plan.Spec
+	next.ID = "test-next"
+	req := engine.ApplyRequest{Spec: next, Targets: b.plan.Targets}
+	if _, err := b.ctl.Apply(t.Context(), req); !errors.Is(err, engine.ErrRefused) || !strings.Contains(err.Error(), "still out of service") {
+		t.Fatalf("Apply over a drained instance = %v; want refused", err)
+	}
+	// The drain's task comes back, finds the rollout aborted and gives
+	// the weight back; then the instance is free.
+	if !eventually(30*time.Second, func() bool { return b.sim.Weights(all[0])[weightKey] == 10 }) {
+		t.Fatal("the aborted rollout never gave the weight back")
+	}
+	var res engine.ApplyResult
+	if !eventually(10*time.Second, func() bool {
+		var err error
+		res, err = b.ctl.Apply(t.Context(), req)
+		return err == nil
+	}) || !res.Created {
+		t.Fatalf("Apply once the weight was back = %+v; want created", res)
+	}
+	b.stack.Await(t, next.ID, time.Minute, ledger.Completed)
+	if n := b.sim.Stats().AcceptedResets[all[0]]; n != 1 {
+		t.Errorf("%s reset %d times; want once (by the second rollout)", all[0], n)
+	}
+	if w := b.sim.Weights(all[0])[weightKey]; w != 10 {
+		t.Errorf("weight after the second rollout = %d; want 10", w)
 	}
 }

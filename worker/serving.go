@@ -258,7 +258,15 @@ func (w *Worker) undrain(ctx context.Context, spec rollout.Spec, id string) erro
 		return err
 	}
 	s.sv = ledger.Serving{}
-	return w.save(ctx, spec, id, s, in.State)
+	if err := w.save(ctx, spec, id, s, in.State); err != nil {
+		return err
+	}
+	// An aborted rollout kept its claim while the instance was drained
+	// (ledger.UnclaimAll): it is back in service now, and free.
+	if st, _, err := w.l.State(ctx, spec.ID); err == nil && st == ledger.Aborted {
+		return w.l.UnclaimIdle(ctx, spec.ID, []string{id})
+	}
+	return nil
 }
 
 // hookStep starts hook h or polls it, persisting its handle so that a
