@@ -34,6 +34,9 @@ var (
 	// ErrFenced: the caller's fencing token no longer holds the instance
 	// (another worker took it over, or it already moved on).
 	ErrFenced = errors.New("ledger: fenced out")
+	// ErrNotRunning: the rollout is not running, so no new call may start
+	// (Retake).
+	ErrNotRunning = errors.New("ledger: the rollout is not running")
 )
 
 // RolloutState is the state of a rollout.
@@ -611,12 +614,15 @@ func (l *Ledger) Release(ctx context.Context, rollout, id string, token int64, t
 // Retake moves an intent to a new token; see retakeScript.
 func (l *Ledger) Retake(ctx context.Context, rollout, id string, token int64) (int64, error) {
 	k := l.keys(rollout)
-	n, err := retakeScript.Run(ctx, l.rdb, []string{k.instance(id), k.fence()}, token, l.now(), rand.Int64()).Int64()
+	n, err := retakeScript.Run(ctx, l.rdb, []string{k.instance(id), k.fence(), k.record()}, token, l.now(), rand.Int64()).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("ledger: retake %s: %w", id, err)
 	}
 	if n == 0 {
 		return 0, fmt.Errorf("%w: retake %s", ErrFenced, id)
+	}
+	if n < 0 {
+		return 0, fmt.Errorf("%w: retake %s", ErrNotRunning, id)
 	}
 	return n, nil
 }

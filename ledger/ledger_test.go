@@ -479,3 +479,28 @@ func TestAbortedRolloutHoldsInstancesInFlight(t *testing.T) {
 		t.Errorf("Claim after the calls ended = %v, %v; want every instance free", c, err)
 	}
 }
+
+// TestRetakeOnlyWhileRunning: a new token for a call that never landed is
+// issued only while the rollout runs, in the same script: a pause or an
+// abort after the reconcile's read stops the call.
+func TestRetakeOnlyWhileRunning(t *testing.T) {
+	l, spec, _ := setup(t, 1)
+	ctx := t.Context()
+	res, err := l.Begin(ctx, spec.ID, "ins-00000000", 0)
+	if err != nil || res.Action != ledger.ActProceed {
+		t.Fatalf("Begin = %+v, %v", res, err)
+	}
+	if _, err := l.SetState(ctx, spec.ID, nil, ledger.Paused, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Retake(ctx, spec.ID, "ins-00000000", res.Token); !errors.Is(err, ledger.ErrNotRunning) {
+		t.Errorf("Retake while paused = %v; want ErrNotRunning", err)
+	}
+	if _, err := l.Resume(ctx, spec.ID); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := l.Retake(ctx, spec.ID, "ins-00000000", res.Token)
+	if err != nil || tok <= res.Token {
+		t.Errorf("Retake once running = %d, %v; want a new token", tok, err)
+	}
+}

@@ -176,11 +176,12 @@ return 1
 // retakeScript moves an intent to a new token after a reconcile proved the
 // old call never landed, so that a slower holder of the old token is fenced out.
 //
-// KEYS[1] B i:<id>, KEYS[2] B fence
+// KEYS[1] B i:<id>, KEYS[2] B fence, KEYS[3] B r
 // ARGV[1] old token, ARGV[2] now, ARGV[3] a random ID of this retake, so
 // that a replay of the same script call (a client retrying a lost reply)
 // returns the token it already issued
-// Returns the new token, or 0 when fenced out.
+// Returns the new token, 0 when fenced out, or -1 when the rollout is not
+// running: as with Begin, no new call starts then.
 var retakeScript = redis.NewScript(`
 local ik = KEYS[1]
 if redis.call('HGET', ik, 'st') ~= 'calling' then return 0 end
@@ -188,6 +189,7 @@ if redis.call('HGET', ik, 'tok') ~= ARGV[1] then
   if redis.call('HGET', ik, 'rtk') == ARGV[3] then return tonumber(redis.call('HGET', ik, 'tok')) end
   return 0
 end
+if redis.call('HGET', KEYS[3], 'state') ~= 'running' then return -1 end
 local tok = redis.call('INCR', KEYS[2])
 redis.call('HSET', ik, 'tok', tok, 'intent', ARGV[2], 'rtk', ARGV[3])
 redis.call('HINCRBY', ik, 'tries', 1)

@@ -214,3 +214,53 @@ func TestAbortKeepsDrainedInstances(t *testing.T) {
 		t.Errorf("weight after the second rollout = %d; want 10", w)
 	}
 }
+
+// lostAPI loses every reset call of one rollout on the way: the request
+// may have been sent (a timeout), but it never reaches the cloud.
+type lostAPI struct {
+	cvm.API
+	lost chan<- struct{}
+}
+
+func (l lostAPI) ResetInstance(ctx context.Context, req cvm.ResetRequest) (string, error) {
+	select {
+	case l.lost <- struct{}{}:
+	default:
+	}
+	return "", &cvm.TransportError{Op: "v3 ResetInstance", Err: context.DeadlineExceeded, Sent: true}
+}
+
+// TestAbortedRolloutNeverCallsAgain: a reset call was lost (it may have
+// been sent), and the rollout is aborted before the reconcile proves it
+// never landed. The reconcile must cancel the instance, not call again for
+// an aborted rollout. (Found by the 2026-12-07 audit: reconcile checked
+// nothing, and then checked the state apart from taking the new token.)
+func TestAbortedRolloutNeverCallsAgain(t *testing.T) {
+	all := ids(1)
+	b := setup(t, cvmsim.Config{}, planOpts{n: 1})
+	b.apply(t)
+	lost := make(chan struct{}, 1)
+	b.startWorkers(t, 1, func(c *worker.Config) {
+		c.APIFunc = func(spec rollout.Spec) (cvm.API, error) {
+			api, err := cvm.New(cvm.Config{Generation: cvm.V3, Endpoint: b.url, Region: spec.Region, Credentials: b.creds})
+			return lostAPI{API: api, lost: lost}, err
+		}
+	})
+	select {
+	case <-lost:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the reset call was never made")
+	}
+	if _, err := b.ctl.Abort(t.Context(), b.plan.Spec.ID, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	// The reconcile comes after the grace (1 s) and the replay window
+	// (3 s): then the call provably never landed.
+	if !eventually(30*time.Second, func() bool { return b.instance(t, all[0]).State == ledger.Cancelled }) {
+		in := b.instance(t, all[0])
+		t.Fatalf("%s is %s (%s %s); want cancelled", all[0], in.State, in.Code, in.Error)
+	}
+	if in := b.instance(t, all[0]); in.Tries != 1 {
+		t.Errorf("%s tried %d times; want the one lost call only", all[0], in.Tries)
+	}
+}

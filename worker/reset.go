@@ -373,29 +373,17 @@ func (w *Worker) reconcileCall(ctx context.Context, spec rollout.Spec, api cvm.A
 			return &retryLater{In: wait, Cause: "no trace of the earlier call; waiting until its signature expired before calling again"}
 		}
 		// The earlier call certainly never landed: whether to call now
-		// is decided as for a new attempt. An aborted rollout calls
-		// nothing more; a paused one parks the instance until resume.
-		rs, _, err := w.l.State(ctx, spec.ID)
-		if err != nil {
-			return err
-		}
-		switch rs {
-		case ledger.Aborted:
-			log.Info("reconciled: the earlier call never landed; the rollout is aborted, not calling", "why", why)
-			return w.finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: res.Token,
-				To: ledger.Cancelled, Code: "Aborted", Message: "the rollout was aborted; its earlier call never landed"})
-		case ledger.Running:
-		default:
-			log.Info("reconciled: the earlier call never landed; the rollout is "+string(rs)+", parking", "why", why)
-			if err := w.l.Release(ctx, spec.ID, in.ID, res.Token, ledger.Held, "", ""); err != nil && !errors.Is(err, ledger.ErrFenced) {
-				return err
-			}
-			return w.undrain(ctx, spec, in.ID)
-		}
+		// is decided as for a new attempt, in the same script that takes
+		// the new token (Retake refuses unless the rollout runs). An
+		// aborted rollout calls nothing more; a paused one parks the
+		// instance until resume.
 		at := w.clock.Now()
 		tok, err := w.l.Retake(ctx, spec.ID, in.ID, res.Token)
 		if errors.Is(err, ledger.ErrFenced) {
 			return nil
+		}
+		if errors.Is(err, ledger.ErrNotRunning) {
+			return w.notCallingAgain(ctx, spec, in, res.Token, why, log)
 		}
 		if err != nil {
 			return err
@@ -408,6 +396,24 @@ func (w *Worker) reconcileCall(ctx context.Context, spec rollout.Spec, api cvm.A
 		return w.finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: res.Token,
 			To: ledger.Ambiguous, Code: "Ambiguous", Message: why})
 	}
+}
+
+// notCallingAgain handles an intent whose call never landed, in a rollout
+// that does not run: cancelled when the rollout was aborted (final, so no
+// race), else left as it is — calling, drained if it was — and asked again
+// later: after a resume the retake succeeds and calls. (Parking it as held
+// could race a resume that already requeued the held ones.)
+func (w *Worker) notCallingAgain(ctx context.Context, spec rollout.Spec, in *ledger.Instance, token int64, why string, log *slog.Logger) error {
+	rs, _, err := w.l.State(ctx, spec.ID)
+	if err != nil {
+		return err
+	}
+	if rs == ledger.Aborted {
+		log.Info("reconciled: the earlier call never landed; the rollout is aborted, not calling", "why", why)
+		return w.finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: token,
+			To: ledger.Cancelled, Code: "Aborted", Message: "the rollout was aborted; its earlier call never landed"})
+	}
+	return &retryLater{In: max(spec.VerifyInterval, 5*time.Second), Cause: "the earlier call never landed and the rollout is " + string(rs) + ": calling again once it runs"}
 }
 
 // finish records a terminal outcome and runs its consequences.
