@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 
 	tchttp "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/http"
 )
@@ -48,14 +50,22 @@ type Serving struct {
 // NewServing returns a client for CLB, TAT and Cloud Monitor built from the
 // same Config as New. Generation must be V3 (or empty). Without
 // cfg.Endpoint each service goes to its own host
-// (clb/tat/monitor.tencentcloudapi.com); with it, every service goes to
-// that one URL (a simulator), each signed with its own service name.
+// (clb/tat/monitor.tencentcloudapi.com). With a real CVM host as the
+// endpoint (cvm.ap-guangzhou.tencentcloudapi.com, cvm.intl...) each service
+// goes to its own host under the same domain (clb.ap-guangzhou...): the
+// cloud routes by host, and a CLB call to the CVM host is refused. Any
+// other endpoint (a simulator, a gateway) gets every service at that one
+// URL, each signed with its own service name.
 func NewServing(cfg Config) (*Serving, error) {
 	cfg.Generation = cmp.Or(cfg.Generation, GenerationDefault)
 	if cfg.Generation != V3 {
 		return nil, fmt.Errorf("cvm: serving config: Generation %q: CLB, TAT and Cloud Monitor speak API 3.0 only; use %q", cfg.Generation, V3)
 	}
 	perService := cfg.Endpoint == ""
+	rootDomain := ""
+	if d, ok := serviceRoot(cfg.Endpoint); ok {
+		perService, rootDomain = true, d
+	}
 	// validate wants a URL; the real per-service hosts share this one's
 	// scheme and shape.
 	cfg.Endpoint = cmp.Or(cfg.Endpoint, EndpointV3Default)
@@ -73,10 +83,28 @@ func NewServing(cfg Config) (*Serving, error) {
 	}
 	if perService {
 		// An empty SDK endpoint makes the SDK send each request to
-		// <service>.tencentcloudapi.com.
+		// <service>.<root domain> (tencentcloudapi.com when empty).
 		c.cpf.HttpProfile.Endpoint = ""
+		c.cpf.HttpProfile.RootDomain = rootDomain
 	}
 	return &Serving{c: c}, nil
+}
+
+// serviceRoot returns the domain under which the other services of a real
+// CVM endpoint live: "ap-guangzhou.tencentcloudapi.com" for
+// https://cvm.ap-guangzhou.tencentcloudapi.com, "tencentcloudapi.com" for
+// the nearest-region host; false for any other endpoint.
+func serviceRoot(endpoint string) (string, bool) {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Port() != "" || (u.Path != "" && u.Path != "/") {
+		return "", false
+	}
+	host := strings.ToLower(u.Hostname())
+	root, ok := strings.CutPrefix(host, "cvm.")
+	if !ok || (root != "tencentcloudapi.com" && !strings.HasSuffix(root, ".tencentcloudapi.com")) {
+		return "", false
+	}
+	return root, true
 }
 
 // do sends one call to svc and decodes the success body into out, like

@@ -81,7 +81,17 @@ var oneCallPerService = []struct {
 // to the one overriding endpoint, signed with its own service name and
 // called with its own version.
 func TestServingSignsPerService(t *testing.T) {
-	for _, endpoint := range []string{"", "http://127.0.0.1:8080"} {
+	// A real CVM host (nearest region, a region, the international site)
+	// puts each service on its own host under the same domain: the cloud
+	// routes by host. Anything else (a simulator) is one URL for all.
+	for _, tc := range []struct{ endpoint, host string }{
+		{"", "%s.tencentcloudapi.com"},
+		{"https://cvm.tencentcloudapi.com", "%s.tencentcloudapi.com"},
+		{"https://cvm.ap-guangzhou.tencentcloudapi.com", "%s.ap-guangzhou.tencentcloudapi.com"},
+		{"https://cvm.intl.tencentcloudapi.com/", "%s.intl.tencentcloudapi.com"},
+		{"http://127.0.0.1:8080", "127.0.0.1:8080"},
+	} {
+		endpoint := tc.endpoint
 		for _, c := range oneCallPerService {
 			t.Run(c.service+"_"+strconv.Quote(endpoint), func(t *testing.T) {
 				rt := &recordingTransport{respond: anyAnswer}
@@ -90,9 +100,11 @@ func TestServingSignsPerService(t *testing.T) {
 					t.Fatal(err)
 				}
 				r, body := rt.last(t)
-				wantHost, wantScheme := c.service+".tencentcloudapi.com", "https"
-				if endpoint != "" {
-					wantHost, wantScheme = "127.0.0.1:8080", "http"
+				wantHost, wantScheme := tc.host, "https"
+				if strings.Contains(wantHost, "%s") {
+					wantHost = fmt.Sprintf(wantHost, c.service)
+				} else {
+					wantScheme = "http"
 				}
 				if r.Method != "POST" || r.URL.Scheme != wantScheme || r.Host != wantHost || r.URL.Path != "/" || r.URL.RawQuery != "" {
 					t.Errorf("request = %s %s (Host %s); want POST %s://%s/", r.Method, r.URL, r.Host, wantScheme, wantHost)
