@@ -237,7 +237,7 @@ func (l lostAPI) ResetInstance(ctx context.Context, req cvm.ResetRequest) (strin
 // nothing, and then checked the state apart from taking the new token.)
 func TestAbortedRolloutNeverCallsAgain(t *testing.T) {
 	all := ids(1)
-	b := setup(t, cvmsim.Config{}, planOpts{n: 1})
+	b := setup(t, servingSim(cvmsim.Faults{}), planOpts{n: 1, extraAt: healthYAML("30s", drainYAML)})
 	b.apply(t)
 	lost := make(chan struct{}, 1)
 	b.startWorkers(t, 1, func(c *worker.Config) {
@@ -262,5 +262,9 @@ func TestAbortedRolloutNeverCallsAgain(t *testing.T) {
 	}
 	if in := b.instance(t, all[0]); in.Tries != 1 {
 		t.Errorf("%s tried %d times; want the one lost call only", all[0], in.Tries)
+	}
+	// Drained for the call, never reset: its weight comes back.
+	if !eventually(10*time.Second, func() bool { return b.sim.Weights(all[0])[weightKey] == 10 }) {
+		t.Errorf("weight of the cancelled %s = %d; want 10 back", all[0], b.sim.Weights(all[0])[weightKey])
 	}
 }

@@ -375,8 +375,7 @@ func (w *Worker) reconcileCall(ctx context.Context, spec rollout.Spec, api cvm.A
 		// The earlier call certainly never landed: whether to call now
 		// is decided as for a new attempt, in the same script that takes
 		// the new token (Retake refuses unless the rollout runs). An
-		// aborted rollout calls nothing more; a paused one parks the
-		// instance until resume.
+		// aborted rollout calls nothing more; a paused one waits.
 		at := w.clock.Now()
 		tok, err := w.l.Retake(ctx, spec.ID, in.ID, res.Token)
 		if errors.Is(err, ledger.ErrFenced) {
@@ -410,8 +409,12 @@ func (w *Worker) notCallingAgain(ctx context.Context, spec rollout.Spec, in *led
 	}
 	if rs == ledger.Aborted {
 		log.Info("reconciled: the earlier call never landed; the rollout is aborted, not calling", "why", why)
-		return w.finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: token,
-			To: ledger.Cancelled, Code: "Aborted", Message: "the rollout was aborted; its earlier call never landed"})
+		if err := w.finish(ctx, spec, in.ID, ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: token,
+			To: ledger.Cancelled, Code: "Aborted", Message: "the rollout was aborted; its earlier call never landed"}); err != nil {
+			return err
+		}
+		// Never reset: its weights go back (and then its claim).
+		return w.undrain(ctx, spec, in.ID)
 	}
 	return &retryLater{In: max(spec.VerifyInterval, 5*time.Second), Cause: "the earlier call never landed and the rollout is " + string(rs) + ": calling again once it runs"}
 }
