@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/fleetreset/fleetreset/rollout"
 )
 
 // Conflict is an instance that another rollout holds.
@@ -86,7 +88,12 @@ func (l *Ledger) Claim(ctx context.Context, rollout string, ids []string) ([]Con
 		}
 		pend = nil
 		for id, owner := range held {
-			if live[owner] || inFlight[id] || round+1 >= claimRounds {
+			// The rollback of an aborted owner takes over what it still
+			// keeps out of service (an unhealthy instance left at weight 0
+			// is the rollback's to reinstall and give back); nothing else
+			// does. Its calls in flight it waits out (engine.Rollback).
+			busy := inFlight[id] && !isRollbackOf(rollout, owner)
+			if live[owner] || busy || round+1 >= claimRounds {
 				conflicts = append(conflicts, Conflict{InstanceID: id, Rollout: owner, InFlight: inFlight[id]})
 				continue
 			}
@@ -304,6 +311,9 @@ func (l *Ledger) UnclaimAll(ctx context.Context, r *Rollout) error {
 	}
 	return nil
 }
+
+// isRollbackOf reports whether rollout claimer is the rollback of owner.
+func isRollbackOf(claimer, owner string) bool { return claimer == rollout.RollbackID(owner) }
 
 // UnclaimIdle releases the claims rollout holds on those of ids it no
 // longer keeps out of service (not busy): for an aborted rollout, as each

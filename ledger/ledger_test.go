@@ -464,6 +464,14 @@ func TestAbortedRolloutHoldsInstancesInFlight(t *testing.T) {
 	if c, err := l.Claim(ctx, "next", ids); err != nil || fmt.Sprint(c) != fmt.Sprint(want) {
 		t.Errorf("Claim after UnclaimAll = %v, %v; want %v", c, err, want)
 	}
+	// The rollback of the aborted rollout takes over the drained one (an
+	// instance left at weight 0 is the rollback's to give back).
+	if c, err := l.Claim(ctx, rollout.RollbackID(spec.ID), []string{ids[4]}); err != nil || len(c) != 0 {
+		t.Errorf("Claim by the rollback = %v, %v; want the drained instance taken over", c, err)
+	}
+	if err := l.Unclaim(ctx, rollout.RollbackID(spec.ID), []string{ids[4]}); err != nil {
+		t.Fatal(err)
+	}
 	// The calls end and the weights come back: every instance is free.
 	if _, err := l.Finish(ctx, spec.ID, ids[0], ledger.Outcome{From: []ledger.InstanceState{ledger.Calling}, Token: a.Token, To: ledger.Cancelled}); err != nil {
 		t.Fatal(err)

@@ -268,3 +268,43 @@ func TestAbortedRolloutNeverCallsAgain(t *testing.T) {
 		t.Errorf("weight of the cancelled %s = %d; want 10 back", all[0], b.sim.Weights(all[0])[weightKey])
 	}
 }
+
+// TestRollbackTakesOverAnUnhealthyInstance: an instance that came back
+// unhealthy fails and stays at weight 0, drained, in its rollout. Rolled
+// back, the rollback (and only it) takes the instance over although the
+// aborted original still keeps it out of service, reinstalls its old image
+// and gives its weight back.
+func TestRollbackTakesOverAnUnhealthyInstance(t *testing.T) {
+	all := ids(2)
+	b := setup(t, servingSim(cvmsim.Faults{UnhealthyIDs: all[:1]}), planOpts{n: 2, waves: "[{size: 1}, {size: 100%}]", extraAt: healthYAML("2s", drainYAML)})
+	b.apply(t)
+	b.startWorkers(t, 1, nil)
+	r := b.await(t, time.Minute, ledger.Paused, ledger.Completed, ledger.Aborted)
+	if r.State != ledger.Paused {
+		t.Fatalf("rollout %s (%s); want paused by the unhealthy canary", r.State, r.Reason)
+	}
+	if in := b.instance(t, all[0]); in.State != ledger.Failed || !in.Serving.Drained() || b.sim.Weights(all[0])[weightKey] != 0 {
+		t.Fatalf("canary %s drained %v weight %d; want failed and left at weight 0", in.State, in.Serving.Drained(), b.sim.Weights(all[0])[weightKey])
+	}
+	// The operator fixes what made it unhealthy, then rolls back.
+	if err := b.sim.SetFaults(cvmsim.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.ctl.Rollback(t.Context(), b.plan.Spec.ID, nil)
+	if err != nil || !res.Created {
+		t.Fatalf("Rollback = %+v, %v; want created", res, err)
+	}
+	rb := b.stack.Await(t, res.ID, time.Minute, ledger.Completed, ledger.Paused, ledger.Aborted)
+	if rb.State != ledger.Completed {
+		t.Fatalf("rollback %s (%s); want completed", rb.State, rb.Reason)
+	}
+	if n := b.sim.Stats().AcceptedResets[all[0]]; n != 2 {
+		t.Errorf("canary reset %d times; want 2 (the rollout's, the rollback's)", n)
+	}
+	if w := b.sim.Weights(all[0])[weightKey]; w != 10 {
+		t.Errorf("canary weight after the rollback = %d; want its 10 back", w)
+	}
+	if n := b.sim.Stats().AcceptedResets[all[1]]; n != 0 {
+		t.Errorf("%s, never reached, reset %d times", all[1], n)
+	}
+}
