@@ -156,7 +156,7 @@ func TestDoubleResetAbortReapply(t *testing.T) {
 
 	// The same instances under a new name, applied at once.
 	f2 := writePlan(t, planOpts{name: "dbl-abort-again", n: n, seed: 101, waves: "[100%]"})
-	apply(t, redisURL, ns, url, f2.path)
+	applyAfterAbort(t, redisURL, ns, url, f2.path)
 	t.Logf("re-applied as %s with %d reinstalls still running", f2.plan.Spec.ID, operating(sim, f.ids))
 	res := awaitRollout(t, l, f2.plan.Spec.ID, size(6*time.Minute, 20*time.Minute), ledger.Completed, ledger.Paused, ledger.Aborted)
 	ws.stop()

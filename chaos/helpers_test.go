@@ -566,6 +566,30 @@ func apply(t *testing.T, redisURL, ns, endpoint, plan string) {
 	}
 }
 
+// applyAfterAbort applies plan over instances of a rollout just aborted:
+// an instance whose reset call was under way at the abort (no answer yet)
+// stays the aborted rollout's until answered, and apply says so ("still
+// out of service ... apply again once it is back"); it is applied again
+// then, as docs/operations.md tells operators. Any other failure fails.
+func applyAfterAbort(t *testing.T, redisURL, ns, endpoint, plan string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		cmd := exec.Command(bin, "apply", "--redis", redisURL, "--namespace", ns, "--endpoint", endpoint, plan)
+		cmd.Env = baseEnv()
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			return
+		}
+		if !strings.Contains(string(out), "still out of service in aborted rollout") || time.Now().After(deadline) {
+			t.Fatalf("fleetreset apply: %v\n%s", err, out)
+		}
+		line, _, _ := strings.Cut(string(out), "\n")
+		t.Logf("apply refused while the aborted rollout still has instances in hand; again: %.200s", line)
+		time.Sleep(500 * time.Millisecond) // an operator's "a moment later"
+	}
+}
+
 func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {

@@ -135,6 +135,7 @@ func TestRegressionLedgerScriptReplay(t *testing.T) {
 		b: {State: ledger.Calling, Token: 9, IntentAt: now},
 	}})
 	must(t, err)
+	must(t, direct.Activate(ctx, f.plan.Spec)) // Retake issues tokens only while it runs
 	// Load both scripts into Redis, so the proxied calls run EVALSHA once.
 	direct.Called(ctx, f.plan.Spec.ID, "ins-none0000", 1, "x")
 	direct.Retake(ctx, f.plan.Spec.ID, "ins-none0000", 1)

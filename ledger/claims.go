@@ -17,9 +17,9 @@ type Conflict struct {
 	InstanceID string
 	Rollout    string
 	// InFlight is set when Rollout is aborted but still has the instance
-	// out of service: its reset call in flight (calling or resetting), or
-	// drained from its load balancers. The instance is free once the call
-	// has an outcome and its weights are back.
+	// in hand: its reset call under way with no answer yet, or drained from
+	// its load balancers. The instance is free once the call is answered
+	// and its weights are back.
 	InFlight bool
 }
 
@@ -218,9 +218,12 @@ func (l *Ledger) holdersLive(ctx context.Context, held map[string]string) (live 
 }
 
 // busy reports, for each of ids in the rollout ownerOf names, whether the
-// rollout still has it out of service: its reset call in flight (calling
-// or resetting), or drained with its weights not yet given back. An
-// aborted rollout keeps such instances until they are back.
+// rollout still has it in hand: its reset call under way with no answer
+// yet (calling: the request may still reach the cloud, after another
+// rollout's describe saw nothing), or drained with its weights not yet
+// given back. An aborted rollout keeps such instances until they are back.
+// A reinstall the cloud accepted (resetting) is not kept: the cloud shows
+// it running, and a new rollout adopts it instead of calling.
 func (l *Ledger) busy(ctx context.Context, ids []string, ownerOf func(id string) string) ([]bool, error) {
 	pipe := l.rdb.Pipeline()
 	sts := make([]*redis.StringCmd, len(ids))
@@ -235,8 +238,7 @@ func (l *Ledger) busy(ctx context.Context, ids []string, ownerOf func(id string)
 	}
 	out := make([]bool, len(ids))
 	for i := range ids {
-		st := InstanceState(sts[i].Val())
-		out[i] = st == Calling || st == Resetting || drained[i].Val()
+		out[i] = InstanceState(sts[i].Val()) == Calling || drained[i].Val()
 	}
 	return out, nil
 }
@@ -289,11 +291,11 @@ func (l *Ledger) unclaimKeys(ctx context.Context, rollout string, keys []string)
 }
 
 // UnclaimAll releases every claim of a finished rollout, except, unless
-// r is completed, the claims of instances it keeps out of service (busy:
-// a reset call in flight, or drained): an aborted rollout keeps those
-// until the call has an outcome or the weights are back (Finish of an
-// aborted rollout's instance and the worker's undrain release them; see
-// also holdersLive).
+// r is completed, the claims of instances it still has in hand (busy: a
+// call under way, or drained): an aborted rollout keeps those until the
+// call is answered and the weights are back (ledger.Claim judges them per
+// instance; Finish of an aborted rollout's instance and the worker's
+// undrain release them).
 func (l *Ledger) UnclaimAll(ctx context.Context, r *Rollout) error {
 	for k := range r.Spec.Waves {
 		ids, err := l.WaveInstances(ctx, r.ID, k)
