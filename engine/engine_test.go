@@ -19,22 +19,29 @@ type fixedClock struct{ t time.Time }
 
 func (c *fixedClock) Now() time.Time { return c.t }
 
+// sweepStack is a test Redis with an asynq client and inspector, and a
+// maker of engines ("processes") on it with the clock clk.
+func sweepStack(t *testing.T, clk *fixedClock) (ns string, insp *asynq.Inspector, newEngine func() *engine.Engine) {
+	t.Helper()
+	r := redistest.New(t)
+	ns = r.Prefix[:len(r.Prefix)-1]
+	client := asynq.NewClient(r.ConnOpt())
+	t.Cleanup(func() { client.Close() })
+	insp = asynq.NewInspector(r.ConnOpt())
+	t.Cleanup(func() { insp.Close() })
+	return ns, insp, func() *engine.Engine {
+		return engine.New(engine.Config{Ledger: ledger.New(r.Client, ledger.Config{Prefix: r.Prefix}), Client: client, Namespace: ns, Clock: clk})
+	}
+}
+
 // TestEnqueueVerifySharesAndFallsBack: every caller within one interval
 // gets the same sweep; when that sweep's ID is taken (by another process:
 // an engine asks Redis only once per sweep it scheduled), the next
 // interval's sweep is scheduled, so no accepted instance is left without
 // one.
 func TestEnqueueVerifySharesAndFallsBack(t *testing.T) {
-	r := redistest.New(t)
-	ns := r.Prefix[:len(r.Prefix)-1]
-	client := asynq.NewClient(r.ConnOpt())
-	defer client.Close()
-	insp := asynq.NewInspector(r.ConnOpt())
-	defer insp.Close()
 	clk := &fixedClock{time.Now().Add(time.Hour).Truncate(10 * time.Second).Add(time.Second)}
-	newEngine := func() *engine.Engine {
-		return engine.New(engine.Config{Ledger: ledger.New(r.Client, ledger.Config{Prefix: r.Prefix}), Client: client, Namespace: ns, Clock: clk})
-	}
+	ns, insp, newEngine := sweepStack(t, clk)
 	ctl := newEngine()
 	const interval = 10 * time.Second
 	// Three processes, and the first asking again.
@@ -80,15 +87,10 @@ func TestEnqueueVerifySharesAndFallsBack(t *testing.T) {
 // health forever (audit 2026-12-07). Sweep times are whole seconds now,
 // and a sweep's successor is always scheduled.
 func TestSweepChainSurvivesFractionalIntervals(t *testing.T) {
-	r := redistest.New(t)
-	ns := r.Prefix[:len(r.Prefix)-1]
-	client := asynq.NewClient(r.ConnOpt())
-	defer client.Close()
-	insp := asynq.NewInspector(r.ConnOpt())
-	defer insp.Close()
 	// An hour ahead, so that asynq keeps the sweeps scheduled.
 	clk := &fixedClock{time.Now().Add(time.Hour).Truncate(time.Second).Add(150 * time.Millisecond)}
-	ctl := engine.New(engine.Config{Ledger: ledger.New(r.Client, ledger.Config{Prefix: r.Prefix}), Client: client, Namespace: ns, Clock: clk})
+	ns, insp, newEngine := sweepStack(t, clk)
+	ctl := newEngine()
 	const wait = 2600 * time.Millisecond // a probe due in 2.6 s
 	if err := ctl.EnqueueVerify(t.Context(), "r", wait, time.Time{}); err != nil {
 		t.Fatal(err)
