@@ -186,9 +186,10 @@ func checkRate(t *testing.T, sim *cvmsim.Server, f fleet) {
 	checkNoRateLimited(t, sim)
 }
 
-// TestClusterKillWorker SIGKILLs a worker (long form: three, 5 s apart)
-// in the middle of a rollout on the cluster and restarts it: exactly once
-// and the plan's rate, as on one Redis.
+// TestClusterKillWorker SIGKILLs a worker (long form: three, each once
+// n/20 more resets were accepted) in the middle of a rollout on the
+// cluster and restarts it: exactly once and the plan's rate, as on one
+// Redis.
 func TestClusterKillWorker(t *testing.T) {
 	t.Parallel()
 	c := startCluster(t)
@@ -201,7 +202,8 @@ func TestClusterKillWorker(t *testing.T) {
 		ws.restart(victim)
 		t.Logf("kill %d: worker %d after %d accepted resets", i+1, victim, accepted(sim))
 		if i+1 < kills {
-			time.Sleep(5 * time.Second)
+			// The next kill once the rollout has made progress again.
+			awaitAccepted(t, sim, accepted(sim)+n/20, 3*time.Minute)
 		}
 	}
 	r := awaitSettled(t, asynq.RedisClusterClientOpt{Addrs: c.addrs()}, ws, l, "chaos", f, size(4*time.Minute, 15*time.Minute))

@@ -303,7 +303,7 @@ func (l *Ledger) UnclaimAll(ctx context.Context, r *Rollout) error {
 			return err
 		}
 		if r.State != Completed {
-			if ids, err = l.notInFlight(ctx, r.ID, ids); err != nil {
+			if ids, err = l.idle(ctx, r.ID, ids); err != nil {
 				return err
 			}
 		}
@@ -318,19 +318,19 @@ func (l *Ledger) UnclaimAll(ctx context.Context, r *Rollout) error {
 func isRollbackOf(claimer, owner string) bool { return claimer == rollout.RollbackID(owner) }
 
 // UnclaimIdle releases the claims rollout holds on those of ids it no
-// longer keeps out of service (not busy): for an aborted rollout, as each
-// of its last instances comes back.
+// longer keeps in hand (not busy): for an aborted rollout, as each of its
+// last instances comes back.
 func (l *Ledger) UnclaimIdle(ctx context.Context, rollout string, ids []string) error {
-	idle, err := l.notInFlight(ctx, rollout, ids)
+	idle, err := l.idle(ctx, rollout, ids)
 	if err != nil {
 		return err
 	}
 	return l.Unclaim(ctx, rollout, idle)
 }
 
-// notInFlight returns the instances of ids that rollout does not keep out
-// of service (busy).
-func (l *Ledger) notInFlight(ctx context.Context, rollout string, ids []string) ([]string, error) {
+// idle returns the instances of ids that rollout does not keep in hand
+// (busy).
+func (l *Ledger) idle(ctx context.Context, rollout string, ids []string) ([]string, error) {
 	out := make([]string, 0, len(ids))
 	for start := 0; start < len(ids); start += pipeChunk {
 		part := ids[start:min(start+pipeChunk, len(ids))]

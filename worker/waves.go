@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/fleetreset/fleetreset/alarm"
@@ -68,14 +66,14 @@ func (w *Worker) notServed(spec rollout.Spec) (reason, why string) {
 	// Each named account must resolve here to the credential it had where
 	// the plan was applied: the same source name (a variable prefix, a
 	// profile) can hold another account's key on another machine.
-	for _, name := range slices.Sorted(maps.Keys(spec.AccountIdentities)) {
+	for name, want := range spec.AccountIdentities {
 		at := spec
 		at.AccountName = name
 		p, err := w.provider(context.Background(), at)
 		if err != nil {
 			continue // a missing source pauses the rollout when called, naming it
 		}
-		if want, got := spec.AccountIdentities[name], p.Identity(); got != "" && got != want {
+		if got := p.Identity(); got != "" && got != want {
 			return "identity", fmt.Sprintf("account %s was applied with credential %s, this worker's source for it has %s", name, want, got)
 		}
 	}

@@ -61,23 +61,24 @@ func instanceTallies(r *ledger.Rollout, is []*ledger.Instance) (total tally, wav
 		waves[i] = tally{Size: w.Size, Counters: w.Counters, Open: true}
 	}
 	for _, in := range is {
-		var inFlight, pending int
-		switch in.State {
-		case ledger.Calling, ledger.Resetting:
-			inFlight = 1
-		case ledger.Pending, ledger.Held:
-			pending = 1
-		default:
-			continue
-		}
-		total.InFlight += inFlight
-		total.Pending += pending
+		total.countOpen(in.State)
 		if in.Wave >= 0 && in.Wave < len(waves) {
-			waves[in.Wave].InFlight += inFlight
-			waves[in.Wave].Pending += pending
+			waves[in.Wave].countOpen(in.State)
 		}
 	}
 	return total, waves
+}
+
+// countOpen counts an instance in state s when it is open: in flight
+// (calling, resetting: a call was made or is being made, not yet
+// verified) or pending (pending, held: nothing called yet).
+func (t *tally) countOpen(s ledger.InstanceState) {
+	switch s {
+	case ledger.Calling, ledger.Resetting:
+		t.InFlight++
+	case ledger.Pending, ledger.Held:
+		t.Pending++
+	}
 }
 
 // regionTally is the tally of one region of a rollout that counts regions.
@@ -100,16 +101,8 @@ func regionTallies(r *ledger.Rollout, is []*ledger.Instance) []regionTally {
 		at[rs.Region] = i
 	}
 	for _, in := range is {
-		i, ok := at[r.Spec.LocationOf(in.Group).Region]
-		if !ok {
-			continue
-		}
-		t := &out[i].tally
-		switch in.State {
-		case ledger.Calling, ledger.Resetting:
-			t.InFlight++
-		case ledger.Pending, ledger.Held:
-			t.Pending++
+		if i, ok := at[r.Spec.LocationOf(in.Group).Region]; ok {
+			out[i].countOpen(in.State)
 		}
 	}
 	return out
