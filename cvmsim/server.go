@@ -140,6 +140,19 @@ func (s *Server) AddInstances(ins ...Instance) {
 	}
 }
 
+// SetTags replaces the tags of instance id, as an operator tagging it
+// in the console would, keeping its image and any operation running. It
+// reports whether the instance exists.
+func (s *Server) SetTags(id string, tags map[string]string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.instances[id]
+	if ok {
+		in.Tags = maps.Clone(tags)
+	}
+	return ok
+}
+
 // SetFaults replaces the injected faults; zero fields take their defaults.
 // The random source restarts only when the effective Seed changes.
 func (s *Server) SetFaults(f Faults) error {

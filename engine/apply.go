@@ -35,6 +35,10 @@ type ApplyRequest struct {
 	DescribeAt func(loc rollout.Location) rollout.DescribeFunc
 	// Recovered carries the state an earlier run left in a local journal.
 	Recovered ledger.CreateOptions
+	// Source is what the plan was read from when it has a schedule and a
+	// select (planner.Plan.Source): kept with the rollout so that each
+	// occurrence resolves the select again (StartOccurrence).
+	Source *rollout.PlanSource
 }
 
 // ApplyResult says what Apply did.
@@ -85,6 +89,7 @@ func (c *Engine) Apply(ctx context.Context, req ApplyRequest) (ApplyResult, erro
 		return res, err
 	}
 	opts := req.Recovered
+	opts.Source = req.Source
 	if opts.Seeds == nil {
 		opts.Seeds = map[string]ledger.Seed{}
 	}
@@ -238,17 +243,32 @@ func (c *Engine) ScheduleNext(ctx context.Context, spec rollout.Spec) error {
 	return nil
 }
 
+// ErrSkipOccurrence, wrapped by a Reselect error, skips the occurrence:
+// it is announced and the one after it scheduled, instead of retried.
+var ErrSkipOccurrence = errors.New("occurrence skipped")
+
+// Reselect resolves the select of a scheduled series again for its next
+// occurrence: from the spec of the occurrence before and the plan source
+// kept with it (ledger.Ledger.Source), it lists what the plan selects now
+// and returns the spec and targets apply would make of the plan. An error
+// wrapping ErrSkipOccurrence (the plan no longer reads, say) skips the
+// occurrence; any other is retried with the task.
+type Reselect func(ctx context.Context, prev rollout.Spec, src rollout.PlanSource) (rollout.Spec, []rollout.Target, error)
+
 // StartOccurrence creates the occurrence of a series due at `at` from the
-// one that completed (prev): the same targets, waves and settings, as a
-// new rollout, through the same creation path as Apply. An occurrence
-// whose instances another active rollout holds is skipped, announced, and
-// the one after it scheduled.
-func (c *Engine) StartOccurrence(ctx context.Context, prev string, at time.Time) error {
+// one that completed (prev), as a new rollout, through the same creation
+// path as Apply. A series whose plan selects its instances (it keeps its
+// plan source) resolves the select again through reselect, so instances
+// tagged since join and untagged ones leave; any other repeats prev's
+// targets, waves and settings. An occurrence whose instances another
+// active rollout holds, or whose select finds nothing, is skipped,
+// announced, and the one after it scheduled.
+func (c *Engine) StartOccurrence(ctx context.Context, prev string, at time.Time, reselect Reselect) error {
 	r, err := c.l.Get(ctx, prev)
 	if err != nil {
 		return err
 	}
-	is, err := c.l.AllInstances(ctx, r)
+	src, err := c.l.Source(ctx, prev)
 	if err != nil {
 		return err
 	}
@@ -256,24 +276,61 @@ func (c *Engine) StartOccurrence(ctx context.Context, prev string, at time.Time)
 	spec.Series = cmp.Or(spec.Series, spec.ID)
 	spec.ID = OccurrenceID(spec.Series, at)
 	spec.StartAt = time.Time{}
-	targets := make([]rollout.Target, len(is))
-	for i, in := range is {
-		targets[i] = rollout.Target{InstanceID: in.ID, Group: in.Group, Wave: in.Wave, Zone: in.Zone}
-	}
-	created, err := c.create(ctx, spec, targets, ledger.CreateOptions{})
-	var ce *claimError
-	if errors.As(err, &ce) {
-		why := fmt.Sprintf("occurrence %s skipped: %s is in active rollout %s", spec.ID, ce.conflicts[0].InstanceID, ce.conflicts[0].Rollout)
+	// skip announces a skipped occurrence and goes on with the series from
+	// the rollout that exists: the skipped one was never created, and a
+	// recur task naming it would find nothing and end the schedule.
+	skip := func(why string) error {
+		why = fmt.Sprintf("occurrence %s skipped: %s", spec.ID, why)
 		c.log.Error("scheduled occurrence skipped", "rollout", spec.ID, "reason", why)
 		c.Notify(ctx, r.Spec, notify.OccurrenceSkipped, 0, why)
-		// The series goes on from the rollout that exists: the skipped
-		// occurrence was never created, and a recur task naming it would
-		// find nothing and end the schedule.
 		return c.ScheduleNext(ctx, r.Spec)
+	}
+	var targets []rollout.Target
+	if src != nil {
+		if reselect == nil {
+			return fmt.Errorf("engine: occurrence %s resolves its select again, and this process cannot list instances", spec.ID)
+		}
+		next, ts, err := reselect(ctx, r.Spec, *src)
+		if errors.Is(err, ErrSkipOccurrence) {
+			return skip(err.Error())
+		}
+		if err != nil {
+			return fmt.Errorf("engine: occurrence %s: resolve its select: %w", spec.ID, err)
+		}
+		if len(ts) == 0 {
+			return skip("its select matched no instance")
+		}
+		spec = occurrenceSpec(spec, next)
+		targets = ts
+	} else {
+		is, err := c.l.AllInstances(ctx, r)
+		if err != nil {
+			return err
+		}
+		targets = make([]rollout.Target, len(is))
+		for i, in := range is {
+			targets[i] = rollout.Target{InstanceID: in.ID, Group: in.Group, Wave: in.Wave, Zone: in.Zone}
+		}
+	}
+	created, err := c.create(ctx, spec, targets, ledger.CreateOptions{Source: src})
+	var ce *claimError
+	if errors.As(err, &ce) {
+		return skip(fmt.Sprintf("%s is in active rollout %s", ce.conflicts[0].InstanceID, ce.conflicts[0].Rollout))
 	}
 	if err != nil || !created {
 		return err // !created: a redelivery of this task, or another worker, got there first
 	}
-	c.log.Info("scheduled occurrence started", "rollout", spec.ID, "series", spec.Series)
+	c.log.Info("scheduled occurrence started", "rollout", spec.ID, "series", spec.Series, "instances", len(targets))
 	return nil
+}
+
+// occurrenceSpec is the spec of an occurrence whose plan was read again
+// (next): its waves, groups and hash, under the occurrence's name, with
+// what apply resolved outside the plan (the credential identities, the
+// plan's path) kept from the series.
+func occurrenceSpec(occ, next rollout.Spec) rollout.Spec {
+	next.ID, next.Series, next.StartAt = occ.ID, occ.Series, time.Time{}
+	next.PlanFile = occ.PlanFile
+	next.Identity, next.AccountIdentities = occ.Identity, occ.AccountIdentities
+	return next
 }

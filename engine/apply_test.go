@@ -65,7 +65,7 @@ func TestApplyRacesOccurrence(t *testing.T) {
 				}
 				mu.Unlock()
 			} else {
-				err = eng.StartOccurrence(ctx, series.ID, at)
+				err = eng.StartOccurrence(ctx, series.ID, at, nil)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -179,7 +179,7 @@ func TestSkippedOccurrenceKeepsTheSeries(t *testing.T) {
 		t.Fatalf("hotfix: %+v, %v", res, err)
 	}
 	at := time.Now().Add(time.Hour).Truncate(time.Minute)
-	if err := eng.StartOccurrence(ctx, series.ID, at); err != nil {
+	if err := eng.StartOccurrence(ctx, series.ID, at, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.Get(ctx, engine.OccurrenceID(series.ID, at)); !errors.Is(err, ledger.ErrNotFound) {

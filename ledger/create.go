@@ -130,6 +130,17 @@ func (l *Ledger) Create(ctx context.Context, spec rollout.Spec, targets []rollou
 	if regions != nil {
 		regionOf = func(group int) string { return spec.LocationOf(group).Region }
 	}
+	if opts.Source != nil {
+		// Written before the instances, under the creator's lease: a
+		// creation redone after a crash writes it again.
+		src, err := json.Marshal(opts.Source)
+		if err != nil {
+			return false, fmt.Errorf("ledger: encode plan source: %w", err)
+		}
+		if err := l.rdb.Set(ctx, k.source(), src, 0).Err(); err != nil {
+			return false, fmt.Errorf("ledger: create %s: plan source: %w", spec.ID, err)
+		}
+	}
 	if err := l.writeInstances(ctx, k, spec.ID, token, res[0] == "created", nw, targets, opts.Seeds, regionOf, now); err != nil {
 		return false, err
 	}
@@ -138,6 +149,23 @@ func (l *Ledger) Create(ctx context.Context, spec rollout.Spec, targets []rollou
 	}
 	l.tokens.Store(spec.ID, token)
 	return true, nil
+}
+
+// Source reads the plan source kept with a rollout (CreateOptions.Source);
+// nil, without error, for a rollout that keeps none.
+func (l *Ledger) Source(ctx context.Context, id string) (*rollout.PlanSource, error) {
+	data, err := l.rdb.Get(ctx, l.keys(id).source()).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ledger: plan source of %s: %w", id, err)
+	}
+	var src rollout.PlanSource
+	if err := json.Unmarshal(data, &src); err != nil {
+		return nil, fmt.Errorf("ledger: plan source of %s: %w", id, err)
+	}
+	return &src, nil
 }
 
 // errLost: another creator took the creation over.

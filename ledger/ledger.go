@@ -221,6 +221,9 @@ type CreateOptions struct {
 	// Seq starts the gate sequence; a non-zero Seq makes the first wave
 	// start rescan earlier waves for unfinished instances.
 	Seq int
+	// Source, when set, is kept with the rollout (Source) for the next
+	// occurrence of its series to resolve its selection again.
+	Source *rollout.PlanSource
 }
 
 // WaveStatus is the state of one wave.

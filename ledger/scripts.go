@@ -25,6 +25,7 @@ import "github.com/redis/go-redis/v9"
 //	B u, B uz:<zone>, B uzs  sets  instances holding a place among the unavailable (unavailable.go)
 //	B fence      string fencing-token counter
 //	B once       hash   events already announced (Ledger.Once)
+//	B src        string the plan source of a scheduled rollout with a select, JSON (Ledger.Source)
 //
 // Outside any rollout: "<prefix>rollouts" (sorted set of rollout IDs by
 // creation), "<prefix>finished" (retention.go) and "<prefix>claim:<instance>"

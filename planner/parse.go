@@ -215,6 +215,9 @@ type parser struct {
 	// had no matches in Options.Selected.
 	selections []Selection
 	unresolved bool
+	// files holds the instances files read, by the path read, for
+	// Plan.Source.
+	files map[string][]byte
 	// zoneRegion is the region of the group being read, when it has one.
 	zoneRegion setting[string]
 }

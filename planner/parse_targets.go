@@ -150,6 +150,10 @@ func (p *parser) fileTargets(en entry, gi int, g *group) bool {
 		p.at(en.val, en.field, "cannot read instances file: %v", err)
 		return false
 	}
+	if p.files == nil {
+		p.files = map[string][]byte{}
+	}
+	p.files[path] = data
 	if i := bytes.IndexByte(data, 0); i >= 0 {
 		p.at(en.val, en.field, "%s is not a text file of instance ids (a NUL byte at offset %d)", path, i)
 		return false

@@ -3,6 +3,7 @@ package planner
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/fleetreset/fleetreset/rollout"
@@ -201,6 +202,11 @@ type Plan struct {
 	// ProtectTag is the tag, "KEY=VALUE", that keeps an instance out of
 	// every selection: the plan's protectTag or ProtectTagDefault.
 	ProtectTag string
+	// Source is what a plan with a schedule and a select was read from,
+	// for each occurrence to resolve the selection again (apply stores it
+	// with the rollout); nil for other plans, whose occurrences repeat the
+	// targets of the first.
+	Source *rollout.PlanSource
 }
 
 // WaveTargets returns the targets of wave i, a sub-slice of p.Targets.
@@ -249,5 +255,20 @@ func Parse(filename string, data []byte, opts Options) (*Plan, error) {
 	plan.Overrides = p.overrides
 	plan.Selections = p.selections
 	plan.ProtectTag = p.raw.protectTag
+	if plan.Spec.Schedule != "" && len(p.selections) > 0 {
+		plan.Source = p.source(data)
+	}
 	return plan, nil
+}
+
+// source keeps what a scheduled plan with a select was read from (see
+// rollout.PlanSource): its text and its instances files, never a
+// password or user data file.
+func (p *parser) source(data []byte) *rollout.PlanSource {
+	files := map[string][]byte{p.file: data}
+	for path, d := range p.files {
+		files[path] = d
+	}
+	dir, _ := filepath.Abs(".") // "" if the working directory is gone: only user data is then looked for as written
+	return &rollout.PlanSource{Path: p.file, Dir: dir, Files: files}
 }

@@ -56,6 +56,11 @@ type Config struct {
 	Redis asynq.RedisConnOpt
 	// Engine reaches the ledger and enqueues follow-up tasks. Required.
 	Engine *engine.Engine
+	// Reselect resolves the select of a scheduled series again for each
+	// occurrence (engine.StartOccurrence). Without it, a series whose plan
+	// selects its instances is not started here: its recur task is retried
+	// for a worker that has it (every `fleetreset worker` does).
+	Reselect engine.Reselect
 	// Limiter is the API rate limiter (ratelimit.Redis across processes,
 	// ratelimit.Local in one). Required.
 	Limiter ratelimit.Limiter

@@ -223,7 +223,7 @@ func applyCmd(ctx context.Context, env *Env, o *applyOpts) error {
 			return err
 		}
 	}
-	req := engine.ApplyRequest{Spec: plan.Spec, Targets: plan.Targets, Overrides: plan.Overrides}
+	req := engine.ApplyRequest{Spec: plan.Spec, Targets: plan.Targets, Overrides: plan.Overrides, Source: plan.Source}
 	if !o.noPreflight {
 		creds, err := defaultCredentials(ctx, plan.Spec, a)
 		if err != nil {
@@ -305,8 +305,9 @@ func workerCmd(ctx context.Context, env *Env, o *workerOpts) error {
 		log.Warn("no default credentials: serving only rollouts whose every group names an account", "why", none.Err)
 	}
 	a.timeout = worker.CallTimeout(a.timeout, *grace)
-	wcfg := worker.Config{Redis: cn.opt, Engine: cn.controller(c.namespace, log),
-		Limiter: ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix}), APIFunc: apiFactory(a, creds),
+	lim := ratelimit.NewRedis(cn.rdb, ratelimit.Config{Prefix: cn.prefix})
+	wcfg := worker.Config{Redis: cn.opt, Engine: cn.controller(c.namespace, log), Reselect: reselector(env, a, creds, lim),
+		Limiter: lim, APIFunc: apiFactory(a, creds),
 		Endpoint: a.endpoint, API: a.api, Provider: creds, Concurrency: *concurrency,
 		ReconcileGrace: *grace, CallTimeout: a.timeout, ReplayWindow: a.replay, ShutdownTimeout: *shutdown, Logger: log, LookupEnv: env.lookupEnv(), Retention: *retention}
 	if err := serveWorkerMetrics(ctx, *metricsAddr, cn, &wcfg, log); err != nil {

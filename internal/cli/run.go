@@ -205,7 +205,8 @@ func runCmd(ctx context.Context, env *Env, o *runOpts) error {
 	ctl := cn.controller(ns, log)
 	wcfg := worker.Config{Redis: cn.opt, Engine: ctl, Limiter: lim, APIFunc: apiFor,
 		Endpoint: a.endpoint, API: a.api, Provider: creds, Concurrency: *concurrency,
-		ReconcileGrace: *grace, CallTimeout: a.timeout, ReplayWindow: a.replay, Logger: log, LookupEnv: env.lookupEnv()}
+		ReconcileGrace: *grace, CallTimeout: a.timeout, ReplayWindow: a.replay, Logger: log, LookupEnv: env.lookupEnv(),
+		Reselect: reselector(env, a, creds, lim)}
 	if a.oneKey {
 		wcfg.AccountProvider = func(context.Context, rollout.AccountSource) (cvm.CredentialProvider, error) { return creds, nil }
 	}
@@ -239,7 +240,7 @@ func runCmd(ctx context.Context, env *Env, o *runOpts) error {
 		return err
 	}
 	req := engine.ApplyRequest{
-		Spec: plan.Spec, Targets: plan.Targets, Overrides: plan.Overrides, Recovered: recovered,
+		Spec: plan.Spec, Targets: plan.Targets, Overrides: plan.Overrides, Recovered: recovered, Source: plan.Source,
 		Describe: describeFunc(api, lim, ratelimit.AccountKey("DescribeInstances", cmp.Or(a.endpoint, plan.Spec.Endpoint), plan.Spec.Region, creds.Identity()), plan.Spec.DescribeRate),
 	}
 	if plan.Spec.MultiLocation() || plan.Spec.AccountName != "" {

@@ -10,9 +10,12 @@ import (
 	"time"
 
 	"github.com/fleetreset/fleetreset/cvm"
+	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/internal/clock"
 	"github.com/fleetreset/fleetreset/planner"
+	"github.com/fleetreset/fleetreset/ratelimit"
 	"github.com/fleetreset/fleetreset/rollout"
+	"github.com/fleetreset/fleetreset/secretref"
 )
 
 // selectPlan resolves plan's selections, if it has any: it lists the
@@ -25,7 +28,34 @@ func selectPlan(ctx context.Context, env *Env, c *common, a apiFlags, path strin
 	if len(plan.Selections) == 0 {
 		return plan, nil
 	}
-	// Each group's select lists its own region with its account's key.
+	limit := func(region, identity string) (ratelimit.Limiter, string) {
+		return previewLimiter(ctx, c, region, cmp.Or(a.endpoint, plan.Spec.Endpoint), identity)
+	}
+	selected, calls, err := listPlan(ctx, env, a, plan, creds, limit)
+	if err != nil {
+		return nil, &ExitError{Code: exitFailed, Err: err}
+	}
+	fmt.Fprintf(env.Stderr, "select: %d DescribeInstances calls for %s\n", calls, plural(len(plan.Selections), "selecting group"))
+	opts := a.planOptions(env, secrets)
+	opts.Selected = selected
+	resolved, err := planner.Load(path, opts)
+	if err != nil {
+		return nil, &ExitError{Code: exitFailed, Err: err}
+	}
+	if resolved.Unresolved() {
+		// The plan changed between the two reads (a select added).
+		return nil, &ExitError{Code: exitFailed, Err: fmt.Errorf("select: %s changed while it was read; run again", path)}
+	}
+	return resolved, nil
+}
+
+// listPlan lists the instances each selecting group of plan matches,
+// location by location: each group's region with its account's key
+// (creds for the default account), every call under the describe budget
+// limit gives for the region and credential. It returns the matches by
+// group and the number of calls made.
+func listPlan(ctx context.Context, env *Env, a apiFlags, plan *planner.Plan, creds cvm.CredentialProvider,
+	limit func(region, identity string) (ratelimit.Limiter, string)) (map[int][]planner.Match, int, error) {
 	var order []rollout.Location
 	byLoc := map[rollout.Location][]planner.Selection{}
 	for _, s := range plan.Selections {
@@ -43,17 +73,17 @@ func selectPlan(ctx context.Context, env *Env, c *common, a apiFlags, path strin
 			lc, err = specCredentials(ctx, at, creds)
 		}
 		if err != nil {
-			return nil, &ExitError{Code: exitFailed, Err: fmt.Errorf("select: %w", err)}
+			return nil, calls, fmt.Errorf("select: %w", err)
 		}
 		api, err := apiFactory(a, lc)(at)
 		if err != nil {
-			return nil, err
+			return nil, calls, err
 		}
 		lister, ok := api.(cvm.Lister)
 		if !ok {
-			return nil, &ExitError{Code: exitFailed, Err: fmt.Errorf("select: the %s client cannot list instances by filters", api.Generation())}
+			return nil, calls, fmt.Errorf("select: the %s client cannot list instances by filters", api.Generation())
 		}
-		lim, key := previewLimiter(ctx, c, loc.Region, cmp.Or(a.endpoint, plan.Spec.Endpoint), lc.Identity())
+		lim, key := limit(loc.Region, lc.Identity())
 		cfg := describeConfig{lim: lim, key: key, rate: plan.Spec.DescribeRate}
 		if h := env.Hooks; h != nil {
 			cfg.sleep, cfg.clock = h.Sleep, h.Clock
@@ -61,22 +91,51 @@ func selectPlan(ctx context.Context, env *Env, c *common, a apiFlags, path strin
 		got, n, err := listSelections(ctx, cfg, lister, byLoc[loc])
 		calls += n
 		if err != nil {
-			return nil, &ExitError{Code: exitFailed, Err: err}
+			return nil, calls, err
 		}
 		maps.Copy(selected, got)
 	}
-	fmt.Fprintf(env.Stderr, "select: %d DescribeInstances calls for %s\n", calls, plural(len(plan.Selections), "selecting group"))
-	opts := a.planOptions(env, secrets)
-	opts.Selected = selected
-	resolved, err := planner.Load(path, opts)
-	if err != nil {
-		return nil, &ExitError{Code: exitFailed, Err: err}
+	return selected, calls, nil
+}
+
+// reselector resolves the select of a scheduled series again at each
+// occurrence (engine.Reselect), as apply did: the plan read from the
+// source kept with the series (its instances files included), each
+// selecting group listed where it is with this process's credentials,
+// under the fleet-wide describe budget of lim, and the waves cut over
+// what matches now. A plan that no longer reads (a user data file gone
+// from the worker, say) or selects nothing skips the occurrence; a
+// listing that fails is retried with the task.
+func reselector(env *Env, a apiFlags, creds cvm.CredentialProvider, lim ratelimit.Limiter) engine.Reselect {
+	return func(ctx context.Context, prev rollout.Spec, src rollout.PlanSource) (rollout.Spec, []rollout.Target, error) {
+		opts := planner.Options{LookupEnvFunc: env.lookupEnv(), ReadFileFunc: src.ReadFile(secretref.ReadFile),
+			API:      planner.Override{Value: prev.API, From: "the series"},
+			Endpoint: planner.Override{Value: prev.Endpoint, From: "the series"}}
+		parse := func() (*planner.Plan, error) {
+			plan, err := planner.Parse(src.Path, src.Files[src.Path], opts)
+			if err != nil {
+				return nil, fmt.Errorf("%w: its plan, as applied, no longer reads: %w", engine.ErrSkipOccurrence, err)
+			}
+			return plan, nil
+		}
+		plan, err := parse()
+		if err != nil {
+			return rollout.Spec{}, nil, err
+		}
+		limit := func(region, identity string) (ratelimit.Limiter, string) {
+			return lim, ratelimit.AccountKey("DescribeInstances", cmp.Or(a.endpoint, plan.Spec.Endpoint), region, identity)
+		}
+		if opts.Selected, _, err = listPlan(ctx, env, a, plan, creds, limit); err != nil {
+			return rollout.Spec{}, nil, err
+		}
+		if plan, err = parse(); err != nil {
+			return rollout.Spec{}, nil, err
+		}
+		if plan.Unresolved() {
+			return rollout.Spec{}, nil, fmt.Errorf("%w: a select of its plan was left unresolved", engine.ErrSkipOccurrence)
+		}
+		return plan.Spec, plan.Targets, nil
 	}
-	if resolved.Unresolved() {
-		// The plan changed between the two reads (a select added).
-		return nil, &ExitError{Code: exitFailed, Err: fmt.Errorf("select: %s changed while it was read; run again", path)}
-	}
-	return resolved, nil
 }
 
 // listSelections lists, per selecting group, the instances its filters
