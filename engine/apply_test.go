@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -199,3 +200,113 @@ func TestSkippedOccurrenceKeepsTheSeries(t *testing.T) {
 		t.Fatalf("recur tasks %v; want one naming %s", recurs, series.ID)
 	}
 }
+
+// TestOccurrenceResolvesItsSelect: a series applied with a plan source
+// hands it, with the completed occurrence's spec, to reselect at the next
+// occurrence and creates what that returns, keeping the series' name,
+// credential identities and source. A selection that cannot run skips the
+// occurrence and schedules the next; a listing that fails is retried (the
+// error is returned and nothing is created); a worker without reselect
+// creates nothing rather than repeating stale targets.
+func TestOccurrenceResolvesItsSelect(t *testing.T) {
+	src := &rollout.PlanSource{Path: "plans/web.yaml", Files: map[string][]byte{"plans/web.yaml": []byte("version: 1\n")}}
+	errList := errors.New("DescribeInstances: RequestLimitExceeded")
+	tests := []struct {
+		name     string
+		reselect func(n int) engine.Reselect // n: the targets to return
+		n        int
+		wantErr  error // returned by StartOccurrence; nil for none
+		created  bool
+		recurs   int // recur tasks scheduled afterwards
+	}{
+		{name: "resolved", n: 7, created: true},
+		{name: "skipped by the resolver", reselect: func(int) engine.Reselect {
+			return func(context.Context, rollout.Spec, rollout.PlanSource) (rollout.Spec, []rollout.Target, error) {
+				return rollout.Spec{}, nil, fmt.Errorf("%w: its plan no longer reads", engine.ErrSkipOccurrence)
+			}
+		}, recurs: 1},
+		{name: "nothing matches", n: 0, recurs: 1},
+		{name: "listing fails", wantErr: errList, reselect: func(int) engine.Reselect {
+			return func(context.Context, rollout.Spec, rollout.PlanSource) (rollout.Spec, []rollout.Target, error) {
+				return rollout.Spec{}, nil, errList
+			}
+		}},
+		{name: "no resolver here", reselect: func(int) engine.Reselect { return nil }, wantErr: errAny},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := redistest.New(t)
+			insp := asynq.NewInspector(r.ConnOpt())
+			defer insp.Close()
+			l, eng := newEngine(t, r)
+			ctx := t.Context()
+			series, targets := fleetSpec("weekly", "h-1", 5)
+			series.Schedule = "0 3 * * *"
+			series.StartAt = time.Now()
+			series.Identity = "AKIDapply"
+			if _, err := eng.Apply(ctx, engine.ApplyRequest{Spec: series, Targets: targets, Source: src}); err != nil {
+				t.Fatal(err)
+			}
+			complete(t, l, series.ID)
+			var gotPrev rollout.Spec
+			var gotSrc rollout.PlanSource
+			reselect := func(ctx context.Context, prev rollout.Spec, s rollout.PlanSource) (rollout.Spec, []rollout.Target, error) {
+				gotPrev, gotSrc = prev, s
+				spec, ts := fleetSpec("weekly", "h-2", tt.n)
+				spec.Schedule = series.Schedule
+				for i := range ts {
+					ts[i].InstanceID = fmt.Sprintf("ins-new%04d", i)
+				}
+				return spec, ts, nil
+			}
+			if tt.reselect != nil {
+				reselect = tt.reselect(tt.n)
+			}
+			at := time.Now().Add(time.Hour).Truncate(time.Minute)
+			occ := engine.OccurrenceID(series.ID, at)
+			err := eng.StartOccurrence(ctx, series.ID, at, reselect)
+			switch {
+			case tt.wantErr == errAny && err == nil, tt.wantErr != errAny && !errors.Is(err, tt.wantErr):
+				t.Fatalf("StartOccurrence: %v; want %v", err, tt.wantErr)
+			}
+			got, gerr := l.Get(ctx, occ)
+			if created := gerr == nil; created != tt.created {
+				t.Fatalf("occurrence created %v (%v); want %v", created, gerr, tt.created)
+			}
+			if tt.created {
+				if gotPrev.ID != series.ID || gotSrc.Path != src.Path {
+					t.Errorf("reselect got spec %q and source %q; want %q and %q", gotPrev.ID, gotSrc.Path, series.ID, src.Path)
+				}
+				is, err := l.AllInstances(ctx, got)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(is) != tt.n || is[0].ID != "ins-new0000" {
+					t.Errorf("occurrence holds %d instances, first %s; want %d new ones", len(is), is[0].ID, tt.n)
+				}
+				if got.Spec.Series != series.ID || got.Spec.Identity != "AKIDapply" || got.Spec.PlanHash != "h-2" || !got.Spec.StartAt.IsZero() {
+					t.Errorf("occurrence spec: series %q identity %q hash %q startAt %v", got.Spec.Series, got.Spec.Identity, got.Spec.PlanHash, got.Spec.StartAt)
+				}
+				if s, err := l.Source(ctx, occ); err != nil || s == nil || s.Path != src.Path {
+					t.Errorf("occurrence source %v, %v; want the series'", s, err)
+				}
+			}
+			scheduled, err := insp.ListScheduledTasks(eng.Queues().Control)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recurs := 0
+			for _, ti := range scheduled {
+				if ti.Type == tasks.TypeRecur && strings.Contains(string(ti.Payload), `"`+series.ID+`"`) {
+					recurs++
+				}
+			}
+			if recurs != tt.recurs {
+				t.Errorf("%d recur tasks of %s scheduled; want %d", recurs, series.ID, tt.recurs)
+			}
+		})
+	}
+}
+
+// errAny stands for any error in a want column.
+var errAny = errors.New("any error")

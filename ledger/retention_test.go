@@ -69,8 +69,13 @@ func (x *retention) rollout(t *testing.T, id, series string, first int, sizes ..
 		}
 	}
 	ctx := t.Context()
-	if created, err := x.l.Create(ctx, spec, targets, ledger.CreateOptions{}); err != nil || !created {
+	// Every rollout keeps a plan source (B src), which a prune must delete too.
+	src := &rollout.PlanSource{Path: id + ".yaml", Files: map[string][]byte{id + ".yaml": []byte("version: 1\n")}}
+	if created, err := x.l.Create(ctx, spec, targets, ledger.CreateOptions{Source: src}); err != nil || !created {
 		t.Fatalf("Create %s = %v, %v", id, created, err)
+	}
+	if got, err := x.l.Source(ctx, id); err != nil || got == nil || string(got.Files[src.Path]) != "version: 1\n" {
+		t.Fatalf("Source(%s) = %+v, %v; want what Create kept", id, got, err)
 	}
 	if err := x.l.Activate(ctx, spec); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package planner
 import (
 	"errors"
 	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -237,5 +238,63 @@ func TestUserDataInSpec(t *testing.T) {
 	}
 	if a.Spec.PlanHash == b.Spec.PlanHash {
 		t.Error("the user data's content does not change the plan hash")
+	}
+}
+
+// TestScheduledSelectKeepsItsSource: a plan with a schedule and a select
+// keeps what it was read from (the plan and its instances file, never a
+// password file) in Plan.Source, and reading that source again with the
+// same matches gives the same plan; plans without a schedule, or without
+// a select, keep nothing.
+func TestScheduledSelectKeepsItsSource(t *testing.T) {
+	body := `password: {file: pw.txt}
+groups:
+  - name: pinned
+    instancesFile: pinned.txt
+  - name: web
+    select: {tag:role: web}
+`
+	files := map[string]string{"plans/pinned.txt": "ins-aaaaaaa1\n", "plans/pw.txt": "Secret-Passw0rd!"}
+	matches := map[int][]Match{1: {m("ins-aaaaaaa2", "ap-guangzhou-3", "role", "web")}}
+	tests := []struct {
+		name, plan string
+		keeps      bool
+	}{
+		{"schedule and select", strings.Replace(selectHead, "keepImageLogin: true\n", "", 1) + "schedule: \"0 3 * * *\"\n" + body, true},
+		{"select without schedule", strings.Replace(selectHead, "keepImageLogin: true\n", "", 1) + body, false},
+		{"schedule without select", strings.Replace(selectHead, "keepImageLogin: true\n", "", 1) + "schedule: \"0 3 * * *\"\n" + strings.Split(body, "  - name: web")[0], false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := maps.Clone(files)
+			fs["plans/p.yaml"] = tt.plan
+			opts := selectOptions(fs, matches)
+			opts.ResolveSecrets = true
+			p, err := Load("plans/p.yaml", opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.keeps {
+				if p.Source != nil {
+					t.Fatalf("Source = %+v; want none", p.Source)
+				}
+				return
+			}
+			src := p.Source
+			if src == nil || src.Path != "plans/p.yaml" || src.Dir == "" {
+				t.Fatalf("Source = %+v; want the plan's", src)
+			}
+			keys := slices.Sorted(maps.Keys(src.Files))
+			if !slices.Equal(keys, []string{"plans/p.yaml", "plans/pinned.txt"}) {
+				t.Fatalf("Source keeps %v; want the plan and its instances file only", keys)
+			}
+			again, err := Parse(src.Path, src.Files[src.Path], Options{ReadFileFunc: src.ReadFile(nil), Selected: matches})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again.Spec.PlanHash != p.Spec.PlanHash {
+				t.Errorf("the source read again hashes %s; the plan %s", again.Spec.PlanHash, p.Spec.PlanHash)
+			}
+		})
 	}
 }
