@@ -287,21 +287,14 @@ func (c *Engine) StartOccurrence(ctx context.Context, prev string, at time.Time,
 	}
 	var targets []rollout.Target
 	if src != nil {
-		if reselect == nil {
-			return fmt.Errorf("engine: occurrence %s resolves its select again, and this process cannot list instances", spec.ID)
-		}
-		next, ts, err := reselect(ctx, r.Spec, *src)
+		res, done, err := c.resolveOccurrence(ctx, r.Spec, spec, *src, reselect)
 		if errors.Is(err, ErrSkipOccurrence) {
-			return skip(err.Error())
+			return skip(strings.TrimPrefix(err.Error(), ErrSkipOccurrence.Error()+": "))
 		}
-		if err != nil {
-			return fmt.Errorf("engine: occurrence %s: resolve its select: %w", spec.ID, err)
+		if err != nil || done {
+			return err
 		}
-		if len(ts) == 0 {
-			return skip("its select matched no instance")
-		}
-		spec = occurrenceSpec(spec, next)
-		targets = ts
+		spec, targets = res.Spec, res.Targets
 	} else {
 		is, err := c.l.AllInstances(ctx, r)
 		if err != nil {
@@ -322,6 +315,39 @@ func (c *Engine) StartOccurrence(ctx context.Context, prev string, at time.Time,
 	}
 	c.log.Info("scheduled occurrence started", "rollout", spec.ID, "series", spec.Series, "instances", len(targets))
 	return nil
+}
+
+// resolveOccurrence resolves the select of occurrence occ (prev's spec
+// renamed) once: the first resolution is recorded (ledger.Resolve) and
+// every later creator of the occurrence — a redelivered recur task, a
+// second worker, a takeover of a creation whose worker died — creates from
+// it, so all of them create one rollout, never two plans under one name,
+// whatever the tags did between their listings. done is true when the
+// occurrence already exists past creation: nothing is listed again.
+func (c *Engine) resolveOccurrence(ctx context.Context, prev, occ rollout.Spec, src rollout.PlanSource, reselect Reselect) (res ledger.Resolved, done bool, err error) {
+	if _, st, err := c.l.Spec(ctx, occ.ID); err == nil && st != ledger.Applying {
+		return res, true, nil
+	} else if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		return res, false, err
+	}
+	if got, ok, err := c.l.Resolution(ctx, occ.ID); err != nil || ok {
+		return got, false, err
+	}
+	if reselect == nil {
+		return res, false, fmt.Errorf("engine: occurrence %s resolves its select again, and this process cannot list instances", occ.ID)
+	}
+	next, ts, err := reselect(ctx, prev, src)
+	if errors.Is(err, ErrSkipOccurrence) {
+		return res, false, err
+	}
+	if err != nil {
+		return res, false, fmt.Errorf("engine: occurrence %s: resolve its select: %w", occ.ID, err)
+	}
+	if len(ts) == 0 {
+		return res, false, fmt.Errorf("%w: its select matched no instance", ErrSkipOccurrence)
+	}
+	res, err = c.l.Resolve(ctx, occ.ID, ledger.Resolved{Spec: occurrenceSpec(occ, next), Targets: ts})
+	return res, false, err
 }
 
 // occurrenceSpec is the spec of an occurrence whose plan was read again

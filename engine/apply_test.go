@@ -310,3 +310,89 @@ func TestOccurrenceResolvesItsSelect(t *testing.T) {
 
 // errAny stands for any error in a want column.
 var errAny = errors.New("any error")
+
+// TestOccurrenceResolvesOnce: every creator of one occurrence creates
+// from the first resolution of its select. A recur task redelivered after
+// the occurrence was created lists nothing and changes nothing, though the
+// tags changed; a creator that finds a resolution recorded (a second
+// worker, a takeover after a crash) creates from it without listing.
+func TestOccurrenceResolvesOnce(t *testing.T) {
+	src := &rollout.PlanSource{Path: "web.yaml", Files: map[string][]byte{"web.yaml": []byte("version: 1\n")}}
+	resolveTo := func(prefix string, n int, calls *int) engine.Reselect {
+		return func(context.Context, rollout.Spec, rollout.PlanSource) (rollout.Spec, []rollout.Target, error) {
+			*calls++
+			spec, ts := fleetSpec("weekly", fmt.Sprintf("h-%s%d", prefix, n), n)
+			for i := range ts {
+				ts[i].InstanceID = fmt.Sprintf("ins-%s%04d", prefix, i)
+			}
+			return spec, ts, nil
+		}
+	}
+	setup := func(t *testing.T) (*ledger.Ledger, *engine.Engine, rollout.Spec) {
+		l, eng := newEngine(t, nil)
+		series, targets := fleetSpec("weekly", "h-1", 5)
+		series.Schedule, series.StartAt = "0 3 * * *", time.Now()
+		if _, err := eng.Apply(t.Context(), engine.ApplyRequest{Spec: series, Targets: targets, Source: src}); err != nil {
+			t.Fatal(err)
+		}
+		complete(t, l, series.ID)
+		return l, eng, series
+	}
+	holds := func(t *testing.T, l *ledger.Ledger, id, first string, n int) {
+		t.Helper()
+		r, err := l.Get(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		is, err := l.AllInstances(t.Context(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(is) != n || is[0].ID != first {
+			t.Fatalf("%s holds %d instances from %s; want %d from %s", id, len(is), is[0].ID, n, first)
+		}
+	}
+	at := time.Now().Add(time.Hour).Truncate(time.Minute)
+
+	t.Run("redelivered after creation", func(t *testing.T) {
+		l, eng, series := setup(t)
+		occ := engine.OccurrenceID(series.ID, at)
+		calls := 0
+		if err := eng.StartOccurrence(t.Context(), series.ID, at, resolveTo("a", 4, &calls)); err != nil {
+			t.Fatal(err)
+		}
+		// Two more instances tagged since: the same prefix, a new plan.
+		if err := eng.StartOccurrence(t.Context(), series.ID, at, resolveTo("a", 6, &calls)); err != nil {
+			t.Fatalf("redelivered: %v", err)
+		}
+		if calls != 1 {
+			t.Errorf("listed %d times; want once", calls)
+		}
+		holds(t, l, occ, "ins-a0000", 4)
+		for _, id := range []string{"ins-a0000", "ins-a0003"} {
+			if c, err := l.Claim(t.Context(), "other", []string{id}); err != nil || len(c) != 1 || c[0].Rollout != occ {
+				t.Errorf("claim of %s by another rollout = %+v, %v; want it held by %s", id, c, err, occ)
+			}
+		}
+	})
+	t.Run("resolution recorded first", func(t *testing.T) {
+		l, eng, series := setup(t)
+		occ := engine.OccurrenceID(series.ID, at)
+		spec, ts := fleetSpec("weekly", "h-c", 3)
+		spec.ID, spec.Series = occ, series.ID
+		for i := range ts {
+			ts[i].InstanceID = fmt.Sprintf("ins-c%04d", i)
+		}
+		if _, err := l.Resolve(t.Context(), occ, ledger.Resolved{Spec: spec, Targets: ts}); err != nil {
+			t.Fatal(err)
+		}
+		calls := 0
+		if err := eng.StartOccurrence(t.Context(), series.ID, at, resolveTo("d", 6, &calls)); err != nil {
+			t.Fatal(err)
+		}
+		if calls != 0 {
+			t.Errorf("listed %d times; want none: the recorded resolution stands", calls)
+		}
+		holds(t, l, occ, "ins-c0000", 3)
+	})
+}

@@ -168,6 +168,57 @@ func (l *Ledger) Source(ctx context.Context, id string) (*rollout.PlanSource, er
 	return &src, nil
 }
 
+// resolvedTTL bounds how long a resolved occurrence (Resolve) is kept:
+// longer than the recur task's retries run in practice, so every creator
+// of one occurrence creates the same rollout. Once the occurrence is
+// created nothing reads it (a prune deletes it if it is still there); a
+// skipped occurrence's expires.
+const resolvedTTL = 7 * 24 * time.Hour
+
+// Resolved is what the select of a scheduled occurrence resolved to.
+type Resolved struct {
+	Spec    rollout.Spec     `json:"spec"`
+	Targets []rollout.Target `json:"targets"`
+}
+
+// Resolve records res as what the select of occurrence id resolved to,
+// unless a resolution was recorded first, and returns the one recorded.
+// Every creator of the occurrence (a redelivered recur task, a second
+// worker) creates from the first resolution, so they all create the same
+// rollout (one PlanHash) however the cloud's tags changed between their
+// listings; Create's own rules then make exactly one of them the creator.
+func (l *Ledger) Resolve(ctx context.Context, id string, res Resolved) (Resolved, error) {
+	data, err := json.Marshal(res)
+	if err != nil {
+		return Resolved{}, fmt.Errorf("ledger: encode resolution of %s: %w", id, err)
+	}
+	k := l.keys(id).resolved()
+	if err := l.rdb.SetNX(ctx, k, data, resolvedTTL).Err(); err != nil {
+		return Resolved{}, fmt.Errorf("ledger: resolution of %s: %w", id, err)
+	}
+	got, ok, err := l.Resolution(ctx, id)
+	if err == nil && !ok {
+		err = fmt.Errorf("ledger: resolution of %s vanished as it was written", id)
+	}
+	return got, err
+}
+
+// Resolution reads what Resolve recorded for occurrence id; ok is false
+// when nothing was.
+func (l *Ledger) Resolution(ctx context.Context, id string) (res Resolved, ok bool, err error) {
+	data, err := l.rdb.Get(ctx, l.keys(id).resolved()).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return Resolved{}, false, nil
+	}
+	if err != nil {
+		return Resolved{}, false, fmt.Errorf("ledger: resolution of %s: %w", id, err)
+	}
+	if err := json.Unmarshal(data, &res); err != nil {
+		return Resolved{}, false, fmt.Errorf("ledger: resolution of %s: %w", id, err)
+	}
+	return res, true, nil
+}
+
 // errLost: another creator took the creation over.
 var errLost = errors.New("another apply took the creation over")
 

@@ -154,3 +154,37 @@ func TestClientSettings(t *testing.T) {
 		t.Errorf("CheckClient of a default cluster client = %v; want ErrClientRetries", err)
 	}
 }
+
+// TestConcurrentResolvesRecordOne: resolutions of one occurrence racing
+// (two workers, each listing at its own moment) record one, the first,
+// and every racer gets that one back.
+func TestConcurrentResolvesRecordOne(t *testing.T) {
+	r := redistest.New(t)
+	l := ledger.New(r.Client, ledger.Config{Prefix: r.Prefix})
+	if _, ok, err := l.Resolution(t.Context(), "weekly-1"); err != nil || ok {
+		t.Fatalf("Resolution before any = %v, %v; want none", ok, err)
+	}
+	got := make([]string, 10)
+	var wg sync.WaitGroup
+	for i := range got {
+		wg.Go(func() {
+			res, err := l.Resolve(t.Context(), "weekly-1", ledger.Resolved{
+				Spec:    rollout.Spec{ID: "weekly-1", PlanHash: fmt.Sprintf("h-%d", i)},
+				Targets: []rollout.Target{{InstanceID: fmt.Sprintf("ins-%08d", i)}}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got[i] = res.Spec.PlanHash + "/" + res.Targets[0].InstanceID
+		})
+	}
+	wg.Wait()
+	for i, g := range got {
+		if g != got[0] || g[len("h-"):len("h-")+1] != g[len(g)-1:] {
+			t.Errorf("racer %d got %s; racer 0 got %s: want one resolution, whole", i, g, got[0])
+		}
+	}
+	if ttl := r.Client.TTL(t.Context(), r.Prefix+"{weekly-1}:sel").Val(); ttl <= 0 {
+		t.Errorf("resolution TTL %v; want it to expire", ttl)
+	}
+}

@@ -19,6 +19,7 @@ func (k keys) retrying() string          { return k.b + "retrying" }
 func (k keys) fence() string             { return k.b + "fence" }
 func (k keys) once() string              { return k.b + "once" }
 func (k keys) source() string            { return k.b + "src" }
+func (k keys) resolved() string          { return k.b + "sel" }
 func (k keys) instance(id string) string { return k.b + "i:" + id }
 func (k keys) wave(w int) string         { return k.b + "w:" + strconv.Itoa(w) }
 func (k keys) waveCounters(w int) string { return k.b + "wc:" + strconv.Itoa(w) }

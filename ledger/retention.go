@@ -48,7 +48,7 @@ const (
 // record, instances (B i:<id>) and waves (B w:<k>, B wc:<k>). Keep in step
 // with the key layout in scripts.go; TestPruneLeavesNoKey scans Redis for
 // any key a prune left behind.
-var rolloutKeys = []string{"c", "held", "resetting", "retrying", "fence", "once", "applying", "claiming", "hooks", "u", "uzs", "src"}
+var rolloutKeys = []string{"c", "held", "resetting", "retrying", "fence", "once", "applying", "claiming", "hooks", "u", "uzs", "src", "sel"}
 
 func (l *Ledger) finishedKey() string { return l.prefix + "finished" }
 

@@ -26,6 +26,7 @@ import "github.com/redis/go-redis/v9"
 //	B fence      string fencing-token counter
 //	B once       hash   events already announced (Ledger.Once)
 //	B src        string the plan source of a scheduled rollout with a select, JSON (Ledger.Source)
+//	B sel        string what the select of a scheduled occurrence resolved to, JSON, written before it is created (Ledger.Resolve; expires until then)
 //
 // Outside any rollout: "<prefix>rollouts" (sorted set of rollout IDs by
 // creation), "<prefix>finished" (retention.go) and "<prefix>claim:<instance>"
