@@ -145,6 +145,9 @@ func printPreview(env *Env, plan *planner.Plan, p planner.Preview) {
 		for _, l := range lines {
 			fmt.Fprintln(out, "  "+l)
 		}
+		if plan.Source != nil {
+			fmt.Fprintln(out, "  each occurrence of the schedule resolves the selects again: instances tagged later join the next one")
+		}
 	}
 	if lines := p.LocationLines(); len(lines) > 0 {
 		how := "in parallel"

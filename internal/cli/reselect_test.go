@@ -75,6 +75,13 @@ groups:
 	vars := map[string]string{"REDIS_URL": "redis://" + r.Addr}
 	common := []string{"--namespace", ns, "--endpoint", hs.URL}
 	env, out, errb := testEnv(vars)
+	if code := Main(t.Context(), env, append(append([]string{"plan"}, common...), path)); code != 0 {
+		t.Fatalf("plan exited %d\n%s\n%s", code, out, errb)
+	}
+	if !strings.Contains(out.String(), "each occurrence of the schedule resolves the selects again") {
+		t.Errorf("plan does not say the selects are resolved at each occurrence:\n%s", out)
+	}
+	env, out, errb = testEnv(vars)
 	if code := Main(t.Context(), env, append(append([]string{"apply", "--no-preflight"}, common...), path)); code != 0 {
 		t.Fatalf("apply exited %d\n%s\n%s", code, out, errb)
 	}
