@@ -167,7 +167,12 @@ func (c *Engine) create(ctx context.Context, spec rollout.Spec, targets []rollou
 		return false, nil
 	}
 	if err != nil {
-		_ = c.l.Unclaim(ctx, spec.ID, ids)
+		// The claims stay: they name this rollout, which a concurrent
+		// creator may hold them for (a same-named plan that won, an apply
+		// whose Claim met ours as its own), and taking them back would free
+		// instances it is about to reset. A rollout that never gets a
+		// record frees them when its claiming mark lapses (ledger.Claim);
+		// one that exists, when it ends.
 		return false, err
 	}
 	if err := c.EnqueueStartWave(ctx, spec.ID, opts.Wave, opts.Seq, spec.StartAt); err != nil {

@@ -396,3 +396,56 @@ func TestOccurrenceResolvesOnce(t *testing.T) {
 		holds(t, l, occ, "ins-c0000", 3)
 	})
 }
+
+// TestRacingVersionsKeepTheWinnersClaims: two versions of one plan (one
+// name, overlapping instances) applied at the same moment. One creates the
+// rollout; the other is refused as a changed plan and must not release the
+// claims the winner holds on the instances both name — else a third
+// rollout could take an instance the winner is about to reset.
+func TestRacingVersionsKeepTheWinnersClaims(t *testing.T) {
+	r := redistest.New(t)
+	for round := range 20 {
+		rr := *r
+		rr.Prefix = fmt.Sprintf("%sv%d:", r.Prefix, round)
+		l, eng := newEngine(t, &rr)
+		ctx := t.Context()
+		v1, t1 := fleetSpec("web", "h-v1", 200)
+		v2, t2 := fleetSpec("web", "h-v2", 200)
+		for i := range t2 {
+			t2[i].InstanceID = fmt.Sprintf("ins-%08d", i+100) // 100 shared with v1
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		errs := make([]error, 2)
+		for i, req := range []engine.ApplyRequest{{Spec: v1, Targets: t1}, {Spec: v2, Targets: t2}} {
+			wg.Go(func() {
+				<-start
+				_, errs[i] = eng.Apply(ctx, req)
+			})
+		}
+		close(start)
+		wg.Wait()
+		w, err := l.Get(ctx, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		winner := t1
+		if w.Spec.PlanHash == "h-v2" {
+			winner = t2
+		}
+		for _, e := range errs {
+			if e != nil && !errors.Is(e, ledger.ErrPlanChanged) && !errors.Is(e, ledger.ErrApplying) {
+				t.Fatalf("round %d: %v", round, e)
+			}
+		}
+		for _, id := range idsOf(winner) {
+			conflicts, err := l.Claim(ctx, "third", []string{id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(conflicts) != 1 || conflicts[0].Rollout != "web" {
+				t.Fatalf("round %d: %s of the winner (%s): conflicts %+v; want it claimed by web", round, id, w.Spec.PlanHash, conflicts)
+			}
+		}
+	}
+}
