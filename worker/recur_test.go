@@ -2,6 +2,8 @@ package worker_test
 
 import (
 	"encoding/json"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/tasks"
+	"github.com/fleetreset/fleetreset/worker"
 	"github.com/hibiken/asynq"
 )
 
@@ -65,5 +68,60 @@ func TestScheduledReimaging(t *testing.T) {
 		if n := b.sim.Stats().AcceptedResets[idn]; n != 2 {
 			t.Errorf("%s reset %d times over two occurrences; want 2", idn, n)
 		}
+	}
+}
+
+// TestOccurrenceStartsOnlyOnAServingWorker: the next occurrence is
+// created by a worker that serves the series (its endpoint, API and
+// credentials), since resolving a select lists instances with that
+// worker's key. A worker for another endpoint hands the recur task back,
+// says so and creates nothing; a serving one then starts the occurrence.
+func TestOccurrenceStartsOnlyOnAServingWorker(t *testing.T) {
+	start := time.Now().Add(-time.Second).UTC().Format(time.RFC3339)
+	b := setup(t, cvmsim.Config{ResetDuration: 50 * time.Millisecond,
+		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}},
+		planOpts{n: 3, extra: fast + "\nschedule: \"0 3 * * *\"\nskipMatching: false\nstartAt: " + start})
+	b.apply(t)
+	stop := b.startWorkers(t, 1, nil)
+	b.await(t, time.Minute, ledger.Completed)
+	stop()
+
+	insp := asynq.NewInspector(b.r.ConnOpt())
+	defer insp.Close()
+	q := tasks.QueuesFor(b.ns).Control
+	var next *asynq.TaskInfo
+	if !eventually(30*time.Second, func() bool {
+		scheduled, err := insp.ListScheduledTasks(q)
+		for _, ti := range scheduled {
+			if err == nil && ti.Type == tasks.TypeRecur {
+				next = ti
+			}
+		}
+		return next != nil
+	}) {
+		t.Fatal("no next occurrence scheduled")
+	}
+	var p tasks.RecurPayload
+	if err := json.Unmarshal(next.Payload, &p); err != nil {
+		t.Fatal(err)
+	}
+	occ := engine.OccurrenceID(b.plan.Spec.ID, time.Unix(p.At, 0))
+	stopOther := b.startWorkers(t, 1, func(c *worker.Config) { c.Endpoint = "http://127.0.0.1:9" })
+	if err := insp.RunTask(q, next.ID); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(30*time.Second, func() bool { return strings.Contains(b.logs.String(), "not serving this rollout") }) {
+		t.Fatalf("the worker for another endpoint did not hand the recur task back:\n%s", b.logs.String())
+	}
+	if _, err := b.l.Get(t.Context(), occ); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("occurrence %s created by a worker that does not serve the series: %v", occ, err)
+	}
+	stopOther()
+	b.startWorkers(t, 1, nil)
+	if !eventually(time.Minute, func() bool {
+		r, err := b.l.Get(t.Context(), occ)
+		return err == nil && r.State == ledger.Completed
+	}) {
+		t.Fatalf("occurrence %s not completed by the serving worker", occ)
 	}
 }
