@@ -343,6 +343,37 @@ func (s *Server) Weights(id string) map[string]int {
 	return out
 }
 
+// SetWeight sets instance id's weight on the listener key names (as
+// Weights keys it) at once, as an operator in the console would; the
+// change is in WeightHistory with Action "console". It reports whether
+// the instance is bound there.
+func (s *Server) SetWeight(id, key string, weight int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Clock.Now()
+	s.lbs.settleTasks(now)
+	set := false
+	for _, lb := range s.lbs.order {
+		for _, l := range lb.listeners {
+			for _, loc := range l.locations {
+				k := lb.id + "/" + l.id
+				if loc.id != "" {
+					k += "/" + loc.id
+				}
+				for _, t := range loc.targets {
+					if t.instanceID != id || k != key {
+						continue
+					}
+					s.lbs.history[id] = append(s.lbs.history[id], WeightChange{At: now, RequestedAt: now, Action: "console",
+						LoadBalancerID: lb.id, ListenerID: l.id, LocationID: loc.id, InstanceID: id, Port: t.port, From: t.weight, To: weight})
+					t.weight, set = weight, true
+				}
+			}
+		}
+	}
+	return set
+}
+
 // ---- wire shapes ----
 
 type clbDescribeTargetsParams struct {

@@ -500,8 +500,8 @@ func (l *Ledger) countedRegions(ctx context.Context, rec string) ([]string, erro
 }
 
 // eachRolloutChunk hands every key of a rollout except its record to del,
-// at most chunk at a time: claims ("claims") and instance entries ("keys")
-// wave by wave, then wave keys and the rollout's other keys. Wave lists go
+// at most chunk at a time: claims and drainer notes ("claims": deleted only
+// while they name the rollout) and instance entries ("keys") wave by wave, then wave keys and the rollout's other keys. Wave lists go
 // last, since they name the instances. rec is the record that holds the
 // number of waves. It stops, returning false, when del does.
 func (l *Ledger) eachRolloutChunk(ctx context.Context, id, rec string, chunk int, del func(mode string, keys []string) (bool, error)) (bool, error) {
@@ -521,15 +521,17 @@ func (l *Ledger) eachRolloutChunk(ctx context.Context, id, rec string, chunk int
 				break
 			}
 			claims := make([]string, len(ids))
+			drainers := make([]string, len(ids))
 			insts := make([]string, len(ids))
 			for i, in := range ids {
 				claims[i] = l.claimKey(in)
+				drainers[i] = l.drainerKey(in)
 				insts[i] = b + "i:" + in
 			}
 			for _, step := range []struct {
 				mode string
 				keys []string
-			}{{"claims", claims}, {"keys", insts}} {
+			}{{"claims", claims}, {"claims", drainers}, {"keys", insts}} {
 				if ok, err := del(step.mode, step.keys); err != nil || !ok {
 					return false, err
 				}

@@ -165,7 +165,7 @@ func (x *retention) of(t *testing.T, keys map[string]string, id string) []string
 	for k := range keys {
 		if strings.Contains(k, "{"+id+"}") {
 			out = append(out, k)
-		} else if strings.HasPrefix(k, x.r.Prefix+"claim:") && x.r.Client.Get(t.Context(), k).Val() == id {
+		} else if (strings.HasPrefix(k, x.r.Prefix+"claim:") || strings.HasPrefix(k, x.r.Prefix+"drainer:")) && x.r.Client.Get(t.Context(), k).Val() == id {
 			out = append(out, k)
 		}
 	}
@@ -205,6 +205,12 @@ func TestPruneDeletesEveryKeyOfOldFinishedRollouts(t *testing.T) {
 	x.finish(t, "big", ledger.Aborted)
 	// Half of big's instances move on to a rollout that is still running.
 	live := x.rollout(t, "live", "", 100, 1500)
+	// Drainer notes (Ledger.NoteDrainer) go with the rollout they name.
+	for _, n := range []struct{ rollout, id string }{{"done", done[0]}, {"big", big[2000]}, {"live", live[0]}} {
+		if err := x.l.NoteDrainer(ctx, n.rollout, n.id); err != nil {
+			t.Fatal(err)
+		}
+	}
 	x.clk.Add(20 * day)
 	x.rollout(t, "young", "", 5000, 3)
 	x.finish(t, "young", ledger.Completed)

@@ -29,8 +29,10 @@ import "github.com/redis/go-redis/v9"
 //	B sel        string what the select of a scheduled occurrence resolved to, JSON, written before it is created (Ledger.Resolve; expires until then)
 //
 // Outside any rollout: "<prefix>rollouts" (sorted set of rollout IDs by
-// creation), "<prefix>finished" (retention.go) and "<prefix>claim:<instance>"
-// (the rollout that holds an instance; see claimScript). None is
+// creation), "<prefix>finished" (retention.go), "<prefix>claim:<instance>"
+// (the rollout that holds an instance; see claimScript) and
+// "<prefix>drainer:<instance>" (the rollout that last recorded its weights
+// to drain it; Ledger.NoteDrainer). None is
 // hash-tagged and no script touches one together with a rollout's keys:
 // each claim script touches one claim key, and the indexes are written by
 // plain commands beside the scripts.

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -191,4 +192,44 @@ func (s *Serving) HookResults() []string {
 		return nil
 	}
 	return s.HookLog
+}
+
+// drainerKey names the rollout that last recorded instance id's weights
+// to drain it. Like claims, it is outside every rollout, in its own slot.
+func (l *Ledger) drainerKey(id string) string { return l.prefix + "drainer:" + id }
+
+// NoteDrainer records that rollout recorded instance id's weights and is
+// about to drain it. A later rollout that finds the instance at weight 0
+// asks LeftDrained whether that 0 is a drain never given back (an
+// unhealthy instance keeps 0) rather than the operator's.
+func (l *Ledger) NoteDrainer(ctx context.Context, rollout, id string) error {
+	if err := l.rdb.Set(ctx, l.drainerKey(id), rollout, 0).Err(); err != nil {
+		return fmt.Errorf("ledger: note drainer of %s: %w", id, err)
+	}
+	return nil
+}
+
+// LeftDrained returns the weights another rollout than except recorded
+// for instance id and never put back — the instance's real weights, which
+// the 0 it shows now hides — and that rollout's ID; none when the last
+// rollout to drain it gave them back, is except, or was pruned.
+func (l *Ledger) LeftDrained(ctx context.Context, id, except string) (rollout string, ws []Weight, err error) {
+	owner, err := l.rdb.Get(ctx, l.drainerKey(id)).Result()
+	if errors.Is(err, redis.Nil) || owner == except {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("ledger: drainer of %s: %w", id, err)
+	}
+	in, err := l.Instance(ctx, owner, id)
+	if errors.Is(err, ErrNotFound) {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	if !in.Serving.Drained() {
+		return "", nil, nil
+	}
+	return owner, in.Serving.Weights, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/fleetreset/fleetreset/health"
@@ -125,6 +126,11 @@ func (w *Worker) prepare(ctx context.Context, spec rollout.Spec, in *ledger.Inst
 		switch s.sv.Phase {
 		case ledger.PhaseDrain:
 			if !s.sv.Zeroed {
+				// After the weights are recorded, before they are 0: a later
+				// rollout that finds this instance at 0 learns from whom.
+				if err := w.l.NoteDrainer(ctx, spec.ID, in.ID); err != nil {
+					return false, err
+				}
 				if err := cloud.SetWeights(ctx, in.ID, zeroed(s.sv.Weights)); err != nil {
 					return false, fmt.Errorf("worker: drain %s: %w", in.ID, err)
 				}
@@ -170,9 +176,11 @@ func (w *Worker) prepare(ctx context.Context, spec rollout.Spec, in *ledger.Inst
 }
 
 // weightsToRestore reads the weights an instance must get back after its
-// reset. A rollback finds the instance still at the 0 its rollout left
-// (unhealthy instances keep 0): the original rollout's record says what
-// it had.
+// reset. An instance found at weight 0 may be at the 0 an earlier rollout
+// left (unhealthy instances keep 0): a rollback asks its original
+// rollout's record, any other rollout the record of the last one that
+// drained the instance and never gave its weights back. Restoring the 0
+// would keep a healthy, reinstalled machine out of service for good.
 func (w *Worker) weightsToRestore(ctx context.Context, spec rollout.Spec, cloud servingCloud, ls []rollout.Listener, id string) ([]ledger.Weight, error) {
 	ws, err := cloud.Weights(ctx, ls, id)
 	if err != nil {
@@ -181,12 +189,46 @@ func (w *Worker) weightsToRestore(ctx context.Context, spec rollout.Spec, cloud 
 	if len(ws) == 0 {
 		return nil, fmt.Errorf("worker: %s is not a target of the plan's listeners: %w", id, errNotTarget)
 	}
-	if spec.RollbackOf != "" && allZero(ws) {
+	if !allZero(ws) {
+		return ws, nil
+	}
+	if spec.RollbackOf != "" {
 		if orig, err := w.l.Instance(ctx, spec.RollbackOf, id); err == nil && orig.Serving != nil && len(orig.Serving.Weights) > 0 {
 			return orig.Serving.Weights, nil
 		}
 	}
+	by, left, err := w.l.LeftDrained(ctx, id, spec.ID)
+	if err != nil {
+		return nil, err
+	}
+	if sameListeners(left, ws) {
+		w.log.Info("instance found at the weight 0 an earlier rollout left it at: its weights from before that drain come back when it is healthy",
+			"rollout", spec.ID, "instance_id", id, "drained_by", by)
+		return left, nil
+	}
 	return ws, nil
+}
+
+// sameListeners reports whether recorded weights cover exactly the
+// listeners (and rules) found now: an earlier rollout's record is used only
+// for the places it describes.
+func sameListeners(rec, now []ledger.Weight) bool {
+	if len(rec) == 0 || len(rec) != len(now) {
+		return false
+	}
+	key := func(w ledger.Weight) string {
+		return w.LoadBalancerID + "/" + w.ListenerID + "/" + w.LocationID + "/" + strconv.Itoa(w.Port)
+	}
+	seen := make(map[string]bool, len(rec))
+	for _, w := range rec {
+		seen[key(w)] = true
+	}
+	for _, w := range now {
+		if !seen[key(w)] {
+			return false
+		}
+	}
+	return true
 }
 
 var errNotTarget = errors.New("not a load-balancer target")

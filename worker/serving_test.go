@@ -8,6 +8,7 @@ import (
 
 	"github.com/fleetreset/fleetreset/cvmsim"
 	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/rollout"
 )
 
 // The simulated load balancer every instance of a serving test sits behind.
@@ -194,5 +195,57 @@ func TestDrainSurvivesTheWorker(t *testing.T) {
 				t.Errorf("weight history %+v; want one drain and one restore", h)
 			}
 		})
+	}
+}
+
+// TestLaterRolloutRestoresWhatAnEarlierOneLeftAtZero: an instance that
+// failed its health checks keeps weight 0 when its rollout completes. A
+// later rollout of another name that reinstalls it (a fixed image) finds
+// it at 0 and, once it is healthy, gives back the weight it had before the
+// first drain (10) — not the 0 it found, which would keep a healthy
+// machine out of service for good. An instance an operator set to 0
+// itself (no rollout left it so) stays at 0.
+func TestLaterRolloutRestoresWhatAnEarlierOneLeftAtZero(t *testing.T) {
+	all := ids(3)
+	b := setup(t, servingSim(cvmsim.Faults{UnhealthyIDs: []string{all[0]}}), planOpts{n: 3,
+		extraAt: healthYAML("1500ms", drainYAML+"failureBudget: {max: 3}\nskipMatching: false\n")})
+	b.apply(t)
+	b.startWorkers(t, 2, nil)
+	if r := b.await(t, time.Minute, ledger.Completed, ledger.Paused); r.State != ledger.Completed || r.Counters.Failed != 1 {
+		t.Fatalf("first rollout %s with %+v; want completed with the unhealthy one failed", r.State, r.Counters)
+	}
+	if w := b.sim.Weights(all[0])[weightKey]; w != 0 {
+		t.Fatalf("unhealthy instance's weight = %d; want it left at 0", w)
+	}
+	// The operator takes all[1] out of service by hand, and fixes the
+	// image all[0] failed on.
+	if err := b.sim.SetFaults(cvmsim.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	if !b.sim.SetWeight(all[1], weightKey, 0) {
+		t.Fatal("SetWeight: not bound")
+	}
+
+	again := *b.plan
+	again.Spec.ID = "test-fixed"
+	again.Spec.Waves = []rollout.Wave{{Size: 2, Budget: b.plan.Spec.Waves[0].Budget}}
+	again.Targets = nil
+	for _, tg := range b.plan.Targets {
+		if tg.InstanceID != all[2] {
+			again.Targets = append(again.Targets, tg)
+		}
+	}
+	b.stack.Apply(t, &again)
+	if r := b.stack.Await(t, again.Spec.ID, time.Minute, ledger.Completed, ledger.Paused); r.State != ledger.Completed || r.Counters.Succeeded != 2 {
+		t.Fatalf("second rollout %s with %+v; want both succeeded", r.State, r.Counters)
+	}
+	if w := b.sim.Weights(all[0])[weightKey]; w != 10 {
+		t.Errorf("weight of the instance the first rollout left at 0 = %d after the second; want its 10 back", w)
+	}
+	if w := b.sim.Weights(all[1])[weightKey]; w != 0 {
+		t.Errorf("weight of the instance set to 0 by hand = %d after the second; want 0 kept", w)
+	}
+	if !strings.Contains(b.logs.String(), `"drained_by":"test"`) {
+		t.Errorf("the worker did not say which rollout left the instance at 0:\n%s", b.logs.String())
 	}
 }
