@@ -158,6 +158,20 @@ func idsOf(ts []rollout.Target) []string {
 	return ids
 }
 
+// applySeries applies a scheduled five-instance series named id (with
+// plan source src, when set) and completes its first occurrence, as the
+// gate would.
+func applySeries(t *testing.T, l *ledger.Ledger, eng *engine.Engine, id string, src *rollout.PlanSource) (rollout.Spec, []rollout.Target) {
+	t.Helper()
+	series, targets := fleetSpec(id, "h-"+id, 5)
+	series.Schedule, series.StartAt, series.Identity = "0 3 * * *", time.Now(), "AKIDapply"
+	if _, err := eng.Apply(t.Context(), engine.ApplyRequest{Spec: series, Targets: targets, Source: src}); err != nil {
+		t.Fatal(err)
+	}
+	complete(t, l, series.ID)
+	return series, targets
+}
+
 // TestSkippedOccurrenceKeepsTheSeries: an occurrence whose instances
 // another rollout holds is skipped, and the series goes on from the
 // rollout that exists (a recur task naming the skipped, never created
@@ -168,13 +182,7 @@ func TestSkippedOccurrenceKeepsTheSeries(t *testing.T) {
 	defer insp.Close()
 	l, eng := newEngine(t, r)
 	ctx := t.Context()
-	series, targets := fleetSpec("nightly", "h-series", 5)
-	series.Schedule = "0 3 * * *"
-	series.StartAt = time.Now()
-	if _, err := eng.Apply(ctx, engine.ApplyRequest{Spec: series, Targets: targets}); err != nil {
-		t.Fatal(err)
-	}
-	complete(t, l, series.ID)
+	series, targets := applySeries(t, l, eng, "nightly", nil)
 	other, _ := fleetSpec("hotfix", "h-hotfix", 5)
 	if res, err := eng.Apply(ctx, engine.ApplyRequest{Spec: other, Targets: targets}); err != nil || !res.Created {
 		t.Fatalf("hotfix: %+v, %v", res, err)
@@ -240,14 +248,7 @@ func TestOccurrenceResolvesItsSelect(t *testing.T) {
 			defer insp.Close()
 			l, eng := newEngine(t, r)
 			ctx := t.Context()
-			series, targets := fleetSpec("weekly", "h-1", 5)
-			series.Schedule = "0 3 * * *"
-			series.StartAt = time.Now()
-			series.Identity = "AKIDapply"
-			if _, err := eng.Apply(ctx, engine.ApplyRequest{Spec: series, Targets: targets, Source: src}); err != nil {
-				t.Fatal(err)
-			}
-			complete(t, l, series.ID)
+			series, _ := applySeries(t, l, eng, "weekly", src)
 			var gotPrev rollout.Spec
 			var gotSrc rollout.PlanSource
 			reselect := func(ctx context.Context, prev rollout.Spec, s rollout.PlanSource) (rollout.Spec, []rollout.Target, error) {
@@ -330,12 +331,7 @@ func TestOccurrenceResolvesOnce(t *testing.T) {
 	}
 	setup := func(t *testing.T) (*ledger.Ledger, *engine.Engine, rollout.Spec) {
 		l, eng := newEngine(t, nil)
-		series, targets := fleetSpec("weekly", "h-1", 5)
-		series.Schedule, series.StartAt = "0 3 * * *", time.Now()
-		if _, err := eng.Apply(t.Context(), engine.ApplyRequest{Spec: series, Targets: targets, Source: src}); err != nil {
-			t.Fatal(err)
-		}
-		complete(t, l, series.ID)
+		series, _ := applySeries(t, l, eng, "weekly", src)
 		return l, eng, series
 	}
 	holds := func(t *testing.T, l *ledger.Ledger, id, first string, n int) {

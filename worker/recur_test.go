@@ -20,29 +20,14 @@ import (
 // completes, and that occurrence reinstalls the same instances again (they
 // already run the target image) as a new rollout.
 func TestScheduledReimaging(t *testing.T) {
-	start := time.Now().Add(-time.Second).UTC().Format(time.RFC3339)
-	b := setup(t, cvmsim.Config{ResetDuration: 50 * time.Millisecond,
-		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}},
-		planOpts{n: 5, extra: fast + "\nschedule: \"0 3 * * *\"\nskipMatching: false\nstartAt: " + start})
+	b := scheduledBundle(t, 5)
 	b.apply(t)
 	b.startWorkers(t, 1, nil)
 	b.await(t, time.Minute, ledger.Completed)
 
 	insp := asynq.NewInspector(b.r.ConnOpt())
 	defer insp.Close()
-	scheduled, err := insp.ListScheduledTasks(tasks.QueuesFor(b.ns).Control)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var next *asynq.TaskInfo
-	for _, ti := range scheduled {
-		if ti.Type == tasks.TypeRecur {
-			next = ti
-		}
-	}
-	if next == nil {
-		t.Fatalf("no next occurrence scheduled; scheduled tasks: %d", len(scheduled))
-	}
+	next := nextRecur(t, insp, tasks.QueuesFor(b.ns).Control)
 	if h := next.NextProcessAt.UTC(); h.Hour() != 3 || h.Minute() != 0 || h.Before(time.Now()) {
 		t.Errorf("next occurrence at %v; want the next 03:00 UTC", h)
 	}
@@ -77,10 +62,7 @@ func TestScheduledReimaging(t *testing.T) {
 // worker's key. A worker for another endpoint hands the recur task back,
 // says so and creates nothing; a serving one then starts the occurrence.
 func TestOccurrenceStartsOnlyOnAServingWorker(t *testing.T) {
-	start := time.Now().Add(-time.Second).UTC().Format(time.RFC3339)
-	b := setup(t, cvmsim.Config{ResetDuration: 50 * time.Millisecond,
-		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}},
-		planOpts{n: 3, extra: fast + "\nschedule: \"0 3 * * *\"\nskipMatching: false\nstartAt: " + start})
+	b := scheduledBundle(t, 3)
 	b.apply(t)
 	stop := b.startWorkers(t, 1, nil)
 	b.await(t, time.Minute, ledger.Completed)
@@ -89,18 +71,7 @@ func TestOccurrenceStartsOnlyOnAServingWorker(t *testing.T) {
 	insp := asynq.NewInspector(b.r.ConnOpt())
 	defer insp.Close()
 	q := tasks.QueuesFor(b.ns).Control
-	var next *asynq.TaskInfo
-	if !eventually(30*time.Second, func() bool {
-		scheduled, err := insp.ListScheduledTasks(q)
-		for _, ti := range scheduled {
-			if err == nil && ti.Type == tasks.TypeRecur {
-				next = ti
-			}
-		}
-		return next != nil
-	}) {
-		t.Fatal("no next occurrence scheduled")
-	}
+	next := nextRecur(t, insp, q)
 	var p tasks.RecurPayload
 	if err := json.Unmarshal(next.Payload, &p); err != nil {
 		t.Fatal(err)
@@ -124,4 +95,33 @@ func TestOccurrenceStartsOnlyOnAServingWorker(t *testing.T) {
 	}) {
 		t.Fatalf("occurrence %s not completed by the serving worker", occ)
 	}
+}
+
+// scheduledBundle is a test fleet of n instances whose plan runs now
+// (startAt), re-images (skipMatching: false) and recurs daily at 03:00.
+func scheduledBundle(t *testing.T, n int) *bundle {
+	t.Helper()
+	start := time.Now().Add(-time.Second).UTC().Format(time.RFC3339)
+	return setup(t, cvmsim.Config{ResetDuration: 50 * time.Millisecond,
+		Faults: cvmsim.Faults{ResetRateLimit: -1, DescribeRateLimit: -1}},
+		planOpts{n: n, extra: fast + "\nschedule: \"0 3 * * *\"\nskipMatching: false\nstartAt: " + start})
+}
+
+// nextRecur returns the recur task scheduled in queue q: a completed
+// occurrence schedules it right after it completes.
+func nextRecur(t *testing.T, insp *asynq.Inspector, q string) *asynq.TaskInfo {
+	t.Helper()
+	var next *asynq.TaskInfo
+	if !eventually(30*time.Second, func() bool {
+		scheduled, err := insp.ListScheduledTasks(q)
+		for _, ti := range scheduled {
+			if err == nil && ti.Type == tasks.TypeRecur {
+				next = ti
+			}
+		}
+		return next != nil
+	}) {
+		t.Fatal("no next occurrence scheduled")
+	}
+	return next
 }
