@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io/fs"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -242,59 +244,74 @@ func TestUserDataInSpec(t *testing.T) {
 }
 
 // TestScheduledSelectKeepsItsSource: a plan with a schedule and a select
-// keeps what it was read from (the plan and its instances file, never a
-// password file) in Plan.Source, and reading that source again with the
-// same matches gives the same plan; plans without a schedule, or without
-// a select, keep nothing.
+// keeps what it was read from in Plan.Source: the plan and its instances
+// file by absolute path, without their comments (one holds an old
+// password), never the password or user data file. Read again from there
+// on a worker running elsewhere in the file system, it is the same plan:
+// same hash, same absolute password and user data paths. Plans without a
+// schedule, or without a select, keep nothing.
 func TestScheduledSelectKeepsItsSource(t *testing.T) {
-	body := `password: {file: pw.txt}
+	dir := t.TempDir()
+	head := strings.Replace(selectHead, "keepImageLogin: true\n", "", 1)
+	body := `password: {file: pw.txt}  # was: hunter2
 groups:
+  # pinned: never hunter2
   - name: pinned
     instancesFile: pinned.txt
   - name: web
+    userData: {file: "ci.yaml"}
     select: {tag:role: web}
 `
-	files := map[string]string{"plans/pinned.txt": "ins-aaaaaaa1\n", "plans/pw.txt": "Secret-Passw0rd!"}
-	matches := map[int][]Match{1: {m("ins-aaaaaaa2", "ap-guangzhou-3", "role", "web")}}
-	tests := []struct {
-		name, plan string
-		keeps      bool
-	}{
-		{"schedule and select", strings.Replace(selectHead, "keepImageLogin: true\n", "", 1) + "schedule: \"0 3 * * *\"\n" + body, true},
-		{"select without schedule", strings.Replace(selectHead, "keepImageLogin: true\n", "", 1) + body, false},
-		{"schedule without select", strings.Replace(selectHead, "keepImageLogin: true\n", "", 1) + "schedule: \"0 3 * * *\"\n" + strings.Split(body, "  - name: web")[0], false},
+	files := map[string]string{
+		"pinned.txt": "ins-aaaaaaa1  # the token is hunter2\n",
+		"pw.txt":     "Secret-Passw0rd!",
+		"ci.yaml":    "#cloud-config\n",
+		"p.yaml":     head + "schedule: \"0 3 * * *\"  # hunter2\n" + body,
+		"once.yaml":  head + body,
+		"plain.yaml": head + "schedule: \"0 3 * * *\"\n" + strings.Split(body, "  - name: web")[0],
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fs := maps.Clone(files)
-			fs["plans/p.yaml"] = tt.plan
-			opts := selectOptions(fs, matches)
-			opts.ResolveSecrets = true
-			p, err := Load("plans/p.yaml", opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !tt.keeps {
-				if p.Source != nil {
-					t.Fatalf("Source = %+v; want none", p.Source)
-				}
-				return
-			}
-			src := p.Source
-			if src == nil || src.Path != "plans/p.yaml" || src.Dir == "" {
-				t.Fatalf("Source = %+v; want the plan's", src)
-			}
-			keys := slices.Sorted(maps.Keys(src.Files))
-			if !slices.Equal(keys, []string{"plans/p.yaml", "plans/pinned.txt"}) {
-				t.Fatalf("Source keeps %v; want the plan and its instances file only", keys)
-			}
-			again, err := Parse(src.Path, src.Files[src.Path], Options{ReadFileFunc: src.ReadFile(nil), Selected: matches})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if again.Spec.PlanHash != p.Spec.PlanHash {
-				t.Errorf("the source read again hashes %s; the plan %s", again.Spec.PlanHash, p.Spec.PlanHash)
-			}
-		})
+	if err := os.Mkdir(filepath.Join(dir, "plans"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, "plans", name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	matches := map[int][]Match{1: {m("ins-aaaaaaa2", "ap-guangzhou-3", "role", "web")}}
+	t.Chdir(dir)
+	for _, name := range []string{"once.yaml", "plain.yaml"} {
+		p, err := Load("plans/"+name, Options{Selected: matches})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Source != nil {
+			t.Errorf("%s keeps a source; want none without both a schedule and a select", name)
+		}
+	}
+	p, err := Load("plans/p.yaml", Options{Selected: matches, ResolveSecrets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := p.Source
+	want := []string{filepath.Join(dir, "plans", "p.yaml"), filepath.Join(dir, "plans", "pinned.txt")}
+	if src == nil || src.Path != want[0] || !slices.Equal(slices.Sorted(maps.Keys(src.Files)), want) {
+		t.Fatalf("Source = %+v; want the plan and its instances file by absolute path", src)
+	}
+	for path, data := range src.Files {
+		if strings.Contains(string(data), "hunter2") {
+			t.Errorf("the source keeps a comment of %s:\n%s", path, data)
+		}
+	}
+	t.Chdir(t.TempDir())
+	again, err := Parse(src.Path, src.Files[src.Path], Options{ReadFileFunc: src.ReadFile(nil), Selected: matches, ResolveSecrets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Spec.PlanHash != p.Spec.PlanHash {
+		t.Errorf("the source read again elsewhere hashes %s; the plan %s", again.Spec.PlanHash, p.Spec.PlanHash)
+	}
+	if pw, ud := again.Spec.Groups[1].Password.File, again.Spec.Groups[1].UserData.File; pw != filepath.Join(dir, "plans", "pw.txt") || ud != filepath.Join(dir, "plans", "ci.yaml") {
+		t.Errorf("read again elsewhere: password file %s, user data %s; want the paths apply resolved", pw, ud)
 	}
 }

@@ -1,13 +1,16 @@
 package planner
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fleetreset/fleetreset/rollout"
 	"github.com/fleetreset/fleetreset/secretref"
+	"gopkg.in/yaml.v3"
 )
 
 // Version is the plan format version this package reads (`version: 1`).
@@ -262,13 +265,63 @@ func Parse(filename string, data []byte, opts Options) (*Plan, error) {
 }
 
 // source keeps what a scheduled plan with a select was read from (see
-// rollout.PlanSource): its text and its instances files, never a
-// password or user data file.
+// rollout.PlanSource): its text and its instances files, never a password
+// or user data file, and without their comments (a plan's fields cannot
+// hold a secret, but a comment can: "# old password: ..."). Paths are made
+// absolute, so that the plan read again on a worker, wherever it runs,
+// resolves its password and user data files to the paths apply did.
 func (p *parser) source(data []byte) *rollout.PlanSource {
-	files := map[string][]byte{p.file: data}
-	for path, d := range p.files {
-		files[path] = d
+	abs := func(path string) string {
+		if a, err := filepath.Abs(path); err == nil {
+			return a
+		}
+		return path // the working directory is gone: as written
 	}
-	dir, _ := filepath.Abs(".") // "" if the working directory is gone: only user data is then looked for as written
-	return &rollout.PlanSource{Path: p.file, Dir: dir, Files: files}
+	plan, err := withoutComments(data)
+	if err != nil {
+		return nil // not after a successful parse of the same text
+	}
+	files := map[string][]byte{abs(p.file): plan}
+	for path, d := range p.files {
+		files[abs(path)] = instancesWithoutComments(d)
+	}
+	return &rollout.PlanSource{Path: abs(p.file), Files: files}
+}
+
+// withoutComments re-encodes a YAML document without its comments.
+func withoutComments(data []byte) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	var strip func(n *yaml.Node)
+	strip = func(n *yaml.Node) {
+		n.HeadComment, n.LineComment, n.FootComment = "", "", ""
+		for _, c := range n.Content {
+			strip(c)
+		}
+	}
+	strip(&doc)
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// instancesWithoutComments cuts the comments out of an instances file,
+// keeping its lines where they were.
+func instancesWithoutComments(data []byte) []byte {
+	lines := strings.Split(string(data), "\n")
+	for i, line := range lines {
+		if c := commentStart(line); c >= 0 {
+			lines[i] = line[:c]
+		}
+	}
+	return []byte(strings.Join(lines, "\n"))
 }

@@ -1,9 +1,6 @@
 package rollout
 
-import (
-	"os"
-	"path/filepath"
-)
+import "os"
 
 // PlanSource is the text a scheduled plan with a select was read from,
 // kept with each occurrence so that the next one resolves the selection
@@ -14,20 +11,16 @@ import (
 // password and user data files are not kept (workers read those where
 // they run, as they do for every reset).
 type PlanSource struct {
-	// Path is the plan file's path, as the planner was given it.
+	// Path is the plan file's absolute path where it was applied.
 	Path string `json:"path"`
-	// Dir is the working directory Path and the plan's relative paths
-	// were read from, so that files not kept here (user data) are found
-	// again by their absolute path.
-	Dir string `json:"dir,omitempty"`
-	// Files maps each path read to its content: Path and every
-	// instancesFile.
+	// Files maps each absolute path read to its content, without comments:
+	// Path and every instancesFile.
 	Files map[string][]byte `json:"files"`
 }
 
-// ReadFile reads path from the kept files, or else from the file system
-// relative to Dir (user data files, which workers need anyway), through
-// read (os.ReadFile when nil).
+// ReadFile reads path from the kept files, or else through read
+// (os.ReadFile when nil): the user data and password files, which the
+// workers have at the paths apply resolved, as they need them anyway.
 func (s PlanSource) ReadFile(read func(string) ([]byte, error)) func(string) ([]byte, error) {
 	if read == nil {
 		read = os.ReadFile
@@ -35,9 +28,6 @@ func (s PlanSource) ReadFile(read func(string) ([]byte, error)) func(string) ([]
 	return func(path string) ([]byte, error) {
 		if data, ok := s.Files[path]; ok {
 			return data, nil
-		}
-		if !filepath.IsAbs(path) && s.Dir != "" {
-			path = filepath.Join(s.Dir, path)
 		}
 		return read(path)
 	}

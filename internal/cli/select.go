@@ -108,7 +108,10 @@ func listPlan(ctx context.Context, env *Env, a apiFlags, plan *planner.Plan, cre
 // listing that fails is retried with the task.
 func reselector(env *Env, a apiFlags, creds cvm.CredentialProvider, lim ratelimit.Limiter) engine.Reselect {
 	return func(ctx context.Context, prev rollout.Spec, src rollout.PlanSource) (rollout.Spec, []rollout.Target, error) {
-		opts := planner.Options{LookupEnvFunc: env.lookupEnv(), ReadFileFunc: src.ReadFile(secretref.ReadFile),
+		// Secrets are resolved as the worker will at each reset: a password
+		// this worker cannot read skips the occurrence, announced, rather
+		// than create one whose every reset pauses.
+		opts := planner.Options{ResolveSecrets: true, LookupEnvFunc: env.lookupEnv(), ReadFileFunc: src.ReadFile(secretref.ReadFile),
 			API:      planner.Override{Value: prev.API, From: "the series"},
 			Endpoint: planner.Override{Value: prev.Endpoint, From: "the series"}}
 		parse := func() (*planner.Plan, error) {
