@@ -252,6 +252,16 @@ func (c *Engine) ScheduleNext(ctx context.Context, spec rollout.Spec) error {
 // it is announced and the one after it scheduled, instead of retried.
 var ErrSkipOccurrence = errors.New("occurrence skipped")
 
+// ErrCannotResolve is returned by StartOccurrence when the series resolves
+// its select again and no Reselect was given: a worker that has one must
+// start it.
+var ErrCannotResolve = errors.New("engine: this process cannot resolve a select (no API client)")
+
+// ErrOccurrenceApplying is returned by StartOccurrence when the occurrence
+// exists but is still being created: by another worker now, or by one that
+// died, whose creation the next try takes over once its lease lapses.
+var ErrOccurrenceApplying = errors.New("engine: occurrence still being created")
+
 // Reselect resolves the select of a scheduled series again for its next
 // occurrence: from the spec of the occurrence before and the plan source
 // kept with it (ledger.Ledger.Source), it lists what the plan selects now
@@ -281,15 +291,7 @@ func (c *Engine) StartOccurrence(ctx context.Context, prev string, at time.Time,
 	spec.Series = cmp.Or(spec.Series, spec.ID)
 	spec.ID = OccurrenceID(spec.Series, at)
 	spec.StartAt = time.Time{}
-	// skip announces a skipped occurrence and goes on with the series from
-	// the rollout that exists: the skipped one was never created, and a
-	// recur task naming it would find nothing and end the schedule.
-	skip := func(why string) error {
-		why = fmt.Sprintf("occurrence %s skipped: %s", spec.ID, why)
-		c.log.Error("scheduled occurrence skipped", "rollout", spec.ID, "reason", why)
-		c.Notify(ctx, r.Spec, notify.OccurrenceSkipped, 0, why)
-		return c.ScheduleNext(ctx, r.Spec)
-	}
+	skip := func(why string) error { return c.skipOccurrence(ctx, r.Spec, spec.ID, why) }
 	var targets []rollout.Target
 	if src != nil {
 		res, done, err := c.resolveOccurrence(ctx, r.Spec, spec, *src, reselect)
@@ -315,11 +317,48 @@ func (c *Engine) StartOccurrence(ctx context.Context, prev string, at time.Time,
 	if errors.As(err, &ce) {
 		return skip(fmt.Sprintf("%s is in active rollout %s", ce.conflicts[0].InstanceID, ce.conflicts[0].Rollout))
 	}
-	if err != nil || !created {
-		return err // !created: a redelivery of this task, or another worker, got there first
+	if err != nil {
+		return err
+	}
+	if !created {
+		// A redelivery of this task, or another worker, got there first;
+		// while its creation is not done, this task waits to take it over
+		// should that creator have died.
+		if st, _, err := c.l.State(ctx, spec.ID); err != nil || st == ledger.Applying {
+			return cmp.Or(err, fmt.Errorf("%w: %s", ErrOccurrenceApplying, spec.ID))
+		}
+		return nil
+	}
+	if src != nil {
+		// Nothing reads the resolution once the occurrence exists; it
+		// would expire, but it can be large.
+		_ = c.l.DropResolution(ctx, spec.ID)
 	}
 	c.log.Info("scheduled occurrence started", "rollout", spec.ID, "series", spec.Series, "instances", len(targets))
 	return nil
+}
+
+// SkipOccurrence skips the occurrence of series rollout prev due at `at`
+// (one that could not be started, as a recur task that ran out of tries),
+// announces why, and schedules the one after it, so that the series goes
+// on.
+func (c *Engine) SkipOccurrence(ctx context.Context, prev string, at time.Time, why string) error {
+	spec, _, err := c.l.Spec(ctx, prev)
+	if err != nil {
+		return err
+	}
+	return c.skipOccurrence(ctx, spec, OccurrenceID(cmp.Or(spec.Series, spec.ID), at), why)
+}
+
+// skipOccurrence announces a skipped occurrence and goes on with the
+// series from the rollout that exists (prev): the skipped one was never
+// created, and a recur task naming it would find nothing and end the
+// schedule.
+func (c *Engine) skipOccurrence(ctx context.Context, prev rollout.Spec, occ, why string) error {
+	why = fmt.Sprintf("occurrence %s skipped: %s", occ, why)
+	c.log.Error("scheduled occurrence skipped", "rollout", occ, "reason", why)
+	c.Notify(ctx, prev, notify.OccurrenceSkipped, 0, why)
+	return c.ScheduleNext(ctx, prev)
 }
 
 // resolveOccurrence resolves the select of occurrence occ (prev's spec
@@ -339,7 +378,7 @@ func (c *Engine) resolveOccurrence(ctx context.Context, prev, occ rollout.Spec, 
 		return got, false, err
 	}
 	if reselect == nil {
-		return res, false, fmt.Errorf("engine: occurrence %s resolves its select again, and this process cannot list instances", occ.ID)
+		return res, false, fmt.Errorf("%w: occurrence %s resolves its select again", ErrCannotResolve, occ.ID)
 	}
 	next, ts, err := reselect(ctx, prev, src)
 	if errors.Is(err, ErrSkipOccurrence) {

@@ -239,7 +239,7 @@ func TestOccurrenceResolvesItsSelect(t *testing.T) {
 				return rollout.Spec{}, nil, errList
 			}
 		}},
-		{name: "no resolver here", reselect: func(int) engine.Reselect { return nil }, wantErr: errAny},
+		{name: "no resolver here", reselect: func(int) engine.Reselect { return nil }, wantErr: engine.ErrCannotResolve},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -266,8 +266,7 @@ func TestOccurrenceResolvesItsSelect(t *testing.T) {
 			at := time.Now().Add(time.Hour).Truncate(time.Minute)
 			occ := engine.OccurrenceID(series.ID, at)
 			err := eng.StartOccurrence(ctx, series.ID, at, reselect)
-			switch {
-			case tt.wantErr == errAny && err == nil, tt.wantErr != errAny && !errors.Is(err, tt.wantErr):
+			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("StartOccurrence: %v; want %v", err, tt.wantErr)
 			}
 			got, gerr := l.Get(ctx, occ)
@@ -308,9 +307,6 @@ func TestOccurrenceResolvesItsSelect(t *testing.T) {
 		})
 	}
 }
-
-// errAny stands for any error in a want column.
-var errAny = errors.New("any error")
 
 // TestOccurrenceResolvesOnce: every creator of one occurrence creates
 // from the first resolution of its select. A recur task redelivered after
@@ -443,5 +439,75 @@ func TestRacingVersionsKeepTheWinnersClaims(t *testing.T) {
 				t.Fatalf("round %d: %s of the winner (%s): conflicts %+v; want it claimed by web", round, id, w.Spec.PlanHash, conflicts)
 			}
 		}
+	}
+}
+
+// TestOccurrenceCreationCutOffIsTakenOver: an occurrence whose creator
+// died after the ledger recorded it (still applying) is not taken for
+// started: StartOccurrence says it is still being created while the
+// creator's lease lasts, and once the lease lapses creates it from the
+// recorded resolution, so the series goes on.
+func TestOccurrenceCreationCutOffIsTakenOver(t *testing.T) {
+	r := redistest.New(t)
+	l, eng := newEngine(t, r)
+	ctx := t.Context()
+	src := &rollout.PlanSource{Path: "/plans/web.yaml", Files: map[string][]byte{"/plans/web.yaml": []byte("version: 1\n")}}
+	series, _ := applySeries(t, l, eng, "weekly", src)
+	at := time.Now().Add(time.Hour).Truncate(time.Minute)
+	occ := engine.OccurrenceID(series.ID, at)
+	spec, ts := fleetSpec(occ, "h-occ", 4)
+	spec.Series = series.ID
+	if _, err := l.Resolve(ctx, occ, ledger.Resolved{Spec: spec, Targets: ts}); err != nil {
+		t.Fatal(err)
+	}
+	// The dying creator got as far as the ledger's record.
+	if created, err := l.Create(ctx, spec, ts, ledger.CreateOptions{Source: src}); err != nil || !created {
+		t.Fatalf("Create = %v, %v", created, err)
+	}
+	listed := func(context.Context, rollout.Spec, rollout.PlanSource) (rollout.Spec, []rollout.Target, error) {
+		t.Error("listed again; the recorded resolution stands")
+		return rollout.Spec{}, nil, errors.New("listed")
+	}
+	if err := eng.StartOccurrence(ctx, series.ID, at, listed); !errors.Is(err, engine.ErrOccurrenceApplying) {
+		t.Fatalf("StartOccurrence while the creator's lease lasts = %v; want ErrOccurrenceApplying", err)
+	}
+	// The lease lapses.
+	if err := r.Client.Del(ctx, r.Prefix+"{"+occ+"}:applying").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.StartOccurrence(ctx, series.ID, at, listed); err != nil {
+		t.Fatalf("StartOccurrence after the lease = %v", err)
+	}
+	got, err := l.Get(ctx, occ)
+	if err != nil || got.State == ledger.Applying || got.Total != 4 {
+		t.Fatalf("occurrence after the takeover: %+v, %v; want it created with 4 instances", got, err)
+	}
+	if _, ok, err := l.Resolution(ctx, occ); err != nil || ok {
+		t.Errorf("resolution kept after creation (%v, %v); want it dropped", ok, err)
+	}
+}
+
+// TestSkipOccurrenceKeepsTheSeries: skipping an occurrence that could not
+// be started (a recur task out of tries) announces it and schedules the
+// next one from the series' latest rollout.
+func TestSkipOccurrenceKeepsTheSeries(t *testing.T) {
+	r := redistest.New(t)
+	insp := asynq.NewInspector(r.ConnOpt())
+	defer insp.Close()
+	l, eng := newEngine(t, r)
+	series, _ := applySeries(t, l, eng, "weekly", nil)
+	at := time.Now().Add(time.Hour).Truncate(time.Minute)
+	if err := eng.SkipOccurrence(t.Context(), series.ID, at, "it could not be started: listing failed"); err != nil {
+		t.Fatal(err)
+	}
+	scheduled, err := insp.ListScheduledTasks(eng.Queues().Control)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scheduled) != 1 || scheduled[0].Type != tasks.TypeRecur || !strings.Contains(string(scheduled[0].Payload), `"`+series.ID+`"`) {
+		t.Fatalf("scheduled after the skip: %d tasks; want the next occurrence of %s", len(scheduled), series.ID)
+	}
+	if _, err := l.Get(t.Context(), engine.OccurrenceID(series.ID, at)); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("skipped occurrence exists: %v", err)
 	}
 }

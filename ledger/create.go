@@ -219,6 +219,15 @@ func (l *Ledger) Resolution(ctx context.Context, id string) (res Resolved, ok bo
 	return res, true, nil
 }
 
+// DropResolution deletes what Resolve recorded for occurrence id, once
+// the occurrence is created.
+func (l *Ledger) DropResolution(ctx context.Context, id string) error {
+	if err := l.rdb.Del(ctx, l.keys(id).resolved()).Err(); err != nil {
+		return fmt.Errorf("ledger: resolution of %s: %w", id, err)
+	}
+	return nil
+}
+
 // errLost: another creator took the creation over.
 var errLost = errors.New("another apply took the creation over")
 

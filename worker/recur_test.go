@@ -1,15 +1,18 @@
 package worker_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/fleetreset/fleetreset/cvmsim"
 	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/rollout"
 	"github.com/fleetreset/fleetreset/tasks"
 	"github.com/fleetreset/fleetreset/worker"
 	"github.com/hibiken/asynq"
@@ -124,4 +127,51 @@ func nextRecur(t *testing.T, insp *asynq.Inspector, q string) *asynq.TaskInfo {
 		t.Fatal("no next occurrence scheduled")
 	}
 	return next
+}
+
+// TestRecurOutOfTriesSkipsAndGoesOn: a recur task whose occurrence cannot
+// be started (its select cannot be listed) on its last try skips the
+// occurrence, announces it, and schedules the next, instead of being
+// archived and silently ending the series.
+func TestRecurOutOfTriesSkipsAndGoesOn(t *testing.T) {
+	b := scheduledBundle(t, 3)
+	ctx := t.Context()
+	src := &rollout.PlanSource{Path: "/plans/test.yaml", Files: map[string][]byte{"/plans/test.yaml": []byte("version: 1\n")}}
+	if _, err := b.ctl.Apply(ctx, engine.ApplyRequest{Spec: b.plan.Spec, Targets: b.plan.Targets, Source: src}); err != nil {
+		t.Fatal(err)
+	}
+	var listings atomic.Int32
+	failing := func(context.Context, rollout.Spec, rollout.PlanSource) (rollout.Spec, []rollout.Target, error) {
+		listings.Add(1)
+		return rollout.Spec{}, nil, errors.New("DescribeInstances: InternalError")
+	}
+	stop := b.startWorkers(t, 1, func(c *worker.Config) { c.Reselect = failing })
+	b.await(t, time.Minute, ledger.Completed)
+	insp := asynq.NewInspector(b.r.ConnOpt())
+	defer insp.Close()
+	q := tasks.QueuesFor(b.ns).Control
+	next := nextRecur(t, insp, q)
+	stop()
+	// The same recur task, on its last try.
+	if err := insp.DeleteTask(q, next.ID); err != nil {
+		t.Fatal(err)
+	}
+	last := asynq.NewTask(tasks.TypeRecur, next.Payload, asynq.Queue(q), asynq.MaxRetry(0))
+	if _, err := b.client.Enqueue(last); err != nil {
+		t.Fatal(err)
+	}
+	b.startWorkers(t, 1, func(c *worker.Config) { c.Reselect = failing })
+	if !eventually(30*time.Second, func() bool { return strings.Contains(b.logs.String(), "scheduled occurrence skipped") }) {
+		t.Fatalf("the occurrence was not skipped:\n%s", b.logs.String())
+	}
+	again := nextRecur(t, insp, q)
+	if string(again.Payload) != string(next.Payload) {
+		t.Errorf("next occurrence scheduled %s; want %s again (the series goes on from its latest rollout)", again.Payload, next.Payload)
+	}
+	if archived, _ := insp.ListArchivedTasks(q); len(archived) != 0 {
+		t.Errorf("%d archived tasks; want none", len(archived))
+	}
+	if n := listings.Load(); n != 1 {
+		t.Errorf("listed %d times; want once, on the last try", n)
+	}
 }

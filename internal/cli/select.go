@@ -129,6 +129,12 @@ func reselector(env *Env, a apiFlags, creds cvm.CredentialProvider, lim ratelimi
 			return lim, ratelimit.AccountKey("DescribeInstances", cmp.Or(a.endpoint, plan.Spec.Endpoint), region, identity)
 		}
 		if opts.Selected, _, err = listPlan(ctx, env, a, plan, creds, limit); err != nil {
+			if cvm.Classify(err) == cvm.Fatal || errors.Is(err, cvm.ErrInvalidRequest) {
+				// No try can list with these credentials and filters (a
+				// permission missing, a region the account lacks): say so
+				// now rather than after a day of retries.
+				return rollout.Spec{}, nil, fmt.Errorf("%w: %w", engine.ErrSkipOccurrence, err)
+			}
 			return rollout.Spec{}, nil, err
 		}
 		if plan, err = parse(); err != nil {
