@@ -11,6 +11,7 @@ import (
 
 	"github.com/fleetreset/fleetreset/cvmsim"
 	"github.com/fleetreset/fleetreset/engine"
+	"github.com/fleetreset/fleetreset/internal/testfleet"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/rollout"
 	"github.com/fleetreset/fleetreset/tasks"
@@ -30,7 +31,7 @@ func TestScheduledReimaging(t *testing.T) {
 
 	insp := asynq.NewInspector(b.r.ConnOpt())
 	defer insp.Close()
-	next := nextRecur(t, insp, tasks.QueuesFor(b.ns).Control)
+	next := testfleet.AwaitRecur(t, insp, tasks.QueuesFor(b.ns).Control, 30*time.Second)
 	if h := next.NextProcessAt.UTC(); h.Hour() != 3 || h.Minute() != 0 || h.Before(time.Now()) {
 		t.Errorf("next occurrence at %v; want the next 03:00 UTC", h)
 	}
@@ -74,7 +75,7 @@ func TestOccurrenceStartsOnlyOnAServingWorker(t *testing.T) {
 	insp := asynq.NewInspector(b.r.ConnOpt())
 	defer insp.Close()
 	q := tasks.QueuesFor(b.ns).Control
-	next := nextRecur(t, insp, q)
+	next := testfleet.AwaitRecur(t, insp, q, 30*time.Second)
 	var p tasks.RecurPayload
 	if err := json.Unmarshal(next.Payload, &p); err != nil {
 		t.Fatal(err)
@@ -110,25 +111,6 @@ func scheduledBundle(t *testing.T, n int) *bundle {
 		planOpts{n: n, extra: fast + "\nschedule: \"0 3 * * *\"\nskipMatching: false\nstartAt: " + start})
 }
 
-// nextRecur returns the recur task scheduled in queue q: a completed
-// occurrence schedules it right after it completes.
-func nextRecur(t *testing.T, insp *asynq.Inspector, q string) *asynq.TaskInfo {
-	t.Helper()
-	var next *asynq.TaskInfo
-	if !eventually(30*time.Second, func() bool {
-		scheduled, err := insp.ListScheduledTasks(q)
-		for _, ti := range scheduled {
-			if err == nil && ti.Type == tasks.TypeRecur {
-				next = ti
-			}
-		}
-		return next != nil
-	}) {
-		t.Fatal("no next occurrence scheduled")
-	}
-	return next
-}
-
 // TestRecurOutOfTriesSkipsAndGoesOn: a recur task whose occurrence cannot
 // be started (its select cannot be listed) on its last try skips the
 // occurrence, announces it, and schedules the next, instead of being
@@ -150,7 +132,7 @@ func TestRecurOutOfTriesSkipsAndGoesOn(t *testing.T) {
 	insp := asynq.NewInspector(b.r.ConnOpt())
 	defer insp.Close()
 	q := tasks.QueuesFor(b.ns).Control
-	next := nextRecur(t, insp, q)
+	next := testfleet.AwaitRecur(t, insp, q, 30*time.Second)
 	stop()
 	// The same recur task, on its last try.
 	if err := insp.DeleteTask(q, next.ID); err != nil {
@@ -164,7 +146,7 @@ func TestRecurOutOfTriesSkipsAndGoesOn(t *testing.T) {
 	if !eventually(30*time.Second, func() bool { return strings.Contains(b.logs.String(), "scheduled occurrence skipped") }) {
 		t.Fatalf("the occurrence was not skipped:\n%s", b.logs.String())
 	}
-	again := nextRecur(t, insp, q)
+	again := testfleet.AwaitRecur(t, insp, q, 30*time.Second)
 	if string(again.Payload) != string(next.Payload) {
 		t.Errorf("next occurrence scheduled %s; want %s again (the series goes on from its latest rollout)", again.Payload, next.Payload)
 	}

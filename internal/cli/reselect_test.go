@@ -15,6 +15,7 @@ import (
 	"github.com/fleetreset/fleetreset/cvmsim"
 	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/internal/redistest"
+	"github.com/fleetreset/fleetreset/internal/testfleet"
 	"github.com/fleetreset/fleetreset/ledger"
 	"github.com/fleetreset/fleetreset/tasks"
 	"github.com/hibiken/asynq"
@@ -118,7 +119,7 @@ groups:
 	q := tasks.QueuesFor(ns).Control
 	insp := asynq.NewInspector(r.ConnOpt())
 	defer insp.Close()
-	next := scheduledRecur(t, insp, q)
+	next := testfleet.AwaitRecur(t, insp, q, 30*time.Second)
 	var p tasks.RecurPayload
 	if err := json.Unmarshal(next.Payload, &p); err != nil {
 		t.Fatal(err)
@@ -159,32 +160,6 @@ groups:
 	// The series goes on with its source: the occurrence keeps it too.
 	if src, err := l.Source(t.Context(), occ); err != nil || src == nil || len(src.Files) != 2 {
 		t.Errorf("occurrence %s keeps source %v (%v); want the plan and its instances file", occ, src, err)
-	}
-}
-
-// scheduledRecur returns the one scheduled recur task of queue q,
-// awaiting it (the completed rollout schedules it).
-func scheduledRecur(t *testing.T, insp *asynq.Inspector, q string) *asynq.TaskInfo {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ts, err := insp.ListScheduledTasks(q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var found []*asynq.TaskInfo
-		for _, ti := range ts {
-			if ti.Type == tasks.TypeRecur {
-				found = append(found, ti)
-			}
-		}
-		if len(found) == 1 {
-			return found[0]
-		}
-		if len(found) > 1 || time.Now().After(deadline) {
-			t.Fatalf("%d recur tasks scheduled; want 1", len(found))
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

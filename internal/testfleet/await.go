@@ -10,6 +10,8 @@ import (
 	"github.com/fleetreset/fleetreset/cvmsim"
 	"github.com/fleetreset/fleetreset/engine"
 	"github.com/fleetreset/fleetreset/ledger"
+	"github.com/fleetreset/fleetreset/tasks"
+	"github.com/hibiken/asynq"
 )
 
 // PollInterval is how often a rollout driven by other processes is read.
@@ -140,5 +142,36 @@ func RequireSucceeded(tb testing.TB, r *ledger.Rollout) {
 	tb.Helper()
 	if !CheckSucceeded(tb, r) {
 		tb.FailNow()
+	}
+}
+
+// AwaitRecur waits until the one recur task of queue q is scheduled (a
+// completed occurrence of a series schedules it right after it completes;
+// asynq announces nothing, so it is polled every PollInterval) and returns
+// it. It fails the test after within, or when more than one is scheduled.
+func AwaitRecur(tb testing.TB, insp *asynq.Inspector, q string, within time.Duration) *asynq.TaskInfo {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		scheduled, err := insp.ListScheduledTasks(q)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var found []*asynq.TaskInfo
+		for _, ti := range scheduled {
+			if ti.Type == tasks.TypeRecur {
+				found = append(found, ti)
+			}
+		}
+		if len(found) > 1 {
+			tb.Fatalf("%d recur tasks scheduled in %s; want 1", len(found), q)
+		}
+		if len(found) == 1 {
+			return found[0]
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("no recur task scheduled in %s within %s", q, within)
+		}
+		time.Sleep(PollInterval)
 	}
 }
