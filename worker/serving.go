@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/fleetreset/fleetreset/health"
@@ -216,15 +215,12 @@ func sameListeners(rec, now []ledger.Weight) bool {
 	if len(rec) == 0 || len(rec) != len(now) {
 		return false
 	}
-	key := func(w ledger.Weight) string {
-		return w.LoadBalancerID + "/" + w.ListenerID + "/" + w.LocationID + "/" + strconv.Itoa(w.Port)
+	places := make(map[ledger.Weight]bool, len(rec))
+	for _, w := range zeroed(rec) {
+		places[w] = true
 	}
-	seen := make(map[string]bool, len(rec))
-	for _, w := range rec {
-		seen[key(w)] = true
-	}
-	for _, w := range now {
-		if !seen[key(w)] {
+	for _, w := range zeroed(now) {
+		if !places[w] {
 			return false
 		}
 	}

@@ -104,8 +104,9 @@ func listPlan(ctx context.Context, env *Env, a apiFlags, plan *planner.Plan, cre
 // selecting group listed where it is with this process's credentials,
 // under the fleet-wide describe budget of lim, and the waves cut over
 // what matches now. A plan that no longer reads (a user data file gone
-// from the worker, say) or selects nothing skips the occurrence; a
-// listing that fails is retried with the task.
+// from the worker, say), a listing the API refuses for good (Fatal) or a
+// select of nothing skips the occurrence; a listing that fails otherwise
+// is retried with the task.
 func reselector(env *Env, a apiFlags, creds cvm.CredentialProvider, lim ratelimit.Limiter) engine.Reselect {
 	return func(ctx context.Context, prev rollout.Spec, src rollout.PlanSource) (rollout.Spec, []rollout.Target, error) {
 		// Secrets are resolved as the worker will at each reset: a password
